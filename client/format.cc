@@ -1,0 +1,219 @@
+#include "client/format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace ftd::client {
+namespace {
+
+std::string FormatTime(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
+  absl::Time t = absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", t, absl::LocalTimeZone());
+}
+
+std::string ProgressCell(const v1::Job& job) {
+  if (job.state() == v1::QUEUED) return absl::StrCat("queued #", job.queue_position());
+  const v1::Progress& p = job.progress();
+  if (p.total_steps() <= 0) return "-";
+  return absl::StrFormat("%d%% (epoch %d/%d)",
+                         static_cast<int>(100.0 * p.step() / p.total_steps()), p.epoch(),
+                         p.total_epochs());
+}
+
+std::string PolicyName(const v1::FreezePolicy& policy) {
+  switch (policy.policy_case()) {
+    case v1::FreezePolicy::kStatic:
+      return absl::StrCat("static (", policy.static_().frozen_layers(), " layers)");
+    case v1::FreezePolicy::kAutofreeze:
+      return absl::StrCat("autofreeze (percentile ", policy.autofreeze().percentile(), ", ",
+                          policy.autofreeze().evaluations_per_epoch(), " evaluations/epoch)");
+    default:
+      return "none";
+  }
+}
+
+std::string DeviceRequestName(const v1::DeviceRequest& request) {
+  switch (request.kind()) {
+    case v1::DeviceRequest::CPU:
+      return "cpu";
+    case v1::DeviceRequest::CUDA:
+      return absl::StrCat("cuda:", request.cuda_index());
+    default:
+      return "any";
+  }
+}
+
+}  // namespace
+
+std::string StateName(v1::JobState state) {
+  return v1::JobState_IsValid(state) ? v1::JobState_Name(state) : "?";
+}
+
+std::string FormatDuration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+std::string FormatProgress(const v1::Progress& p) {
+  std::string line = absl::StrFormat("step %d/%d", p.step(), p.total_steps());
+  if (p.total_steps() > 0) {
+    absl::StrAppendFormat(&line, " (%d%%)", static_cast<int>(100.0 * p.step() / p.total_steps()));
+  }
+  absl::StrAppendFormat(&line, " epoch %d/%d loss %.4f %.1f samples/s ETA %s", p.epoch(),
+                        p.total_epochs(), p.loss(), p.samples_per_second(),
+                        FormatDuration(p.eta_seconds()));
+  return line;
+}
+
+std::string FormatJobTable(const std::vector<v1::Job>& jobs) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "STATE", "PRIORITY", "PROGRESS", "DEVICE", "CREATED"}};
+  for (const v1::Job& job : jobs) {
+    rows.push_back({job.id(), job.spec().display_name().empty() ? "-" : job.spec().display_name(),
+                    StateName(job.state()), absl::StrCat(job.spec().priority()),
+                    ProgressCell(job), job.device().empty() ? "-" : job.device(),
+                    FormatTime(job.create_time())});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string FormatJob(const v1::Job& job) {
+  const v1::JobSpec& spec = job.spec();
+  std::string out;
+  absl::StrAppend(&out, "id:          ", job.id(), "\n");
+  if (!spec.display_name().empty()) absl::StrAppend(&out, "name:        ", spec.display_name(), "\n");
+  absl::StrAppend(&out, "state:       ", StateName(job.state()));
+  if (job.state() == v1::QUEUED) absl::StrAppend(&out, " (position ", job.queue_position(), ")");
+  absl::StrAppend(&out, "\n");
+  if (!job.error().empty()) absl::StrAppend(&out, "error:       ", job.error(), "\n");
+  absl::StrAppend(&out, "model:       ", spec.base_model(), "\n");
+  absl::StrAppend(&out, "train:       ", spec.train_dataset().path(), "\n");
+  if (spec.has_validation_dataset()) {
+    absl::StrAppend(&out, "validation:  ", spec.validation_dataset().path(), "\n");
+  }
+  const v1::Hyperparameters& hp = spec.hyperparameters();
+  absl::StrAppendFormat(&out,
+                        "training:    %d epochs, batch %d, lr %g, warm-up %g, weight decay %g, "
+                        "max length %d, seed %d\n",
+                        hp.epochs(), hp.batch_size(), hp.learning_rate(), hp.warmup_ratio(),
+                        hp.weight_decay(), hp.max_seq_length(), hp.seed());
+  absl::StrAppend(&out, "freezing:    ", PolicyName(spec.freeze_policy()), "\n");
+  absl::StrAppend(&out, "cache:       ", spec.activation_cache().enabled() ? "on" : "off", "\n");
+  absl::StrAppend(&out, "device:      ", DeviceRequestName(spec.device()),
+                  job.device().empty() ? "" : absl::StrCat(" (on ", job.device(), ")"), "\n");
+  absl::StrAppend(&out, "priority:    ", spec.priority(), "\n");
+  if (!spec.labels().empty()) {
+    std::vector<std::string> labels;
+    for (const auto& [k, v] : spec.labels()) labels.push_back(absl::StrCat(k, "=", v));
+    std::sort(labels.begin(), labels.end());
+    absl::StrAppend(&out, "labels:      ", absl::StrJoin(labels, ", "), "\n");
+  }
+  if (job.progress().total_steps() > 0) {
+    absl::StrAppend(&out, "progress:    ", FormatProgress(job.progress()), "\n");
+  }
+  absl::StrAppend(&out, "created:     ", FormatTime(job.create_time()), "\n");
+  if (job.has_start_time()) absl::StrAppend(&out, "started:     ", FormatTime(job.start_time()), "\n");
+  if (job.has_end_time()) absl::StrAppend(&out, "ended:       ", FormatTime(job.end_time()), "\n");
+  if (job.attempts() > 1) absl::StrAppend(&out, "attempts:    ", job.attempts(), "\n");
+  if (!job.result().output_dir().empty()) {
+    absl::StrAppend(&out, "output:      ", job.result().output_dir(), "\n");
+  }
+  for (const v1::Evaluation& e : job.result().evaluations()) {
+    absl::StrAppendFormat(&out, "eval:        epoch %d: loss %.4f accuracy %.4f macro-F1 %.4f\n",
+                          e.epoch(), e.loss(), e.accuracy(), e.macro_f1());
+  }
+  return out;
+}
+
+std::string FormatEvent(const v1::JobEvent& event) {
+  std::string line = absl::StrCat(FormatTime(event.time()), "  #", event.sequence(), "  ");
+  switch (event.kind_case()) {
+    case v1::JobEvent::kStateChange: {
+      const auto& c = event.state_change();
+      if (c.from() == v1::JOB_STATE_UNSPECIFIED) {
+        absl::StrAppend(&line, StateName(c.to()));
+      } else {
+        absl::StrAppend(&line, StateName(c.from()), " -> ", StateName(c.to()));
+      }
+      if (!c.reason().empty()) absl::StrAppend(&line, ": ", c.reason());
+      break;
+    }
+    case v1::JobEvent::kProgress:
+      absl::StrAppend(&line, FormatProgress(event.progress()));
+      break;
+    case v1::JobEvent::kEvaluation: {
+      const auto& e = event.evaluation();
+      absl::StrAppendFormat(&line, "evaluation epoch %d: loss %.4f accuracy %.4f macro-F1 %.4f",
+                            e.epoch(), e.loss(), e.accuracy(), e.macro_f1());
+      break;
+    }
+    case v1::JobEvent::kFreezeDecision: {
+      const auto& f = event.freeze_decision();
+      absl::StrAppendFormat(&line, "freeze at step %d (epoch %d): %d -> %d of %d layers frozen",
+                            f.step(), f.epoch(), f.frozen_before(), f.frozen_after(),
+                            f.total_layers());
+      break;
+    }
+    case v1::JobEvent::kArtifact:
+      absl::StrAppend(&line, "wrote ", event.artifact().kind(), ": ", event.artifact().path());
+      break;
+    case v1::JobEvent::kLog:
+      absl::StrAppend(&line, event.log().level() == v1::JobEvent::Log::ERROR     ? "error: "
+                             : event.log().level() == v1::JobEvent::Log::WARNING ? "warning: "
+                                                                                 : "",
+                      event.log().message());
+      break;
+    default:
+      absl::StrAppend(&line, "(unknown event)");
+  }
+  return line;
+}
+
+std::string FormatServerInfo(const v1::ServerInfo& info) {
+  std::string out = absl::StrCat("version:     ", info.version(), "\n", "queue:       ",
+                                 info.queue_length(), " queued, ", info.running_jobs(),
+                                 " running\n", "devices:\n");
+  if (info.devices().empty()) out += "  (none: jobs wait in the queue)\n";
+  for (const v1::Device& d : info.devices()) {
+    absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",
+                    d.description(), "\n");
+  }
+  return out;
+}
+
+std::string ToJson(const google::protobuf::Message& message, bool multiline) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = multiline;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!multiline) {
+    out.erase(std::remove(out.begin(), out.end(), '\n'), out.end());
+  }
+  return out;
+}
+
+}  // namespace ftd::client

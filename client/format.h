@@ -1,0 +1,27 @@
+// How ftctl shows jobs and events to a person.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ftd/v1/ftd.pb.h"
+
+namespace ftd::client {
+
+// "QUEUED", "RUNNING", ... ; "?" for unknown values.
+std::string StateName(v1::JobState state);
+// "1h02m", "3m05s", "12s".
+std::string FormatDuration(double seconds);
+// "step 120/564 (21%) epoch 1/3 loss 1.2345 312.4 samples/s ETA 1m25s".
+std::string FormatProgress(const v1::Progress& progress);
+// A table with a header row: ID NAME STATE PRIORITY PROGRESS DEVICE CREATED.
+std::string FormatJobTable(const std::vector<v1::Job>& jobs);
+// Several lines describing one job.
+std::string FormatJob(const v1::Job& job);
+// One line for one event, with its time.
+std::string FormatEvent(const v1::JobEvent& event);
+std::string FormatServerInfo(const v1::ServerInfo& info);
+// Proto JSON, snake_case field names (as job files use them).
+std::string ToJson(const google::protobuf::Message& message, bool multiline);
+
+}  // namespace ftd::client

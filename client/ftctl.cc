@@ -1,0 +1,199 @@
+#include "client/ftctl.h"
+
+#include "absl/strings/str_cat.h"
+#include "client/format.h"
+
+namespace ftd::client {
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::OK: return "OK";
+    case grpc::CANCELLED: return "CANCELLED";
+    case grpc::UNKNOWN: return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND: return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::ABORTED: return "ABORTED";
+    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::INTERNAL: return "INTERNAL";
+    case grpc::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::DATA_LOSS: return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+int Ftctl::Fail(const grpc::Status& status) {
+  std::string message = status.error_message();
+  if (status.error_code() == grpc::UNAVAILABLE && message.find("connect") != std::string::npos) {
+    message = absl::StrCat("cannot reach the ftd daemon (", message, ")");
+  }
+  *options_.err << "ftctl: " << StatusCodeName(status.error_code()) << ": " << message << "\n";
+  return kExitError;
+}
+
+void Ftctl::SetDeadline(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() + options_.timeout);
+}
+
+int Ftctl::Submit(const v1::JobSpec& spec, bool watch) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::Job job;
+  grpc::Status status = stub_->SubmitJob(&context, spec, &job);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    *options_.out << ToJson(job, !watch) << "\n";
+  } else {
+    *options_.out << "submitted " << job.id() << " (" << StateName(job.state());
+    if (job.queue_position() > 0) *options_.out << ", position " << job.queue_position();
+    *options_.out << ")\n";
+  }
+  options_.out->flush();
+  return watch ? Watch(job.id()) : kExitOk;
+}
+
+int Ftctl::Get(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::Job job;
+  grpc::Status status = stub_->GetJob(&context, request, &job);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(job, true) + "\n" : FormatJob(job));
+  return kExitOk;
+}
+
+int Ftctl::List(const v1::ListJobsRequest& first, bool all) {
+  v1::ListJobsRequest request = first;
+  std::vector<v1::Job> jobs;
+  std::string next;
+  do {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::ListJobsResponse response;
+    grpc::Status status = stub_->ListJobs(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    jobs.insert(jobs.end(), response.jobs().begin(), response.jobs().end());
+    next = response.next_page_token();
+    request.set_page_token(next);
+  } while (all && !next.empty());
+  if (options_.json) {
+    v1::ListJobsResponse response;
+    for (const v1::Job& job : jobs) *response.add_jobs() = job;
+    response.set_next_page_token(next);
+    *options_.out << ToJson(response, true) << "\n";
+    return kExitOk;
+  }
+  *options_.out << FormatJobTable(jobs);
+  if (!next.empty()) {
+    *options_.err << "more jobs: ftctl list --page_token=" << next << " (or --all)\n";
+  }
+  return kExitOk;
+}
+
+int Ftctl::Cancel(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  v1::Job job;
+  grpc::Status status = stub_->CancelJob(&context, request, &job);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    *options_.out << ToJson(job, true) << "\n";
+  } else {
+    *options_.out << job.id() << " " << StateName(job.state()) << "\n";
+  }
+  return kExitOk;
+}
+
+int Ftctl::Watch(const std::string& job_id) {
+  grpc::ClientContext context;  // no deadline: a job may train for hours
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
+      stub_->WatchJob(&context, request);
+  v1::JobEvent event;
+  v1::JobState last_state = v1::JOB_STATE_UNSPECIFIED;
+  std::string error;
+  bool progress_line_open = false;
+  while (reader->Read(&event)) {
+    if (event.has_state_change()) {
+      last_state = event.state_change().to();
+      if (last_state == v1::FAILED) error = event.state_change().reason();
+    }
+    if (options_.json) {
+      *options_.out << ToJson(event, false) << "\n";
+    } else if (event.has_progress() && options_.live) {
+      *options_.out << "\r\033[K" << FormatEvent(event);
+      progress_line_open = true;
+    } else {
+      if (progress_line_open) *options_.out << "\n";
+      progress_line_open = false;
+      *options_.out << FormatEvent(event) << "\n";
+    }
+    options_.out->flush();
+  }
+  if (progress_line_open) *options_.out << "\n";
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return Fail(status);
+  switch (last_state) {
+    case v1::SUCCEEDED:
+      return kExitOk;
+    case v1::CANCELLED:
+      *options_.err << "ftctl: " << job_id << " was cancelled\n";
+      return kExitCancelled;
+    case v1::FAILED:
+      *options_.err << "ftctl: " << job_id << " failed: " << error << "\n";
+      return kExitError;
+    default:
+      *options_.err << "ftctl: the watch of " << job_id << " ended while it was "
+                    << StateName(last_state) << "\n";
+      return kExitError;
+  }
+}
+
+int Ftctl::Events(const std::string& job_id, int page_size, const std::string& page_token) {
+  v1::ListJobEventsRequest request;
+  request.set_job_id(job_id);
+  request.set_page_size(page_size);
+  request.set_page_token(page_token);
+  const bool one_page = page_size > 0 || !page_token.empty();
+  std::string next;
+  do {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::ListJobEventsResponse response;
+    grpc::Status status = stub_->ListJobEvents(&context, request, &response);
+    if (!status.ok()) return Fail(status);
+    for (const v1::JobEvent& event : response.events()) {
+      *options_.out << (options_.json ? ToJson(event, false) : FormatEvent(event)) << "\n";
+    }
+    next = response.next_page_token();
+    request.set_page_token(next);
+  } while (!one_page && !next.empty());
+  if (one_page && !next.empty()) {
+    *options_.err << "more events: ftctl events " << job_id << " --page_size=" << page_size
+                  << " --page_token=" << next << "\n";
+  }
+  return kExitOk;
+}
+
+int Ftctl::Info() {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ServerInfo info;
+  grpc::Status status = stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &info);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(info, true) + "\n" : FormatServerInfo(info));
+  return kExitOk;
+}
+
+}  // namespace ftd::client

@@ -1,0 +1,61 @@
+// Ftctl: the commands of the ftctl client, over any FineTuning stub.
+// Each command prints its result to `out`, one readable error line to `err`,
+// and returns the process exit code.
+#pragma once
+
+#include <chrono>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "ftd/v1/ftd.grpc.pb.h"
+
+namespace ftd::client {
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;      // an RPC failed, or the watched job FAILED
+inline constexpr int kExitUsage = 2;      // bad command line or job file
+inline constexpr int kExitCancelled = 3;  // the watched job was CANCELLED
+
+class Ftctl {
+ public:
+  struct Options {
+    std::ostream* out = nullptr;
+    std::ostream* err = nullptr;
+    bool json = false;
+    // Redraw the watch progress line in place (an interactive terminal).
+    bool live = false;
+    std::chrono::seconds timeout{30};
+  };
+
+  // `stub` is not owned.
+  Ftctl(v1::FineTuning::StubInterface* stub, Options options)
+      : stub_(stub), options_(options) {}
+
+  // With `watch`, follows the job after submitting (exit code as Watch).
+  int Submit(const v1::JobSpec& spec, bool watch);
+  int Get(const std::string& job_id);
+  // With `all`, follows next_page_token to the end.
+  int List(const v1::ListJobsRequest& request, bool all);
+  int Cancel(const std::string& job_id);
+  // Prints the job's events, then its live ones, until it ends. Exit code:
+  // 0 when it SUCCEEDED, kExitError when it FAILED (or the stream broke),
+  // kExitCancelled when it was CANCELLED.
+  int Watch(const std::string& job_id);
+  int Events(const std::string& job_id, int page_size, const std::string& page_token);
+  int Info();
+
+ private:
+  // Prints "ftctl: CODE: message" and returns kExitError.
+  int Fail(const grpc::Status& status);
+  void SetDeadline(grpc::ClientContext* context) const;
+
+  v1::FineTuning::StubInterface* const stub_;
+  const Options options_;
+};
+
+// "NOT_FOUND", "INVALID_ARGUMENT", ...
+std::string StatusCodeName(grpc::StatusCode code);
+
+}  // namespace ftd::client

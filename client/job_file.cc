@@ -1,0 +1,145 @@
+#include "client/job_file.h"
+
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/json_util.h"
+#include "yaml-cpp/yaml.h"
+
+namespace ftd::client {
+namespace {
+
+namespace fs = std::filesystem;
+
+void AppendJsonString(const std::string& s, std::string* out) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          *out += buf;
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// YAML -> JSON text. Plain scalars that read as numbers, booleans or null
+// become those; quoted scalars stay strings.
+absl::Status ToJson(const YAML::Node& node, std::string* out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      *out += "null";
+      return absl::OkStatus();
+    case YAML::NodeType::Scalar: {
+      const std::string& v = node.Scalar();
+      if (node.Tag() == "?") {  // plain, unquoted
+        std::string lower = absl::AsciiStrToLower(v);
+        double number;
+        if (lower == "true" || lower == "false") {
+          *out += lower;
+          return absl::OkStatus();
+        }
+        if (lower == "null" || lower == "~") {
+          *out += "null";
+          return absl::OkStatus();
+        }
+        if (absl::SimpleAtod(v, &number) && lower.find_first_of("xn") == std::string::npos) {
+          *out += v;
+          return absl::OkStatus();
+        }
+      }
+      AppendJsonString(v, out);
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Sequence: {
+      *out += "[";
+      bool first = true;
+      for (const YAML::Node& item : node) {
+        if (!first) *out += ",";
+        first = false;
+        RETURN_IF_ERROR(ToJson(item, out));
+      }
+      *out += "]";
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Map: {
+      *out += "{";
+      bool first = true;
+      for (const auto& entry : node) {
+        if (!first) *out += ",";
+        first = false;
+        if (!entry.first.IsScalar()) return absl::InvalidArgumentError("a key is not a string");
+        AppendJsonString(entry.first.Scalar(), out);
+        *out += ":";
+        RETURN_IF_ERROR(ToJson(entry.second, out));
+      }
+      *out += "}";
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Resolve(std::string* path, const std::string& base_dir) {
+  if (path->empty() || fs::path(*path).is_absolute()) return;
+  *path = (fs::path(base_dir) / *path).lexically_normal().string();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML or JSON: line ",
+                                                   e.mark.line + 1, ": ", e.msg));
+  }
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping of job fields"));
+  }
+  std::string json;
+  absl::Status converted = ToJson(root, &json);
+  if (!converted.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", converted.message()));
+  google::protobuf::util::JsonParseOptions options;
+  options.case_insensitive_enum_parsing = true;
+  v1::JobSpec spec;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &spec, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message().as_string()));
+  }
+  return spec;
+}
+
+absl::StatusOr<v1::JobSpec> ParseJobFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(v1::JobSpec spec, ParseJobSpec(text, path));
+  std::error_code ec;
+  ResolvePaths(&spec, fs::absolute(path, ec).parent_path().string());
+  return spec;
+}
+
+void ResolvePaths(v1::JobSpec* spec, const std::string& base_dir) {
+  Resolve(spec->mutable_base_model(), base_dir);
+  if (spec->has_train_dataset()) Resolve(spec->mutable_train_dataset()->mutable_path(), base_dir);
+  if (spec->has_validation_dataset()) {
+    Resolve(spec->mutable_validation_dataset()->mutable_path(), base_dir);
+  }
+}
+
+}  // namespace ftd::client

@@ -1,0 +1,190 @@
+// ftctl: submit and follow ftd fine-tuning jobs. Parses flags and calls the
+// client library.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "client/ftctl.h"
+#include "client/job_file.h"
+#include "client/spec_options.h"
+#include "grpcpp/create_channel.h"
+
+// Global flags.
+ABSL_FLAG(std::string, address, "",
+          "the daemon's gRPC address (default: $FTD_ADDRESS, else 127.0.0.1:50051)");
+ABSL_FLAG(bool, json, false, "print JSON (watch and events: one event a line)");
+ABSL_FLAG(int, timeout, 30, "seconds to wait for a reply (not for watch)");
+
+// submit: a job file and/or flags; flags override the file.
+ABSL_FLAG(std::string, file, "", "submit: a YAML or JSON job file");
+ABSL_FLAG(std::string, model, "", "submit: folder of the base model (Hugging Face checkpoint)");
+ABSL_FLAG(std::string, train, "", "submit: training dataset (.csv or .jsonl)");
+ABSL_FLAG(std::string, validation, "", "submit: validation dataset (.csv or .jsonl)");
+ABSL_FLAG(std::string, text_column, "", "submit: text column (default text)");
+ABSL_FLAG(std::string, label_column, "", "submit: label column (default label)");
+ABSL_FLAG(std::optional<int>, epochs, std::nullopt, "submit: epochs (default 3)");
+ABSL_FLAG(std::optional<int>, batch_size, std::nullopt, "submit: batch size (default 32)");
+ABSL_FLAG(std::optional<double>, learning_rate, std::nullopt, "submit: learning rate (5e-5)");
+ABSL_FLAG(std::optional<double>, warmup_ratio, std::nullopt, "submit: warm-up ratio (0)");
+ABSL_FLAG(std::optional<double>, weight_decay, std::nullopt, "submit: weight decay (0.01)");
+ABSL_FLAG(std::optional<int>, max_seq_length, std::nullopt, "submit: max sequence length");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "submit: random seed (0)");
+ABSL_FLAG(std::string, freeze, "",
+          "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]]");
+ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
+ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
+ABSL_FLAG(std::optional<int>, priority, std::nullopt, "submit: priority, higher runs first");
+ABSL_FLAG(std::string, name, "", "submit: display name");
+ABSL_FLAG(std::vector<std::string>, labels, {}, "submit, list: labels key=value,key=value");
+ABSL_FLAG(std::string, request_id, "", "submit: id that makes resubmission idempotent");
+ABSL_FLAG(bool, watch, false, "submit: watch the job after submitting it");
+
+// list and events.
+ABSL_FLAG(std::vector<std::string>, state, {}, "list: only jobs in these states");
+ABSL_FLAG(int, page_size, 0, "list, events: page size");
+ABSL_FLAG(std::string, page_token, "", "list, events: the page to start at");
+ABSL_FLAG(bool, all, false, "list: every page");
+
+namespace {
+
+constexpr char kUsage[] =
+    "ftctl: the ftd client.\n"
+    "  ftctl submit [JOB_FILE] [--model=DIR --train=FILE ...] [--watch]\n"
+    "  ftctl get JOB_ID\n"
+    "  ftctl list [--state=queued,running] [--labels=k=v] [--page_size=N] [--all]\n"
+    "  ftctl watch JOB_ID        exit 0: succeeded, 1: failed, 3: cancelled\n"
+    "  ftctl cancel JOB_ID\n"
+    "  ftctl events JOB_ID\n"
+    "  ftctl info\n"
+    "Global: --address=HOST:PORT (or $FTD_ADDRESS), --json, --timeout=SECONDS";
+
+int UsageError(const std::string& message) {
+  std::cerr << "ftctl: " << message << "\n(ftctl --help for usage)\n";
+  return ftd::client::kExitUsage;
+}
+
+std::string Absolute(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  return std::filesystem::absolute(path, ec).lexically_normal().string();
+}
+
+// The spec from the job file (if any) and the submit flags.
+absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& args) {
+  std::string file = absl::GetFlag(FLAGS_file);
+  if (file.empty() && args.size() > 2) file = args[2];
+  ftd::v1::JobSpec spec;
+  if (!file.empty()) {
+    absl::StatusOr<ftd::v1::JobSpec> parsed = ftd::client::ParseJobFile(file);
+    if (!parsed.ok()) return parsed.status();
+    spec = *std::move(parsed);
+  }
+  if (!absl::GetFlag(FLAGS_model).empty()) spec.set_base_model(Absolute(absl::GetFlag(FLAGS_model)));
+  if (!absl::GetFlag(FLAGS_train).empty()) {
+    spec.mutable_train_dataset()->set_path(Absolute(absl::GetFlag(FLAGS_train)));
+  }
+  if (!absl::GetFlag(FLAGS_validation).empty()) {
+    spec.mutable_validation_dataset()->set_path(Absolute(absl::GetFlag(FLAGS_validation)));
+  }
+  for (ftd::v1::Dataset* d : {spec.mutable_train_dataset(), spec.mutable_validation_dataset()}) {
+    if (d->path().empty()) continue;
+    if (!absl::GetFlag(FLAGS_text_column).empty()) d->set_text_column(absl::GetFlag(FLAGS_text_column));
+    if (!absl::GetFlag(FLAGS_label_column).empty()) {
+      d->set_label_column(absl::GetFlag(FLAGS_label_column));
+    }
+  }
+  if (spec.validation_dataset().path().empty()) spec.clear_validation_dataset();
+  auto* hp = spec.mutable_hyperparameters();
+  if (auto v = absl::GetFlag(FLAGS_epochs)) hp->set_epochs(*v);
+  if (auto v = absl::GetFlag(FLAGS_batch_size)) hp->set_batch_size(*v);
+  if (auto v = absl::GetFlag(FLAGS_learning_rate)) hp->set_learning_rate(*v);
+  if (auto v = absl::GetFlag(FLAGS_warmup_ratio)) hp->set_warmup_ratio(*v);
+  if (auto v = absl::GetFlag(FLAGS_weight_decay)) hp->set_weight_decay(*v);
+  if (auto v = absl::GetFlag(FLAGS_max_seq_length)) hp->set_max_seq_length(*v);
+  if (auto v = absl::GetFlag(FLAGS_seed)) hp->set_seed(*v);
+  if (!absl::GetFlag(FLAGS_freeze).empty()) {
+    auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
+    if (!policy.ok()) return policy.status();
+    *spec.mutable_freeze_policy() = *policy;
+  }
+  if (auto v = absl::GetFlag(FLAGS_cache)) spec.mutable_activation_cache()->set_enabled(*v);
+  if (!absl::GetFlag(FLAGS_device).empty()) {
+    auto device = ftd::client::ParseDeviceRequest(absl::GetFlag(FLAGS_device));
+    if (!device.ok()) return device.status();
+    *spec.mutable_device() = *device;
+  }
+  if (auto v = absl::GetFlag(FLAGS_priority)) spec.set_priority(*v);
+  if (!absl::GetFlag(FLAGS_name).empty()) spec.set_display_name(absl::GetFlag(FLAGS_name));
+  absl::Status labels = ftd::client::ParseLabels(absl::GetFlag(FLAGS_labels), &spec);
+  if (!labels.ok()) return labels;
+  if (!absl::GetFlag(FLAGS_request_id).empty()) spec.set_request_id(absl::GetFlag(FLAGS_request_id));
+  return spec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(positional.begin(), positional.end());
+  if (args.size() < 2) return UsageError("no command given");
+  const std::string& command = args[1];
+
+  std::string address = absl::GetFlag(FLAGS_address);
+  if (address.empty()) {
+    const char* env = std::getenv("FTD_ADDRESS");
+    address = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
+  }
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = ftd::v1::FineTuning::NewStub(channel);
+  ftd::client::Ftctl::Options options;
+  options.out = &std::cout;
+  options.err = &std::cerr;
+  options.json = absl::GetFlag(FLAGS_json);
+  options.live = !options.json && isatty(STDOUT_FILENO);
+  options.timeout = std::chrono::seconds(std::max(1, absl::GetFlag(FLAGS_timeout)));
+  ftd::client::Ftctl ftctl(stub.get(), options);
+
+  auto job_id = [&]() -> std::string { return args.size() > 2 ? args[2] : ""; };
+  auto needs_job = [&](const std::string& cmd) {
+    return UsageError(cmd + " needs a job id: ftctl " + cmd + " JOB_ID");
+  };
+
+  if (command == "submit") {
+    absl::StatusOr<ftd::v1::JobSpec> spec = SpecFromFlags(args);
+    if (!spec.ok()) return UsageError(std::string(spec.status().message()));
+    return ftctl.Submit(*spec, absl::GetFlag(FLAGS_watch));
+  }
+  if (command == "get") return job_id().empty() ? needs_job(command) : ftctl.Get(job_id());
+  if (command == "cancel") return job_id().empty() ? needs_job(command) : ftctl.Cancel(job_id());
+  if (command == "watch") return job_id().empty() ? needs_job(command) : ftctl.Watch(job_id());
+  if (command == "events") {
+    if (job_id().empty()) return needs_job(command);
+    return ftctl.Events(job_id(), absl::GetFlag(FLAGS_page_size), absl::GetFlag(FLAGS_page_token));
+  }
+  if (command == "list") {
+    ftd::v1::ListJobsRequest request;
+    request.set_page_size(absl::GetFlag(FLAGS_page_size));
+    request.set_page_token(absl::GetFlag(FLAGS_page_token));
+    for (const std::string& s : absl::GetFlag(FLAGS_state)) {
+      auto state = ftd::client::ParseJobState(s);
+      if (!state.ok()) return UsageError(std::string(state.status().message()));
+      request.add_states(*state);
+    }
+    ftd::v1::JobSpec labels;
+    absl::Status parsed = ftd::client::ParseLabels(absl::GetFlag(FLAGS_labels), &labels);
+    if (!parsed.ok()) return UsageError(std::string(parsed.message()));
+    request.mutable_labels()->insert(labels.labels().begin(), labels.labels().end());
+    return ftctl.List(request, absl::GetFlag(FLAGS_all));
+  }
+  if (command == "info") return ftctl.Info();
+  return UsageError("unknown command \"" + command + "\"");
+}

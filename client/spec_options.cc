@@ -1,0 +1,91 @@
+#include "client/spec_options.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace ftd::client {
+
+absl::StatusOr<v1::FreezePolicy> ParseFreezePolicy(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(absl::AsciiStrToLower(text), ':');
+  v1::FreezePolicy policy;
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--freeze=", text, ": ", why,
+        " (use none, static:K, autofreeze, autofreeze:PERCENTILE or autofreeze:PERCENTILE:EVALS)"));
+  };
+  if (parts[0] == "none" && parts.size() == 1) {
+    policy.mutable_none();
+  } else if (parts[0] == "static" && parts.size() == 2) {
+    int k;
+    if (!absl::SimpleAtoi(parts[1], &k)) return bad("K is not a whole number");
+    policy.mutable_static_()->set_frozen_layers(k);
+  } else if (parts[0] == "autofreeze" && parts.size() <= 3) {
+    auto* af = policy.mutable_autofreeze();
+    if (parts.size() >= 2) {
+      double p;
+      if (!absl::SimpleAtod(parts[1], &p)) return bad("the percentile is not a number");
+      af->set_percentile(p);
+    }
+    if (parts.size() == 3) {
+      int e;
+      if (!absl::SimpleAtoi(parts[2], &e)) return bad("the evaluations are not a whole number");
+      af->set_evaluations_per_epoch(e);
+    }
+  } else {
+    return bad("unknown policy");
+  }
+  return policy;
+}
+
+absl::StatusOr<v1::DeviceRequest> ParseDeviceRequest(const std::string& text) {
+  std::string lower = absl::AsciiStrToLower(text);
+  v1::DeviceRequest request;
+  if (lower == "any" || lower.empty()) {
+    request.set_kind(v1::DeviceRequest::ANY);
+  } else if (lower == "cpu") {
+    request.set_kind(v1::DeviceRequest::CPU);
+  } else if (lower == "cuda" || lower == "gpu") {
+    request.set_kind(v1::DeviceRequest::CUDA);
+  } else if (absl::StartsWith(lower, "cuda:")) {
+    int index;
+    if (!absl::SimpleAtoi(lower.substr(5), &index) || index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device=", text, ": the CUDA index must be a whole number >= 0"));
+    }
+    request.set_kind(v1::DeviceRequest::CUDA);
+    request.set_cuda_index(index);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", text, ": use any, cpu, cuda or cuda:N"));
+  }
+  return request;
+}
+
+absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spec) {
+  for (const std::string& item : items) {
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--labels: \"", item, "\" is not key=value"));
+    }
+    (*spec->mutable_labels())[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::JobState> ParseJobState(const std::string& text) {
+  v1::JobState state;
+  if (!v1::JobState_Parse(absl::AsciiStrToUpper(text), &state) ||
+      state == v1::JOB_STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--state: unknown state \"", text,
+        "\" (queued, running, cancelling, succeeded, failed, cancelled)"));
+  }
+  return state;
+}
+
+}  // namespace ftd::client

@@ -1,0 +1,24 @@
+// File-system helpers shared by the daemon's components.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ftd {
+
+// The absolute, symlink-resolved form of `path` (which need not exist).
+// Errors: INVALID_ARGUMENT when `path` is relative or cannot be resolved.
+absl::StatusOr<std::string> CanonicalPath(const std::string& path);
+
+// True when canonical `path` is `root` or lies below it (whole components:
+// /data2 is not inside /data).
+bool IsWithin(const std::string& path, const std::string& root);
+
+// Reads a whole file. Errors: NOT_FOUND when it does not exist,
+// FAILED_PRECONDITION when it is not a regular file, UNAVAILABLE when it
+// cannot be read. Messages name the path.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace ftd

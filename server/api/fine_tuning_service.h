@@ -1,0 +1,39 @@
+// FineTuningService: the ftd.v1.FineTuning gRPC service, a thin layer over
+// core::JobManager. Each method passes the request to the core and maps the
+// result's status; WatchJob streams through a write reactor.
+#pragma once
+
+#include "ftd/v1/ftd.grpc.pb.h"
+#include "server/core/job_manager.h"
+
+namespace ftd::api {
+
+class FineTuningService final : public v1::FineTuning::CallbackService {
+ public:
+  // `manager` must outlive the service.
+  explicit FineTuningService(core::JobManager* manager) : manager_(manager) {}
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::JobSpec* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
+                                                   const v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* ListJobEvents(grpc::CallbackServerContext* context,
+                                          const v1::ListJobEventsRequest* request,
+                                          v1::ListJobEventsResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::ServerInfo* response) override;
+
+ private:
+  core::JobManager* const manager_;
+};
+
+}  // namespace ftd::api

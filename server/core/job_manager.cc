@@ -1,0 +1,434 @@
+#include "server/core/job_manager.h"
+
+#include <exception>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace ftd::core {
+namespace {
+
+constexpr int kDefaultJobsPageSize = 50;
+constexpr int kDefaultEventsPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t nanos = absl::ToUnixNanos(t);
+  ts.set_seconds(nanos / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return ts;
+}
+
+absl::StatusOr<int> PageSize(int requested, int default_size) {
+  if (requested < 0 || requested > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be between 0 and ", kMaxPageSize, ", got ", requested));
+  }
+  return requested == 0 ? default_size : requested;
+}
+
+}  // namespace
+
+bool IsFinal(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+}
+
+// The trainer's view of its job; forwards to the manager.
+class JobManager::RunContext final : public training::TrainingContext {
+ public:
+  RunContext(JobManager* manager, std::string job_id, v1::JobSpec spec, std::string device,
+             std::string output_dir, const scheduler::StopToken& stop)
+      : manager_(manager),
+        job_id_(std::move(job_id)),
+        spec_(std::move(spec)),
+        device_(std::move(device)),
+        output_dir_(std::move(output_dir)),
+        stop_(stop) {}
+
+  const std::string& job_id() const override { return job_id_; }
+  const v1::JobSpec& spec() const override { return spec_; }
+  const std::string& device() const override { return device_; }
+  const std::string& output_dir() const override { return output_dir_; }
+  bool StopRequested() const override { return stop_.stop_requested(); }
+  void ReportProgress(const v1::Progress& progress) override {
+    manager_->ReportProgress(job_id_, progress);
+  }
+  void Emit(v1::JobEvent event) override { manager_->Emit(job_id_, std::move(event)); }
+
+ private:
+  JobManager* const manager_;
+  const std::string job_id_;
+  const v1::JobSpec spec_;
+  const std::string device_;
+  const std::string output_dir_;
+  const scheduler::StopToken& stop_;
+};
+
+JobManager::JobManager(Options options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) {
+  if (options.store == nullptr || options.trainer == nullptr) {
+    return absl::InvalidArgumentError("JobManager needs a store and a trainer");
+  }
+  std::unique_ptr<JobManager> manager(new JobManager(std::move(options)));
+  JobManager* self = manager.get();
+  manager->scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler::Scheduler::Options{
+      self->options_.devices,
+      [self](const std::string& job_id, const scheduler::Device& device,
+             const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); }});
+  // The validator asks the scheduler whether a device request can be met.
+  manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
+      self->options_.data_roots,
+      [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); }});
+
+  // Recovery: unfinished jobs, in submission order.
+  storage::JobFilter unfinished;
+  unfinished.states = {v1::QUEUED, v1::RUNNING, v1::CANCELLING};
+  std::string token;
+  absl::MutexLock lock(&manager->mu_);
+  do {
+    ASSIGN_OR_RETURN(storage::JobPage page, manager->options_.store->ListJobs(unfinished, 500, token));
+    for (v1::Job& job : page.jobs) {
+      const std::string id = job.id();
+      ActiveJob& active = manager->active_[id];
+      active.job = std::move(job);
+      switch (active.job.state()) {
+        case v1::RUNNING:
+          active.job.set_device("");
+          manager->TransitionLocked(active, v1::QUEUED,
+                                    "the daemon stopped while the job was running; queued again");
+          manager->EnqueueLocked(manager->active_[id].job);
+          break;
+        case v1::CANCELLING:
+          manager->TransitionLocked(active, v1::CANCELLED,
+                                    "cancelled (the daemon stopped before the job did)");
+          break;
+        default:
+          manager->EnqueueLocked(active.job);
+          break;
+      }
+    }
+    token = page.next_page_token;
+  } while (!token.empty());
+  if (!manager->active_.empty()) {
+    Log(LogLevel::kInfo, absl::StrCat("recovered ", manager->active_.size(), " unfinished jobs"));
+  }
+  manager->scheduler_->Start();
+  return manager;
+}
+
+JobManager::~JobManager() { Shutdown(); }
+
+void JobManager::EnqueueLocked(const v1::Job& job) {
+  scheduler_->Enqueue(job.id(), job.spec().priority(), next_order_++, job.spec().device());
+}
+
+v1::Job JobManager::ViewLocked(const v1::Job& job) const {
+  v1::Job view = job;
+  view.set_queue_position(job.state() == v1::QUEUED ? scheduler_->QueuePosition(job.id()) : 0);
+  return view;
+}
+
+void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persist_job) {
+  event.set_job_id(active.job.id());
+  *event.mutable_time() = ToProto(options_.now());
+  absl::StatusOr<v1::JobEvent> stored =
+      options_.store->AppendEvent(std::move(event), persist_job ? &active.job : nullptr);
+  if (!stored.ok()) {
+    Log(LogLevel::kError, absl::StrCat(active.job.id(), ": ", stored.status().ToString()));
+    return;
+  }
+  for (auto& [id, sink] : active.watchers) sink->OnEvent(*stored);
+}
+
+void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason) {
+  const v1::JobState from = active.job.state();
+  active.job.set_state(to);
+  if (IsFinal(to)) *active.job.mutable_end_time() = ToProto(options_.now());
+  v1::JobEvent event;
+  auto* change = event.mutable_state_change();
+  change->set_from(from);
+  change->set_to(to);
+  change->set_reason(reason);
+  AppendLocked(active, std::move(event), /*persist_job=*/true);
+  Log(LogLevel::kInfo, absl::StrCat(active.job.id(), ": ", v1::JobState_Name(from), " -> ",
+                                    v1::JobState_Name(to), ": ", reason));
+  if (IsFinal(to)) {
+    const std::string id = active.job.id();
+    for (auto& [watch_id, sink] : active.watchers) {
+      sink->OnClose(absl::OkStatus());
+      watches_.erase(watch_id);
+    }
+    active_.erase(id);
+  }
+}
+
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("the daemon is shutting down");
+  }
+  // File checks run outside the lock.
+  RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec));
+
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("the daemon is shutting down");
+  if (!spec.request_id().empty()) {
+    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier,
+                     options_.store->FindByRequestId(spec.request_id()));
+    if (earlier.has_value()) {
+      if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("request_id: \"", spec.request_id(), "\" was used for ", earlier->id(),
+                         " with a different spec"));
+      }
+      return GetLocked(earlier->id());
+    }
+  }
+  v1::Job job;
+  *job.mutable_spec() = std::move(spec);
+  job.set_state(v1::QUEUED);
+  *job.mutable_create_time() = ToProto(options_.now());
+  v1::JobEvent first;
+  *first.mutable_time() = job.create_time();
+  first.mutable_state_change()->set_to(v1::QUEUED);
+  first.mutable_state_change()->set_reason("submitted");
+  ASSIGN_OR_RETURN(job, options_.store->CreateJob(std::move(job), std::move(first)));
+  Log(LogLevel::kInfo, absl::StrCat(job.id(), ": submitted (", job.spec().display_name(), ")"));
+  active_[job.id()].job = job;
+  EnqueueLocked(job);
+  // The scheduler may already have handed the job to a thread; it waits for
+  // mu_, so the job is still QUEUED here.
+  return ViewLocked(job);
+}
+
+absl::StatusOr<v1::Job> JobManager::GetLocked(const std::string& job_id) {
+  auto it = active_.find(job_id);
+  if (it != active_.end()) return ViewLocked(it->second.job);
+  return options_.store->GetJob(job_id);
+}
+
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return GetLocked(job_id);
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& request) {
+  ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size(), kDefaultJobsPageSize));
+  storage::JobFilter filter;
+  for (int state : request.states()) {
+    if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state));
+    }
+    filter.states.push_back(static_cast<v1::JobState>(state));
+  }
+  filter.labels.insert(request.labels().begin(), request.labels().end());
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(storage::JobPage page,
+                   options_.store->ListJobs(filter, page_size, request.page_token()));
+  v1::ListJobsResponse response;
+  for (v1::Job& job : page.jobs) {
+    auto it = active_.find(job.id());
+    *response.add_jobs() = it != active_.end() ? ViewLocked(it->second.job) : std::move(job);
+  }
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) {
+    ASSIGN_OR_RETURN(v1::Job job, options_.store->GetJob(job_id));
+    return absl::FailedPreconditionError(absl::StrCat(
+        job_id, " has already ended (", v1::JobState_Name(job.state()), "); nothing to cancel"));
+  }
+  ActiveJob& active = it->second;
+  if (active.job.state() == v1::CANCELLING) return ViewLocked(active.job);
+  switch (scheduler_->Cancel(job_id)) {
+    case scheduler::Scheduler::CancelOutcome::kStopRequested:
+      TransitionLocked(active, v1::CANCELLING, "cancel requested; stopping at the next step");
+      return ViewLocked(active.job);
+    case scheduler::Scheduler::CancelOutcome::kRemovedFromQueue:
+    case scheduler::Scheduler::CancelOutcome::kNotFound:
+      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
+      return options_.store->GetJob(job_id);
+  }
+  return absl::InternalError("unreachable");
+}
+
+absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
+    const v1::ListJobEventsRequest& request) {
+  ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size(), kDefaultEventsPageSize));
+  ASSIGN_OR_RETURN(storage::EventPage page,
+                   options_.store->ListEvents(request.job_id(), 0, page_size, request.page_token()));
+  v1::ListJobEventsResponse response;
+  for (v1::JobEvent& event : page.events) *response.add_events() = std::move(event);
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<uint64_t> JobManager::Watch(const std::string& job_id, int64_t after_sequence,
+                                           EventSink* sink) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) RETURN_IF_ERROR(options_.store->GetJob(job_id).status());
+  // History first, under the lock, so that no live event slips in between.
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(storage::EventPage page,
+                     options_.store->ListEvents(job_id, after_sequence, 500, token));
+    for (const v1::JobEvent& event : page.events) sink->OnEvent(event);
+    token = page.next_page_token;
+  } while (!token.empty());
+  if (it == active_.end()) {
+    sink->OnClose(absl::OkStatus());
+    return 0;
+  }
+  if (shutting_down_) {
+    sink->OnClose(absl::UnavailableError("the daemon is shutting down"));
+    return 0;
+  }
+  const uint64_t id = next_watch_id_++;
+  it->second.watchers[id] = sink;
+  watches_[id] = job_id;
+  return id;
+}
+
+void JobManager::Unwatch(uint64_t watch_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = watches_.find(watch_id);
+  if (it == watches_.end()) return;
+  auto job = active_.find(it->second);
+  if (job != active_.end()) job->second.watchers.erase(watch_id);
+  watches_.erase(it);
+}
+
+v1::ServerInfo JobManager::ServerInfo() const {
+  v1::ServerInfo info;
+  info.set_version(options_.version);
+  int64_t running = 0;
+  for (const auto& state : scheduler_->Devices()) {
+    v1::Device* device = info.add_devices();
+    device->set_name(state.device.name());
+    device->set_description(state.device.description);
+    device->set_job_id(state.job_id);
+    if (!state.job_id.empty()) ++running;
+  }
+  info.set_queue_length(scheduler_->QueueLength());
+  info.set_running_jobs(running);
+  return info;
+}
+
+void JobManager::RunJob(const std::string& job_id, const scheduler::Device& device,
+                        const scheduler::StopToken& stop) {
+  v1::JobSpec spec;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) return;
+    ActiveJob& active = it->second;
+    if (active.job.state() == v1::CANCELLING) {
+      // Cancelled between the scheduler's pick and this thread's start.
+      TransitionLocked(active, v1::CANCELLED, "cancelled by a user before it started");
+      return;
+    }
+    if (active.job.state() != v1::QUEUED) return;
+    active.job.set_device(device.name());
+    active.job.set_attempts(active.job.attempts() + 1);
+    *active.job.mutable_start_time() = ToProto(options_.now());
+    active.job.clear_progress();
+    active.last_progress_event = absl::InfinitePast();
+    TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
+    spec = active.job.spec();
+  }
+
+  const std::string output_dir = (std::filesystem::path(options_.jobs_dir) / job_id).string();
+  absl::StatusOr<v1::JobResult> result;
+  std::error_code ec;
+  std::filesystem::create_directories(output_dir, ec);
+  if (ec) {
+    result = absl::UnavailableError(
+        absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
+  } else {
+    RunContext context(this, job_id, std::move(spec), device.name(), output_dir, stop);
+    try {
+      result = options_.trainer->Train(context);
+    } catch (const std::exception& e) {
+      result = absl::InternalError(absl::StrCat("training stopped on an exception: ", e.what()));
+    } catch (...) {
+      result = absl::InternalError("training stopped on an unknown exception");
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  ActiveJob& active = it->second;
+  if (result.ok()) {
+    *active.job.mutable_result() = *std::move(result);
+    active.job.clear_error();
+    TransitionLocked(active, v1::SUCCEEDED, "finished");
+  } else if (stop.reason() == scheduler::StopReason::kShutdown) {
+    active.job.set_device("");
+    TransitionLocked(active, v1::QUEUED,
+                     "the daemon is shutting down; the job runs again when it restarts");
+  } else if (stop.reason() == scheduler::StopReason::kCancelled) {
+    TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
+  } else {
+    active.job.set_error(std::string(result.status().message()));
+    TransitionLocked(active, v1::FAILED, std::string(result.status().message()));
+  }
+}
+
+void JobManager::ReportProgress(const std::string& job_id, const v1::Progress& progress) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  ActiveJob& active = it->second;
+  *active.job.mutable_progress() = progress;
+  const absl::Time now = options_.now();
+  const bool last = progress.total_steps() > 0 && progress.step() >= progress.total_steps();
+  if (!last && now - active.last_progress_event < options_.progress_event_interval) return;
+  active.last_progress_event = now;
+  v1::JobEvent event;
+  *event.mutable_progress() = progress;
+  AppendLocked(active, std::move(event), /*persist_job=*/false);
+}
+
+void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  ActiveJob& active = it->second;
+  if (event.has_evaluation()) *active.job.mutable_result()->add_evaluations() = event.evaluation();
+  if (event.has_freeze_decision()) {
+    *active.job.mutable_result()->add_freeze_timeline() = event.freeze_decision();
+  }
+  AppendLocked(active, std::move(event), /*persist_job=*/false);
+}
+
+void JobManager::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+  }
+  // Job threads finish under mu_, so it must not be held here.
+  scheduler_->Shutdown();
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, active] : active_) {
+    for (auto& [watch_id, sink] : active.watchers) {
+      sink->OnClose(absl::UnavailableError("the daemon is shutting down"));
+      watches_.erase(watch_id);
+    }
+    active.watchers.clear();
+  }
+}
+
+}  // namespace ftd::core

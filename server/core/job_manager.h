@@ -1,0 +1,137 @@
+// JobManager: the daemon's core. It validates and stores submitted jobs,
+// queues them on the scheduler, runs them through the trainer, records every
+// state change and event in the job store, and streams events to watchers.
+// The gRPC service is a thin layer over it.
+//
+// Thread-safe. Lock order: JobManager, then Scheduler, then a watcher's sink.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "ftd/v1/ftd.pb.h"
+#include "server/core/job_spec_validator.h"
+#include "server/scheduler/scheduler.h"
+#include "server/training/trainer.h"
+#include "storage/job_store.h"
+
+namespace ftd::core {
+
+// Receives one watched job's events. Called with the manager's lock held, so
+// it must return quickly and must not call back into the manager.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void OnEvent(const v1::JobEvent& event) = 0;
+  // The last call: OK when the job has ended (after its last event),
+  // UNAVAILABLE when the daemon is shutting down.
+  virtual void OnClose(const absl::Status& status) = 0;
+};
+
+class JobManager {
+ public:
+  struct Options {
+    storage::JobStore* store = nullptr;    // not owned; outlives the manager
+    training::Trainer* trainer = nullptr;  // not owned; called on job threads
+    std::vector<scheduler::Device> devices;
+    // Canonical folders that models and datasets must lie in.
+    std::vector<std::string> data_roots;
+    // Each job writes its artifacts to <jobs_dir>/<job id>/.
+    std::string jobs_dir;
+    std::string version = "dev";
+    // Progress events are recorded at most this often (the last step always).
+    absl::Duration progress_event_interval = absl::Seconds(1);
+    std::function<absl::Time()> now = [] { return absl::Now(); };
+  };
+
+  // Recovers the store's unfinished jobs (queued jobs stay queued in their
+  // order; running ones are queued again, with an event that says so), then
+  // starts scheduling.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(Options options);
+
+  // Shuts down if that has not happened.
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Errors: INVALID_ARGUMENT naming the field; ALREADY_EXISTS when the
+  // request id belongs to a job with another spec; UNAVAILABLE while
+  // shutting down or when the store fails.
+  absl::StatusOr<v1::Job> Submit(v1::JobSpec spec);
+  // Errors: NOT_FOUND.
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  // Errors: INVALID_ARGUMENT for a bad page size or token.
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
+  // Errors: NOT_FOUND; FAILED_PRECONDITION when the job has ended.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  // Errors: NOT_FOUND; INVALID_ARGUMENT for a bad page size or token.
+  absl::StatusOr<v1::ListJobEventsResponse> ListEvents(const v1::ListJobEventsRequest& request);
+
+  // Sends `sink` the job's events after `after_sequence`, then its live
+  // events, then OnClose. Returns an id for Unwatch. `sink` must stay valid
+  // until OnClose or Unwatch. Errors: NOT_FOUND (the sink is not called).
+  absl::StatusOr<uint64_t> Watch(const std::string& job_id, int64_t after_sequence,
+                                 EventSink* sink);
+  // After it returns the sink is not called again. Unknown ids are ignored.
+  void Unwatch(uint64_t watch_id);
+
+  v1::ServerInfo ServerInfo() const;
+
+  // Stops taking jobs, asks running jobs to stop at their next step, waits,
+  // and leaves them queued for the next start; closes every watch with
+  // UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+ private:
+  class RunContext;
+  struct ActiveJob {
+    v1::Job job;
+    std::map<uint64_t, EventSink*> watchers;
+    absl::Time last_progress_event = absl::InfinitePast();
+  };
+
+  explicit JobManager(Options options);
+
+  // Runs on the scheduler's job thread.
+  void RunJob(const std::string& job_id, const scheduler::Device& device,
+              const scheduler::StopToken& stop);
+  void ReportProgress(const std::string& job_id, const v1::Progress& progress);
+  void Emit(const std::string& job_id, v1::JobEvent event);
+
+  // Adds `event` to the job's history and sends it to its watchers; with
+  // `persist_job` the job record is written in the same synced write.
+  void AppendLocked(ActiveJob& active, v1::JobEvent event, bool persist_job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the job to `to` with an event. A final state closes the watchers
+  // and drops the job from active_ (so `active` dangles afterwards).
+  void TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnqueueLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job as clients see it (with its queue position).
+  v1::Job ViewLocked(const v1::Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Job> GetLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  std::unique_ptr<JobSpecValidator> validator_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+
+  mutable absl::Mutex mu_;
+  // Jobs not yet ended, by id.
+  std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> watches_ ABSL_GUARDED_BY(mu_);  // watch id -> job id
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+bool IsFinal(v1::JobState state);
+
+}  // namespace ftd::core

@@ -1,0 +1,293 @@
+#include "server/core/job_spec_validator.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/fs_util.h"
+#include "common/status_macros.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace ftd::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMaxEpochs = 1000;
+constexpr int kMaxBatchSize = 4096;
+constexpr int kMaxPriority = 1000;
+constexpr int kMaxLabels = 64;
+constexpr size_t kMaxLabelKey = 63;
+constexpr size_t kMaxLabelValue = 256;
+constexpr size_t kMaxDisplayName = 200;
+constexpr size_t kMaxRequestId = 128;
+
+absl::Status Invalid(const std::string& field, const std::string& reason) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
+}
+
+bool Printable(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool ValidLabelKey(const std::string& key) {
+  if (key.empty() || key.size() > kMaxLabelKey) return false;
+  if (!absl::ascii_isalnum(static_cast<unsigned char>(key.front()))) return false;
+  for (char c : key) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
+        c != '.' && c != '/') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What the submit checks need from a checkpoint's config.json.
+struct ModelConfig {
+  int num_hidden_layers = 0;
+  int max_position_embeddings = 0;
+};
+
+absl::StatusOr<int> PositiveInt(const google::protobuf::Struct& config, const std::string& key,
+                                const std::string& file) {
+  auto it = config.fields().find(key);
+  if (it == config.fields().end() || !it->second.has_number_value()) {
+    return Invalid("base_model", absl::StrCat(file, " has no number \"", key, "\""));
+  }
+  double v = it->second.number_value();
+  if (!(v >= 1) || v > 1e6 || v != std::floor(v)) {
+    return Invalid("base_model", absl::StrCat(file, ": \"", key, "\" must be a positive integer"));
+  }
+  return static_cast<int>(v);
+}
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder) {
+  const std::string file = (fs::path(folder) / "config.json").string();
+  absl::StatusOr<std::string> text = ReadFile(file);
+  if (!text.ok()) {
+    return Invalid("base_model", absl::StrCat("cannot read config.json: ", text.status().message()));
+  }
+  google::protobuf::Struct config;
+  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
+  if (!parsed.ok()) {
+    return Invalid("base_model", absl::StrCat(file, " is not a JSON object: ", parsed.message().as_string()));
+  }
+  auto type = config.fields().find("model_type");
+  if (type != config.fields().end() && type->second.string_value() != "bert") {
+    return Invalid("base_model",
+                   absl::StrCat(file, " has model_type \"", type->second.string_value(),
+                                "\"; ftd fine-tunes BERT checkpoints (model_type \"bert\")"));
+  }
+  ModelConfig result;
+  ASSIGN_OR_RETURN(result.num_hidden_layers, PositiveInt(config, "num_hidden_layers", file));
+  ASSIGN_OR_RETURN(result.max_position_embeddings,
+                   PositiveInt(config, "max_position_embeddings", file));
+  for (const char* required : {"vocab.txt"}) {
+    if (!fs::is_regular_file(fs::path(folder) / required)) {
+      return Invalid("base_model", absl::StrCat("\"", folder, "\" has no ", required));
+    }
+  }
+  if (!fs::is_regular_file(fs::path(folder) / "model.safetensors") &&
+      !fs::is_regular_file(fs::path(folder) / "model.safetensors.index.json")) {
+    return Invalid("base_model", absl::StrCat("\"", folder,
+                                              "\" has no weights (model.safetensors or "
+                                              "model.safetensors.index.json)"));
+  }
+  return result;
+}
+
+}  // namespace
+
+absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* path) const {
+  if (path->empty()) return Invalid(field, "is required");
+  absl::StatusOr<std::string> canonical = CanonicalPath(*path);
+  if (!canonical.ok()) return Invalid(field, std::string(canonical.status().message()));
+  bool allowed = false;
+  for (const std::string& root : options_.data_roots) allowed = allowed || IsWithin(*canonical, root);
+  if (!allowed) {
+    return Invalid(field, absl::StrCat("\"", *path, "\" is outside the daemon's data roots (",
+                                       absl::StrJoin(options_.data_roots, ", "), ")"));
+  }
+  *path = *canonical;
+  return absl::OkStatus();
+}
+
+absl::Status JobSpecValidator::CheckDataset(const std::string& field,
+                                            v1::Dataset* dataset) const {
+  RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
+  const std::string& path = dataset->path();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Invalid(field + ".path", absl::StrCat("\"", path, "\" does not exist"));
+  if (!fs::is_regular_file(path, ec)) {
+    return Invalid(field + ".path", absl::StrCat("\"", path, "\" is not a regular file"));
+  }
+  if (!std::ifstream(path).good()) {
+    return Invalid(field + ".path", absl::StrCat("\"", path, "\" cannot be read"));
+  }
+  if (dataset->format() == v1::DATASET_FORMAT_UNSPECIFIED) {
+    std::string ext = absl::AsciiStrToLower(fs::path(path).extension().string());
+    if (ext == ".csv") {
+      dataset->set_format(v1::CSV);
+    } else if (ext == ".jsonl" || ext == ".ndjson") {
+      dataset->set_format(v1::JSONL);
+    } else {
+      return Invalid(field + ".format",
+                     absl::StrCat("cannot tell the format of \"", path,
+                                  "\" from its extension; name CSV or JSONL"));
+    }
+  } else if (!v1::DatasetFormat_IsValid(dataset->format())) {
+    return Invalid(field + ".format", absl::StrCat("unknown value ", dataset->format()));
+  }
+  if (dataset->text_column().empty()) dataset->set_text_column("text");
+  if (dataset->label_column().empty()) dataset->set_label_column("label");
+  if (dataset->text_column() == dataset->label_column()) {
+    return Invalid(field + ".label_column",
+                   absl::StrCat("is the same column as text_column (\"", dataset->text_column(), "\")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
+  // Model.
+  RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model()));
+  if (!fs::is_directory(spec->base_model())) {
+    return Invalid("base_model",
+                   absl::StrCat("\"", spec->base_model(), "\" is not a folder with a checkpoint"));
+  }
+  ASSIGN_OR_RETURN(ModelConfig model, ReadModelConfig(spec->base_model()));
+
+  // Data.
+  RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset()));
+  if (spec->has_validation_dataset()) {
+    RETURN_IF_ERROR(CheckDataset("validation_dataset", spec->mutable_validation_dataset()));
+  }
+
+  // Task.
+  if (spec->task() == v1::TASK_UNSPECIFIED) spec->set_task(v1::SEQUENCE_CLASSIFICATION);
+  if (spec->task() != v1::SEQUENCE_CLASSIFICATION) {
+    return Invalid("task", absl::StrCat("unsupported task ", static_cast<int>(spec->task()),
+                                        "; ftd supports SEQUENCE_CLASSIFICATION"));
+  }
+
+  // Hyperparameters.
+  v1::Hyperparameters* hp = spec->mutable_hyperparameters();
+  if (!hp->has_epochs()) hp->set_epochs(3);
+  if (hp->epochs() < 1 || hp->epochs() > kMaxEpochs) {
+    return Invalid("hyperparameters.epochs",
+                   absl::StrCat("must be between 1 and ", kMaxEpochs, ", got ", hp->epochs()));
+  }
+  if (!hp->has_batch_size()) hp->set_batch_size(32);
+  if (hp->batch_size() < 1 || hp->batch_size() > kMaxBatchSize) {
+    return Invalid("hyperparameters.batch_size", absl::StrCat("must be between 1 and ",
+                                                              kMaxBatchSize, ", got ",
+                                                              hp->batch_size()));
+  }
+  if (!hp->has_learning_rate()) hp->set_learning_rate(5e-5);
+  if (!std::isfinite(hp->learning_rate()) || hp->learning_rate() <= 0 ||
+      hp->learning_rate() > 1) {
+    return Invalid("hyperparameters.learning_rate",
+                   absl::StrCat("must be a finite number in (0, 1], got ", hp->learning_rate()));
+  }
+  if (!hp->has_warmup_ratio()) hp->set_warmup_ratio(0);
+  if (!(hp->warmup_ratio() >= 0 && hp->warmup_ratio() <= 1)) {
+    return Invalid("hyperparameters.warmup_ratio",
+                   absl::StrCat("must be between 0 and 1, got ", hp->warmup_ratio()));
+  }
+  if (!hp->has_weight_decay()) hp->set_weight_decay(0.01);
+  if (!std::isfinite(hp->weight_decay()) || hp->weight_decay() < 0) {
+    return Invalid("hyperparameters.weight_decay",
+                   absl::StrCat("must be a finite number >= 0, got ", hp->weight_decay()));
+  }
+  if (!hp->has_max_seq_length()) hp->set_max_seq_length(std::min(128, model.max_position_embeddings));
+  if (hp->max_seq_length() < 2 || hp->max_seq_length() > model.max_position_embeddings) {
+    return Invalid("hyperparameters.max_seq_length",
+                   absl::StrCat("must be between 2 and the model's max_position_embeddings (",
+                                model.max_position_embeddings, "), got ", hp->max_seq_length()));
+  }
+  if (!hp->has_seed()) hp->set_seed(0);
+
+  // Freezing.
+  v1::FreezePolicy* freeze = spec->mutable_freeze_policy();
+  switch (freeze->policy_case()) {
+    case v1::FreezePolicy::POLICY_NOT_SET:
+      freeze->mutable_none();
+      break;
+    case v1::FreezePolicy::kNone:
+      break;
+    case v1::FreezePolicy::kStatic: {
+      int k = freeze->static_().frozen_layers();
+      if (k < 0 || k >= model.num_hidden_layers) {
+        return Invalid("freeze_policy.static.frozen_layers",
+                       absl::StrCat("must be between 0 and ", model.num_hidden_layers - 1,
+                                    " (the model has ", model.num_hidden_layers,
+                                    " layers and the last one always trains), got ", k));
+      }
+      break;
+    }
+    case v1::FreezePolicy::kAutofreeze: {
+      v1::FreezePolicy::AutoFreeze* af = freeze->mutable_autofreeze();
+      if (!af->has_percentile()) af->set_percentile(50);
+      if (!(af->percentile() > 0 && af->percentile() <= 100)) {
+        return Invalid("freeze_policy.autofreeze.percentile",
+                       absl::StrCat("must be in (0, 100], got ", af->percentile()));
+      }
+      if (!af->has_evaluations_per_epoch()) af->set_evaluations_per_epoch(5);
+      if (af->evaluations_per_epoch() < 1 || af->evaluations_per_epoch() > 1000) {
+        return Invalid("freeze_policy.autofreeze.evaluations_per_epoch",
+                       absl::StrCat("must be between 1 and 1000, got ",
+                                    af->evaluations_per_epoch()));
+      }
+      break;
+    }
+  }
+
+  // Placement.
+  if (!v1::DeviceRequest::Kind_IsValid(spec->device().kind())) {
+    return Invalid("device.kind", absl::StrCat("unknown value ", spec->device().kind()));
+  }
+  if (spec->device().kind() != v1::DeviceRequest::CUDA && spec->device().cuda_index() != 0) {
+    return Invalid("device.cuda_index", "is only meaningful with kind CUDA");
+  }
+  if (options_.check_device) RETURN_IF_ERROR(options_.check_device(spec->device()));
+  if (spec->priority() < -kMaxPriority || spec->priority() > kMaxPriority) {
+    return Invalid("priority", absl::StrCat("must be between ", -kMaxPriority, " and ",
+                                            kMaxPriority, ", got ", spec->priority()));
+  }
+
+  // Naming.
+  if (spec->display_name().size() > kMaxDisplayName || !Printable(spec->display_name())) {
+    return Invalid("display_name", absl::StrCat("must be at most ", kMaxDisplayName,
+                                                " printable characters"));
+  }
+  if (spec->labels_size() > kMaxLabels) {
+    return Invalid("labels", absl::StrCat("at most ", kMaxLabels, " labels, got ",
+                                          spec->labels_size()));
+  }
+  for (const auto& [key, value] : spec->labels()) {
+    if (!ValidLabelKey(key)) {
+      return Invalid("labels", absl::StrCat("key \"", key,
+                                            "\" must be 1 to 63 letters, digits, '-', '_', '.' "
+                                            "or '/', starting with a letter or digit"));
+    }
+    if (value.size() > kMaxLabelValue || !Printable(value)) {
+      return Invalid(absl::StrCat("labels[", key, "]"),
+                     absl::StrCat("the value must be at most ", kMaxLabelValue,
+                                  " printable characters"));
+    }
+  }
+  if (spec->request_id().size() > kMaxRequestId || !Printable(spec->request_id())) {
+    return Invalid("request_id", absl::StrCat("must be at most ", kMaxRequestId,
+                                              " printable characters"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ftd::core

@@ -1,0 +1,40 @@
+// Checks a submitted JobSpec and fills in its defaults: the cheap checks
+// that run at submit, before a job is queued.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ftd/v1/ftd.pb.h"
+
+namespace ftd::core {
+
+class JobSpecValidator {
+ public:
+  struct Options {
+    // Canonical folders every model and dataset path must lie in.
+    std::vector<std::string> data_roots;
+    // OK when the daemon has a device for the request; its error is returned
+    // as it is (it names the `device` field).
+    std::function<absl::Status(const v1::DeviceRequest&)> check_device;
+  };
+
+  explicit JobSpecValidator(Options options) : options_(std::move(options)) {}
+
+  // Checks `spec` and fills in defaults. Every error is INVALID_ARGUMENT and
+  // starts with the field's path ("hyperparameters.epochs: ..."); the first
+  // bad field is reported. Reads the model's config.json and checks that the
+  // model and dataset files exist and can be read; it does not parse the
+  // weights or the datasets (the job does, and fails with the reason).
+  absl::Status ValidateAndNormalize(v1::JobSpec* spec) const;
+
+ private:
+  absl::Status CheckPath(const std::string& field, std::string* path) const;
+  absl::Status CheckDataset(const std::string& field, v1::Dataset* dataset) const;
+
+  Options options_;
+};
+
+}  // namespace ftd::core

@@ -1,0 +1,64 @@
+// Daemon: wires the storage, the scheduler, the core and the gRPC server
+// together, and takes them down in order.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "server/api/fine_tuning_service.h"
+#include "server/core/job_manager.h"
+#include "server/scheduler/device.h"
+#include "server/training/trainer.h"
+#include "storage/database.h"
+#include "storage/rocksdb_job_store.h"
+
+namespace ftd::daemon {
+
+class Daemon {
+ public:
+  struct Options {
+    // host:port to listen on; port 0 picks a free port.
+    std::string address = "127.0.0.1:50051";
+    // When set, the bound address ("127.0.0.1:40123") is written here once
+    // the server is ready.
+    std::string address_file;
+    // Holds the database (<data_dir>/db) and job outputs (<data_dir>/jobs).
+    std::string data_dir = "ftd-data";
+    // Folders models and datasets may come from; empty: the working directory.
+    std::vector<std::string> data_roots;
+    std::vector<scheduler::Device> devices;
+    // Not owned; outlives the daemon.
+    training::Trainer* trainer = nullptr;
+    std::string version = "dev";
+  };
+
+  // Opens the database, recovers jobs and starts serving.
+  // Errors: INVALID_ARGUMENT for bad options (naming the flag's subject),
+  // UNAVAILABLE when the database cannot be opened or the address bound.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(Options options);
+
+  ~Daemon();
+
+  // "host:port" actually bound.
+  const std::string& address() const { return address_; }
+
+  // Graceful stop: refuses new work, lets running jobs reach a safe point and
+  // requeues them, closes watches, stops the server, closes the database.
+  void Shutdown();
+
+ private:
+  Daemon() = default;
+
+  std::string address_;
+  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<storage::RocksDbJobStore> store_;
+  std::unique_ptr<core::JobManager> manager_;
+  std::unique_ptr<api::FineTuningService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace ftd::daemon

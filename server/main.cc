@@ -1,0 +1,63 @@
+// ftd: the fine-tuning daemon. Parses flags and wires the libraries.
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/daemon/daemon.h"
+#include "server/scheduler/device_discovery.h"
+#include "server/training/no_engine_trainer.h"
+
+ABSL_FLAG(std::string, address, "127.0.0.1:50051",
+          "gRPC address host:port; port 0 picks a free port (see --address_file)");
+ABSL_FLAG(std::string, address_file, "",
+          "write the bound address to this file once serving (for scripts and tests)");
+ABSL_FLAG(std::string, data_dir, "ftd-data", "folder for the database and job outputs");
+ABSL_FLAG(std::vector<std::string>, data_roots, {},
+          "comma-separated folders that models and datasets may come from "
+          "(default: the working directory)");
+ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
+
+#ifndef FTD_VERSION
+#define FTD_VERSION "dev"
+#endif
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("ftd: the fine-tuning daemon. Usage: ftd [--flags]");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_cpu_slots) < 0) {
+    std::fprintf(stderr, "ftd: --cpu_slots must not be negative\n");
+    return 2;
+  }
+
+  // Signals are taken by sigwait below; block them before any thread starts
+  // so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ftd::training::NoEngineTrainer trainer;
+  ftd::daemon::Daemon::Options options;
+  options.address = absl::GetFlag(FLAGS_address);
+  options.address_file = absl::GetFlag(FLAGS_address_file);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.data_roots = absl::GetFlag(FLAGS_data_roots);
+  options.devices = ftd::scheduler::DiscoverDevices(absl::GetFlag(FLAGS_cpu_slots));
+  options.trainer = &trainer;
+  options.version = FTD_VERSION;
+
+  auto daemon = ftd::daemon::Daemon::Start(std::move(options));
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "ftd: %s\n", daemon.status().ToString().c_str());
+    return 1;
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  (*daemon)->Shutdown();
+  return 0;
+}

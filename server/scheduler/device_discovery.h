@@ -1,0 +1,13 @@
+// Builds the device pool from what this machine has.
+#pragma once
+
+#include <vector>
+
+#include "server/scheduler/device.h"
+
+namespace ftd::scheduler {
+
+// Every CUDA device LibTorch sees, then `cpu_slots` CPU slots.
+std::vector<Device> DiscoverDevices(int cpu_slots);
+
+}  // namespace ftd::scheduler

@@ -1,0 +1,177 @@
+#include "server/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ftd::scheduler {
+
+Scheduler::Scheduler(Options options) : run_(std::move(options.run)) {
+  std::stable_sort(options.devices.begin(), options.devices.end(),
+                   [](const Device& a, const Device& b) {
+                     return a.kind == Device::Kind::kCuda && b.kind != Device::Kind::kCuda;
+                   });
+  absl::MutexLock lock(&mu_);
+  for (Device& device : options.devices) {
+    Slot slot;
+    slot.device = std::move(device);
+    slots_.push_back(std::move(slot));
+  }
+}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+bool Scheduler::Before(const QueuedJob& a, const QueuedJob& b) {
+  if (a.priority != b.priority) return a.priority > b.priority;
+  return a.order < b.order;
+}
+
+bool Scheduler::Fits(const v1::DeviceRequest& request, const Device& device) {
+  switch (request.kind()) {
+    case v1::DeviceRequest::CPU:
+      return device.kind == Device::Kind::kCpu;
+    case v1::DeviceRequest::CUDA:
+      return device.kind == Device::Kind::kCuda && device.index == request.cuda_index();
+    default:
+      return true;
+  }
+}
+
+absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> cuda;
+  for (const Slot& slot : slots_) {
+    if (slot.device.kind == Device::Kind::kCuda) cuda.push_back(slot.device.name());
+  }
+  switch (request.kind()) {
+    case v1::DeviceRequest::ANY:
+    case v1::DeviceRequest::CPU:
+      return absl::OkStatus();
+    case v1::DeviceRequest::CUDA:
+      if (request.cuda_index() < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("device.cuda_index: must not be negative, got ", request.cuda_index()));
+      }
+      for (const Slot& slot : slots_) {
+        if (Fits(request, slot.device)) return absl::OkStatus();
+      }
+      if (cuda.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "device: cuda:", request.cuda_index(),
+            " was requested but this server has no CUDA device; ask for cpu or any"));
+      }
+      return absl::InvalidArgumentError(absl::StrCat("device: cuda:", request.cuda_index(),
+                                                     " does not exist; this server has ",
+                                                     absl::StrJoin(cuda, ", ")));
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("device.kind: unknown value ", static_cast<int>(request.kind())));
+  }
+}
+
+void Scheduler::Enqueue(const std::string& job_id, int priority, uint64_t order,
+                        const v1::DeviceRequest& request) {
+  absl::MutexLock lock(&mu_);
+  QueuedJob job{job_id, priority, order, request};
+  queue_.insert(std::upper_bound(queue_.begin(), queue_.end(), job, Before), std::move(job));
+  Dispatch();
+}
+
+void Scheduler::Start() {
+  absl::MutexLock lock(&mu_);
+  started_ = true;
+  Dispatch();
+}
+
+void Scheduler::Dispatch() {
+  if (!started_ || shutting_down_) return;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    size_t chosen = slots_.size();
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].job_id.empty() && Fits(it->request, slots_[i].device)) {
+        chosen = i;
+        break;
+      }
+    }
+    if (chosen == slots_.size()) {
+      ++it;
+      continue;
+    }
+    Slot& slot = slots_[chosen];
+    // The slot's previous thread has finished its work (it cleared job_id as
+    // its last step under mu_); joining it only reaps it.
+    if (slot.thread.joinable()) slot.thread.join();
+    slot.job_id = it->job_id;
+    slot.stop = std::make_unique<StopToken>();
+    slot.thread = std::thread(&Scheduler::RunOnSlot, this, chosen, it->job_id);
+    it = queue_.erase(it);
+  }
+}
+
+void Scheduler::RunOnSlot(size_t slot_index, std::string job_id) {
+  Device device;
+  const StopToken* stop = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    device = slots_[slot_index].device;
+    stop = slots_[slot_index].stop.get();
+  }
+  run_(job_id, device, *stop);
+  absl::MutexLock lock(&mu_);
+  slots_[slot_index].job_id.clear();
+  Dispatch();
+}
+
+Scheduler::CancelOutcome Scheduler::Cancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [&](const QueuedJob& job) { return job.job_id == job_id; });
+  if (it != queue_.end()) {
+    queue_.erase(it);
+    return CancelOutcome::kRemovedFromQueue;
+  }
+  for (Slot& slot : slots_) {
+    if (slot.job_id == job_id) {
+      slot.stop->RequestStop(StopReason::kCancelled);
+      return CancelOutcome::kStopRequested;
+    }
+  }
+  return CancelOutcome::kNotFound;
+}
+
+int64_t Scheduler::QueuePosition(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (queue_[i].job_id == job_id) return static_cast<int64_t>(i) + 1;
+  }
+  return 0;
+}
+
+int64_t Scheduler::QueueLength() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+std::vector<Scheduler::DeviceState> Scheduler::Devices() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<DeviceState> states;
+  for (const Slot& slot : slots_) states.push_back({slot.device, slot.job_id});
+  return states;
+}
+
+void Scheduler::Shutdown() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (Slot& slot : slots_) {
+      if (!slot.job_id.empty()) slot.stop->RequestStop(StopReason::kShutdown);
+      if (slot.thread.joinable()) threads.push_back(std::move(slot.thread));
+    }
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
+}  // namespace ftd::scheduler

@@ -1,0 +1,49 @@
+// Trainer: what the scheduler runs for a job. The training engine implements
+// it; tests use fakes.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ftd/v1/ftd.pb.h"
+
+namespace ftd::training {
+
+// A running job as its trainer sees it. Owned by the job manager; valid
+// while Train() runs. Every method may be called from the trainer's thread.
+class TrainingContext {
+ public:
+  virtual ~TrainingContext() = default;
+
+  virtual const std::string& job_id() const = 0;
+  // The spec with its defaults filled in.
+  virtual const v1::JobSpec& spec() const = 0;
+  // "cpu:0", "cuda:1", ...
+  virtual const std::string& device() const = 0;
+  // A folder for the job's artifacts (the fine-tuned model, metrics). It exists.
+  virtual const std::string& output_dir() const = 0;
+
+  // True once the job should stop: poll at least once a training step, then
+  // return absl::CancelledError() at the next safe point.
+  virtual bool StopRequested() const = 0;
+
+  // Updates the job's progress; watchers see it at a bounded rate.
+  virtual void ReportProgress(const v1::Progress& progress) = 0;
+
+  // Records an event (evaluation, freeze decision, artifact, log) in the
+  // job's history. The job id, sequence and time are filled in.
+  virtual void Emit(v1::JobEvent event) = 0;
+};
+
+class Trainer {
+ public:
+  virtual ~Trainer() = default;
+
+  // Runs the job to its end and returns its result. Returns CANCELLED when it
+  // stopped because StopRequested(); any other error fails the job, and its
+  // message is what the user reads, so it names the file, field or tensor.
+  // Must not throw.
+  virtual absl::StatusOr<v1::JobResult> Train(TrainingContext& context) = 0;
+};
+
+}  // namespace ftd::training

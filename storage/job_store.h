@@ -1,0 +1,77 @@
+// JobStore keeps jobs and their event histories durably.
+//
+// Job ids are "job-1", "job-2", ... in submission order, so that listing in
+// id order is listing in submission order. Every method is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ftd/v1/ftd.pb.h"
+
+namespace ftd::storage {
+
+struct JobFilter {
+  // Jobs in any of these states; every state when empty.
+  std::vector<v1::JobState> states;
+  // Jobs whose spec carries every one of these labels with these values.
+  std::map<std::string, std::string> labels;
+};
+
+struct JobPage {
+  std::vector<v1::Job> jobs;
+  // Empty when there are no more matching jobs.
+  std::string next_page_token;
+};
+
+struct EventPage {
+  std::vector<v1::JobEvent> events;
+  std::string next_page_token;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // Gives `job` the next id, stores it with `first_event` (which becomes
+  // event 1) and, when the spec has a request_id, indexes it by that id. The
+  // write is synced before it returns: an acknowledged job survives a crash.
+  // Returns the job with its id set.
+  // Errors: UNAVAILABLE / DATA_LOSS / RESOURCE_EXHAUSTED from the storage.
+  virtual absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) = 0;
+
+  // Errors: NOT_FOUND for an unknown or malformed id.
+  virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
+
+  // The job created with this request id, or nullopt.
+  virtual absl::StatusOr<std::optional<v1::Job>> FindByRequestId(
+      const std::string& request_id) = 0;
+
+  // Replaces a stored job (synced). Errors: NOT_FOUND for an unknown id.
+  virtual absl::Status UpdateJob(const v1::Job& job) = 0;
+
+  // Appends an event to `event.job_id()`'s history, giving it the next
+  // sequence number, and returns it. When `job` is not null the job is
+  // replaced in the same atomic, synced write (state changes use this, so a
+  // job's state and its history never disagree).
+  // Errors: NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<v1::JobEvent> AppendEvent(v1::JobEvent event, const v1::Job* job) = 0;
+
+  // Jobs in submission order, starting after `page_token` (empty: from the
+  // first). page_size must be positive.
+  // Errors: INVALID_ARGUMENT for a token this store did not produce.
+  virtual absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
+                                           const std::string& page_token) = 0;
+
+  // A job's events in order, after sequence `after_sequence` or after
+  // `page_token` when that is given. Errors: NOT_FOUND for an unknown job,
+  // INVALID_ARGUMENT for a bad token.
+  virtual absl::StatusOr<EventPage> ListEvents(const std::string& job_id, int64_t after_sequence,
+                                               int page_size, const std::string& page_token) = 0;
+};
+
+}  // namespace ftd::storage

@@ -1,0 +1,261 @@
+#include "storage/rocksdb_job_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "common/status_macros.h"
+#include "rocksdb/write_batch.h"
+
+namespace ftd::storage {
+namespace {
+
+constexpr char kJobPrefix = 'j';
+constexpr char kEventPrefix = 'e';
+constexpr char kRequestPrefix = 'r';
+constexpr char kNextJobKey[] = "m:next_job";
+
+void AppendBigEndian(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint64_t ReadBigEndian(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < bytes.size(); ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  return v;
+}
+
+std::string JobKey(uint64_t number) {
+  std::string key(1, kJobPrefix);
+  AppendBigEndian(&key, number);
+  return key;
+}
+
+std::string EventKey(uint64_t number, uint64_t sequence) {
+  std::string key(1, kEventPrefix);
+  AppendBigEndian(&key, number);
+  AppendBigEndian(&key, sequence);
+  return key;
+}
+
+std::string RequestKey(const std::string& request_id) {
+  return std::string(1, kRequestPrefix) + request_id;
+}
+
+bool Matches(const v1::Job& job, const JobFilter& filter) {
+  if (!filter.states.empty() &&
+      std::find(filter.states.begin(), filter.states.end(), job.state()) == filter.states.end()) {
+    return false;
+  }
+  for (const auto& [key, value] : filter.labels) {
+    auto it = job.spec().labels().find(key);
+    if (it == job.spec().labels().end() || it->second != value) return false;
+  }
+  return true;
+}
+
+absl::Status ParseToken(const std::string& token, uint64_t* out) {
+  if (token.empty()) {
+    *out = 0;
+    return absl::OkStatus();
+  }
+  if (!absl::SimpleAtoi(token, out)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string RocksDbJobStore::JobId(uint64_t number) { return absl::StrCat("job-", number); }
+
+uint64_t RocksDbJobStore::ParseJobId(const std::string& job_id) {
+  uint64_t number = 0;
+  if (!absl::StartsWith(job_id, "job-")) return 0;
+  std::string digits = job_id.substr(4);
+  if (digits.empty() || digits[0] == '0' || digits[0] == '+') return 0;
+  if (!absl::SimpleAtoi(digits, &number)) return 0;
+  return number;
+}
+
+absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Database* database) {
+  rocksdb::ColumnFamilyHandle* cf = database->column_family("jobs");
+  if (cf == nullptr) return absl::InternalError("the database has no \"jobs\" column family");
+  std::string value;
+  rocksdb::Status s = database->db()->Get(rocksdb::ReadOptions(), cf, kNextJobKey, &value);
+  uint64_t next_job = 1;
+  if (s.ok()) {
+    if (value.size() != 8) return absl::DataLossError("job store: the next-job counter is corrupt");
+    next_job = ReadBigEndian(value);
+  } else if (!s.IsNotFound()) {
+    return FromRocksDb(s, "job store: reading the next-job counter");
+  }
+  return std::unique_ptr<RocksDbJobStore>(new RocksDbJobStore(database, next_job));
+}
+
+RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job)
+    : database_(database), cf_(database->column_family("jobs")), next_job_(next_job) {}
+
+absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent first_event) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t number = next_job_;
+  job.set_id(JobId(number));
+  first_event.set_job_id(job.id());
+  first_event.set_sequence(1);
+
+  rocksdb::WriteBatch batch;
+  std::string counter;
+  AppendBigEndian(&counter, number + 1);
+  batch.Put(cf_, kNextJobKey, counter);
+  batch.Put(cf_, JobKey(number), job.SerializeAsString());
+  batch.Put(cf_, EventKey(number, 1), first_event.SerializeAsString());
+  if (!job.spec().request_id().empty()) {
+    std::string value;
+    AppendBigEndian(&value, number);
+    batch.Put(cf_, RequestKey(job.spec().request_id()), value);
+  }
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+                              absl::StrCat("job store: writing ", job.id())));
+  next_job_ = number + 1;
+  last_sequence_[number] = 1;
+  return job;
+}
+
+absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(uint64_t number) {
+  std::string value;
+  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_, JobKey(number), &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("no job ", JobId(number)));
+  RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("job store: reading ", JobId(number))));
+  v1::Job job;
+  if (!job.ParseFromString(value)) {
+    return absl::DataLossError(absl::StrCat("job store: the record of ", JobId(number), " is corrupt"));
+  }
+  return job;
+}
+
+absl::StatusOr<v1::Job> RocksDbJobStore::GetJob(const std::string& job_id) {
+  uint64_t number = ParseJobId(job_id);
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  return ReadJob(number);
+}
+
+absl::StatusOr<std::optional<v1::Job>> RocksDbJobStore::FindByRequestId(
+    const std::string& request_id) {
+  std::string value;
+  rocksdb::Status s =
+      database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(request_id), &value);
+  if (s.IsNotFound()) return std::optional<v1::Job>();
+  RETURN_IF_ERROR(FromRocksDb(s, "job store: reading the request id index"));
+  ASSIGN_OR_RETURN(v1::Job job, ReadJob(ReadBigEndian(value)));
+  return std::optional<v1::Job>(std::move(job));
+}
+
+absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
+  uint64_t number = ParseJobId(job.id());
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job.id(), "\""));
+  absl::MutexLock lock(&mu_);
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job.id()));
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocksDb(
+      database_->db()->Put(options, cf_, JobKey(number), job.SerializeAsString()),
+      absl::StrCat("job store: writing ", job.id()));
+}
+
+absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
+  auto it = last_sequence_.find(number);
+  if (it != last_sequence_.end()) return it->second;
+  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  iter->SeekForPrev(EventKey(number, UINT64_MAX));
+  int64_t last = 0;
+  std::string prefix = EventKey(number, 0).substr(0, 9);
+  if (iter->Valid() && iter->key().starts_with(prefix)) {
+    last = static_cast<int64_t>(ReadBigEndian(iter->key().ToStringView().substr(9)));
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: reading events"));
+  last_sequence_[number] = last;
+  return last;
+}
+
+absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, const v1::Job* job) {
+  uint64_t number = ParseJobId(event.job_id());
+  absl::MutexLock lock(&mu_);
+  if (number == 0 || number >= next_job_) {
+    return absl::NotFoundError(absl::StrCat("no job \"", event.job_id(), "\""));
+  }
+  ASSIGN_OR_RETURN(int64_t last, LastSequence(number));
+  event.set_sequence(last + 1);
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_, EventKey(number, event.sequence()), event.SerializeAsString());
+  rocksdb::WriteOptions options;
+  if (job != nullptr) {
+    batch.Put(cf_, JobKey(number), job->SerializeAsString());
+    options.sync = true;
+  }
+  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+                              absl::StrCat("job store: writing an event of ", event.job_id())));
+  last_sequence_[number] = event.sequence();
+  return event;
+}
+
+absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int page_size,
+                                                  const std::string& page_token) {
+  if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
+  uint64_t after = 0;
+  RETURN_IF_ERROR(ParseToken(page_token, &after));
+  JobPage page;
+  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const std::string prefix(1, kJobPrefix);
+  for (iter->Seek(JobKey(after + 1)); iter->Valid() && iter->key().starts_with(prefix);
+       iter->Next()) {
+    v1::Job job;
+    if (!job.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()))) {
+      return absl::DataLossError("job store: a job record is corrupt");
+    }
+    if (!Matches(job, filter)) continue;
+    if (static_cast<int>(page.jobs.size()) == page_size) {
+      // A further match exists: the page ends at the last job taken.
+      page.next_page_token = absl::StrCat(ParseJobId(page.jobs.back().id()));
+      break;
+    }
+    page.jobs.push_back(std::move(job));
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: listing jobs"));
+  return page;
+}
+
+absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
+                                                      int64_t after_sequence, int page_size,
+                                                      const std::string& page_token) {
+  if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
+  uint64_t number = ParseJobId(job_id);
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  {
+    absl::MutexLock lock(&mu_);
+    if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  uint64_t after = static_cast<uint64_t>(std::max<int64_t>(after_sequence, 0));
+  if (!page_token.empty()) RETURN_IF_ERROR(ParseToken(page_token, &after));
+  EventPage page;
+  const std::string prefix = EventKey(number, 0).substr(0, 9);
+  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  for (iter->Seek(EventKey(number, after + 1)); iter->Valid() && iter->key().starts_with(prefix);
+       iter->Next()) {
+    if (static_cast<int>(page.events.size()) == page_size) {
+      page.next_page_token = absl::StrCat(page.events.back().sequence());
+      break;
+    }
+    v1::JobEvent event;
+    if (!event.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()))) {
+      return absl::DataLossError(absl::StrCat("job store: an event of ", job_id, " is corrupt"));
+    }
+    page.events.push_back(std::move(event));
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: listing events"));
+  return page;
+}
+
+}  // namespace ftd::storage
