@@ -371,7 +371,15 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
   if (result.ok()) {
-    *active.job.mutable_result() = *std::move(result);
+    // Evaluations and freeze decisions were collected from the job's events.
+    v1::JobResult merged = *std::move(result);
+    if (merged.evaluations().empty()) {
+      *merged.mutable_evaluations() = active.job.result().evaluations();
+    }
+    if (merged.freeze_timeline().empty()) {
+      *merged.mutable_freeze_timeline() = active.job.result().freeze_timeline();
+    }
+    *active.job.mutable_result() = std::move(merged);
     active.job.clear_error();
     TransitionLocked(active, v1::SUCCEEDED, "finished");
   } else if (stop.reason() == scheduler::StopReason::kShutdown) {

@@ -100,9 +100,6 @@ void Scheduler::Dispatch() {
       continue;
     }
     Slot& slot = slots_[chosen];
-    // The slot's previous thread has finished its work (it cleared job_id as
-    // its last step under mu_); joining it only reaps it.
-    if (slot.thread.joinable()) slot.thread.join();
     slot.job_id = it->job_id;
     slot.stop = std::make_unique<StopToken>();
     slot.thread = std::thread(&Scheduler::RunOnSlot, this, chosen, it->job_id);
@@ -120,8 +117,26 @@ void Scheduler::RunOnSlot(size_t slot_index, std::string job_id) {
   }
   run_(job_id, device, *stop);
   absl::MutexLock lock(&mu_);
-  slots_[slot_index].job_id.clear();
+  Slot& slot = slots_[slot_index];
+  slot.job_id.clear();
+  // This thread cannot join itself: it leaves its handle to be reaped by the
+  // next thread through here, or by Shutdown.
+  // (Shutdown may have taken the handle already.)
+  if (slot.thread.joinable()) finished_.push_back(std::move(slot.thread));
+  ReapLocked();
   Dispatch();
+}
+
+void Scheduler::ReapLocked() {
+  for (auto it = finished_.begin(); it != finished_.end();) {
+    if (it->get_id() == std::this_thread::get_id()) {
+      ++it;
+      continue;
+    }
+    // It has done all its work under mu_ and only has to return.
+    it->join();
+    it = finished_.erase(it);
+  }
 }
 
 Scheduler::CancelOutcome Scheduler::Cancel(const std::string& job_id) {
@@ -170,6 +185,8 @@ void Scheduler::Shutdown() {
       if (!slot.job_id.empty()) slot.stop->RequestStop(StopReason::kShutdown);
       if (slot.thread.joinable()) threads.push_back(std::move(slot.thread));
     }
+    for (std::thread& thread : finished_) threads.push_back(std::move(thread));
+    finished_.clear();
   }
   for (std::thread& thread : threads) thread.join();
 }

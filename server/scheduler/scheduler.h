@@ -89,7 +89,7 @@ class Scheduler {
     Device device;
     std::string job_id;
     std::unique_ptr<StopToken> stop;
-    std::thread thread;  // the last job's thread; finished when job_id is empty
+    std::thread thread;  // the running job's thread
   };
 
   static bool Before(const QueuedJob& a, const QueuedJob& b);
@@ -97,11 +97,14 @@ class Scheduler {
   // Starts queued jobs on free slots.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunOnSlot(size_t slot, std::string job_id);
+  // Joins finished job threads other than the calling one.
+  void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RunFn run_;
   mutable absl::Mutex mu_;
   std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);  // sorted by Before
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);       // CUDA devices first
+  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // job threads to join
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };

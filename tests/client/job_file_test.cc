@@ -1,0 +1,117 @@
+#include "client/job_file.h"
+
+#include "client/spec_options.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd::client {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(JobFileTest, YamlWithEveryKindOfField) {
+  ftd::testing::TempDir dir;
+  ftd::testing::WriteFile(dir.Sub("jobs/job.yaml"), R"(
+display_name: "true"          # quoted: stays a string
+base_model: ../models/bert
+train_dataset: {path: data/train.csv, text_column: sentence}
+validation_dataset:
+  path: /abs/valid.jsonl
+  format: jsonl
+hyperparameters:
+  epochs: 2
+  learning_rate: 1.0e-4
+  seed: 7
+freeze_policy:
+  autofreeze: {percentile: 40}
+activation_cache: {enabled: true}
+device: {kind: cuda, cuda_index: 1}
+priority: -5
+labels: {team: nlp, ticket: "0042"}
+request_id: abc
+)");
+  ASSERT_OK_AND_ASSIGN(v1::JobSpec spec, ParseJobFile(dir.Sub("jobs/job.yaml")));
+  EXPECT_EQ(spec.display_name(), "true");
+  EXPECT_EQ(spec.base_model(), dir.Sub("models/bert"));
+  EXPECT_EQ(spec.train_dataset().path(), dir.Sub("jobs/data/train.csv"));
+  EXPECT_EQ(spec.train_dataset().text_column(), "sentence");
+  EXPECT_EQ(spec.validation_dataset().path(), "/abs/valid.jsonl");
+  EXPECT_EQ(spec.validation_dataset().format(), v1::JSONL);
+  EXPECT_EQ(spec.hyperparameters().epochs(), 2);
+  EXPECT_FALSE(spec.hyperparameters().has_batch_size());
+  EXPECT_DOUBLE_EQ(spec.hyperparameters().learning_rate(), 1e-4);
+  EXPECT_EQ(spec.hyperparameters().seed(), 7u);
+  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().percentile(), 40);
+  EXPECT_TRUE(spec.activation_cache().enabled());
+  EXPECT_EQ(spec.device().kind(), v1::DeviceRequest::CUDA);
+  EXPECT_EQ(spec.device().cuda_index(), 1);
+  EXPECT_EQ(spec.priority(), -5);
+  EXPECT_EQ(spec.labels().at("ticket"), "0042");
+  EXPECT_EQ(spec.request_id(), "abc");
+}
+
+TEST(JobFileTest, JsonWorksToo) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::JobSpec spec,
+      ParseJobSpec(R"({"baseModel": "/m", "hyperparameters": {"batchSize": 8},
+                       "freeze_policy": {"static": {"frozen_layers": 4}}})",
+                   "job.json"));
+  EXPECT_EQ(spec.base_model(), "/m");
+  EXPECT_EQ(spec.hyperparameters().batch_size(), 8);
+  EXPECT_EQ(spec.freeze_policy().static_().frozen_layers(), 4);
+}
+
+TEST(JobFileTest, ErrorsNameTheFileAndTheProblem) {
+  EXPECT_THAT(ParseJobSpec("epochs: [", "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml: not valid YAML")));
+  EXPECT_THAT(ParseJobSpec("- a\n- b\n", "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mapping")));
+  EXPECT_THAT(ParseJobSpec("base_modle: /m\n", "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("base_modle")));
+  EXPECT_THAT(ParseJobSpec("hyperparameters: {epochs: many}\n", "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job.yaml")));
+  EXPECT_THAT(ParseJobFile("/nonexistent/job.yaml"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/job.yaml")));
+}
+
+TEST(SpecOptionsTest, FreezePolicies) {
+  ASSERT_OK_AND_ASSIGN(auto none, ParseFreezePolicy("none"));
+  EXPECT_TRUE(none.has_none());
+  ASSERT_OK_AND_ASSIGN(auto fixed, ParseFreezePolicy("static:4"));
+  EXPECT_EQ(fixed.static_().frozen_layers(), 4);
+  ASSERT_OK_AND_ASSIGN(auto af, ParseFreezePolicy("autofreeze"));
+  EXPECT_FALSE(af.autofreeze().has_percentile());
+  ASSERT_OK_AND_ASSIGN(auto af2, ParseFreezePolicy("AutoFreeze:30:10"));
+  EXPECT_DOUBLE_EQ(af2.autofreeze().percentile(), 30);
+  EXPECT_EQ(af2.autofreeze().evaluations_per_epoch(), 10);
+  for (const char* bad : {"static", "static:x", "frozen", "autofreeze:a", "none:1"}) {
+    EXPECT_THAT(ParseFreezePolicy(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--freeze")))
+        << bad;
+  }
+}
+
+TEST(SpecOptionsTest, DevicesLabelsAndStates) {
+  ASSERT_OK_AND_ASSIGN(auto cuda, ParseDeviceRequest("cuda:2"));
+  EXPECT_EQ(cuda.kind(), v1::DeviceRequest::CUDA);
+  EXPECT_EQ(cuda.cuda_index(), 2);
+  ASSERT_OK_AND_ASSIGN(auto cpu, ParseDeviceRequest("CPU"));
+  EXPECT_EQ(cpu.kind(), v1::DeviceRequest::CPU);
+  EXPECT_THAT(ParseDeviceRequest("cuda:-1"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index")));
+  EXPECT_THAT(ParseDeviceRequest("tpu"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--device")));
+
+  v1::JobSpec spec;
+  ASSERT_OK(ParseLabels({"team=nlp", "note=a=b"}, &spec));
+  EXPECT_EQ(spec.labels().at("note"), "a=b");
+  EXPECT_THAT(ParseLabels({"novalue"}, &spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key=value")));
+
+  ASSERT_OK_AND_ASSIGN(auto state, ParseJobState("running"));
+  EXPECT_EQ(state, v1::RUNNING);
+  EXPECT_THAT(ParseJobState("done"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("done")));
+}
+
+}  // namespace
+}  // namespace ftd::client

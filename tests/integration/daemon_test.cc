@@ -1,0 +1,310 @@
+// End-to-end tests of the real binaries: ftd on a loopback port chosen by
+// the kernel, driven by the real ftctl.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "tests/testing/process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd {
+namespace {
+
+using ::ftd::testing::CommandResult;
+using ::ftd::testing::Process;
+using ::ftd::testing::RunCommand;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A running ftd and the ftctl that talks to it.
+class Daemon {
+ public:
+  // Starts ftd on port 0 and waits until it has written its address.
+  Daemon(const std::string& data_dir, const std::string& data_root, int cpu_slots,
+         const std::string& log_path)
+      : address_file_(data_dir + ".address") {
+    std::filesystem::remove(address_file_);
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{FTD_BINARY, "--address=127.0.0.1:0",
+                                 "--address_file=" + address_file_, "--data_dir=" + data_dir,
+                                 "--data_roots=" + data_root,
+                                 absl::StrCat("--cpu_slots=", cpu_slots)},
+        log_path);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(address_file_);
+      if (in >> address_) return;
+      if (process_->Wait(std::chrono::seconds(0)) != -1) break;  // it exited
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "ftd did not start; see " << log_path;
+  }
+
+  CommandResult Ftctl(std::vector<std::string> args) const {
+    args.insert(args.begin(), {FTCTL_BINARY, "--address=" + address_});
+    return RunCommand(args);
+  }
+  std::vector<std::string> FtctlArgs(std::vector<std::string> args) const {
+    args.insert(args.begin(), {FTCTL_BINARY, "--address=" + address_});
+    return args;
+  }
+
+  Process& process() { return *process_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string address_file_;
+  std::string address_;
+  std::unique_ptr<Process> process_;
+};
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ftd::testing::WriteModelFolder(dir_.Sub("data/model"));
+    ftd::testing::WriteFile(dir_.Sub("data/train.csv"), "text,label\ngood,pos\nbad,neg\n");
+    ftd::testing::WriteFile(dir_.Sub("data/job.yaml"),
+                            "display_name: from-file\nbase_model: model\n"
+                            "train_dataset: {path: train.csv}\nlabels: {team: nlp}\n");
+  }
+
+  std::unique_ptr<Daemon> StartDaemon(int cpu_slots) {
+    return std::make_unique<Daemon>(dir_.Sub("ftd-data"), dir_.Sub("data"), cpu_slots,
+                                    dir_.Sub("ftd.log"));
+  }
+
+  std::vector<std::string> SubmitArgs(const std::string& name) {
+    return {"submit", "--model=" + dir_.Sub("data/model"), "--train=" + dir_.Sub("data/train.csv"),
+            "--name=" + name};
+  }
+
+  // The job ids of `ftctl list` output, in order.
+  static std::vector<std::string> ListedIds(const std::string& table) {
+    std::vector<std::string> ids;
+    for (absl::string_view line : absl::StrSplit(table, '\n')) {
+      if (absl::StartsWith(line, "job-")) ids.emplace_back(line.substr(0, line.find(' ')));
+    }
+    return ids;
+  }
+
+  ftd::testing::TempDir dir_;
+};
+
+TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
+  // No CPU slot: jobs stay queued, which is what this test looks at.
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  for (int i = 1; i <= 4; ++i) {
+    CommandResult r = daemon->Ftctl(SubmitArgs(absl::StrCat("job", i)));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, absl::StrCat("submitted job-", i, " (QUEUED, position ", i, ")\n"));
+  }
+  CommandResult from_file = daemon->Ftctl({"submit", dir_.Sub("data/job.yaml")});
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_THAT(from_file.out, HasSubstr("job-5"));
+
+  CommandResult get = daemon->Ftctl({"get", "job-5"});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_THAT(get.out, AllOf(HasSubstr("from-file"), HasSubstr("QUEUED (position 5)"),
+                             HasSubstr(dir_.Sub("data/train.csv")), HasSubstr("team=nlp"),
+                             HasSubstr("3 epochs, batch 32")));
+
+  CommandResult page1 = daemon->Ftctl({"list", "--page_size=2"});
+  ASSERT_EQ(page1.exit_code, 0) << page1.err;
+  EXPECT_THAT(ListedIds(page1.out), ::testing::ElementsAre("job-1", "job-2"));
+  EXPECT_THAT(page1.err, HasSubstr("--page_token="));
+  const std::string token = page1.err.substr(page1.err.find("--page_token=") + 13,
+                                             page1.err.find(' ', page1.err.find("--page_token=")) -
+                                                 page1.err.find("--page_token=") - 13);
+  CommandResult page2 = daemon->Ftctl({"list", "--page_size=2", "--page_token=" + token});
+  EXPECT_THAT(ListedIds(page2.out), ::testing::ElementsAre("job-3", "job-4"));
+  CommandResult all = daemon->Ftctl({"list", "--page_size=2", "--all"});
+  EXPECT_THAT(ListedIds(all.out),
+              ::testing::ElementsAre("job-1", "job-2", "job-3", "job-4", "job-5"));
+  CommandResult labelled = daemon->Ftctl({"list", "--labels=team=nlp"});
+  EXPECT_THAT(ListedIds(labelled.out), ::testing::ElementsAre("job-5"));
+
+  CommandResult cancel = daemon->Ftctl({"cancel", "job-2"});
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_EQ(cancel.out, "job-2 CANCELLED\n");
+  CommandResult again = daemon->Ftctl({"cancel", "job-2"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("FAILED_PRECONDITION: job-2 has already ended (CANCELLED)"));
+  CommandResult cancelled = daemon->Ftctl({"list", "--state=cancelled"});
+  EXPECT_THAT(ListedIds(cancelled.out), ::testing::ElementsAre("job-2"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-3"}).out, HasSubstr("QUEUED (position 2)"));
+
+  // A watch that joins after the end replays the history and exits 3.
+  CommandResult watch = daemon->Ftctl({"watch", "job-2"});
+  EXPECT_EQ(watch.exit_code, 3);
+  EXPECT_THAT(watch.out, AllOf(HasSubstr("#1  QUEUED: submitted"),
+                               HasSubstr("#2  QUEUED -> CANCELLED: cancelled by a user")));
+  CommandResult events = daemon->Ftctl({"events", "job-2", "--json"});
+  EXPECT_THAT(events.out, AllOf(HasSubstr("\"sequence\":\"1\""), HasSubstr("\"to\":\"CANCELLED\"")));
+
+  CommandResult info = daemon->Ftctl({"info"});
+  EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running")));
+  CommandResult missing = daemon->Ftctl({"get", "job-99"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND: no job job-99"));
+}
+
+TEST_F(DaemonTest, ALiveWatchEndsWhenTheJobIsCancelled) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  ASSERT_EQ(daemon->Ftctl(SubmitArgs("watched")).exit_code, 0);
+  Process watch(daemon->FtctlArgs({"watch", "job-1"}), dir_.Sub("watch.log"));
+  // Wait until the watch has printed the replayed history, so the cancel
+  // below reaches it live.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::string log;
+  while (log.find("QUEUED: submitted") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ifstream in(dir_.Sub("watch.log"));
+    log.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_EQ(daemon->Ftctl({"cancel", "job-1"}).exit_code, 0);
+  EXPECT_EQ(watch.Wait(), 3);
+  std::ifstream in(dir_.Sub("watch.log"));
+  log.assign(std::istreambuf_iterator<char>(in), {});
+  EXPECT_THAT(log, HasSubstr("QUEUED -> CANCELLED"));
+}
+
+TEST_F(DaemonTest, ResubmittingWithARequestIdReturnsTheSameJob) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  auto args = SubmitArgs("idempotent");
+  args.push_back("--request_id=ticket-7");
+  CommandResult first = daemon->Ftctl(args);
+  CommandResult second = daemon->Ftctl(args);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, second.out);
+  EXPECT_EQ(ListedIds(daemon->Ftctl({"list"}).out).size(), 1u);
+  args.push_back("--epochs=9");
+  CommandResult changed = daemon->Ftctl(args);
+  EXPECT_EQ(changed.exit_code, 1);
+  EXPECT_THAT(changed.err, HasSubstr("ALREADY_EXISTS: request_id: \"ticket-7\" was used for job-1"));
+}
+
+TEST_F(DaemonTest, BadRequestsGetOneReadableLineNamingTheField) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  struct Case {
+    std::vector<std::string> extra;
+    std::string expected;
+  };
+  ftd::testing::TempDir elsewhere;
+  ftd::testing::WriteModelFolder(elsewhere.Sub("model"));
+  const std::vector<Case> cases = {
+      {{"--epochs=0"}, "INVALID_ARGUMENT: hyperparameters.epochs: must be between 1 and 1000, got 0"},
+      {{"--batch_size=100000"}, "INVALID_ARGUMENT: hyperparameters.batch_size"},
+      {{"--learning_rate=-1"}, "INVALID_ARGUMENT: hyperparameters.learning_rate"},
+      {{"--max_seq_length=4096"}, "INVALID_ARGUMENT: hyperparameters.max_seq_length"},
+      {{"--device=cuda:0"}, "INVALID_ARGUMENT: device: cuda:0 was requested but this server has no CUDA device"},
+      {{"--model=" + elsewhere.Sub("model")}, "INVALID_ARGUMENT: base_model: \"" + elsewhere.Sub("model") + "\" is outside the daemon's data roots"},
+      {{"--model=" + dir_.Sub("data/nope")}, "INVALID_ARGUMENT: base_model:"},
+      {{"--train=" + dir_.Sub("data/missing.csv")}, "INVALID_ARGUMENT: train_dataset.path: \"" + dir_.Sub("data/missing.csv") + "\" does not exist"},
+      {{"--freeze=static:2"}, "INVALID_ARGUMENT: freeze_policy.static.frozen_layers"},
+  };
+  for (const Case& c : cases) {
+    auto args = SubmitArgs("bad");
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    CommandResult r = daemon->Ftctl(args);
+    EXPECT_EQ(r.exit_code, 1) << c.expected;
+    EXPECT_THAT(r.err, HasSubstr("ftctl: " + c.expected));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // Mistakes ftctl can see itself are usage errors (exit 2).
+  auto args = SubmitArgs("bad");
+  args.push_back("--freeze=sometimes");
+  CommandResult usage = daemon->Ftctl(args);
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_THAT(usage.err, HasSubstr("--freeze=sometimes"));
+  EXPECT_EQ(ListedIds(daemon->Ftctl({"list"}).out).size(), 0u);
+}
+
+TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  // The weights file is empty: whatever trains this job cannot load it.
+  auto args = SubmitArgs("broken");
+  args.push_back("--watch");
+  CommandResult r = daemon->Ftctl(args);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
+                           HasSubstr("RUNNING -> FAILED: ")));
+  EXPECT_THAT(r.err, HasSubstr("ftctl: job-1 failed: "));
+  CommandResult get = daemon->Ftctl({"get", "job-1"});
+  EXPECT_THAT(get.out, AllOf(HasSubstr("state:       FAILED"), HasSubstr("error:       ")));
+  // Still serving.
+  EXPECT_EQ(daemon->Ftctl({"info"}).exit_code, 0);
+  EXPECT_EQ(daemon->Ftctl(SubmitArgs("next")).exit_code, 0);
+}
+
+TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {
+  std::string before;
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/0);
+    for (int i = 1; i <= 3; ++i) ASSERT_EQ(daemon->Ftctl(SubmitArgs(absl::StrCat("j", i))).exit_code, 0);
+    auto urgent = SubmitArgs("urgent");
+    urgent.push_back("--priority=5");
+    ASSERT_EQ(daemon->Ftctl(urgent).exit_code, 0);
+    ASSERT_EQ(daemon->Ftctl({"cancel", "job-2"}).exit_code, 0);
+    before = daemon->Ftctl({"list"}).out;
+    daemon->process().Signal(SIGKILL);
+    EXPECT_EQ(daemon->process().Wait(), 128 + SIGKILL);
+  }
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  CommandResult after = daemon->Ftctl({"list"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(after.out, before);
+  EXPECT_THAT(ListedIds(after.out), ::testing::ElementsAre("job-1", "job-2", "job-3", "job-4"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-4"}).out, HasSubstr("QUEUED (position 1)"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("QUEUED (position 2)"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-3"}).out, HasSubstr("QUEUED (position 3)"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-2"}).out, HasSubstr("CANCELLED"));
+  // New ids continue after the old ones.
+  EXPECT_THAT(daemon->Ftctl(SubmitArgs("after")).out, HasSubstr("job-5"));
+}
+
+TEST_F(DaemonTest, SigtermShutsDownGracefully) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  ASSERT_EQ(daemon->Ftctl(SubmitArgs("kept")).exit_code, 0);
+  daemon->process().Signal(SIGTERM);
+  EXPECT_EQ(daemon->process().Wait(), 0);
+  std::ifstream in(dir_.Sub("ftd.log"));
+  std::string log((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(log, AllOf(HasSubstr("shutting down"), HasSubstr("stopped")));
+  auto restarted = StartDaemon(/*cpu_slots=*/0);
+  EXPECT_THAT(restarted->Ftctl({"get", "job-1"}).out, HasSubstr("QUEUED (position 1)"));
+}
+
+TEST_F(DaemonTest, ServesTheStandardHealthService) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  auto channel = grpc::CreateChannel(daemon->address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(DaemonTest, FtctlExplainsAnUnreachableDaemon) {
+  CommandResult r = RunCommand({FTCTL_BINARY, "--address=127.0.0.1:1", "--timeout=2", "info"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ftctl: "));
+  EXPECT_THAT(r.err, Not(HasSubstr("\n\n")));
+}
+
+}  // namespace
+}  // namespace ftd

@@ -1,0 +1,396 @@
+#include "server/core/job_manager.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/rocksdb_job_store.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd::core {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// A trainer whose jobs do what their display name says: "fail" fails,
+// "throw" throws, "block" runs until released or stopped, anything else
+// reports three progress steps and succeeds.
+class FakeTrainer final : public training::Trainer {
+ public:
+  absl::StatusOr<v1::JobResult> Train(training::TrainingContext& context) override {
+    const std::string& name = context.spec().display_name();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      started_.push_back(context.job_id());
+      cv_.notify_all();
+    }
+    if (name == "fail") return absl::FailedPreconditionError("train.csv line 3: no label");
+    if (name == "throw") throw std::runtime_error("tensor shapes do not match");
+    if (name == "block") {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!released_.count(context.job_id()) && !context.StopRequested()) {
+        cv_.wait_for(lock, std::chrono::milliseconds(2));
+      }
+      if (context.StopRequested()) return absl::CancelledError("stopped");
+    }
+    for (int step = 1; step <= 3; ++step) {
+      v1::Progress progress;
+      progress.set_step(step);
+      progress.set_total_steps(3);
+      context.ReportProgress(progress);
+    }
+    v1::JobEvent evaluation;
+    evaluation.mutable_evaluation()->set_accuracy(0.9);
+    context.Emit(evaluation);
+    v1::JobResult result;
+    result.set_output_dir(context.output_dir());
+    return result;
+  }
+
+  void Release(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_.insert(id);
+    cv_.notify_all();
+  }
+  bool AwaitStarted(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return started_.size() >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> started_;
+  std::set<std::string> released_;
+};
+
+// Collects a watch's events; Await waits for OnClose.
+class Recorder final : public EventSink {
+ public:
+  void OnEvent(const v1::JobEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(event);
+  }
+  void OnClose(const absl::Status& status) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    status_ = status;
+    cv_.notify_all();
+  }
+  bool AwaitClose() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return closed_; });
+  }
+  std::vector<v1::JobEvent> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  absl::Status status() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return status_;
+  }
+  // "QUEUED", "RUNNING", "progress", "evaluation", ...
+  std::vector<std::string> Kinds() {
+    std::vector<std::string> kinds;
+    for (const auto& e : events()) {
+      if (e.has_state_change()) {
+        kinds.push_back(v1::JobState_Name(e.state_change().to()));
+      } else if (e.has_progress()) {
+        kinds.push_back("progress");
+      } else if (e.has_evaluation()) {
+        kinds.push_back("evaluation");
+      } else {
+        kinds.push_back("other");
+      }
+    }
+    return kinds;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<v1::JobEvent> events_;
+  bool closed_ = false;
+  absl::Status status_;
+};
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ftd::testing::WriteModelFolder(dir_.Sub("model"));
+    ftd::testing::WriteFile(dir_.Sub("train.csv"), "text,label\nhi,a\n");
+    OpenStore();
+  }
+
+  void OpenStore() {
+    manager_.reset();
+    store_.reset();
+    database_.reset();
+    ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open({dir_.Sub("db"), {"jobs"}}));
+    ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get()));
+  }
+
+  void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration()) {
+    JobManager::Options options;
+    options.store = store_.get();
+    options.trainer = &trainer_;
+    for (int i = 0; i < cpu_slots; ++i) {
+      options.devices.push_back({scheduler::Device::Kind::kCpu, i, "cpu"});
+    }
+    options.data_roots = {dir_.path()};
+    options.jobs_dir = dir_.Sub("jobs");
+    options.progress_event_interval = progress_interval;
+    options.now = [this] { return now_; };
+    ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
+  }
+
+  v1::JobSpec Spec(const std::string& name) {
+    v1::JobSpec spec;
+    spec.set_display_name(name);
+    spec.set_base_model(dir_.Sub("model"));
+    spec.mutable_train_dataset()->set_path(dir_.Sub("train.csv"));
+    return spec;
+  }
+
+  // Watches the job to its end and returns the final job.
+  v1::Job AwaitEnd(const std::string& id, Recorder* recorder) {
+    EXPECT_OK(manager_->Watch(id, 0, recorder).status());
+    EXPECT_TRUE(recorder->AwaitClose());
+    absl::StatusOr<v1::Job> job = manager_->Get(id);
+    EXPECT_OK(job.status());
+    return job.ok() ? *job : v1::Job();
+  }
+
+  ftd::testing::TempDir dir_;
+  FakeTrainer trainer_;
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<storage::RocksDbJobStore> store_;
+  std::unique_ptr<JobManager> manager_;
+};
+
+TEST_F(JobManagerTest, AJobRunsToSuccessAndWatchersSeeEveryStep) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("ok")));
+  EXPECT_EQ(job.id(), "job-1");
+  EXPECT_EQ(job.spec().hyperparameters().epochs(), 3);  // defaults filled in
+  Recorder recorder;
+  v1::Job done = AwaitEnd(job.id(), &recorder);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(done.device(), "cpu:0");
+  EXPECT_EQ(done.attempts(), 1);
+  EXPECT_EQ(done.result().output_dir(), dir_.Sub("jobs/job-1"));
+  ASSERT_EQ(done.result().evaluations_size(), 1);
+  EXPECT_TRUE(done.has_end_time());
+  EXPECT_OK(recorder.status());
+  EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "progress", "progress",
+                                            "progress", "evaluation", "SUCCEEDED"));
+  // Sequence numbers are 1, 2, 3, ... without gaps.
+  auto events = recorder.events();
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+}
+
+TEST_F(JobManagerTest, ProgressEventsAreRateLimitedButTheLastStepAlwaysCounts) {
+  // The clock stands still, so only the first and the last report pass.
+  StartManager(/*cpu_slots=*/1, absl::Seconds(10));
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("ok")));
+  Recorder recorder;
+  AwaitEnd(job.id(), &recorder);
+  // Step 1 (first report) and step 3 (the last); step 2 fell inside the interval.
+  std::vector<int64_t> steps;
+  for (const auto& e : recorder.events()) {
+    if (e.has_progress()) steps.push_back(e.progress().step());
+  }
+  EXPECT_THAT(steps, ElementsAre(1, 3));
+}
+
+TEST_F(JobManagerTest, AFailingJobEndsFailedWithItsReasonAndOthersStillRun) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job bad, manager_->Submit(Spec("fail")));
+  ASSERT_OK_AND_ASSIGN(v1::Job throws, manager_->Submit(Spec("throw")));
+  ASSERT_OK_AND_ASSIGN(v1::Job good, manager_->Submit(Spec("ok")));
+  Recorder r1, r2, r3;
+  v1::Job failed = AwaitEnd(bad.id(), &r1);
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_EQ(failed.error(), "train.csv line 3: no label");
+  v1::Job threw = AwaitEnd(throws.id(), &r2);
+  EXPECT_EQ(threw.state(), v1::FAILED);
+  EXPECT_THAT(threw.error(), HasSubstr("tensor shapes do not match"));
+  EXPECT_EQ(AwaitEnd(good.id(), &r3).state(), v1::SUCCEEDED);
+}
+
+TEST_F(JobManagerTest, BadSpecsAreRejectedAndNothingIsStored) {
+  StartManager();
+  v1::JobSpec spec = Spec("x");
+  spec.mutable_hyperparameters()->set_epochs(0);
+  EXPECT_THAT(manager_->Submit(spec), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("hyperparameters.epochs")));
+  spec = Spec("x");
+  spec.mutable_device()->set_kind(v1::DeviceRequest::CUDA);
+  EXPECT_THAT(manager_->Submit(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no CUDA device")));
+  ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
+  EXPECT_EQ(list.jobs_size(), 0);
+}
+
+TEST_F(JobManagerTest, ARequestIdMakesSubmitIdempotent) {
+  StartManager(/*cpu_slots=*/0);
+  v1::JobSpec spec = Spec("x");
+  spec.set_request_id("client-42");
+  ASSERT_OK_AND_ASSIGN(v1::Job first, manager_->Submit(spec));
+  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(spec));
+  EXPECT_EQ(first.id(), again.id());
+  ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
+  EXPECT_EQ(list.jobs_size(), 1);
+  spec.mutable_hyperparameters()->set_epochs(7);
+  EXPECT_THAT(manager_->Submit(spec),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("client-42")));
+}
+
+TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, manager_->Submit(Spec("ok")));
+  EXPECT_EQ(queued.queue_position(), 1);
+
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelled, manager_->Cancel(queued.id()));
+  EXPECT_EQ(cancelled.state(), v1::CANCELLED);
+
+  Recorder recorder;
+  ASSERT_OK(manager_->Watch(running.id(), 0, &recorder).status());
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(running.id()));
+  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  ASSERT_TRUE(recorder.AwaitClose());
+  EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "CANCELLING", "CANCELLED"));
+  ASSERT_OK_AND_ASSIGN(v1::Job ended, manager_->Get(running.id()));
+  EXPECT_EQ(ended.state(), v1::CANCELLED);
+
+  EXPECT_THAT(manager_->Cancel(running.id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
+  EXPECT_THAT(manager_->Cancel("job-99"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-99")));
+}
+
+TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsWatchEnds) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  Recorder late;
+  ASSERT_OK(manager_->Watch(job.id(), 0, &late).status());
+  EXPECT_THAT(late.Kinds(), ElementsAre("QUEUED", "RUNNING"));  // history, synchronously
+  trainer_.Release(job.id());
+  ASSERT_TRUE(late.AwaitClose());
+  EXPECT_EQ(late.Kinds().back(), "SUCCEEDED");
+
+  Recorder after_end;
+  ASSERT_OK(manager_->Watch(job.id(), 0, &after_end).status());
+  ASSERT_TRUE(after_end.AwaitClose());
+  EXPECT_EQ(after_end.Kinds(), late.Kinds());
+
+  Recorder tail;
+  ASSERT_OK(manager_->Watch(job.id(), 5, &tail).status());
+  ASSERT_EQ(tail.events().size(), late.events().size() - 5);
+  EXPECT_EQ(tail.events()[0].sequence(), 6);
+
+  Recorder none;
+  EXPECT_THAT(manager_->Watch("job-404", 0, &none), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
+}
+
+TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  ASSERT_OK_AND_ASSIGN(v1::Job second, manager_->Submit(Spec("block")));
+  v1::JobSpec urgent = Spec("block");
+  urgent.set_priority(10);
+  ASSERT_OK_AND_ASSIGN(v1::Job third, manager_->Submit(urgent));
+  // A graceful stop: the running job is asked to stop and queued again.
+  manager_->Shutdown();
+  ASSERT_OK_AND_ASSIGN(v1::Job stopped, store_->GetJob(running.id()));
+  EXPECT_EQ(stopped.state(), v1::QUEUED);
+
+  StartManager(/*cpu_slots=*/0);
+  ASSERT_OK_AND_ASSIGN(v1::Job a, manager_->Get(running.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, manager_->Get(second.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job c, manager_->Get(third.id()));
+  EXPECT_EQ(c.queue_position(), 1);  // priority first
+  EXPECT_EQ(a.queue_position(), 2);  // then submission order
+  EXPECT_EQ(b.queue_position(), 3);
+  EXPECT_EQ(a.attempts(), 1);
+}
+
+TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
+  // What a kill -9 leaves behind: a job stored as RUNNING.
+  v1::Job crashed;
+  crashed.set_state(v1::RUNNING);
+  crashed.set_device("cpu:0");
+  *crashed.mutable_spec() = Spec("ok");
+  v1::JobEvent first;
+  first.mutable_state_change()->set_to(v1::RUNNING);
+  ASSERT_OK(store_->CreateJob(crashed, first));
+  StartManager(/*cpu_slots=*/0);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.queue_position(), 1);
+  ASSERT_OK_AND_ASSIGN(auto events, manager_->ListEvents([] {
+    v1::ListJobEventsRequest r;
+    r.set_job_id("job-1");
+    return r;
+  }()));
+  ASSERT_EQ(events.events_size(), 2);
+  EXPECT_THAT(events.events(1).state_change().reason(), HasSubstr("queued again"));
+}
+
+TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
+  StartManager(/*cpu_slots=*/0);
+  for (int i = 0; i < 5; ++i) {
+    v1::JobSpec spec = Spec("job" + std::to_string(i));
+    if (i % 2 == 0) (*spec.mutable_labels())["team"] = "nlp";
+    ASSERT_OK(manager_->Submit(spec).status());
+  }
+  ASSERT_OK(manager_->Cancel("job-1").status());
+  v1::ListJobsRequest request;
+  request.set_page_size(2);
+  request.add_states(v1::QUEUED);
+  ASSERT_OK_AND_ASSIGN(auto page, manager_->List(request));
+  ASSERT_EQ(page.jobs_size(), 2);
+  EXPECT_EQ(page.jobs(0).id(), "job-2");
+  EXPECT_EQ(page.jobs(0).queue_position(), 1);
+  EXPECT_EQ(page.jobs(1).queue_position(), 2);
+  request.set_page_token(page.next_page_token());
+  ASSERT_OK_AND_ASSIGN(auto rest, manager_->List(request));
+  ASSERT_EQ(rest.jobs_size(), 2);
+  EXPECT_EQ(rest.jobs(1).id(), "job-5");
+  EXPECT_TRUE(rest.next_page_token().empty());
+
+  v1::ListJobsRequest by_label;
+  (*by_label.mutable_labels())["team"] = "nlp";
+  ASSERT_OK_AND_ASSIGN(auto labelled, manager_->List(by_label));
+  ASSERT_EQ(labelled.jobs_size(), 3);
+  EXPECT_EQ(labelled.jobs(0).state(), v1::CANCELLED);
+
+  request.set_page_size(5000);
+  EXPECT_THAT(manager_->List(request), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+}
+
+TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  Recorder recorder;
+  ASSERT_OK(manager_->Watch(job.id(), 0, &recorder).status());
+  manager_->Shutdown();
+  ASSERT_TRUE(recorder.AwaitClose());
+  EXPECT_THAT(recorder.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "QUEUED"));
+  EXPECT_THAT(manager_->Submit(Spec("ok")), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+}
+
+}  // namespace
+}  // namespace ftd::core

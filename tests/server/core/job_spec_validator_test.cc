@@ -1,0 +1,199 @@
+#include "server/core/job_spec_validator.h"
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <limits>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd::core {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::ftd::testing::WriteFile;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class JobSpecValidatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ftd::testing::WriteModelFolder(root_.Sub("model"), /*layers=*/6, /*max_positions=*/128);
+    WriteFile(root_.Sub("train.csv"), "text,label\nhello,a\n");
+    WriteFile(root_.Sub("valid.jsonl"), "{\"text\": \"x\", \"label\": \"a\"}\n");
+    spec_.set_base_model(root_.Sub("model"));
+    spec_.mutable_train_dataset()->set_path(root_.Sub("train.csv"));
+    spec_.mutable_validation_dataset()->set_path(root_.Sub("valid.jsonl"));
+  }
+
+  JobSpecValidator Validator() {
+    return JobSpecValidator({{root_.path()}, [](const v1::DeviceRequest& request) {
+                               if (request.kind() == v1::DeviceRequest::CUDA) {
+                                 return absl::InvalidArgumentError("device: no CUDA device");
+                               }
+                               return absl::OkStatus();
+                             }});
+  }
+
+  // Applies `change` to a good spec and expects INVALID_ARGUMENT whose
+  // message starts with `field` and contains `reason`.
+  void ExpectInvalid(const std::function<void(v1::JobSpec*)>& change, const std::string& field,
+                     const std::string& reason) {
+    v1::JobSpec spec = spec_;
+    change(&spec);
+    absl::Status status = Validator().ValidateAndNormalize(&spec);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 ::testing::AllOf(StartsWith(field + ":"), HasSubstr(reason))));
+  }
+
+  ftd::testing::TempDir root_;
+  ftd::testing::TempDir outside_;
+  v1::JobSpec spec_;
+};
+
+TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
+  v1::JobSpec spec = spec_;
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  const auto& hp = spec.hyperparameters();
+  EXPECT_EQ(hp.epochs(), 3);
+  EXPECT_EQ(hp.batch_size(), 32);
+  EXPECT_DOUBLE_EQ(hp.learning_rate(), 5e-5);
+  EXPECT_DOUBLE_EQ(hp.weight_decay(), 0.01);
+  EXPECT_EQ(hp.max_seq_length(), 128);
+  EXPECT_TRUE(hp.has_seed());
+  EXPECT_EQ(spec.task(), v1::SEQUENCE_CLASSIFICATION);
+  EXPECT_TRUE(spec.freeze_policy().has_none());
+  EXPECT_EQ(spec.train_dataset().format(), v1::CSV);
+  EXPECT_EQ(spec.validation_dataset().format(), v1::JSONL);
+  EXPECT_EQ(spec.train_dataset().text_column(), "text");
+  EXPECT_EQ(spec.train_dataset().label_column(), "label");
+}
+
+TEST_F(JobSpecValidatorTest, AutoFreezeDefaultsAndExplicitValuesStay) {
+  v1::JobSpec spec = spec_;
+  spec.mutable_freeze_policy()->mutable_autofreeze();
+  spec.mutable_hyperparameters()->set_max_seq_length(48);
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().percentile(), 50);
+  EXPECT_EQ(spec.freeze_policy().autofreeze().evaluations_per_epoch(), 5);
+  EXPECT_EQ(spec.hyperparameters().max_seq_length(), 48);
+}
+
+TEST_F(JobSpecValidatorTest, ModelErrorsNameTheFieldAndTheFile) {
+  ExpectInvalid([](v1::JobSpec* s) { s->clear_base_model(); }, "base_model", "required");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_base_model("relative/model"); }, "base_model",
+                "not an absolute path");
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("missing")); }, "base_model",
+                "is not a folder");
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("train.csv")); }, "base_model",
+                "is not a folder");
+  std::filesystem::create_directories(root_.Sub("empty"));
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("empty")); }, "base_model",
+                "config.json");
+  WriteFile(root_.Sub("broken/config.json"), "{not json");
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("broken")); }, "base_model",
+                "is not a JSON object");
+  WriteFile(root_.Sub("gpt/config.json"),
+            R"({"model_type": "gpt2", "num_hidden_layers": 2, "max_position_embeddings": 8})");
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("gpt")); }, "base_model",
+                "model_type \"gpt2\"");
+  WriteFile(root_.Sub("nolayers/config.json"), R"({"model_type": "bert"})");
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("nolayers")); }, "base_model",
+                "num_hidden_layers");
+  ftd::testing::WriteModelFolder(root_.Sub("noweights"));
+  std::filesystem::remove(root_.Sub("noweights/model.safetensors"));
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("noweights")); }, "base_model",
+                "no weights");
+}
+
+TEST_F(JobSpecValidatorTest, PathsOutsideTheDataRootsAreRejected) {
+  ftd::testing::WriteModelFolder(outside_.Sub("model"));
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(outside_.Sub("model")); }, "base_model",
+                "outside the daemon's data roots");
+  // ".." and symbolic links cannot escape either.
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.path() + "/../" +
+                                                        std::filesystem::path(outside_.path()).filename().string() + "/model"); },
+                "base_model", "outside");
+  std::filesystem::create_directory_symlink(outside_.Sub("model"), root_.Sub("link"));
+  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("link")); }, "base_model",
+                "outside");
+  WriteFile(outside_.Sub("secret.csv"), "text,label\n");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(outside_.Sub("secret.csv")); },
+                "train_dataset.path", "outside");
+}
+
+TEST_F(JobSpecValidatorTest, DatasetErrorsNameTheField) {
+  ExpectInvalid([](v1::JobSpec* s) { s->clear_train_dataset(); }, "train_dataset.path",
+                "required");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("nope.csv")); },
+                "train_dataset.path", "does not exist");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_validation_dataset()->set_path(root_.Sub("model")); },
+                "validation_dataset.path", "not a regular file");
+  WriteFile(root_.Sub("data.txt"), "x");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("data.txt")); },
+                "train_dataset.format", "CSV or JSONL");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_label_column("text"); },
+                "train_dataset.label_column", "same column");
+}
+
+TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {
+  auto hp = [](v1::JobSpec* s) { return s->mutable_hyperparameters(); };
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_epochs(0); }, "hyperparameters.epochs", "got 0");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_epochs(1001); }, "hyperparameters.epochs",
+                "between 1 and 1000");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_batch_size(0); }, "hyperparameters.batch_size",
+                "got 0");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_batch_size(-4); }, "hyperparameters.batch_size",
+                "got -4");
+  for (double lr : {0.0, -1e-4, std::nan(""), std::numeric_limits<double>::infinity(), 2.0}) {
+    ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_learning_rate(lr); },
+                  "hyperparameters.learning_rate", "finite number");
+  }
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_warmup_ratio(1.5); },
+                "hyperparameters.warmup_ratio", "between 0 and 1");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_weight_decay(-0.1); },
+                "hyperparameters.weight_decay", ">= 0");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_max_seq_length(129); },
+                "hyperparameters.max_seq_length", "max_position_embeddings (128)");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_max_seq_length(1); },
+                "hyperparameters.max_seq_length", "got 1");
+}
+
+TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(6); },
+                "freeze_policy.static.frozen_layers", "between 0 and 5");
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(-1); },
+                "freeze_policy.static.frozen_layers", "got -1");
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_percentile(0); },
+                "freeze_policy.autofreeze.percentile", "(0, 100]");
+  ExpectInvalid([](v1::JobSpec* s) {
+    s->mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(0);
+  }, "freeze_policy.autofreeze.evaluations_per_epoch", "got 0");
+  v1::JobSpec ok = spec_;
+  ok.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(5);
+  EXPECT_OK(Validator().ValidateAndNormalize(&ok));
+}
+
+TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_kind(v1::DeviceRequest::CUDA); },
+                "device", "no CUDA device");
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_cuda_index(2); },
+                "device.cuda_index", "only meaningful");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_priority(1001); }, "priority", "got 1001");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_display_name(std::string(201, 'x')); },
+                "display_name", "at most 200");
+  ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["bad key!"] = "v"; }, "labels",
+                "key \"bad key!\"");
+  ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["team"] = "a\nb"; }, "labels[team]",
+                "printable");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_request_id(std::string(129, 'r')); }, "request_id",
+                "at most 128");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_task(static_cast<v1::Task>(7)); }, "task",
+                "unsupported task");
+}
+
+}  // namespace
+}  // namespace ftd::core

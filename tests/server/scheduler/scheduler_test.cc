@@ -1,0 +1,260 @@
+#include "server/scheduler/scheduler.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace ftd::scheduler {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Stands in for the trainer: each job runs until the test releases it or
+// the scheduler asks it to stop.
+class FakeRunner {
+ public:
+  void Run(const std::string& id, const Device& device, const StopToken& stop) {
+    std::unique_lock<std::mutex> lock(mu_);
+    started_.push_back(id);
+    device_of_[id] = device.name();
+    cv_.notify_all();
+    // Polls like a training loop that checks the token every step.
+    while (!released_.count(id) && !stop.stop_requested()) {
+      cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
+    reason_of_[id] = stop.reason();
+    finished_.push_back(id);
+    cv_.notify_all();
+  }
+
+  void Release(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_.insert(id);
+    cv_.notify_all();
+  }
+
+  // Waits (bounded) until `n` jobs have started / finished.
+  bool AwaitStarted(size_t n) { return Await([&] { return started_.size() >= n; }); }
+  bool AwaitFinished(size_t n) { return Await([&] { return finished_.size() >= n; }); }
+
+  std::vector<std::string> started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return started_;
+  }
+  std::string device_of(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return device_of_[id];
+  }
+  StopReason reason_of(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reason_of_[id];
+  }
+
+  Scheduler::RunFn fn() {
+    return [this](const std::string& id, const Device& d, const StopToken& s) { Run(id, d, s); };
+  }
+
+ private:
+  template <typename Pred>
+  bool Await(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), pred);
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> started_, finished_;
+  std::set<std::string> released_;
+  std::map<std::string, std::string> device_of_;
+  std::map<std::string, StopReason> reason_of_;
+};
+
+Device Cpu(int i) { return {Device::Kind::kCpu, i, "cpu slot"}; }
+Device Cuda(int i) { return {Device::Kind::kCuda, i, "fake gpu"}; }
+
+v1::DeviceRequest Any() { return v1::DeviceRequest(); }
+v1::DeviceRequest CpuOnly() {
+  v1::DeviceRequest r;
+  r.set_kind(v1::DeviceRequest::CPU);
+  return r;
+}
+v1::DeviceRequest Gpu(int i) {
+  v1::DeviceRequest r;
+  r.set_kind(v1::DeviceRequest::CUDA);
+  r.set_cuda_index(i);
+  return r;
+}
+
+TEST(SchedulerTest, HigherPriorityFirstThenFirstComeFirstServed) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Enqueue("a", 0, 1, Any());
+  scheduler.Enqueue("b", 5, 2, Any());
+  scheduler.Enqueue("c", 0, 3, Any());
+  scheduler.Enqueue("d", 5, 4, Any());
+  scheduler.Enqueue("e", -3, 5, Any());
+  EXPECT_EQ(scheduler.QueuePosition("b"), 1);
+  EXPECT_EQ(scheduler.QueuePosition("d"), 2);
+  EXPECT_EQ(scheduler.QueuePosition("a"), 3);
+  EXPECT_EQ(scheduler.QueuePosition("e"), 5);
+  EXPECT_EQ(scheduler.QueueLength(), 5);
+  scheduler.Start();
+  for (const char* id : {"b", "d", "a", "c", "e"}) {
+    ASSERT_TRUE(runner.AwaitStarted(runner.started().size() + 1));
+    EXPECT_EQ(runner.started().back(), id);
+    // One device: nothing else starts while this job runs.
+    EXPECT_EQ(scheduler.QueuePosition(id), 0);
+    runner.Release(id);
+  }
+  ASSERT_TRUE(runner.AwaitFinished(5));
+  EXPECT_THAT(runner.started(), ElementsAre("b", "d", "a", "c", "e"));
+}
+
+TEST(SchedulerTest, ALateHighPriorityJobOvertakesTheQueueButNotTheRunningJob) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("first", 0, 1, Any());
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  scheduler.Enqueue("low", 0, 2, Any());
+  scheduler.Enqueue("urgent", 100, 3, Any());
+  EXPECT_EQ(scheduler.QueuePosition("urgent"), 1);
+  runner.Release("first");
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(runner.started()[1], "urgent");
+  runner.Release("urgent");
+  runner.Release("low");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+}
+
+TEST(SchedulerTest, OneJobPerDeviceAndJobsRunSideBySideOnSeveral) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cpu(1)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("a", 0, 1, Any());
+  scheduler.Enqueue("b", 0, 2, Any());
+  scheduler.Enqueue("c", 0, 3, Any());
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(scheduler.QueuePosition("c"), 1);
+  std::set<std::string> busy;
+  for (const auto& state : scheduler.Devices()) busy.insert(state.job_id);
+  EXPECT_EQ(busy, (std::set<std::string>{"a", "b"}));
+  EXPECT_NE(runner.device_of("a"), runner.device_of("b"));
+  runner.Release("b");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.device_of("c"), runner.device_of("b"));
+  runner.Release("a");
+  runner.Release("c");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+}
+
+TEST(SchedulerTest, DeviceRequestsAreRespected) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cuda(0), Cuda(1)}, runner.fn()});
+  scheduler.Enqueue("on-cuda1", 0, 1, Gpu(1));
+  scheduler.Enqueue("on-cpu", 0, 2, CpuOnly());
+  scheduler.Enqueue("anywhere", 0, 3, Any());
+  scheduler.Start();
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.device_of("on-cuda1"), "cuda:1");
+  EXPECT_EQ(runner.device_of("on-cpu"), "cpu:0");
+  // ANY takes a GPU before a CPU slot.
+  EXPECT_EQ(runner.device_of("anywhere"), "cuda:0");
+  for (const char* id : {"on-cuda1", "on-cpu", "anywhere"}) runner.Release(id);
+  ASSERT_TRUE(runner.AwaitFinished(3));
+}
+
+TEST(SchedulerTest, AJobWaitingForABusyGpuDoesNotBlockAFreeCpu) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cuda(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("gpu-1", 10, 1, Gpu(0));
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  scheduler.Enqueue("gpu-2", 10, 2, Gpu(0));  // must wait for cuda:0
+  scheduler.Enqueue("cpu", 0, 3, CpuOnly());  // lower priority, but its device is free
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(runner.started()[1], "cpu");
+  EXPECT_EQ(scheduler.QueuePosition("gpu-2"), 1);
+  runner.Release("gpu-1");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.device_of("gpu-2"), "cuda:0");
+  runner.Release("gpu-2");
+  runner.Release("cpu");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+}
+
+TEST(SchedulerTest, CheckRequestExplainsWhatIsMissing) {
+  FakeRunner runner;
+  Scheduler cpu_only({{Cpu(0)}, runner.fn()});
+  EXPECT_OK(cpu_only.CheckRequest(Any()));
+  EXPECT_OK(cpu_only.CheckRequest(CpuOnly()));
+  EXPECT_THAT(cpu_only.CheckRequest(Gpu(0)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no CUDA device")));
+  Scheduler with_gpus({{Cpu(0), Cuda(0), Cuda(1)}, runner.fn()});
+  EXPECT_OK(with_gpus.CheckRequest(Gpu(1)));
+  EXPECT_THAT(with_gpus.CheckRequest(Gpu(2)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cuda:0, cuda:1")));
+  EXPECT_THAT(with_gpus.CheckRequest(Gpu(-1)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cuda_index")));
+}
+
+TEST(SchedulerTest, CancelRemovesAQueuedJobAndStopsARunningOne) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("running", 0, 1, Any());
+  scheduler.Enqueue("queued", 0, 2, Any());
+  scheduler.Enqueue("next", 0, 3, Any());
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  EXPECT_EQ(scheduler.Cancel("queued"), Scheduler::CancelOutcome::kRemovedFromQueue);
+  EXPECT_EQ(scheduler.QueuePosition("next"), 1);
+  EXPECT_EQ(scheduler.Cancel("running"), Scheduler::CancelOutcome::kStopRequested);
+  ASSERT_TRUE(runner.AwaitFinished(1));
+  EXPECT_EQ(runner.reason_of("running"), StopReason::kCancelled);
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(runner.started()[1], "next");
+  EXPECT_EQ(scheduler.Cancel("nonexistent"), Scheduler::CancelOutcome::kNotFound);
+  runner.Release("next");
+  ASSERT_TRUE(runner.AwaitFinished(2));
+  EXPECT_THAT(runner.started(), ElementsAre("running", "next"));
+}
+
+TEST(SchedulerTest, ShutdownStopsRunningJobsAndLeavesTheQueue) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("running", 0, 1, Any());
+  scheduler.Enqueue("waiting", 0, 2, Any());
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  scheduler.Shutdown();
+  EXPECT_EQ(runner.reason_of("running"), StopReason::kShutdown);
+  EXPECT_THAT(runner.started(), ElementsAre("running"));
+  EXPECT_EQ(scheduler.QueuePosition("waiting"), 1);
+  scheduler.Enqueue("late", 0, 3, Any());  // accepted, never started
+  EXPECT_EQ(scheduler.QueuePosition("late"), 2);
+  EXPECT_TRUE(scheduler.Devices()[0].job_id.empty());
+}
+
+TEST(SchedulerTest, NothingStartsBeforeStartOrWithoutDevices) {
+  FakeRunner runner;
+  Scheduler none({{}, runner.fn()});
+  none.Start();
+  none.Enqueue("a", 0, 1, Any());
+  EXPECT_EQ(none.QueuePosition("a"), 1);
+  Scheduler not_started({{Cpu(0)}, runner.fn()});
+  not_started.Enqueue("b", 0, 1, Any());
+  // Placing a job on a device happens within Enqueue/Start, so this is not racy.
+  EXPECT_EQ(not_started.QueuePosition("b"), 1);
+  EXPECT_TRUE(not_started.Devices()[0].job_id.empty());
+}
+
+}  // namespace
+}  // namespace ftd::scheduler

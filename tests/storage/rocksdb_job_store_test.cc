@@ -1,0 +1,188 @@
+#include "storage/rocksdb_job_store.h"
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd::storage {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::Job NewJob(const std::string& name, v1::JobState state = v1::QUEUED) {
+  v1::Job job;
+  job.mutable_spec()->set_display_name(name);
+  job.set_state(state);
+  return job;
+}
+
+v1::JobEvent Log(const std::string& message) {
+  v1::JobEvent event;
+  event.mutable_log()->set_message(message);
+  return event;
+}
+
+std::vector<std::string> Ids(const JobPage& page) {
+  std::vector<std::string> ids;
+  for (const auto& job : page.jobs) ids.push_back(job.id());
+  return ids;
+}
+
+class RocksDbJobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    store_.reset();
+    database_.reset();
+    ASSERT_OK_AND_ASSIGN(database_, Database::Open({dir_.Sub("db"), {"jobs"}}));
+    ASSERT_OK_AND_ASSIGN(store_, RocksDbJobStore::Create(database_.get()));
+  }
+
+  ftd::testing::TempDir dir_;
+  std::unique_ptr<Database> database_;
+  std::unique_ptr<RocksDbJobStore> store_;
+};
+
+TEST_F(RocksDbJobStoreTest, CreateGivesSequentialIdsAndStoresTheFirstEvent) {
+  ASSERT_OK_AND_ASSIGN(v1::Job a, store_->CreateJob(NewJob("a"), Log("created a")));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, store_->CreateJob(NewJob("b"), Log("created b")));
+  EXPECT_EQ(a.id(), "job-1");
+  EXPECT_EQ(b.id(), "job-2");
+  ASSERT_OK_AND_ASSIGN(v1::Job read, store_->GetJob("job-2"));
+  EXPECT_EQ(read.spec().display_name(), "b");
+  ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
+  ASSERT_EQ(events.events.size(), 1u);
+  EXPECT_EQ(events.events[0].sequence(), 1);
+  EXPECT_EQ(events.events[0].job_id(), "job-1");
+  EXPECT_EQ(events.events[0].log().message(), "created a");
+}
+
+TEST_F(RocksDbJobStoreTest, UnknownAndMalformedIdsAreNotFound) {
+  EXPECT_THAT(store_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-1")));
+  for (const char* id : {"", "job-", "job-0", "job-01", "job-x", "1", "job-+1"}) {
+    EXPECT_THAT(store_->GetJob(id), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no job")))
+        << id;
+  }
+  v1::Job ghost = NewJob("ghost");
+  ghost.set_id("job-7");
+  EXPECT_THAT(store_->UpdateJob(ghost), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
+  v1::JobEvent event = Log("x");
+  event.set_job_id("job-7");
+  EXPECT_THAT(store_->AppendEvent(event, nullptr), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
+  EXPECT_THAT(store_->ListEvents("job-7", 0, 10, ""), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
+}
+
+TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {
+  v1::Job job = NewJob("a");
+  job.mutable_spec()->set_request_id("req-1");
+  ASSERT_OK(store_->CreateJob(job, Log("x")));
+  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("req-1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id(), "job-1");
+  ASSERT_OK_AND_ASSIGN(auto missing, store_->FindByRequestId("req-2"));
+  EXPECT_FALSE(missing.has_value());
+}
+
+TEST_F(RocksDbJobStoreTest, AppendEventNumbersEventsAndUpdatesTheJobAtomically) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("a"), Log("0")));
+  job.set_state(v1::RUNNING);
+  v1::JobEvent event = Log("1");
+  event.set_job_id(job.id());
+  ASSERT_OK_AND_ASSIGN(v1::JobEvent stored, store_->AppendEvent(event, &job));
+  EXPECT_EQ(stored.sequence(), 2);
+  ASSERT_OK_AND_ASSIGN(v1::Job read, store_->GetJob(job.id()));
+  EXPECT_EQ(read.state(), v1::RUNNING);
+  event.mutable_log()->set_message("2");
+  ASSERT_OK_AND_ASSIGN(stored, store_->AppendEvent(event, nullptr));
+  EXPECT_EQ(stored.sequence(), 3);
+}
+
+TEST_F(RocksDbJobStoreTest, EventsPageInOrderAndResumeAfterASequence) {
+  ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("a"), Log("e1")));
+  for (int i = 2; i <= 7; ++i) {
+    v1::JobEvent event = Log("e" + std::to_string(i));
+    event.set_job_id(job.id());
+    ASSERT_OK(store_->AppendEvent(event, nullptr));
+  }
+  // A second job's events must not leak into the first one's range.
+  ASSERT_OK_AND_ASSIGN(v1::Job other, store_->CreateJob(NewJob("b"), Log("other")));
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    ASSERT_OK_AND_ASSIGN(EventPage page, store_->ListEvents(job.id(), 0, 3, token));
+    for (const auto& e : page.events) seen.push_back(e.log().message());
+    token = page.next_page_token;
+    ++pages;
+  } while (!token.empty());
+  EXPECT_THAT(seen, ElementsAre("e1", "e2", "e3", "e4", "e5", "e6", "e7"));
+  EXPECT_EQ(pages, 3);
+  ASSERT_OK_AND_ASSIGN(EventPage tail, store_->ListEvents(job.id(), 5, 10, ""));
+  ASSERT_EQ(tail.events.size(), 2u);
+  EXPECT_EQ(tail.events[0].sequence(), 6);
+  EXPECT_TRUE(tail.next_page_token.empty());
+  EXPECT_THAT(store_->ListEvents(job.id(), 0, 3, "garbage"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
+  for (int i = 1; i <= 7; ++i) {
+    v1::Job job = NewJob("j" + std::to_string(i), i % 2 == 0 ? v1::SUCCEEDED : v1::QUEUED);
+    if (i >= 5) (*job.mutable_spec()->mutable_labels())["team"] = "nlp";
+    ASSERT_OK(store_->CreateJob(job, Log("x")));
+  }
+  ASSERT_OK_AND_ASSIGN(JobPage first, store_->ListJobs({}, 3, ""));
+  EXPECT_THAT(Ids(first), ElementsAre("job-1", "job-2", "job-3"));
+  ASSERT_FALSE(first.next_page_token.empty());
+  ASSERT_OK_AND_ASSIGN(JobPage second, store_->ListJobs({}, 3, first.next_page_token));
+  EXPECT_THAT(Ids(second), ElementsAre("job-4", "job-5", "job-6"));
+  ASSERT_OK_AND_ASSIGN(JobPage third, store_->ListJobs({}, 3, second.next_page_token));
+  EXPECT_THAT(Ids(third), ElementsAre("job-7"));
+  EXPECT_TRUE(third.next_page_token.empty());
+
+  JobFilter queued;
+  queued.states = {v1::QUEUED};
+  ASSERT_OK_AND_ASSIGN(JobPage q, store_->ListJobs(queued, 10, ""));
+  EXPECT_THAT(Ids(q), ElementsAre("job-1", "job-3", "job-5", "job-7"));
+
+  JobFilter labelled = queued;
+  labelled.labels = {{"team", "nlp"}};
+  ASSERT_OK_AND_ASSIGN(JobPage l, store_->ListJobs(labelled, 1, ""));
+  EXPECT_THAT(Ids(l), ElementsAre("job-5"));
+  ASSERT_OK_AND_ASSIGN(JobPage l2, store_->ListJobs(labelled, 1, l.next_page_token));
+  EXPECT_THAT(Ids(l2), ElementsAre("job-7"));
+  EXPECT_TRUE(l2.next_page_token.empty());
+
+  EXPECT_THAT(store_->ListJobs({}, 3, "not-a-token"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {
+  ASSERT_OK(store_->CreateJob(NewJob("a"), Log("x")));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, store_->CreateJob(NewJob("b"), Log("y")));
+  v1::JobEvent event = Log("z");
+  event.set_job_id(b.id());
+  ASSERT_OK(store_->AppendEvent(event, nullptr));
+  Open();
+  ASSERT_OK_AND_ASSIGN(v1::Job read, store_->GetJob("job-2"));
+  EXPECT_EQ(read.spec().display_name(), "b");
+  // Numbering continues where it stopped, for jobs and for events.
+  ASSERT_OK_AND_ASSIGN(v1::Job c, store_->CreateJob(NewJob("c"), Log("w")));
+  EXPECT_EQ(c.id(), "job-3");
+  ASSERT_OK_AND_ASSIGN(v1::JobEvent next, store_->AppendEvent(event, nullptr));
+  EXPECT_EQ(next.sequence(), 3);
+}
+
+TEST_F(RocksDbJobStoreTest, ASecondOpenOfTheSameFolderFailsClearly) {
+  EXPECT_THAT(Database::Open({dir_.Sub("db"), {"jobs"}}),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr(dir_.Sub("db"))));
+}
+
+}  // namespace
+}  // namespace ftd::storage

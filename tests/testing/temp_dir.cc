@@ -1,0 +1,42 @@
+#include "tests/testing/temp_dir.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace ftd::testing {
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "ftd-test-XXXXXX").string();
+  char* made = mkdtemp(pattern.data());
+  if (made == nullptr) ADD_FAILURE() << "mkdtemp failed";
+  // Canonical, so tests compare against the paths the daemon reports.
+  path_ = std::filesystem::canonical(pattern).string();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  if (!out) ADD_FAILURE() << "cannot write " << path;
+}
+
+void WriteModelFolder(const std::string& dir, int layers, int max_positions) {
+  WriteFile(dir + "/config.json",
+            absl::StrCat(R"({"model_type": "bert", "num_hidden_layers": )", layers,
+                         R"(, "max_position_embeddings": )", max_positions,
+                         R"(, "hidden_size": 32, "vocab_size": 64})"));
+  WriteFile(dir + "/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+  WriteFile(dir + "/model.safetensors", "");
+}
+
+}  // namespace ftd::testing
