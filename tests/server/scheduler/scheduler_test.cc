@@ -107,12 +107,13 @@ TEST(SchedulerTest, HigherPriorityFirstThenFirstComeFirstServed) {
   EXPECT_EQ(scheduler.QueuePosition("e"), 5);
   EXPECT_EQ(scheduler.QueueLength(), 5);
   scheduler.Start();
-  for (const char* id : {"b", "d", "a", "c", "e"}) {
-    ASSERT_TRUE(runner.AwaitStarted(runner.started().size() + 1));
-    EXPECT_EQ(runner.started().back(), id);
-    // One device: nothing else starts while this job runs.
-    EXPECT_EQ(scheduler.QueuePosition(id), 0);
-    runner.Release(id);
+  const std::vector<std::string> expected = {"b", "d", "a", "c", "e"};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_TRUE(runner.AwaitStarted(i + 1));
+    // One device: the next job starts only after this one is released.
+    EXPECT_EQ(runner.started().size(), i + 1);
+    EXPECT_EQ(runner.started()[i], expected[i]);
+    runner.Release(expected[i]);
   }
   ASSERT_TRUE(runner.AwaitFinished(5));
   EXPECT_THAT(runner.started(), ElementsAre("b", "d", "a", "c", "e"));
