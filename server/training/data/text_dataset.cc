@@ -1,0 +1,255 @@
+#include "server/training/data/text_dataset.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/fs_util.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace ftd::training {
+namespace {
+
+absl::Status RowError(const std::string& path, int line, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", why));
+}
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (int k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// RFC 4180 records: fields split by commas, quoted fields may hold commas,
+// newlines and "" for a quote; records end with LF or CRLF.
+struct CsvRecord {
+  std::vector<std::string> fields;
+  int line = 0;
+};
+
+absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::string_view text) {
+  std::vector<CsvRecord> records;
+  CsvRecord record;
+  std::string field;
+  int line = 1;
+  record.line = 1;
+  size_t i = 0;
+  bool any = false;  // the current record has content
+  auto end_field = [&] {
+    record.fields.push_back(std::move(field));
+    field.clear();
+  };
+  auto end_record = [&] {
+    end_field();
+    records.push_back(std::move(record));
+    record = CsvRecord();
+    any = false;
+  };
+  while (i < text.size()) {
+    char c = text[i];
+    if (c == '"' && field.empty() &&
+        (i == 0 || text[i - 1] == ',' || text[i - 1] == '\n' || text[i - 1] == '\r')) {
+      const int quote_line = line;
+      ++i;
+      any = true;
+      while (true) {
+        if (i >= text.size()) return RowError(path, quote_line, "a quoted field is never closed");
+        if (text[i] == '"') {
+          if (i + 1 < text.size() && text[i + 1] == '"') {
+            field.push_back('"');
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        if (text[i] == '\n') ++line;
+        field.push_back(text[i++]);
+      }
+      if (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
+        return RowError(path, line, "text after a closing quote (a quote inside a field must be doubled)");
+      }
+      continue;
+    }
+    if (c == ',') {
+      end_field();
+      any = true;
+      ++i;
+    } else if (c == '\r' || c == '\n') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      ++i;
+      if (any || !field.empty()) end_record();
+      ++line;
+      record.line = line;
+    } else {
+      if (c == '"') return RowError(path, line, "a quote inside an unquoted field");
+      field.push_back(c);
+      any = true;
+      ++i;
+    }
+  }
+  if (any || !field.empty()) end_record();
+  return records;
+}
+
+absl::StatusOr<TextDataset> ReadCsv(const v1::Dataset& spec, std::string_view text,
+                                    TextDataset dataset) {
+  const std::string& path = spec.path();
+  ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(path, text));
+  if (records.empty()) return RowError(path, 1, "the file has no header row");
+  const std::vector<std::string>& header = records[0].fields;
+  auto column = [&](const std::string& name) -> int {
+    auto it = std::find(header.begin(), header.end(), name);
+    return it == header.end() ? -1 : static_cast<int>(it - header.begin());
+  };
+  const int text_col = column(spec.text_column());
+  const int label_col = column(spec.label_column());
+  for (auto [name, col] : {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
+    if (col < 0) {
+      return RowError(path, 1, absl::StrCat("no column \"", name, "\" in the header (columns: ",
+                                            absl::StrJoin(header, ", "), ")"));
+    }
+  }
+  for (size_t r = 1; r < records.size(); ++r) {
+    const CsvRecord& rec = records[r];
+    if (rec.fields.size() != header.size()) {
+      return RowError(path, rec.line, absl::StrCat("expected ", header.size(), " fields, got ",
+                                                   rec.fields.size()));
+    }
+    if (rec.fields[label_col].empty()) return RowError(path, rec.line, "the label is empty");
+    dataset.texts.push_back(rec.fields[text_col]);
+    dataset.labels.push_back(rec.fields[label_col]);
+    dataset.lines.push_back(rec.line);
+  }
+  return dataset;
+}
+
+absl::StatusOr<std::string> JsonScalar(const google::protobuf::Value& v) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kStringValue:
+      return v.string_value();
+    case google::protobuf::Value::kNumberValue: {
+      double d = v.number_value();
+      if (d == static_cast<double>(static_cast<int64_t>(d))) return absl::StrCat(static_cast<int64_t>(d));
+      return absl::StrCat(d);
+    }
+    case google::protobuf::Value::kBoolValue:
+      return std::string(v.bool_value() ? "true" : "false");
+    default:
+      return absl::InvalidArgumentError("not a string or number");
+  }
+}
+
+absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view text,
+                                      TextDataset dataset) {
+  const std::string& path = spec.path();
+  int line = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view row = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line;
+    if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
+    if (row.find_first_not_of(" \t") == std::string_view::npos) continue;
+    google::protobuf::Struct object;
+    if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
+      return RowError(path, line, "not a JSON object");
+    }
+    std::string values[2];
+    const std::string* keys[2] = {&spec.text_column(), &spec.label_column()};
+    for (int k = 0; k < 2; ++k) {
+      auto it = object.fields().find(*keys[k]);
+      if (it == object.fields().end()) return RowError(path, line, absl::StrCat("no key \"", *keys[k], "\""));
+      absl::StatusOr<std::string> v = JsonScalar(it->second);
+      if (!v.ok()) return RowError(path, line, absl::StrCat("\"", *keys[k], "\" is ", v.status().message()));
+      values[k] = *std::move(v);
+    }
+    if (values[1].empty()) return RowError(path, line, "the label is empty");
+    dataset.texts.push_back(std::move(values[0]));
+    dataset.labels.push_back(std::move(values[1]));
+    dataset.lines.push_back(line);
+  }
+  return dataset;
+}
+
+}  // namespace
+
+absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
+  absl::StatusOr<std::string> content = ReadFile(spec.path());
+  if (!content.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read the dataset: ", content.status().message()));
+  }
+  std::string_view text = *content;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte-order mark
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file is empty"));
+  }
+  if (!ValidUtf8(text)) {
+    // Find the line for the message.
+    int line = 1;
+    size_t start = 0;
+    while (true) {
+      size_t end = text.find('\n', start);
+      if (!ValidUtf8(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start))) break;
+      if (end == std::string_view::npos) break;
+      start = end + 1;
+      ++line;
+    }
+    return RowError(spec.path(), line, "not valid UTF-8");
+  }
+  TextDataset dataset;
+  dataset.path = spec.path();
+  dataset.fingerprint = Sha256::Hex(*content);
+  absl::StatusOr<TextDataset> result = spec.format() == v1::JSONL
+                                           ? ReadJsonl(spec, text, std::move(dataset))
+                                           : ReadCsv(spec, text, std::move(dataset));
+  if (result.ok() && result->texts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file has no rows"));
+  }
+  return result;
+}
+
+LabelSet LabelSet::FromLabels(const std::vector<std::string>& labels,
+                              const std::vector<std::string>& preferred) {
+  std::set<std::string> unique(labels.begin(), labels.end());
+  LabelSet set;
+  if (!preferred.empty() && std::set<std::string>(preferred.begin(), preferred.end()) == unique &&
+      preferred.size() == unique.size()) {
+    set.names_ = preferred;
+  } else {
+    set.names_.assign(unique.begin(), unique.end());
+  }
+  for (size_t i = 0; i < set.names_.size(); ++i) set.ids_[set.names_[i]] = static_cast<int64_t>(i);
+  return set;
+}
+
+absl::StatusOr<std::vector<int64_t>> LabelSet::Encode(const TextDataset& dataset) const {
+  std::vector<int64_t> ids;
+  ids.reserve(dataset.labels.size());
+  for (size_t i = 0; i < dataset.labels.size(); ++i) {
+    auto it = ids_.find(dataset.labels[i]);
+    if (it == ids_.end()) {
+      return RowError(dataset.path, dataset.lines[i],
+                      absl::StrCat("label \"", dataset.labels[i],
+                                   "\" is not among the training file's labels"));
+    }
+    ids.push_back(it->second);
+  }
+  return ids;
+}
+
+}  // namespace ftd::training

@@ -1,0 +1,50 @@
+// Text classification datasets: CSV (RFC 4180, UTF-8, header row) or JSONL
+// (one JSON object a line), with a text and a label column.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ftd/v1/ftd.pb.h"
+
+namespace ftd::training {
+
+struct TextDataset {
+  std::string path;
+  std::vector<std::string> texts;
+  std::vector<std::string> labels;
+  // Line (1-based) where each row starts, for error messages.
+  std::vector<int> lines;
+  // SHA-256 of the file's bytes.
+  std::string fingerprint;
+};
+
+// Reads `spec` (format and columns already filled in by validation). Errors
+// are INVALID_ARGUMENT and name the file, the line and the reason: an empty
+// file, a missing column, a malformed row, an unterminated quote, an empty
+// label, invalid UTF-8 or JSON.
+absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec);
+
+// The label set: the training file's labels, sorted, numbered from 0.
+class LabelSet {
+ public:
+  // Takes the order of `preferred` when it names exactly the same labels
+  // (a checkpoint's label2id), else sorted order.
+  static LabelSet FromLabels(const std::vector<std::string>& labels,
+                             const std::vector<std::string>& preferred = {});
+
+  // Ids of `dataset`'s labels. Errors: INVALID_ARGUMENT naming the file and
+  // line of the first label that is not in the set.
+  absl::StatusOr<std::vector<int64_t>> Encode(const TextDataset& dataset) const;
+
+  const std::vector<std::string>& names() const { return names_; }
+  size_t size() const { return names_.size(); }
+
+ private:
+  std::vector<std::string> names_;
+  std::map<std::string, int64_t> ids_;
+};
+
+}  // namespace ftd::training

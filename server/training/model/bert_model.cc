@@ -1,0 +1,173 @@
+#include "server/training/model/bert_model.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+namespace ftd::training {
+
+namespace nn = torch::nn;
+
+BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
+  word_embeddings = register_module(
+      "word_embeddings",
+      nn::Embedding(nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
+  position_embeddings = register_module(
+      "position_embeddings", nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  token_type_embeddings =
+      register_module("token_type_embeddings", nn::Embedding(c.type_vocab_size, c.hidden_size));
+  LayerNorm = register_module(
+      "LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
+}
+
+torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids) {
+  const int64_t seq = input_ids.size(1);
+  auto positions = torch::arange(seq, input_ids.options().dtype(torch::kLong)).unsqueeze(0);
+  // One segment: token type 0 everywhere.
+  auto embeddings = word_embeddings(input_ids) + position_embeddings(positions) +
+                    token_type_embeddings->weight[0];
+  return dropout(LayerNorm(embeddings));
+}
+
+BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c)
+    : heads(c.num_attention_heads), head_size(c.hidden_size / c.num_attention_heads) {
+  query = register_module("query", nn::Linear(c.hidden_size, c.hidden_size));
+  key = register_module("key", nn::Linear(c.hidden_size, c.hidden_size));
+  value = register_module("value", nn::Linear(c.hidden_size, c.hidden_size));
+  dropout = register_module("dropout", nn::Dropout(c.attention_probs_dropout_prob));
+}
+
+torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden,
+                                             const torch::Tensor& mask_bias) {
+  const int64_t batch = hidden.size(0), seq = hidden.size(1);
+  auto split = [&](const torch::Tensor& x) {
+    return x.view({batch, seq, heads, head_size}).transpose(1, 2);
+  };
+  auto q = split(query(hidden));
+  auto k = split(key(hidden));
+  auto v = split(value(hidden));
+  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
+  auto probs = dropout(torch::softmax(scores + mask_bias, -1));
+  return torch::matmul(probs, v).transpose(1, 2).reshape({batch, seq, heads * head_size});
+}
+
+BertResidualOutputImpl::BertResidualOutputImpl(const BertConfig& c, int64_t in_features) {
+  dense = register_module("dense", nn::Linear(in_features, c.hidden_size));
+  LayerNorm = register_module(
+      "LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
+}
+
+torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x,
+                                              const torch::Tensor& residual) {
+  return LayerNorm(dropout(dense(x)) + residual);
+}
+
+BertAttentionImpl::BertAttentionImpl(const BertConfig& c) {
+  self = register_module("self", BertSelfAttention(c));
+  output = register_module("output", BertResidualOutput(c, c.hidden_size));
+}
+
+torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden,
+                                         const torch::Tensor& mask_bias) {
+  return output(self(hidden, mask_bias), hidden);
+}
+
+BertIntermediateImpl::BertIntermediateImpl(const BertConfig& c) : activation(c.hidden_act) {
+  dense = register_module("dense", nn::Linear(c.hidden_size, c.intermediate_size));
+}
+
+torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& x) {
+  auto h = dense(x);
+  if (activation == "relu") return torch::relu(h);
+  if (activation == "gelu") return torch::gelu(h);
+  return torch::gelu(h, "tanh");
+}
+
+BertLayerImpl::BertLayerImpl(const BertConfig& c) {
+  attention = register_module("attention", BertAttention(c));
+  intermediate = register_module("intermediate", BertIntermediate(c));
+  output = register_module("output", BertResidualOutput(c, c.intermediate_size));
+}
+
+torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias) {
+  auto attended = attention(hidden, mask_bias);
+  return output(intermediate(attended), attended);
+}
+
+BertEncoderImpl::BertEncoderImpl(const BertConfig& c) {
+  layer = register_module("layer", nn::ModuleList());
+  for (int i = 0; i < c.num_hidden_layers; ++i) layer->push_back(BertLayer(c));
+}
+
+BertPoolerImpl::BertPoolerImpl(const BertConfig& c) {
+  dense = register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
+}
+
+torch::Tensor BertPoolerImpl::forward(const torch::Tensor& hidden) {
+  return torch::tanh(dense(hidden.select(1, 0)));
+}
+
+BertModelImpl::BertModelImpl(const BertConfig& c) {
+  embeddings = register_module("embeddings", BertEmbeddings(c));
+  encoder = register_module("encoder", BertEncoder(c));
+  pooler = register_module("pooler", BertPooler(c));
+}
+
+BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_labels)
+    : num_layers_(c.num_hidden_layers) {
+  bert = register_module("bert", BertModel(c));
+  dropout = register_module("dropout", nn::Dropout(c.classifier_dropout));
+  classifier = register_module("classifier", nn::Linear(c.hidden_size, num_labels));
+}
+
+torch::Tensor BertClassifierImpl::MaskBias(const torch::Tensor& attention_mask,
+                                           torch::ScalarType dtype) {
+  const double lowest = dtype == torch::kFloat ? std::numeric_limits<float>::lowest() : -1e4;
+  auto inverted = 1.0 - attention_mask.to(dtype);
+  return (inverted * lowest).unsqueeze(1).unsqueeze(2);
+}
+
+torch::Tensor BertClassifierImpl::Embed(const torch::Tensor& input_ids) {
+  return bert->embeddings(input_ids);
+}
+
+torch::Tensor BertClassifierImpl::RunLayers(torch::Tensor hidden, const torch::Tensor& mask_bias,
+                                            int from, int to) {
+  for (int i = from; i < to; ++i) hidden = layer(i).forward(hidden, mask_bias);
+  return hidden;
+}
+
+torch::Tensor BertClassifierImpl::Head(const torch::Tensor& hidden) {
+  return classifier(dropout(bert->pooler(hidden)));
+}
+
+torch::Tensor BertClassifierImpl::forward(const torch::Tensor& input_ids,
+                                          const torch::Tensor& attention_mask) {
+  auto bias = MaskBias(attention_mask, torch::kFloat).to(input_ids.device());
+  return Head(RunLayers(Embed(input_ids), bias, 0, num_layers_));
+}
+
+void InitializeParameters(BertClassifier& model, const BertConfig& config,
+                          const std::vector<std::string>& names) {
+  std::set<std::string> wanted(names.begin(), names.end());
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    if (!wanted.count(name)) continue;
+    torch::Tensor& p = item.value();
+    const bool layer_norm = name.find("LayerNorm") != std::string::npos;
+    const bool bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+    if (layer_norm) {
+      p.fill_(bias ? 0.0 : 1.0);
+    } else if (bias) {
+      p.zero_();
+    } else {
+      p.normal_(0.0, config.initializer_range);
+      if (name == "bert.embeddings.word_embeddings.weight") p[config.pad_token_id].zero_();
+    }
+  }
+}
+
+}  // namespace ftd::training

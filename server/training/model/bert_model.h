@@ -1,0 +1,138 @@
+// BertForSequenceClassification in LibTorch, computed as Hugging Face
+// transformers computes it, and built as blocks so that a forward pass can
+// start at any of them:
+//
+//   block 0        the embeddings       input ids      -> hidden states
+//   block 1 .. L   encoder layer 0..L-1 hidden states  -> hidden states
+//   head           pooler + classifier  hidden states  -> logits
+//
+// Parameter names are Hugging Face's ("bert.encoder.layer.3.attention.self.
+// query.weight", "classifier.bias"), so checkpoints load and save by name.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "server/training/model/bert_config.h"
+
+namespace ftd::training {
+
+struct BertEmbeddingsImpl : torch::nn::Module {
+  explicit BertEmbeddingsImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& input_ids);
+
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr},
+      token_type_embeddings{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(BertEmbeddings);
+
+struct BertSelfAttentionImpl : torch::nn::Module {
+  explicit BertSelfAttentionImpl(const BertConfig& config);
+  // `mask_bias`: [batch, 1, 1, seq], 0 where attended, a large negative
+  // number at padding.
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  int64_t heads;
+  int64_t head_size;
+};
+TORCH_MODULE(BertSelfAttention);
+
+// dense -> dropout -> residual -> LayerNorm, as BertSelfOutput and BertOutput.
+struct BertResidualOutputImpl : torch::nn::Module {
+  BertResidualOutputImpl(const BertConfig& config, int64_t in_features);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
+
+  torch::nn::Linear dense{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(BertResidualOutput);
+
+struct BertAttentionImpl : torch::nn::Module {
+  explicit BertAttentionImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+
+  BertSelfAttention self{nullptr};
+  BertResidualOutput output{nullptr};
+};
+TORCH_MODULE(BertAttention);
+
+struct BertIntermediateImpl : torch::nn::Module {
+  explicit BertIntermediateImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear dense{nullptr};
+  std::string activation;
+};
+TORCH_MODULE(BertIntermediate);
+
+struct BertLayerImpl : torch::nn::Module {
+  explicit BertLayerImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+
+  BertAttention attention{nullptr};
+  BertIntermediate intermediate{nullptr};
+  BertResidualOutput output{nullptr};
+};
+TORCH_MODULE(BertLayer);
+
+struct BertEncoderImpl : torch::nn::Module {
+  explicit BertEncoderImpl(const BertConfig& config);
+  torch::nn::ModuleList layer{nullptr};
+};
+TORCH_MODULE(BertEncoder);
+
+struct BertPoolerImpl : torch::nn::Module {
+  explicit BertPoolerImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& hidden);
+  torch::nn::Linear dense{nullptr};
+};
+TORCH_MODULE(BertPooler);
+
+struct BertModelImpl : torch::nn::Module {
+  explicit BertModelImpl(const BertConfig& config);
+  BertEmbeddings embeddings{nullptr};
+  BertEncoder encoder{nullptr};
+  BertPooler pooler{nullptr};
+};
+TORCH_MODULE(BertModel);
+
+class BertClassifierImpl : public torch::nn::Module {
+ public:
+  BertClassifierImpl(const BertConfig& config, int64_t num_labels);
+
+  int num_layers() const { return num_layers_; }
+
+  // [batch, seq] 0/1 -> the additive attention bias the layers take.
+  static torch::Tensor MaskBias(const torch::Tensor& attention_mask, torch::ScalarType dtype);
+
+  // Block 0.
+  torch::Tensor Embed(const torch::Tensor& input_ids);
+  // Encoder layers [from, to) on `hidden` (the input of layer `from`).
+  torch::Tensor RunLayers(torch::Tensor hidden, const torch::Tensor& mask_bias, int from, int to);
+  // Pooler and classifier on the last layer's output.
+  torch::Tensor Head(const torch::Tensor& hidden);
+  // The whole model: logits [batch, labels].
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+
+  // The encoder layer `i` (0-based).
+  BertLayerImpl& layer(int i) { return *bert->encoder->layer[i]->as<BertLayerImpl>(); }
+
+  BertModel bert{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch::nn::Linear classifier{nullptr};
+
+ private:
+  int num_layers_;
+};
+TORCH_MODULE(BertClassifier);
+
+// Hugging Face's _init_weights: Linear and Embedding weights ~ N(0, range),
+// biases 0, the padding row 0, LayerNorm 1 and 0. Applied to `names` only.
+void InitializeParameters(BertClassifier& model, const BertConfig& config,
+                          const std::vector<std::string>& names);
+
+}  // namespace ftd::training

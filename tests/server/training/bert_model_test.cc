@@ -1,0 +1,111 @@
+#include "server/training/model/bert_model.h"
+
+#include <torch/torch.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/training/model/checkpoint.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace ftd::training {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::Contains;
+
+constexpr char kModel[] = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
+constexpr char kGolden[] = FTD_SOURCE_DIR "/tests/testdata/golden/encoder_golden.safetensors";
+
+torch::Tensor Golden(const SafetensorsFile& file, const std::string& name) {
+  const TensorInfo* info = file.Find(name);
+  EXPECT_NE(info, nullptr) << name;
+  return *ToTensor(file, *info);
+}
+
+// transformers' BertModel (fp32, CPU, eval) on a padded batch of 16 x 31:
+// the embeddings output and every layer's hidden states, within 1e-4.
+TEST(BertModelTest, MatchesTransformersLayerByLayer) {
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 2);
+  ASSERT_OK_AND_ASSIGN(LoadReport report, LoadWeights(kModel, config, model));
+  EXPECT_THAT(report.initialized, Contains("bert.pooler.dense.weight"));
+  EXPECT_THAT(report.initialized, Contains("classifier.weight"));
+  EXPECT_EQ(report.initialized.size(), 4u);  // pooler and classifier, weight and bias
+  EXPECT_THAT(report.unused, Contains(HasSubstr("cls.predictions")));
+  model->eval();
+  torch::NoGradGuard no_grad;
+
+  ASSERT_OK_AND_ASSIGN(auto golden, SafetensorsFile::Open(kGolden));
+  torch::Tensor ids = Golden(*golden, "input_ids");
+  torch::Tensor mask = Golden(*golden, "attention_mask");
+  torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
+  torch::Tensor hidden = model->Embed(ids);
+  double worst = 0;
+  for (int layer = 0; layer <= config.num_hidden_layers; ++layer) {
+    if (layer > 0) hidden = model->RunLayers(hidden, bias, layer - 1, layer);
+    torch::Tensor expected = Golden(*golden, "hidden_states." + std::to_string(layer));
+    double error = (hidden - expected).abs().max().item<double>();
+    worst = std::max(worst, error);
+    EXPECT_LT(error, 1e-4) << "hidden_states." << layer;
+  }
+  EXPECT_LT((hidden - Golden(*golden, "last_hidden_state")).abs().max().item<double>(), 1e-4);
+  // Running from any block gives the same as running through.
+  torch::Tensor at3 = model->RunLayers(model->Embed(ids), bias, 0, 3);
+  EXPECT_TRUE(torch::allclose(model->RunLayers(at3, bias, 3, config.num_hidden_layers), hidden));
+  RecordProperty("max_abs_error", std::to_string(worst));
+}
+
+TEST(BertModelTest, SavedModelsLoadBackExactly) {
+  ftd::testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 3);
+  ASSERT_OK(LoadWeights(kModel, config, model).status());
+  ASSERT_OK(SaveModel(dir.Sub("out"), kModel, config, {"a", "b", "c"}, model));
+  ASSERT_OK_AND_ASSIGN(BertConfig saved, BertConfig::FromModelFolder(dir.Sub("out")));
+  EXPECT_EQ(saved.labels, (std::vector<std::string>{"a", "b", "c"}));
+  BertClassifier reloaded(saved, 3);
+  ASSERT_OK_AND_ASSIGN(LoadReport report, LoadWeights(dir.Sub("out"), saved, reloaded));
+  EXPECT_TRUE(report.initialized.empty());
+  EXPECT_TRUE(report.unused.empty());
+  auto a = model->named_parameters();
+  auto b = reloaded->named_parameters();
+  for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+}
+
+TEST(BertModelTest, HalfPrecisionUnprefixedCheckpointsLoadAndShapeMismatchesNameTheTensor) {
+  ftd::testing::TempDir dir;
+  ftd::testing::WriteFile(dir.Sub("m/config.json"),
+                          R"({"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,)"
+                          R"("num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":12})");
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(dir.Sub("m")));
+  torch::Tensor word = torch::randn({10, 8}).to(torch::kBFloat16);
+  torch::Tensor ln = torch::ones({8}).to(torch::kHalf);
+  ASSERT_OK(WriteSafetensors(
+      dir.Sub("m/model.safetensors"),
+      {{"embeddings.word_embeddings.weight", DType::kBF16, {10, 8},
+        std::string_view(static_cast<char*>(word.data_ptr()), 160)},
+       {"embeddings.LayerNorm.gamma", DType::kF16, {8},
+        std::string_view(static_cast<char*>(ln.data_ptr()), 16)}},
+      {}));
+  BertClassifier model(config, 2);
+  ASSERT_OK_AND_ASSIGN(LoadReport report, LoadWeights(dir.Sub("m"), config, model));
+  EXPECT_TRUE(torch::equal(model->bert->embeddings->word_embeddings->weight, word.to(torch::kFloat)));
+  EXPECT_THAT(report.initialized, ::testing::Not(Contains("bert.embeddings.LayerNorm.weight")));
+
+  torch::Tensor wrong = torch::zeros({9, 8});
+  ASSERT_OK(WriteSafetensors(dir.Sub("m/model.safetensors"),
+                             {{"bert.embeddings.word_embeddings.weight", DType::kF32, {9, 8},
+                               std::string_view(static_cast<char*>(wrong.data_ptr()), 288)}},
+                             {}));
+  EXPECT_THAT(LoadWeights(dir.Sub("m"), config, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tensor \"bert.embeddings.word_embeddings.weight\" has shape [9, 8] but the model (from config.json) needs [10, 8]")));
+  ftd::testing::WriteFile(dir.Sub("m/model.safetensors"), "garbage");
+  EXPECT_THAT(LoadWeights(dir.Sub("m"), config, model),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
+}
+
+}  // namespace
+}  // namespace ftd::training
