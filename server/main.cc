@@ -9,7 +9,7 @@
 #include "absl/flags/usage.h"
 #include "server/daemon/daemon.h"
 #include "server/scheduler/device_discovery.h"
-#include "server/training/no_engine_trainer.h"
+#include "server/training/engine/bert_trainer.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "gRPC address host:port; port 0 picks a free port (see --address_file)");
@@ -20,6 +20,9 @@ ABSL_FLAG(std::vector<std::string>, data_roots, {},
           "comma-separated folders that models and datasets may come from "
           "(default: the working directory)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
+ABSL_FLAG(int, cpu_threads, 1,
+          "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
+          "(see docs/performance.md)");
 
 #ifndef FTD_VERSION
 #define FTD_VERSION "dev"
@@ -41,7 +44,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  ftd::training::NoEngineTrainer trainer;
+  if (absl::GetFlag(FLAGS_cpu_threads) < 1) {
+    std::fprintf(stderr, "ftd: --cpu_threads must be at least 1\n");
+    return 2;
+  }
+  ftd::training::BertTrainer trainer({absl::GetFlag(FLAGS_cpu_threads)});
   ftd::daemon::Daemon::Options options;
   options.address = absl::GetFlag(FLAGS_address);
   options.address_file = absl::GetFlag(FLAGS_address_file);

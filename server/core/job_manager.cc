@@ -59,6 +59,9 @@ class JobManager::RunContext final : public training::TrainingContext {
     manager_->ReportProgress(job_id_, progress);
   }
   void Emit(v1::JobEvent event) override { manager_->Emit(job_id_, std::move(event)); }
+  void RecordFingerprint(const std::string& role, const std::string& sha256) override {
+    manager_->RecordFingerprint(job_id_, role, sha256);
+  }
 
  private:
   JobManager* const manager_;
@@ -419,6 +422,15 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
     *active.job.mutable_result()->add_freeze_timeline() = event.freeze_decision();
   }
   AppendLocked(active, std::move(event), /*persist_job=*/false);
+}
+
+void JobManager::RecordFingerprint(const std::string& job_id, const std::string& role,
+                                   const std::string& sha256) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  // Stored with the job's next state change.
+  (*it->second.job.mutable_dataset_fingerprints())[role] = sha256;
 }
 
 void JobManager::Shutdown() {

@@ -105,6 +105,8 @@ class JobManager {
               const scheduler::StopToken& stop);
   void ReportProgress(const std::string& job_id, const v1::Progress& progress);
   void Emit(const std::string& job_id, v1::JobEvent event);
+  void RecordFingerprint(const std::string& job_id, const std::string& role,
+                         const std::string& sha256);
 
   // Adds `event` to the job's history and sends it to its watchers; with
   // `persist_job` the job record is written in the same synced write.

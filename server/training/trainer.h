@@ -33,6 +33,9 @@ class TrainingContext {
   // Records an event (evaluation, freeze decision, artifact, log) in the
   // job's history. The job id, sequence and time are filled in.
   virtual void Emit(v1::JobEvent event) = 0;
+
+  // Records a dataset's content hash on the job (role: "train", "validation").
+  virtual void RecordFingerprint(const std::string& role, const std::string& sha256) = 0;
 };
 
 class Trainer {

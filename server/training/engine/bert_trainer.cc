@@ -1,0 +1,476 @@
+#include "server/training/engine/bert_trainer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+#include <numeric>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "server/training/data/text_dataset.h"
+#include "server/training/engine/epoch_order.h"
+#include "server/training/model/bert_config.h"
+#include "server/training/model/bert_model.h"
+#include "server/training/model/checkpoint.h"
+#include "server/training/tokenizer/wordpiece_tokenizer.h"
+
+#include <ATen/autocast_mode.h>
+
+namespace ftd::training {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Encoded {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<int64_t> labels;
+};
+
+Encoded Encode(const WordPieceTokenizer& tokenizer, const TextDataset& data,
+               std::vector<int64_t> labels, int max_length) {
+  Encoded out;
+  out.ids.reserve(data.texts.size());
+  for (const std::string& text : data.texts) out.ids.push_back(tokenizer.Encode(text, max_length));
+  out.labels = std::move(labels);
+  return out;
+}
+
+struct Batch {
+  torch::Tensor ids, mask, labels;
+};
+
+// Pads the rows to the longest one in the batch.
+Batch MakeBatch(const Encoded& data, const int64_t* rows, size_t count, int32_t pad_id,
+                const torch::Device& device) {
+  size_t longest = 0;
+  for (size_t i = 0; i < count; ++i) longest = std::max(longest, data.ids[rows[i]].size());
+  std::vector<int64_t> ids(count * longest, pad_id), mask(count * longest, 0), labels(count);
+  for (size_t i = 0; i < count; ++i) {
+    const auto& row = data.ids[rows[i]];
+    std::copy(row.begin(), row.end(), ids.begin() + i * longest);
+    std::fill(mask.begin() + i * longest, mask.begin() + i * longest + row.size(), 1);
+    labels[i] = data.labels[rows[i]];
+  }
+  const int64_t b = static_cast<int64_t>(count), s = static_cast<int64_t>(longest);
+  auto options = torch::TensorOptions().dtype(torch::kLong);
+  Batch batch;
+  batch.ids = torch::from_blob(ids.data(), {b, s}, options).clone().to(device);
+  batch.mask = torch::from_blob(mask.data(), {b, s}, options).clone().to(device);
+  batch.labels = torch::from_blob(labels.data(), {b}, options).clone().to(device);
+  return batch;
+}
+
+struct EvalResult {
+  double loss = 0, accuracy = 0, macro_f1 = 0;
+};
+
+EvalResult Evaluate(BertClassifier& model, const Encoded& data, int batch_size, int32_t pad_id,
+                    const torch::Device& device) {
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(data.ids.size());
+  std::vector<int64_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0);
+  // Similar lengths together: less padding, same results.
+  std::stable_sort(rows.begin(), rows.end(),
+                   [&](int64_t a, int64_t b) { return data.ids[a].size() < data.ids[b].size(); });
+  double loss_sum = 0;
+  std::vector<int64_t> predicted(n);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const size_t count = static_cast<size_t>(std::min<int64_t>(batch_size, n - start));
+    Batch batch = MakeBatch(data, rows.data() + start, count, pad_id, device);
+    torch::Tensor logits = model->forward(batch.ids, batch.mask).to(torch::kFloat);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, batch.labels,
+                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    torch::Tensor argmax = logits.argmax(1).to(torch::kCPU);
+    for (size_t i = 0; i < count; ++i) predicted[rows[start + i]] = argmax[i].item<int64_t>();
+  }
+  // Macro-F1 over the labels that occur in the truth or the predictions.
+  std::map<int64_t, std::array<int64_t, 3>> counts;  // tp, fp, fn
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t truth = data.labels[i], guess = predicted[i];
+    if (truth == guess) {
+      ++correct;
+      ++counts[truth][0];
+    } else {
+      ++counts[guess][1];
+      ++counts[truth][2];
+    }
+  }
+  double f1_sum = 0;
+  for (const auto& [label, c] : counts) {
+    const double tp = c[0], fp = c[1], fn = c[2];
+    const double precision = tp + fp > 0 ? tp / (tp + fp) : 0;
+    const double recall = tp + fn > 0 ? tp / (tp + fn) : 0;
+    f1_sum += precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+  }
+  EvalResult result;
+  result.loss = n > 0 ? loss_sum / n : 0;
+  result.accuracy = n > 0 ? static_cast<double>(correct) / n : 0;
+  result.macro_f1 = counts.empty() ? 0 : f1_sum / counts.size();
+  return result;
+}
+
+std::string Summary(const std::vector<std::string>& names) {
+  std::vector<std::string> shown(names.begin(), names.begin() + std::min<size_t>(names.size(), 8));
+  std::string out = absl::StrJoin(shown, ", ");
+  if (names.size() > shown.size()) absl::StrAppend(&out, " and ", names.size() - shown.size(), " more");
+  return out;
+}
+
+void Log(TrainingContext& context, v1::JobEvent::Log::Level level, const std::string& message) {
+  v1::JobEvent event;
+  event.mutable_log()->set_level(level);
+  event.mutable_log()->set_message(message);
+  context.Emit(std::move(event));
+}
+
+// HF's get_linear_schedule_with_warmup.
+double LrFactor(int64_t step, int64_t warmup, int64_t total) {
+  if (step < warmup) return static_cast<double>(step) / std::max<int64_t>(1, warmup);
+  return std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
+}
+
+torch::Device ParseDevice(const std::string& name) {
+  if (name.rfind("cuda:", 0) == 0) return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(name.substr(5))));
+  return torch::Device(torch::kCPU);
+}
+
+void SetAutocast(bool enabled) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+  at::autocast::set_enabled(enabled);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+}
+
+// Everything one Train() call holds.
+class Run {
+ public:
+  Run(TrainingContext& context, int cpu_threads) : context_(context), cpu_threads_(cpu_threads) {}
+
+  absl::StatusOr<v1::JobResult> Execute() {
+    const v1::JobSpec& spec = context_.spec();
+    const v1::Hyperparameters& hp = spec.hyperparameters();
+    if (spec.freeze_policy().has_autofreeze()) {
+      return absl::UnimplementedError(
+          "freeze_policy.autofreeze: AutoFreeze is not available in this build yet; use none or "
+          "static");
+    }
+    device_ = ParseDevice(context_.device());
+    if (device_.is_cpu()) torch::set_num_threads(cpu_threads_);
+    torch::manual_seed(hp.seed());
+
+    // Model folder: config, tokenizer.
+    ASSIGN_OR_RETURN(config_, BertConfig::FromModelFolder(spec.base_model()));
+    ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer, WordPieceTokenizer::FromModelFolder(spec.base_model()));
+    if (tokenizer.vocab_size() > static_cast<size_t>(config_.vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          spec.base_model(), ": vocab.txt has ", tokenizer.vocab_size(),
+          " tokens but config.json's vocab_size is ", config_.vocab_size));
+    }
+    pad_id_ = tokenizer.pad_id();
+
+    // Data.
+    ASSIGN_OR_RETURN(TextDataset train, ReadTextDataset(spec.train_dataset()));
+    context_.RecordFingerprint("train", train.fingerprint);
+    labels_ = LabelSet::FromLabels(train.labels, config_.labels);
+    if (labels_.size() < 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          train.path, ": every row has the label \"", labels_.names()[0], "\"; a classifier needs two or more"));
+    }
+    ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, labels_.Encode(train));
+    train_ = Encode(tokenizer, train, std::move(train_labels), hp.max_seq_length());
+    if (spec.has_validation_dataset()) {
+      ASSIGN_OR_RETURN(TextDataset valid, ReadTextDataset(spec.validation_dataset()));
+      context_.RecordFingerprint("validation", valid.fingerprint);
+      ASSIGN_OR_RETURN(std::vector<int64_t> valid_labels, labels_.Encode(valid));
+      valid_ = Encode(tokenizer, valid, std::move(valid_labels), hp.max_seq_length());
+      has_validation_ = true;
+    }
+    Log(context_, v1::JobEvent::Log::INFO,
+        absl::StrCat("data: ", train_.ids.size(), " training rows",
+                     has_validation_ ? absl::StrCat(", ", valid_.ids.size(), " validation rows") : "",
+                     ", ", labels_.size(), " labels"));
+
+    // Weights.
+    model_ = BertClassifier(config_, static_cast<int64_t>(labels_.size()));
+    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(spec.base_model(), config_, model_));
+    if (!report.initialized.empty()) {
+      Log(context_, v1::JobEvent::Log::INFO,
+          absl::StrCat("initialised ", report.initialized.size(),
+                       " weights the checkpoint lacks: ", Summary(report.initialized)));
+    }
+    if (!report.unused.empty()) {
+      Log(context_, v1::JobEvent::Log::INFO,
+          absl::StrCat("the checkpoint has ", report.unused.size(),
+                       " weights the classifier does not use: ", Summary(report.unused)));
+    }
+    if (spec.activation_cache().enabled()) {
+      Log(context_, v1::JobEvent::Log::WARNING,
+          "activation_cache: the activation cache is not available in this build yet; training "
+          "without it");
+    }
+    model_->to(device_);
+    frozen_ = spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
+    autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
+
+    RETURN_IF_ERROR(TrainEpochs());
+    return Finish();
+  }
+
+ private:
+  // Parameters that train, in two AdamW groups: with and without weight decay
+  // (biases and LayerNorm weights take none).
+  std::vector<torch::optim::OptimizerParamGroup> ParamGroups() {
+    std::vector<torch::Tensor> decay, no_decay;
+    for (auto& item : model_->named_parameters()) {
+      const std::string& name = item.key();
+      const bool frozen =
+          frozen_ > 0 && (name.rfind("bert.embeddings.", 0) == 0 || LayerIndex(name) < frozen_) &&
+          name.rfind("bert.pooler", 0) != 0;
+      item.value().set_requires_grad(!frozen);
+      if (frozen) continue;
+      const bool no_wd = name.find("LayerNorm") != std::string::npos ||
+                         name.compare(name.size() - 4, 4, "bias") == 0;
+      (no_wd ? no_decay : decay).push_back(item.value());
+    }
+    const v1::Hyperparameters& hp = context_.spec().hyperparameters();
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(hp.learning_rate())
+                                       .weight_decay(hp.weight_decay())
+                                       .eps(1e-8)));
+    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                      torch::optim::AdamWOptions(hp.learning_rate())
+                                          .weight_decay(0)
+                                          .eps(1e-8)));
+    return groups;
+  }
+
+  // The encoder layer a parameter belongs to; a large number for none.
+  static int LayerIndex(const std::string& name) {
+    static const std::string prefix = "bert.encoder.layer.";
+    if (name.rfind(prefix, 0) != 0) return 1 << 30;
+    return std::stoi(name.substr(prefix.size()));
+  }
+
+  // Forward through the model; the frozen prefix runs in eval mode without
+  // gradients.
+  torch::Tensor Forward(const Batch& batch) {
+    const torch::Tensor bias =
+        BertClassifierImpl::MaskBias(batch.mask, torch::kFloat).to(device_);
+    torch::Tensor hidden;
+    if (frozen_ > 0) {
+      torch::NoGradGuard no_grad;
+      hidden = model_->RunLayers(model_->Embed(batch.ids), bias, 0, frozen_);
+    } else {
+      hidden = model_->Embed(batch.ids);
+    }
+    hidden = model_->RunLayers(hidden, bias, frozen_, model_->num_layers());
+    return model_->Head(hidden);
+  }
+
+  void SetTrainMode() {
+    model_->train();
+    if (frozen_ == 0) return;
+    model_->bert->embeddings->eval();
+    for (int i = 0; i < frozen_; ++i) model_->layer(i).eval();
+  }
+
+  absl::Status TrainEpochs() {
+    const v1::Hyperparameters& hp = context_.spec().hyperparameters();
+    const int64_t n = static_cast<int64_t>(train_.ids.size());
+    const int64_t batch_size = hp.batch_size();
+    const int64_t steps_per_epoch = (n + batch_size - 1) / batch_size;
+    const int64_t total_steps = steps_per_epoch * hp.epochs();
+    const int64_t warmup = static_cast<int64_t>(std::ceil(total_steps * hp.warmup_ratio()));
+    std::vector<torch::optim::OptimizerParamGroup> groups = ParamGroups();
+    std::vector<torch::Tensor> trainable;
+    for (auto& g : groups) trainable.insert(trainable.end(), g.params().begin(), g.params().end());
+    torch::optim::AdamW optimizer(std::move(groups));
+
+    int64_t step = 0;
+    double train_seconds = 0;
+    for (int epoch = 1; epoch <= hp.epochs(); ++epoch) {
+      SetTrainMode();
+      const std::vector<int64_t> order = EpochOrder(n, hp.seed(), epoch);
+      const auto epoch_start = Clock::now();
+      double loss_sum = 0;
+      int64_t samples = 0;
+      for (int64_t b = 0; b < steps_per_epoch; ++b) {
+        if (context_.StopRequested()) return absl::CancelledError("stopped on request");
+        const int64_t start = b * batch_size;
+        const size_t count = static_cast<size_t>(std::min(batch_size, n - start));
+        Batch batch = MakeBatch(train_, order.data() + start, count, pad_id_, device_);
+        SetAutocast(autocast_);
+        torch::Tensor logits = Forward(batch);
+        SetAutocast(false);
+        torch::Tensor loss =
+            torch::nn::functional::cross_entropy(logits.to(torch::kFloat), batch.labels);
+        optimizer.zero_grad();
+        loss.backward();
+        torch::nn::utils::clip_grad_norm_(trainable, 1.0);
+        const double lr = hp.learning_rate() * LrFactor(step, warmup, total_steps);
+        for (auto& group : optimizer.param_groups()) {
+          static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+        }
+        optimizer.step();
+        ++step;
+        const double loss_value = loss.item<double>();
+        if (!std::isfinite(loss_value)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "the training loss became ", loss_value, " at step ", step,
+              "; lower hyperparameters.learning_rate"));
+        }
+        loss_sum += loss_value * count;
+        samples += static_cast<int64_t>(count);
+
+        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        v1::Progress progress;
+        progress.set_step(step);
+        progress.set_total_steps(total_steps);
+        progress.set_epoch(epoch);
+        progress.set_total_epochs(hp.epochs());
+        progress.set_loss(loss_sum / samples);
+        progress.set_samples_per_second(elapsed > 0 ? samples / elapsed : 0);
+        const double per_step = (train_seconds + elapsed) / step;
+        progress.set_eta_seconds(per_step * (total_steps - step));
+        context_.ReportProgress(progress);
+      }
+      const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+      train_seconds += epoch_seconds;
+      train_loss_ = loss_sum / std::max<int64_t>(1, samples);
+      samples_trained_ += samples;
+      Log(context_, v1::JobEvent::Log::INFO,
+          absl::StrFormat("epoch %d: %.1f s, %.1f samples/s, training loss %.4f", epoch,
+                          epoch_seconds, samples / epoch_seconds, train_loss_));
+      if (has_validation_) {
+        if (context_.StopRequested()) return absl::CancelledError("stopped on request");
+        SetAutocast(autocast_);
+        EvalResult eval = Evaluate(model_, valid_, static_cast<int>(batch_size), pad_id_, device_);
+        SetAutocast(false);
+        v1::JobEvent event;
+        v1::Evaluation* e = event.mutable_evaluation();
+        e->set_epoch(epoch);
+        e->set_loss(eval.loss);
+        e->set_accuracy(eval.accuracy);
+        e->set_macro_f1(eval.macro_f1);
+        last_eval_ = *e;
+        context_.Emit(std::move(event));
+      }
+    }
+    train_seconds_ = train_seconds;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::JobResult> Finish() {
+    const std::string model_dir = (fs::path(context_.output_dir()) / "model").string();
+    model_->to(torch::kCPU);
+    RETURN_IF_ERROR(SaveModel(model_dir, context_.spec().base_model(), config_, labels_.names(), model_));
+    v1::JobEvent artifact;
+    artifact.mutable_artifact()->set_kind("model");
+    artifact.mutable_artifact()->set_path(model_dir);
+    context_.Emit(artifact);
+
+    v1::JobResult result;
+    result.set_output_dir(model_dir);
+    auto& m = *result.mutable_metrics();
+    m["train_loss"] = train_loss_;
+    m["train_seconds"] = train_seconds_;
+    m["train_samples_per_second"] = train_seconds_ > 0 ? samples_trained_ / train_seconds_ : 0;
+    if (has_validation_) {
+      m["validation_loss"] = last_eval_.loss();
+      m["validation_accuracy"] = last_eval_.accuracy();
+      m["validation_macro_f1"] = last_eval_.macro_f1();
+    }
+    const std::string metrics_path = (fs::path(context_.output_dir()) / "metrics.json").string();
+    {
+      std::ofstream out(metrics_path, std::ios::trunc);
+      out << "{\n";
+      size_t i = 0;
+      for (const auto& [k, v] : m) {
+        out << absl::StrFormat("  \"%s\": %.6g%s\n", k, v, ++i < m.size() ? "," : "");
+      }
+      out << "}\n";
+      if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", metrics_path));
+    }
+    artifact.mutable_artifact()->set_kind("metrics");
+    artifact.mutable_artifact()->set_path(metrics_path);
+    context_.Emit(artifact);
+    return result;
+  }
+
+  TrainingContext& context_;
+  const int cpu_threads_;
+  torch::Device device_{torch::kCPU};
+  BertConfig config_;
+  LabelSet labels_;
+  Encoded train_, valid_;
+  bool has_validation_ = false;
+  int32_t pad_id_ = 0;
+  int frozen_ = 0;
+  bool autocast_ = false;
+  BertClassifier model_{nullptr};
+  double train_loss_ = 0, train_seconds_ = 0;
+  int64_t samples_trained_ = 0;
+  v1::Evaluation last_eval_;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
+  // LibTorch reports errors by throwing: none crosses this line.
+  try {
+    Run run(context, options_.cpu_threads);
+    return run.Execute();
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    // c10::Error appends a C++ backtrace after the first line.
+    what = what.substr(0, what.find('\n'));
+    return absl::InternalError(absl::StrCat("training failed on ", context.device(), ": ", what));
+  }
+}
+
+absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,
+                                                   const v1::Dataset& dataset,
+                                                   int max_seq_length, int batch_size) {
+  try {
+    ASSIGN_OR_RETURN(BertConfig config, BertConfig::FromModelFolder(model_dir));
+    if (config.labels.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(model_dir, "/config.json has no id2label"));
+    }
+    ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer, WordPieceTokenizer::FromModelFolder(model_dir));
+    ASSIGN_OR_RETURN(TextDataset data, ReadTextDataset(dataset));
+    LabelSet labels = LabelSet::FromLabels(config.labels, config.labels);
+    ASSIGN_OR_RETURN(std::vector<int64_t> ids, labels.Encode(data));
+    Encoded encoded = Encode(tokenizer, data, std::move(ids), max_seq_length);
+    BertClassifier model(config, static_cast<int64_t>(config.labels.size()));
+    RETURN_IF_ERROR(LoadWeights(model_dir, config, model).status());
+    EvalResult r = Evaluate(model, encoded, batch_size, tokenizer.pad_id(), torch::kCPU);
+    v1::Evaluation e;
+    e.set_loss(r.loss);
+    e.set_accuracy(r.accuracy);
+    e.set_macro_f1(r.macro_f1);
+    return e;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("evaluating ", model_dir, ": ", e.what()));
+  }
+}
+
+}  // namespace ftd::training

@@ -1,0 +1,39 @@
+// BertTrainer: the training engine. Fine-tunes a Hugging Face BERT checkpoint
+// as a sequence classifier: loads the checkpoint and the datasets, trains
+// with AdamW under a linear warm-up/decay schedule, evaluates after each
+// epoch, and writes the fine-tuned model back in Hugging Face's format.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ftd/v1/ftd.pb.h"
+#include "server/training/trainer.h"
+
+namespace ftd::training {
+
+class BertTrainer final : public Trainer {
+ public:
+  struct Options {
+    // LibTorch intra-op threads for a job on the CPU (OpenBLAS keeps its own
+    // pool; see docs/performance.md for the measurement behind the default).
+    int cpu_threads = 1;
+  };
+
+  explicit BertTrainer(Options options) : options_(options) {}
+
+  // Thread-safe: each call trains one job. Writes <output_dir>/model/ and
+  // <output_dir>/metrics.json.
+  absl::StatusOr<v1::JobResult> Train(TrainingContext& context) override;
+
+ private:
+  const Options options_;
+};
+
+// Evaluates the classifier saved in `model_dir` (as BertTrainer writes it)
+// on `dataset` on the CPU: loss, accuracy and macro-F1.
+absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,
+                                                   const v1::Dataset& dataset,
+                                                   int max_seq_length, int batch_size);
+
+}  // namespace ftd::training
