@@ -35,6 +35,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     }
     roots.push_back(*canonical);
   }
+  // The daemon's own outputs may serve as base models.
+  if (absl::StatusOr<std::string> jobs = CanonicalPath((data_dir / "jobs").string()); jobs.ok()) {
+    roots.push_back(*jobs);
+  }
 
   std::unique_ptr<Daemon> daemon(new Daemon());
   ASSIGN_OR_RETURN(daemon->database_,

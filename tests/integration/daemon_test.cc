@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_bert.h"
 
 namespace ftd {
 namespace {
@@ -241,12 +242,52 @@ TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
                            HasSubstr("RUNNING -> FAILED: ")));
-  EXPECT_THAT(r.err, HasSubstr("ftctl: job-1 failed: "));
+  EXPECT_THAT(r.err, HasSubstr("ftctl: job-1 failed: " + dir_.Sub("data/model/model.safetensors") +
+                               ": not a valid safetensors file"));
   CommandResult get = daemon->Ftctl({"get", "job-1"});
-  EXPECT_THAT(get.out, AllOf(HasSubstr("state:       FAILED"), HasSubstr("error:       ")));
+  EXPECT_THAT(get.out, AllOf(HasSubstr("state:       FAILED"), HasSubstr("error:       " + dir_.Sub("data/model/model.safetensors"))));
   // Still serving.
   EXPECT_EQ(daemon->Ftctl({"info"}).exit_code, 0);
   EXPECT_EQ(daemon->Ftctl(SubmitArgs("next")).exit_code, 0);
+}
+
+// The real thing end to end: ftd fine-tunes a small BERT (2 layers, random
+// weights) on a learnable dataset, watched through ftctl, in well under a
+// minute.
+TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
+  ftd::testing::WriteTinyBert(dir_.Sub("data/tiny"));
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-train.csv"), 256, 1);
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-valid.csv"), 128, 2);
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult r = daemon->Ftctl(
+      {"submit", "--model=" + dir_.Sub("data/tiny"), "--train=" + dir_.Sub("data/sentiment-train.csv"),
+       "--validation=" + dir_.Sub("data/sentiment-valid.csv"), "--epochs=8", "--batch_size=16",
+       "--learning_rate=0.003", "--warmup_ratio=0.1", "--max_seq_length=16", "--seed=3",
+       "--name=tiny", "--watch"});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_LT(seconds, 60);
+  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
+                           HasSubstr("initialised"), HasSubstr("step 128/128 (100%) epoch 8/8"),
+                           HasSubstr("evaluation epoch 8:"), HasSubstr("wrote model: "),
+                           HasSubstr("RUNNING -> SUCCEEDED")));
+  CommandResult get = daemon->Ftctl({"get", "job-1", "--json"});
+  ASSERT_EQ(get.exit_code, 0);
+  const size_t at = get.out.find("\"validation_accuracy\": ");
+  ASSERT_NE(at, std::string::npos) << get.out;
+  const double accuracy = std::stod(get.out.substr(at + 23));
+  EXPECT_GT(accuracy, 0.9) << "chance is 0.5";
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-1/model/model.safetensors")));
+  EXPECT_THAT(get.out, HasSubstr("\"train\": \""));  // the dataset fingerprint
+
+  // Its output is a base model the daemon accepts.
+  CommandResult again = daemon->Ftctl(
+      {"submit", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
+       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=1", "--max_seq_length=16",
+       "--watch"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
 }
 
 TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {

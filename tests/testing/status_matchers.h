@@ -8,6 +8,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+namespace absl {
+// Readable failures: print a StatusOr's status, not its bytes.
+template <typename T>
+void PrintTo(const StatusOr<T>& status_or, std::ostream* os) {
+  *os << status_or.status().ToString();
+}
+}  // namespace absl
+
 namespace ftd::testing {
 
 inline const absl::Status& GetStatus(const absl::Status& status) { return status; }

@@ -34,7 +34,8 @@ void WriteModelFolder(const std::string& dir, int layers, int max_positions) {
   WriteFile(dir + "/config.json",
             absl::StrCat(R"({"model_type": "bert", "num_hidden_layers": )", layers,
                          R"(, "max_position_embeddings": )", max_positions,
-                         R"(, "hidden_size": 32, "vocab_size": 64})"));
+                         R"(, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,)"
+                         R"( "vocab_size": 5})"));
   WriteFile(dir + "/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
   WriteFile(dir + "/model.safetensors", "");
 }

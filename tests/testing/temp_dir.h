@@ -23,8 +23,9 @@ class TempDir {
 // Writes `content` to `path`, creating its folder. Fails the test on error.
 void WriteFile(const std::string& path, const std::string& content);
 
-// A checkpoint folder that passes the submit checks: config.json with the
-// given depth and max positions, vocab.txt and an (empty) weights file.
+// A checkpoint folder that passes the submit checks: a complete config.json
+// with the given depth and max positions, vocab.txt, and an empty (so
+// corrupt) weights file: a job on it fails when it loads the weights.
 void WriteModelFolder(const std::string& dir, int layers = 2, int max_positions = 64);
 
 }  // namespace ftd::testing

@@ -1,0 +1,189 @@
+#include "server/training/engine/bert_trainer.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/training/engine/epoch_order.h"
+#include "server/training/model/bert_config.h"
+#include "server/training/model/checkpoint.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_bert.h"
+
+namespace ftd::training {
+namespace {
+
+using ::ftd::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// The trainer's view of a job, recorded for the test.
+class FakeContext final : public TrainingContext {
+ public:
+  FakeContext(v1::JobSpec spec, std::string output_dir)
+      : spec_(std::move(spec)), output_dir_(std::move(output_dir)) {}
+  const std::string& job_id() const override { return id_; }
+  const v1::JobSpec& spec() const override { return spec_; }
+  const std::string& device() const override { return device_; }
+  const std::string& output_dir() const override { return output_dir_; }
+  bool StopRequested() const override { return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_); }
+  void ReportProgress(const v1::Progress& progress) override { progress_.push_back(progress); }
+  void Emit(v1::JobEvent event) override { events_.push_back(std::move(event)); }
+  void RecordFingerprint(const std::string& role, const std::string& sha) override { fingerprints_[role] = sha; }
+
+  std::vector<v1::Evaluation> evaluations() const {
+    std::vector<v1::Evaluation> out;
+    for (const auto& e : events_) {
+      if (e.has_evaluation()) out.push_back(e.evaluation());
+    }
+    return out;
+  }
+  std::string logs() const {
+    std::string out;
+    for (const auto& e : events_) {
+      if (e.has_log()) out += e.log().message() + "\n";
+    }
+    return out;
+  }
+
+  int stop_after_ = -1;
+  std::vector<v1::Progress> progress_;
+  std::vector<v1::JobEvent> events_;
+  std::map<std::string, std::string> fingerprints_;
+
+ private:
+  v1::JobSpec spec_;
+  std::string id_ = "job-1", device_ = "cpu:0", output_dir_;
+};
+
+class BertTrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ftd::testing::WriteTinyBert(dir_.Sub("model"));
+    ftd::testing::WriteSentimentCsv(dir_.Sub("train.csv"), 256, 1);
+    ftd::testing::WriteSentimentCsv(dir_.Sub("valid.csv"), 128, 2);
+    spec_.set_base_model(dir_.Sub("model"));
+    auto dataset = [&](v1::Dataset* d, const std::string& name) {
+      d->set_path(dir_.Sub(name));
+      d->set_format(v1::CSV);
+      d->set_text_column("text");
+      d->set_label_column("label");
+    };
+    dataset(spec_.mutable_train_dataset(), "train.csv");
+    dataset(spec_.mutable_validation_dataset(), "valid.csv");
+    auto* hp = spec_.mutable_hyperparameters();
+    hp->set_epochs(8);
+    hp->set_batch_size(16);
+    hp->set_learning_rate(3e-3);
+    hp->set_warmup_ratio(0.1);
+    hp->set_weight_decay(0.01);
+    hp->set_max_seq_length(16);
+    hp->set_seed(3);
+    spec_.mutable_freeze_policy()->mutable_none();
+  }
+
+  ftd::testing::TempDir dir_;
+  v1::JobSpec spec_;
+  BertTrainer trainer_{{1}};
+};
+
+TEST_F(BertTrainerTest, LearnsWritesAHuggingFaceFolderAndItsOutputEvaluatesTheSame) {
+  FakeContext context(spec_, dir_.Sub("out"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+  const auto evals = context.evaluations();
+  ASSERT_EQ(evals.size(), 8u);
+  EXPECT_GT(evals.back().accuracy(), 0.9);  // chance is 0.5
+  EXPECT_EQ(result.output_dir(), dir_.Sub("out/model"));
+  EXPECT_DOUBLE_EQ(result.metrics().at("validation_accuracy"), evals.back().accuracy());
+  EXPECT_EQ(context.progress_.size(), 8u * 16);  // 256 rows / 16 a batch, 8 epochs
+  EXPECT_EQ(context.progress_.back().step(), context.progress_.back().total_steps());
+  EXPECT_EQ(context.fingerprints_.at("train").size(), 64u);
+  EXPECT_THAT(context.logs(), HasSubstr("initialised"));
+  for (const char* file : {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir_.Sub("out/model/") + file)) << file;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("out/metrics.json")));
+  ASSERT_OK_AND_ASSIGN(BertConfig saved, BertConfig::FromModelFolder(dir_.Sub("out/model")));
+  EXPECT_EQ(saved.labels, (std::vector<std::string>{"neg", "pos"}));
+
+  // The round trip: the saved model gives back the same validation accuracy.
+  ASSERT_OK_AND_ASSIGN(v1::Evaluation again,
+                       EvaluateModelFolder(dir_.Sub("out/model"), spec_.validation_dataset(), 16, 16));
+  EXPECT_DOUBLE_EQ(again.accuracy(), evals.back().accuracy());
+  EXPECT_NEAR(again.loss(), evals.back().loss(), 1e-5);
+
+  // And it can be fine-tuned further: nothing is missing this time.
+  v1::JobSpec next = spec_;
+  next.set_base_model(dir_.Sub("out/model"));
+  next.mutable_hyperparameters()->set_epochs(1);
+  FakeContext second(next, dir_.Sub("out2"));
+  ASSERT_OK(trainer_.Train(second).status());
+  EXPECT_THAT(second.logs(), ::testing::Not(HasSubstr("initialised")));
+  EXPECT_GT(second.evaluations().back().accuracy(), 0.9);
+}
+
+TEST_F(BertTrainerTest, StaticFreezingLeavesTheFrontLayersUntouched) {
+  // Give the checkpoint real weights first, so there is something to keep.
+  v1::JobSpec one_epoch = spec_;
+  one_epoch.mutable_hyperparameters()->set_epochs(1);
+  FakeContext first(one_epoch, dir_.Sub("base"));
+  ASSERT_OK(trainer_.Train(first).status());
+
+  v1::JobSpec frozen = spec_;
+  frozen.set_base_model(dir_.Sub("base/model"));
+  frozen.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(1);
+  FakeContext context(frozen, dir_.Sub("frozen"));
+  ASSERT_OK(trainer_.Train(context).status());
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(dir_.Sub("base/model")));
+  BertClassifier before(config, 2), after(config, 2);
+  ASSERT_OK(LoadWeights(dir_.Sub("base/model"), config, before).status());
+  ASSERT_OK(LoadWeights(dir_.Sub("frozen/model"), config, after).status());
+  auto b = before->named_parameters();
+  for (const auto& item : after->named_parameters()) {
+    const std::string& name = item.key();
+    const bool should_freeze = name.rfind("bert.embeddings.", 0) == 0 || name.rfind("bert.encoder.layer.0.", 0) == 0;
+    EXPECT_EQ(torch::equal(item.value(), b[name]), should_freeze) << name;
+  }
+}
+
+TEST_F(BertTrainerTest, StopsAtTheNextStepWhenAsked) {
+  FakeContext context(spec_, dir_.Sub("out"));
+  context.stop_after_ = 5;
+  EXPECT_THAT(trainer_.Train(context), StatusIs(absl::StatusCode::kCancelled, HasSubstr("stopped")));
+  EXPECT_EQ(context.progress_.size(), 5u);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("out/model")));
+}
+
+TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
+  ftd::testing::WriteFile(dir_.Sub("valid.csv"), "text,label\ngood movie,pos\nodd one,neutral\n");
+  FakeContext unknown_label(spec_, dir_.Sub("out"));
+  EXPECT_THAT(trainer_.Train(unknown_label),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(dir_.Sub("valid.csv") + ":3: label \"neutral\" is not among")));
+
+  ftd::testing::WriteSentimentCsv(dir_.Sub("valid.csv"), 128, 2);
+  ftd::testing::WriteFile(dir_.Sub("model/model.safetensors"), std::string("\x40\0\0\0\0\0\0\0{", 9));
+  FakeContext truncated(spec_, dir_.Sub("out"));
+  EXPECT_THAT(trainer_.Train(truncated),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
+
+  v1::JobSpec autofreeze = spec_;
+  autofreeze.mutable_freeze_policy()->mutable_autofreeze();
+  FakeContext af(autofreeze, dir_.Sub("out"));
+  EXPECT_THAT(trainer_.Train(af), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("autofreeze")));
+}
+
+TEST(EpochOrderTest, APureFunctionOfSeedAndEpoch) {
+  auto a = EpochOrder(1000, 7, 1);
+  EXPECT_EQ(a, EpochOrder(1000, 7, 1));
+  EXPECT_NE(a, EpochOrder(1000, 7, 2));
+  EXPECT_NE(a, EpochOrder(1000, 8, 1));
+  std::vector<int64_t> sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
+}
+
+}  // namespace
+}  // namespace ftd::training
