@@ -121,6 +121,11 @@ std::string FormatJob(const v1::Job& job) {
                         hp.epochs(), hp.batch_size(), hp.learning_rate(), hp.warmup_ratio(),
                         hp.weight_decay(), hp.max_seq_length(), hp.seed());
   absl::StrAppend(&out, "freezing:    ", PolicyName(spec.freeze_policy()), "\n");
+  if (job.freeze().total_layers() > 0) {
+    absl::StrAppendFormat(&out, "frozen:      %d of %d layers, %.1f%% of parameters trained\n",
+                          job.freeze().frozen_layers(), job.freeze().total_layers(),
+                          100 * job.freeze().trainable_parameter_fraction());
+  }
   absl::StrAppend(&out, "cache:       ", spec.activation_cache().enabled() ? "on" : "off", "\n");
   absl::StrAppend(&out, "device:      ", DeviceRequestName(spec.device()),
                   job.device().empty() ? "" : absl::StrCat(" (on ", job.device(), ")"), "\n");
@@ -140,6 +145,12 @@ std::string FormatJob(const v1::Job& job) {
   if (job.attempts() > 1) absl::StrAppend(&out, "attempts:    ", job.attempts(), "\n");
   if (!job.result().output_dir().empty()) {
     absl::StrAppend(&out, "output:      ", job.result().output_dir(), "\n");
+  }
+  for (const v1::FreezeDecision& f : job.result().freeze_timeline()) {
+    if (f.frozen_after() == f.frozen_before() && f.step() > 0) continue;
+    if (f.baseline()) continue;
+    absl::StrAppendFormat(&out, "freeze:      step %d (epoch %d): %d -> %d layers frozen\n",
+                          f.step(), f.epoch(), f.frozen_before(), f.frozen_after());
   }
   for (const v1::Evaluation& e : job.result().evaluations()) {
     absl::StrAppendFormat(&out, "eval:        epoch %d: loss %.4f accuracy %.4f macro-F1 %.4f\n",
@@ -172,9 +183,21 @@ std::string FormatEvent(const v1::JobEvent& event) {
     }
     case v1::JobEvent::kFreezeDecision: {
       const auto& f = event.freeze_decision();
-      absl::StrAppendFormat(&line, "freeze at step %d (epoch %d): %d -> %d of %d layers frozen",
+      if (f.baseline()) {
+        absl::StrAppendFormat(&line, "autofreeze at step %d (epoch %d): gradient baseline recorded",
+                              f.step(), f.epoch());
+        break;
+      }
+      absl::StrAppendFormat(&line, "%s at step %d (epoch %d): %d -> %d of %d layers frozen, %.1f%% of parameters train",
+                            f.frozen_after() > f.frozen_before() ? "FREEZE" : "autofreeze",
                             f.step(), f.epoch(), f.frozen_before(), f.frozen_after(),
-                            f.total_layers());
+                            f.total_layers(), 100 * f.trainable_parameter_fraction());
+      if (!f.layer_change_rates().empty()) {
+        std::vector<std::string> rates;
+        for (double r : f.layer_change_rates()) rates.push_back(absl::StrFormat("%.3f", r));
+        absl::StrAppendFormat(&line, "; threshold %.3f, change rates [%s]", f.threshold(),
+                              absl::StrJoin(rates, " "));
+      }
       break;
     }
     case v1::JobEvent::kArtifact:

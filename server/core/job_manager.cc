@@ -419,7 +419,12 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
   ActiveJob& active = it->second;
   if (event.has_evaluation()) *active.job.mutable_result()->add_evaluations() = event.evaluation();
   if (event.has_freeze_decision()) {
-    *active.job.mutable_result()->add_freeze_timeline() = event.freeze_decision();
+    const v1::FreezeDecision& d = event.freeze_decision();
+    *active.job.mutable_result()->add_freeze_timeline() = d;
+    v1::FreezeState* freeze = active.job.mutable_freeze();
+    freeze->set_frozen_layers(d.frozen_after());
+    freeze->set_total_layers(d.total_layers());
+    freeze->set_trainable_parameter_fraction(d.trainable_parameter_fraction());
   }
   AppendLocked(active, std::move(event), /*persist_job=*/false);
 }

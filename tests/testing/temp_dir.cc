@@ -1,5 +1,7 @@
 #include "tests/testing/temp_dir.h"
 
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -19,8 +21,12 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  // nftw rather than std::filesystem::remove_all: PyTorch's pip builds of
+  // libtorch export a broken copy of remove_all that shadows libstdc++'s.
+  nftw(
+      path_.c_str(),
+      [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 void WriteFile(const std::string& path, const std::string& content) {

@@ -16,7 +16,7 @@ const std::vector<std::string> kFiller = {"the", "movie", "film", "was", "plot",
 
 }  // namespace
 
-void WriteTinyBert(const std::string& dir) {
+void WriteTinyBert(const std::string& dir, int layers) {
   std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", "."};
   for (const auto* words : {&kPositive, &kNegative, &kFiller}) {
     vocab.insert(vocab.end(), words->begin(), words->end());
@@ -25,7 +25,7 @@ void WriteTinyBert(const std::string& dir) {
   WriteFile(dir + "/config.json",
             absl::StrCat(R"({"model_type": "bert", "architectures": ["BertForMaskedLM"],)",
                          R"( "vocab_size": )", vocab.size(),
-                         R"(, "hidden_size": 32, "num_hidden_layers": 2,)",
+                         R"(, "hidden_size": 32, "num_hidden_layers": )", layers, ",",
                          R"( "num_attention_heads": 2, "intermediate_size": 64,)",
                          R"( "max_position_embeddings": 32, "type_vocab_size": 2,)",
                          R"( "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,)",

@@ -5,10 +5,10 @@
 
 namespace ftd::testing {
 
-// A 2-layer, 32-wide BERT folder (config.json, vocab.txt, and a
+// A `layers`-layer, 32-wide BERT folder (config.json, vocab.txt, and a
 // model.safetensors with no tensors, so every weight is initialised as
 // transformers initialises missing weights).
-void WriteTinyBert(const std::string& dir);
+void WriteTinyBert(const std::string& dir, int layers = 2);
 
 // `rows` rows of "text,label": sentences whose label ("pos" or "neg") is
 // given by the one sentiment word each holds, among filler words. Seeded,

@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
+#include <type_traits>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -18,6 +21,7 @@
 #include "common/status_macros.h"
 #include "server/training/data/text_dataset.h"
 #include "server/training/engine/epoch_order.h"
+#include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
@@ -167,11 +171,6 @@ class Run {
   absl::StatusOr<v1::JobResult> Execute() {
     const v1::JobSpec& spec = context_.spec();
     const v1::Hyperparameters& hp = spec.hyperparameters();
-    if (spec.freeze_policy().has_autofreeze()) {
-      return absl::UnimplementedError(
-          "freeze_policy.autofreeze: AutoFreeze is not available in this build yet; use none or "
-          "static");
-    }
     device_ = ParseDevice(context_.device());
     if (device_.is_cpu()) torch::set_num_threads(cpu_threads_);
     torch::manual_seed(hp.seed());
@@ -228,6 +227,17 @@ class Run {
     }
     model_->to(device_);
     frozen_ = spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
+    if (spec.freeze_policy().has_autofreeze()) {
+      policy_.emplace(config_.num_hidden_layers, spec.freeze_policy().autofreeze().percentile());
+    }
+    for (auto& item : model_->named_parameters()) {
+      total_parameters_ += item.value().numel();
+      const int layer = LayerIndex(item.key());
+      if (layer < config_.num_hidden_layers) {
+        layer_params_.resize(config_.num_hidden_layers);
+        layer_params_[layer].push_back(item.value());
+      }
+    }
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
 
     RETURN_IF_ERROR(TrainEpochs());
@@ -293,6 +303,112 @@ class Run {
     for (int i = 0; i < frozen_; ++i) model_->layer(i).eval();
   }
 
+  int64_t TrainableParameters() {
+    int64_t n = 0;
+    for (auto& item : model_->named_parameters()) {
+      if (item.value().requires_grad()) n += item.value().numel();
+    }
+    return n;
+  }
+
+  void EmitFreeze(int64_t step, int epoch, const AutoFreezePolicy::Decision* decision,
+                  int frozen_before) {
+    v1::JobEvent event;
+    v1::FreezeDecision* f = event.mutable_freeze_decision();
+    f->set_step(step);
+    f->set_epoch(epoch);
+    f->set_frozen_before(frozen_before);
+    f->set_frozen_after(frozen_);
+    f->set_total_layers(config_.num_hidden_layers);
+    f->set_trainable_parameter_fraction(static_cast<double>(TrainableParameters()) /
+                                        static_cast<double>(total_parameters_));
+    if (decision != nullptr) {
+      f->set_baseline(decision->baseline);
+      f->set_threshold(decision->threshold);
+      for (double r : decision->change_rates) f->add_layer_change_rates(r);
+    }
+    context_.Emit(std::move(event));
+  }
+
+  void ResetGradientSums() {
+    gradient_sums_.assign(config_.num_hidden_layers, {});
+    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
+      for (const torch::Tensor& p : layer_params_[l]) {
+        gradient_sums_[l].push_back(torch::zeros_like(p));
+      }
+    }
+  }
+
+  void AccumulateGradients() {
+    torch::NoGradGuard no_grad;
+    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
+      for (size_t i = 0; i < layer_params_[l].size(); ++i) {
+        const torch::Tensor& grad = layer_params_[l][i].grad();
+        if (grad.defined()) gradient_sums_[l][i].add_(grad);
+      }
+    }
+  }
+
+  // An AutoFreeze decision point: G(l) for each trainable layer, the
+  // policy's decision, and the freezing it asks for.
+  void Decide(int64_t step, int epoch, torch::optim::Optimizer& optimizer,
+              std::vector<torch::Tensor>* trainable) {
+    std::vector<double> norms(config_.num_hidden_layers, 0.0);
+    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
+      double sum = 0;
+      for (torch::Tensor& g : gradient_sums_[l]) {
+        sum += g.abs().sum().item<double>();
+        g.zero_();
+      }
+      norms[l] = sum;
+    }
+    const int before = frozen_;
+    AutoFreezePolicy::Decision decision = policy_->Decide(norms);
+    if (decision.frozen_after > before) Freeze(decision.frozen_after, optimizer, trainable);
+    EmitFreeze(step, epoch, &decision, before);
+  }
+
+  // The key of a parameter in the optimizer's state map: a string in
+  // LibTorch 1.x, the TensorImpl pointer in 2.x.
+  template <typename Key>
+  static Key StateKey(const torch::Tensor& p) {
+    if constexpr (std::is_same_v<Key, std::string>) {
+      return c10::guts::to_string(p.unsafeGetTensorImpl());
+    } else {
+      return static_cast<Key>(p.unsafeGetTensorImpl());
+    }
+  }
+
+  // Freezes the embeddings and layers up to `to`: no gradients, out of the
+  // optimizer (with their state), eval mode. The trainable layers keep their
+  // optimizer state.
+  void Freeze(int to, torch::optim::Optimizer& optimizer, std::vector<torch::Tensor>* trainable) {
+    std::vector<torch::Tensor> newly_frozen;
+    if (frozen_ == 0) {
+      for (auto& p : model_->bert->embeddings->parameters()) newly_frozen.push_back(p);
+    }
+    for (int l = frozen_; l < to; ++l) {
+      newly_frozen.insert(newly_frozen.end(), layer_params_[l].begin(), layer_params_[l].end());
+      gradient_sums_[l].clear();
+    }
+    std::unordered_set<c10::TensorImpl*> gone;
+    using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+    for (torch::Tensor& p : newly_frozen) {
+      p.set_requires_grad(false);
+      p.mutable_grad().reset();
+      gone.insert(p.unsafeGetTensorImpl());
+      optimizer.state().erase(StateKey<Key>(p));
+    }
+    auto is_gone = [&](const torch::Tensor& p) { return gone.count(p.unsafeGetTensorImpl()) > 0; };
+    for (auto& group : optimizer.param_groups()) {
+      auto& params = group.params();
+      params.erase(std::remove_if(params.begin(), params.end(), is_gone), params.end());
+    }
+    trainable->erase(std::remove_if(trainable->begin(), trainable->end(), is_gone), trainable->end());
+    frozen_ = to;
+    SetTrainMode();
+  }
+
   absl::Status TrainEpochs() {
     const v1::Hyperparameters& hp = context_.spec().hyperparameters();
     const int64_t n = static_cast<int64_t>(train_.ids.size());
@@ -304,6 +420,13 @@ class Run {
     std::vector<torch::Tensor> trainable;
     for (auto& g : groups) trainable.insert(trainable.end(), g.params().begin(), g.params().end());
     torch::optim::AdamW optimizer(std::move(groups));
+    if (frozen_ > 0) EmitFreeze(0, 1, nullptr, 0);
+    int64_t decision_interval = 0;
+    if (policy_) {
+      const int evaluations = context_.spec().freeze_policy().autofreeze().evaluations_per_epoch();
+      decision_interval = std::max<int64_t>(1, steps_per_epoch / evaluations);
+      ResetGradientSums();
+    }
 
     int64_t step = 0;
     double train_seconds = 0;
@@ -325,6 +448,7 @@ class Run {
             torch::nn::functional::cross_entropy(logits.to(torch::kFloat), batch.labels);
         optimizer.zero_grad();
         loss.backward();
+        if (policy_) AccumulateGradients();  // raw, before clipping
         torch::nn::utils::clip_grad_norm_(trainable, 1.0);
         const double lr = hp.learning_rate() * LrFactor(step, warmup, total_steps);
         for (auto& group : optimizer.param_groups()) {
@@ -332,6 +456,7 @@ class Run {
         }
         optimizer.step();
         ++step;
+        if (policy_ && step % decision_interval == 0) Decide(step, epoch, optimizer, &trainable);
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -425,6 +550,11 @@ class Run {
   bool has_validation_ = false;
   int32_t pad_id_ = 0;
   int frozen_ = 0;
+  std::optional<AutoFreezePolicy> policy_;
+  // Each encoder layer's parameters, and (AutoFreeze) their summed gradients.
+  std::vector<std::vector<torch::Tensor>> layer_params_;
+  std::vector<std::vector<torch::Tensor>> gradient_sums_;
+  int64_t total_parameters_ = 0;
   bool autocast_ = false;
   BertClassifier model_{nullptr};
   double train_loss_ = 0, train_seconds_ = 0;

@@ -57,6 +57,24 @@ TEST(BertModelTest, MatchesTransformersLayerByLayer) {
   RecordProperty("max_abs_error", std::to_string(worst));
 }
 
+TEST(BertModelTest, MatchesTransformersOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 2);
+  ASSERT_OK(LoadWeights(kModel, config, model).status());
+  model->eval();
+  model->to(torch::kCUDA);
+  torch::NoGradGuard no_grad;
+  ASSERT_OK_AND_ASSIGN(auto golden, SafetensorsFile::Open(kGolden));
+  torch::Tensor ids = Golden(*golden, "input_ids").to(torch::kCUDA);
+  torch::Tensor bias =
+      BertClassifierImpl::MaskBias(Golden(*golden, "attention_mask"), torch::kFloat).to(torch::kCUDA);
+  torch::Tensor hidden = model->RunLayers(model->Embed(ids), bias, 0, config.num_hidden_layers);
+  const double error = (hidden.cpu() - Golden(*golden, "last_hidden_state")).abs().max().item<double>();
+  std::cerr << "cuda max abs error " << error << "\n";
+  EXPECT_LT(error, 1e-4);
+}
+
 TEST(BertModelTest, SavedModelsLoadBackExactly) {
   ftd::testing::TempDir dir;
   ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));

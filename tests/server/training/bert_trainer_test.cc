@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 // The trainer's view of a job, recorded for the test.
 class FakeContext final : public TrainingContext {
  public:
-  FakeContext(v1::JobSpec spec, std::string output_dir)
-      : spec_(std::move(spec)), output_dir_(std::move(output_dir)) {}
+  FakeContext(v1::JobSpec spec, std::string output_dir, std::string device = "cpu:0")
+      : spec_(std::move(spec)), device_(std::move(device)), output_dir_(std::move(output_dir)) {}
   const std::string& job_id() const override { return id_; }
   const v1::JobSpec& spec() const override { return spec_; }
   const std::string& device() const override { return device_; }
@@ -55,7 +55,7 @@ class FakeContext final : public TrainingContext {
 
  private:
   v1::JobSpec spec_;
-  std::string id_ = "job-1", device_ = "cpu:0", output_dir_;
+  std::string id_ = "job-1", device_, output_dir_;
 };
 
 class BertTrainerTest : public ::testing::Test {
@@ -168,11 +168,70 @@ TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
   FakeContext truncated(spec_, dir_.Sub("out"));
   EXPECT_THAT(trainer_.Train(truncated),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
+}
 
-  v1::JobSpec autofreeze = spec_;
-  autofreeze.mutable_freeze_policy()->mutable_autofreeze();
-  FakeContext af(autofreeze, dir_.Sub("out"));
-  EXPECT_THAT(trainer_.Train(af), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("autofreeze")));
+TEST_F(BertTrainerTest, AutoFreezeDecidesOnScheduleFreezesAPrefixAndStillLearns) {
+  // AutoFreeze fine-tunes pretrained models: give the tiny model a start.
+  FakeContext first(spec_, dir_.Sub("pretrained"));
+  ASSERT_OK(trainer_.Train(first).status());
+
+  v1::JobSpec spec = spec_;
+  spec.set_base_model(dir_.Sub("pretrained/model"));
+  auto* af = spec.mutable_freeze_policy()->mutable_autofreeze();
+  af->set_percentile(50);
+  af->set_evaluations_per_epoch(4);
+  FakeContext context(spec, dir_.Sub("out"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+  std::vector<v1::FreezeDecision> decisions;
+  for (const auto& e : context.events_) {
+    if (e.has_freeze_decision()) decisions.push_back(e.freeze_decision());
+  }
+  // 16 steps an epoch, 4 decision points an epoch, 8 epochs.
+  ASSERT_EQ(decisions.size(), 32u);
+  EXPECT_TRUE(decisions[0].baseline());
+  EXPECT_EQ(decisions[0].step(), 4);
+  int frozen = 0;
+  for (size_t i = 0; i < decisions.size(); ++i) {
+    const auto& d = decisions[i];
+    EXPECT_EQ(d.step(), static_cast<int64_t>(4 * (i + 1)));
+    EXPECT_EQ(d.epoch(), static_cast<int>(i / 4 + 1));
+    EXPECT_EQ(d.total_layers(), 2);
+    EXPECT_EQ(d.frozen_before(), frozen);
+    EXPECT_GE(d.frozen_after(), d.frozen_before());  // never thaws
+    EXPECT_LE(d.frozen_after(), 1);                   // the last layer trains
+    EXPECT_EQ(d.layer_change_rates_size(), 2);
+    frozen = d.frozen_after();
+    EXPECT_LE(d.trainable_parameter_fraction(), 1.0);
+  }
+  EXPECT_GE(frozen, 1) << "a learned-out front should freeze";
+  EXPECT_LT(decisions.back().trainable_parameter_fraction(), 1.0);
+  EXPECT_GT(context.evaluations().back().accuracy(), 0.9);
+
+  // The model saved after freezing evaluates the same.
+  ASSERT_OK_AND_ASSIGN(v1::Evaluation again,
+                       EvaluateModelFolder(result.output_dir(), spec.validation_dataset(), 16, 16));
+  EXPECT_DOUBLE_EQ(again.accuracy(), context.evaluations().back().accuracy());
+}
+
+// Runs where LibTorch sees a GPU (a CUDA build); skipped elsewhere.
+TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (bool bf16 : {false, true}) {
+    v1::JobSpec spec = spec_;
+    spec.mutable_hyperparameters()->set_bf16(bf16);
+    const std::string out = dir_.Sub(bf16 ? "cuda-bf16" : "cuda-fp32");
+    FakeContext context(spec, out, "cuda:0");
+    ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+    const auto evals = context.evaluations();
+    ASSERT_EQ(evals.size(), 8u);
+    std::cerr << "cuda bf16=" << bf16 << ": final accuracy " << evals.back().accuracy()
+              << ", " << result.metrics().at("train_samples_per_second") << " samples/s\n";
+    EXPECT_GT(evals.back().accuracy(), 0.9) << "bf16=" << bf16;
+    // The saved model is a CPU model and evaluates the same on the CPU.
+    ASSERT_OK_AND_ASSIGN(v1::Evaluation again,
+                         EvaluateModelFolder(out + "/model", spec.validation_dataset(), 16, 16));
+    EXPECT_NEAR(again.accuracy(), evals.back().accuracy(), bf16 ? 0.05 : 0.01);
+  }
 }
 
 TEST(EpochOrderTest, APureFunctionOfSeedAndEpoch) {

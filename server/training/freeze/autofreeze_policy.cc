@@ -1,0 +1,55 @@
+#include "server/training/freeze/autofreeze_policy.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ftd::training {
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double rank = std::clamp(p, 0.0, 100.0) / 100.0 * static_cast<double>(values.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(rank));
+  const size_t above = std::min(below + 1, values.size() - 1);
+  const double fraction = rank - static_cast<double>(below);
+  return values[below] + (values[above] - values[below]) * fraction;
+}
+
+AutoFreezePolicy::AutoFreezePolicy(int num_layers, double percentile, int initially_frozen)
+    : num_layers_(num_layers),
+      percentile_(percentile),
+      frozen_(std::clamp(initially_frozen, 0, std::max(0, num_layers - 1))) {}
+
+AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& gradient_norms) {
+  Decision d;
+  d.frozen_before = frozen_;
+  d.change_rates.assign(num_layers_, 0.0);
+  if (!has_baseline_) {
+    has_baseline_ = true;
+    previous_ = gradient_norms;
+    previous_.resize(num_layers_, 0.0);
+    d.baseline = true;
+    d.frozen_after = frozen_;
+    return d;
+  }
+  std::vector<double> trainable;
+  for (int l = frozen_; l < num_layers_; ++l) {
+    const double prev = previous_[l];
+    const double cur = l < static_cast<int>(gradient_norms.size()) ? gradient_norms[l] : 0.0;
+    d.change_rates[l] = prev != 0 ? std::fabs(prev - cur) / prev : 0.0;
+    trainable.push_back(d.change_rates[l]);
+  }
+  d.threshold = Percentile(trainable, percentile_);
+  int first_trainable = frozen_;
+  while (first_trainable < num_layers_ - 1 && d.change_rates[first_trainable] < d.threshold) {
+    ++first_trainable;
+  }
+  frozen_ = first_trainable;
+  d.frozen_after = frozen_;
+  for (int l = 0; l < num_layers_ && l < static_cast<int>(gradient_norms.size()); ++l) {
+    previous_[l] = gradient_norms[l];
+  }
+  return d;
+}
+
+}  // namespace ftd::training

@@ -1,0 +1,119 @@
+#include "server/training/freeze/autofreeze_policy.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ftd::training {
+namespace {
+
+using ::testing::DoubleNear;
+using ::testing::ElementsAre;
+
+TEST(PercentileTest, InterpolatesLinearlyAsNumpyDoes) {
+  // numpy.percentile([1, 2, 3, 4], 25) == 1.75; [..., 50] == 2.5
+  EXPECT_DOUBLE_EQ(Percentile({4, 1, 3, 2}, 25), 1.75);
+  EXPECT_DOUBLE_EQ(Percentile({4, 1, 3, 2}, 50), 2.5);
+  EXPECT_DOUBLE_EQ(Percentile({1, 2, 3, 4}, 0), 1);
+  EXPECT_DOUBLE_EQ(Percentile({1, 2, 3, 4}, 100), 4);
+  // numpy.percentile([0.01, 0.02, 0.5, 0.8], 50) == 0.26
+  EXPECT_NEAR(Percentile({0.01, 0.02, 0.5, 0.8}, 50), 0.26, 1e-12);
+  // numpy.percentile([10, 20, 30], 90) == 28.0
+  EXPECT_NEAR(Percentile({10, 20, 30}, 90), 28.0, 1e-12);
+  EXPECT_DOUBLE_EQ(Percentile({5}, 37), 5);
+  EXPECT_DOUBLE_EQ(Percentile({}, 50), 0);
+}
+
+TEST(AutoFreezePolicyTest, TheFirstDecisionPointOnlyRecordsTheBaseline) {
+  AutoFreezePolicy policy(4, 50);
+  AutoFreezePolicy::Decision d = policy.Decide({10, 10, 10, 10});
+  EXPECT_TRUE(d.baseline);
+  EXPECT_EQ(d.frozen_before, 0);
+  EXPECT_EQ(d.frozen_after, 0);
+  EXPECT_EQ(policy.frozen(), 0);
+}
+
+TEST(AutoFreezePolicyTest, FreezesThePrefixBeforeTheFirstLayerAtOrAboveTheThreshold) {
+  AutoFreezePolicy policy(4, 50);
+  policy.Decide({10, 10, 10, 10});
+  // eta = [0.01, 0.02, 0.5, 0.8]; the median with interpolation is 0.26.
+  AutoFreezePolicy::Decision d = policy.Decide({9.9, 9.8, 5, 2});
+  EXPECT_FALSE(d.baseline);
+  EXPECT_THAT(d.change_rates, ElementsAre(DoubleNear(0.01, 1e-12), DoubleNear(0.02, 1e-12),
+                                          DoubleNear(0.5, 1e-12), DoubleNear(0.8, 1e-12)));
+  EXPECT_NEAR(d.threshold, 0.26, 1e-12);
+  EXPECT_EQ(d.frozen_before, 0);
+  EXPECT_EQ(d.frozen_after, 2);
+  EXPECT_EQ(policy.frozen(), 2);
+}
+
+TEST(AutoFreezePolicyTest, APrefixNeverSkipsALayer) {
+  AutoFreezePolicy policy(4, 50);
+  policy.Decide({10, 10, 10, 10});
+  // eta = [0.01, 0.9, 0.01, 0.5], threshold 0.255: layer 1 is still
+  // learning, so layer 2 stays trainable although its eta is low.
+  AutoFreezePolicy::Decision d = policy.Decide({9.9, 1, 9.9, 5});
+  EXPECT_NEAR(d.threshold, 0.255, 1e-12);
+  EXPECT_EQ(d.frozen_after, 1);
+}
+
+TEST(AutoFreezePolicyTest, TiesAtTheThresholdKeepTheLayerTraining) {
+  AutoFreezePolicy policy(3, 50);
+  policy.Decide({4, 4, 4});
+  // Every eta is 0.5, so is the threshold: the first layer is at it.
+  AutoFreezePolicy::Decision d = policy.Decide({2, 6, 2});
+  EXPECT_DOUBLE_EQ(d.threshold, 0.5);
+  EXPECT_EQ(d.frozen_after, 0);
+}
+
+TEST(AutoFreezePolicyTest, ZeroGradientsGiveAZeroChangeRate) {
+  AutoFreezePolicy policy(3, 50);
+  policy.Decide({0, 0, 0});
+  AutoFreezePolicy::Decision d = policy.Decide({5, 5, 5});
+  EXPECT_THAT(d.change_rates, ElementsAre(0, 0, 0));
+  EXPECT_EQ(d.threshold, 0);
+  EXPECT_EQ(d.frozen_after, 0);  // eta 0 is at the threshold 0
+  // A layer whose previous norm was 0 has eta 0 and freezes when others move.
+  AutoFreezePolicy fresh(3, 50);
+  fresh.Decide({0, 4, 4});
+  d = fresh.Decide({1, 2, 8});  // eta = [0, 0.5, 1], threshold 0.5
+  EXPECT_THAT(d.change_rates, ElementsAre(0, 0.5, 1));
+  EXPECT_EQ(d.frozen_after, 1);
+}
+
+TEST(AutoFreezePolicyTest, TheLastLayerNeverFreezesAndFrozenLayersNeverThaw) {
+  AutoFreezePolicy policy(3, 100);
+  policy.Decide({1, 1, 1});
+  // p = 100: the threshold is the largest eta, here the last layer's.
+  AutoFreezePolicy::Decision d = policy.Decide({1, 1, 3});
+  EXPECT_EQ(d.frozen_after, 2);
+  // Only the last layer trains now; whatever the numbers, it stays so, and
+  // the frozen layers' numbers are ignored.
+  for (int i = 0; i < 3; ++i) {
+    d = policy.Decide({100, 0.001, 1.0 + i});
+    EXPECT_EQ(d.frozen_before, 2);
+    EXPECT_EQ(d.frozen_after, 2);
+    EXPECT_EQ(d.change_rates[0], 0);
+    EXPECT_EQ(d.change_rates[1], 0);
+  }
+}
+
+TEST(AutoFreezePolicyTest, ChangeRatesComeFromTheLastDecisionPoint) {
+  AutoFreezePolicy policy(4, 50);
+  policy.Decide({8, 8, 8, 8});
+  policy.Decide({8, 8, 4, 2});  // eta = [0, 0, 0.5, 0.75]: threshold 0.25, frozen 2
+  ASSERT_EQ(policy.frozen(), 2);
+  // Against the previous point ([.., .., 4, 2]), not the baseline.
+  AutoFreezePolicy::Decision d = policy.Decide({0, 0, 4, 1});
+  EXPECT_THAT(d.change_rates, ElementsAre(0, 0, 0, 0.5));
+  EXPECT_DOUBLE_EQ(d.threshold, 0.25);
+  EXPECT_EQ(d.frozen_after, 3);  // layer 2 (eta 0) is below the threshold; layer 3 is last
+}
+
+TEST(AutoFreezePolicyTest, StartsFromAStaticPrefixWhenAsked) {
+  AutoFreezePolicy policy(6, 50, 2);
+  EXPECT_EQ(policy.frozen(), 2);
+  EXPECT_EQ(AutoFreezePolicy(6, 50, 9).frozen(), 5);
+}
+
+}  // namespace
+}  // namespace ftd::training
