@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <type_traits>
 #include <unordered_set>
 
@@ -368,12 +369,15 @@ class Run {
     EmitFreeze(step, epoch, &decision, before);
   }
 
-  // The key of a parameter in the optimizer's state map: a string in
-  // LibTorch 1.x, the TensorImpl pointer in 2.x.
+  // The key of a parameter in the optimizer's state map: the TensorImpl
+  // pointer printed as a string in LibTorch 1.x (c10::guts::to_string), the
+  // pointer itself in 2.x.
   template <typename Key>
   static Key StateKey(const torch::Tensor& p) {
     if constexpr (std::is_same_v<Key, std::string>) {
-      return c10::guts::to_string(p.unsafeGetTensorImpl());
+      std::ostringstream key;
+      key << p.unsafeGetTensorImpl();
+      return key.str();
     } else {
       return static_cast<Key>(p.unsafeGetTensorImpl());
     }
@@ -393,11 +397,17 @@ class Run {
     }
     std::unordered_set<c10::TensorImpl*> gone;
     using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+    size_t released = 0;
     for (torch::Tensor& p : newly_frozen) {
       p.set_requires_grad(false);
       p.mutable_grad().reset();
       gone.insert(p.unsafeGetTensorImpl());
-      optimizer.state().erase(StateKey<Key>(p));
+      released += optimizer.state().erase(StateKey<Key>(p));
+    }
+    if (released != newly_frozen.size()) {
+      Log(context_, v1::JobEvent::Log::WARNING,
+          absl::StrCat("freezing released the optimizer state of ", released, " of ",
+                       newly_frozen.size(), " parameters"));
     }
     auto is_gone = [&](const torch::Tensor& p) { return gone.count(p.unsafeGetTensorImpl()) > 0; };
     for (auto& group : optimizer.param_groups()) {

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_escape.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -41,15 +42,6 @@ bool AsUint(const google::protobuf::Value& v, uint64_t* out) {
   if (!(d >= 0) || d > 9007199254740992.0 || d != std::floor(d)) return false;
   *out = static_cast<uint64_t>(d);
   return true;
-}
-
-void AppendJsonString(const std::string& s, std::string* out) {
-  out->push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') out->push_back('\\');
-    out->push_back(c);
-  }
-  out->push_back('"');
 }
 
 }  // namespace

@@ -204,6 +204,8 @@ TEST_F(BertTrainerTest, AutoFreezeDecidesOnScheduleFreezesAPrefixAndStillLearns)
     EXPECT_LE(d.trainable_parameter_fraction(), 1.0);
   }
   EXPECT_GE(frozen, 1) << "a learned-out front should freeze";
+  // Frozen parameters left the optimizer with their state.
+  EXPECT_THAT(context.logs(), ::testing::Not(HasSubstr("released the optimizer state")));
   EXPECT_LT(decisions.back().trainable_parameter_fraction(), 1.0);
   EXPECT_GT(context.evaluations().back().accuracy(), 0.9);
 
@@ -232,6 +234,17 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
                          EvaluateModelFolder(out + "/model", spec.validation_dataset(), 16, 16));
     EXPECT_NEAR(again.accuracy(), evals.back().accuracy(), bf16 ? 0.05 : 0.01);
   }
+  // AutoFreeze on the GPU, from the model trained above.
+  v1::JobSpec spec = spec_;
+  spec.set_base_model(dir_.Sub("cuda-fp32/model"));
+  spec.mutable_freeze_policy()->mutable_autofreeze()->set_percentile(50);
+  spec.mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(4);
+  FakeContext context(spec, dir_.Sub("cuda-autofreeze"), "cuda:0");
+  ASSERT_OK(trainer_.Train(context).status());
+  int decisions = 0;
+  for (const auto& e : context.events_) decisions += e.has_freeze_decision();
+  EXPECT_EQ(decisions, 32);
+  EXPECT_GT(context.evaluations().back().accuracy(), 0.9);
 }
 
 TEST(EpochOrderTest, APureFunctionOfSeedAndEpoch) {
