@@ -282,12 +282,18 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-1/model/model.safetensors")));
   EXPECT_THAT(get.out, HasSubstr("\"train\": \""));  // the dataset fingerprint
 
-  // Its output is a base model the daemon accepts.
+  // Its output is a base model the daemon accepts; fine-tune it further with
+  // AutoFreeze and watch the decisions.
   CommandResult again = daemon->Ftctl(
       {"submit", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
-       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=1", "--max_seq_length=16",
-       "--watch"});
+       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=2", "--batch_size=16",
+       "--max_seq_length=16", "--freeze=autofreeze:50:4", "--watch"});
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_THAT(again.out, AllOf(HasSubstr("autofreeze at step 4 (epoch 1): gradient baseline recorded"),
+                               HasSubstr("at step 32 (epoch 2): ")));
+  CommandResult get2 = daemon->Ftctl({"get", "job-2"});
+  EXPECT_THAT(get2.out, AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch)"),
+                              HasSubstr("frozen:      "), HasSubstr(" of 2 layers, ")));
 }
 
 TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {
