@@ -92,7 +92,8 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) step();
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count() /
         steps;
     if (k == 0) base_ms = ms;
     std::printf("%-8d %-12.1f %-10.2f %.1f%%\n", k, ms, ms / base_ms, 100.0 * trained / total);

@@ -22,9 +22,8 @@ std::string ProgressCell(const v1::Job& job) {
   if (job.state() == v1::QUEUED) return absl::StrCat("queued #", job.queue_position());
   const v1::Progress& p = job.progress();
   if (p.total_steps() <= 0) return "-";
-  return absl::StrFormat("%d%% (epoch %d/%d)",
-                         static_cast<int>(100.0 * p.step() / p.total_steps()), p.epoch(),
-                         p.total_epochs());
+  return absl::StrFormat("%d%% (epoch %d/%d)", static_cast<int>(100.0 * p.step() / p.total_steps()),
+                         p.epoch(), p.total_epochs());
 }
 
 std::string PolicyName(const v1::FreezePolicy& policy) {
@@ -80,9 +79,8 @@ std::string FormatJobTable(const std::vector<v1::Job>& jobs) {
       {"ID", "NAME", "STATE", "PRIORITY", "PROGRESS", "DEVICE", "CREATED"}};
   for (const v1::Job& job : jobs) {
     rows.push_back({job.id(), job.spec().display_name().empty() ? "-" : job.spec().display_name(),
-                    StateName(job.state()), absl::StrCat(job.spec().priority()),
-                    ProgressCell(job), job.device().empty() ? "-" : job.device(),
-                    FormatTime(job.create_time())});
+                    StateName(job.state()), absl::StrCat(job.spec().priority()), ProgressCell(job),
+                    job.device().empty() ? "-" : job.device(), FormatTime(job.create_time())});
   }
   std::vector<size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows) {
@@ -104,7 +102,8 @@ std::string FormatJob(const v1::Job& job) {
   const v1::JobSpec& spec = job.spec();
   std::string out;
   absl::StrAppend(&out, "id:          ", job.id(), "\n");
-  if (!spec.display_name().empty()) absl::StrAppend(&out, "name:        ", spec.display_name(), "\n");
+  if (!spec.display_name().empty())
+    absl::StrAppend(&out, "name:        ", spec.display_name(), "\n");
   absl::StrAppend(&out, "state:       ", StateName(job.state()));
   if (job.state() == v1::QUEUED) absl::StrAppend(&out, " (position ", job.queue_position(), ")");
   absl::StrAppend(&out, "\n");
@@ -140,7 +139,8 @@ std::string FormatJob(const v1::Job& job) {
     absl::StrAppend(&out, "progress:    ", FormatProgress(job.progress()), "\n");
   }
   absl::StrAppend(&out, "created:     ", FormatTime(job.create_time()), "\n");
-  if (job.has_start_time()) absl::StrAppend(&out, "started:     ", FormatTime(job.start_time()), "\n");
+  if (job.has_start_time())
+    absl::StrAppend(&out, "started:     ", FormatTime(job.start_time()), "\n");
   if (job.has_end_time()) absl::StrAppend(&out, "ended:       ", FormatTime(job.end_time()), "\n");
   if (job.attempts() > 1) absl::StrAppend(&out, "attempts:    ", job.attempts(), "\n");
   if (!job.result().output_dir().empty()) {
@@ -188,10 +188,12 @@ std::string FormatEvent(const v1::JobEvent& event) {
                               f.step(), f.epoch());
         break;
       }
-      absl::StrAppendFormat(&line, "%s at step %d (epoch %d): %d -> %d of %d layers frozen, %.1f%% of parameters train",
-                            f.frozen_after() > f.frozen_before() ? "FREEZE" : "autofreeze",
-                            f.step(), f.epoch(), f.frozen_before(), f.frozen_after(),
-                            f.total_layers(), 100 * f.trainable_parameter_fraction());
+      absl::StrAppendFormat(
+          &line,
+          "%s at step %d (epoch %d): %d -> %d of %d layers frozen, %.1f%% of parameters train",
+          f.frozen_after() > f.frozen_before() ? "FREEZE" : "autofreeze", f.step(), f.epoch(),
+          f.frozen_before(), f.frozen_after(), f.total_layers(),
+          100 * f.trainable_parameter_fraction());
       if (!f.layer_change_rates().empty()) {
         std::vector<std::string> rates;
         for (double r : f.layer_change_rates()) rates.push_back(absl::StrFormat("%.3f", r));
@@ -204,9 +206,10 @@ std::string FormatEvent(const v1::JobEvent& event) {
       absl::StrAppend(&line, "wrote ", event.artifact().kind(), ": ", event.artifact().path());
       break;
     case v1::JobEvent::kLog:
-      absl::StrAppend(&line, event.log().level() == v1::JobEvent::Log::ERROR     ? "error: "
-                             : event.log().level() == v1::JobEvent::Log::WARNING ? "warning: "
-                                                                                 : "",
+      absl::StrAppend(&line,
+                      event.log().level() == v1::JobEvent::Log::ERROR     ? "error: "
+                      : event.log().level() == v1::JobEvent::Log::WARNING ? "warning: "
+                                                                          : "",
                       event.log().message());
       break;
     default:
@@ -216,9 +219,9 @@ std::string FormatEvent(const v1::JobEvent& event) {
 }
 
 std::string FormatServerInfo(const v1::ServerInfo& info) {
-  std::string out = absl::StrCat("version:     ", info.version(), "\n", "queue:       ",
-                                 info.queue_length(), " queued, ", info.running_jobs(),
-                                 " running\n", "devices:\n");
+  std::string out =
+      absl::StrCat("version:     ", info.version(), "\n", "queue:       ", info.queue_length(),
+                   " queued, ", info.running_jobs(), " running\n", "devices:\n");
   if (info.devices().empty()) out += "  (none: jobs wait in the queue)\n";
   for (const v1::Device& d : info.devices()) {
     absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",

@@ -30,8 +30,7 @@ class Ftctl {
   };
 
   // `stub` is not owned.
-  Ftctl(v1::FineTuning::StubInterface* stub, Options options)
-      : stub_(stub), options_(options) {}
+  Ftctl(v1::FineTuning::StubInterface* stub, Options options) : stub_(stub), options_(options) {}
 
   // With `watch`, follows the job after submitting (exit code as Watch).
   int Submit(const v1::JobSpec& spec, bool watch);

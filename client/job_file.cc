@@ -86,15 +86,16 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text, const std::str
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML or JSON: line ",
-                                                   e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": not valid YAML or JSON: line ", e.mark.line + 1, ": ", e.msg));
   }
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping of job fields"));
   }
   std::string json;
   absl::Status converted = ToJson(root, &json);
-  if (!converted.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", converted.message()));
+  if (!converted.ok())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", converted.message()));
   google::protobuf::util::JsonParseOptions options;
   options.case_insensitive_enum_parsing = true;
   v1::JobSpec spec;

@@ -87,7 +87,8 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     if (!parsed.ok()) return parsed.status();
     spec = *std::move(parsed);
   }
-  if (!absl::GetFlag(FLAGS_model).empty()) spec.set_base_model(Absolute(absl::GetFlag(FLAGS_model)));
+  if (!absl::GetFlag(FLAGS_model).empty())
+    spec.set_base_model(Absolute(absl::GetFlag(FLAGS_model)));
   if (!absl::GetFlag(FLAGS_train).empty()) {
     spec.mutable_train_dataset()->set_path(Absolute(absl::GetFlag(FLAGS_train)));
   }
@@ -96,7 +97,8 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   }
   for (ftd::v1::Dataset* d : {spec.mutable_train_dataset(), spec.mutable_validation_dataset()}) {
     if (d->path().empty()) continue;
-    if (!absl::GetFlag(FLAGS_text_column).empty()) d->set_text_column(absl::GetFlag(FLAGS_text_column));
+    if (!absl::GetFlag(FLAGS_text_column).empty())
+      d->set_text_column(absl::GetFlag(FLAGS_text_column));
     if (!absl::GetFlag(FLAGS_label_column).empty()) {
       d->set_label_column(absl::GetFlag(FLAGS_label_column));
     }
@@ -125,7 +127,8 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   if (!absl::GetFlag(FLAGS_name).empty()) spec.set_display_name(absl::GetFlag(FLAGS_name));
   absl::Status labels = ftd::client::ParseLabels(absl::GetFlag(FLAGS_labels), &spec);
   if (!labels.ok()) return labels;
-  if (!absl::GetFlag(FLAGS_request_id).empty()) spec.set_request_id(absl::GetFlag(FLAGS_request_id));
+  if (!absl::GetFlag(FLAGS_request_id).empty())
+    spec.set_request_id(absl::GetFlag(FLAGS_request_id));
   return spec;
 }
 

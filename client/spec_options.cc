@@ -69,8 +69,7 @@ absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spe
     if (item.empty()) continue;
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--labels: \"", item, "\" is not key=value"));
+      return absl::InvalidArgumentError(absl::StrCat("--labels: \"", item, "\" is not key=value"));
     }
     (*spec->mutable_labels())[item.substr(0, eq)] = item.substr(eq + 1);
   }
@@ -81,9 +80,9 @@ absl::StatusOr<v1::JobState> ParseJobState(const std::string& text) {
   v1::JobState state;
   if (!v1::JobState_Parse(absl::AsciiStrToUpper(text), &state) ||
       state == v1::JOB_STATE_UNSPECIFIED) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--state: unknown state \"", text,
-        "\" (queued, running, cancelling, succeeded, failed, cancelled)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--state: unknown state \"", text,
+                     "\" (queued, running, cancelling, succeeded, failed, cancelled)"));
   }
   return state;
 }

@@ -10,10 +10,10 @@
 #define FTD_STATUS_CONCAT_(a, b) FTD_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                              \
-  do {                                                     \
-    ::absl::Status ftd_status_ = (expr);                   \
-    if (!ftd_status_.ok()) return ftd_status_;             \
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status ftd_status_ = (expr);       \
+    if (!ftd_status_.ok()) return ftd_status_; \
   } while (false)
 
 // `ASSIGN_OR_RETURN(auto x, F());` declares x from F()'s value, or returns
@@ -21,7 +21,7 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   FTD_ASSIGN_OR_RETURN_IMPL_(FTD_STATUS_CONCAT_(ftd_statusor_, __LINE__), lhs, expr)
 
-#define FTD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                               \
+#define FTD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)    \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)

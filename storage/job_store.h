@@ -48,8 +48,7 @@ class JobStore {
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
 
   // The job created with this request id, or nullopt.
-  virtual absl::StatusOr<std::optional<v1::Job>> FindByRequestId(
-      const std::string& request_id) = 0;
+  virtual absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) = 0;
 
   // Replaces a stored job (synced). Errors: NOT_FOUND for an unknown id.
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;

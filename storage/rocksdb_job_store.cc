@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "common/status_macros.h"
 #include "rocksdb/write_batch.h"
 
@@ -17,7 +17,8 @@ constexpr char kRequestPrefix = 'r';
 constexpr char kNextJobKey[] = "m:next_job";
 
 void AppendBigEndian(std::string* out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 uint64_t ReadBigEndian(std::string_view bytes) {
@@ -61,7 +62,8 @@ absl::Status ParseToken(const std::string& token, uint64_t* out) {
     return absl::OkStatus();
   }
   if (!absl::SimpleAtoi(token, out)) {
-    return absl::InvalidArgumentError(absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
   }
   return absl::OkStatus();
 }
@@ -131,7 +133,8 @@ absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(uint64_t number) {
   RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("job store: reading ", JobId(number))));
   v1::Job job;
   if (!job.ParseFromString(value)) {
-    return absl::DataLossError(absl::StrCat("job store: the record of ", JobId(number), " is corrupt"));
+    return absl::DataLossError(
+        absl::StrCat("job store: the record of ", JobId(number), " is corrupt"));
   }
   return job;
 }
@@ -160,15 +163,15 @@ absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
   if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job.id()));
   rocksdb::WriteOptions options;
   options.sync = true;
-  return FromRocksDb(
-      database_->db()->Put(options, cf_, JobKey(number), job.SerializeAsString()),
-      absl::StrCat("job store: writing ", job.id()));
+  return FromRocksDb(database_->db()->Put(options, cf_, JobKey(number), job.SerializeAsString()),
+                     absl::StrCat("job store: writing ", job.id()));
 }
 
 absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
   auto it = last_sequence_.find(number);
   if (it != last_sequence_.end()) return it->second;
-  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> iter(
+      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
   iter->SeekForPrev(EventKey(number, UINT64_MAX));
   int64_t last = 0;
   std::string prefix = EventKey(number, 0).substr(0, 9);
@@ -207,7 +210,8 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
   uint64_t after = 0;
   RETURN_IF_ERROR(ParseToken(page_token, &after));
   JobPage page;
-  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> iter(
+      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
   const std::string prefix(1, kJobPrefix);
   for (iter->Seek(JobKey(after + 1)); iter->Valid() && iter->key().starts_with(prefix);
        iter->Next()) {
@@ -241,7 +245,8 @@ absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
   if (!page_token.empty()) RETURN_IF_ERROR(ParseToken(page_token, &after));
   EventPage page;
   const std::string prefix = EventKey(number, 0).substr(0, 9);
-  std::unique_ptr<rocksdb::Iterator> iter(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> iter(
+      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
   for (iter->Seek(EventKey(number, after + 1)); iter->Valid() && iter->key().starts_with(prefix);
        iter->Next()) {
     if (static_cast<int>(page.events.size()) == page_size) {

@@ -27,8 +27,7 @@ absl::Status RequireJobId(const std::string& job_id) {
 // Streams one job's events: history, then live events, then the end. The
 // manager pushes events in (under its lock); the reactor writes them one at
 // a time. Deletes itself in OnDone.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>,
-                           public core::EventSink {
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public core::EventSink {
  public:
   explicit WatchReactor(core::JobManager* manager) : manager_(manager) {}
 
@@ -157,9 +156,9 @@ grpc::ServerWriteReactor<v1::JobEvent>* FineTuningService::WatchJob(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* FineTuningService::ListJobEvents(
-    grpc::CallbackServerContext* context, const v1::ListJobEventsRequest* request,
-    v1::ListJobEventsResponse* response) {
+grpc::ServerUnaryReactor* FineTuningService::ListJobEvents(grpc::CallbackServerContext* context,
+                                                           const v1::ListJobEventsRequest* request,
+                                                           v1::ListJobEventsResponse* response) {
   absl::Status valid = RequireJobId(request->job_id());
   return Reply(context, valid.ok() ? manager_->ListEvents(*request) : valid, response);
 }

@@ -86,8 +86,9 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
              const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); }});
   // The validator asks the scheduler whether a device request can be met.
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
-      self->options_.data_roots,
-      [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); }});
+      self->options_.data_roots, [self](const v1::DeviceRequest& request) {
+        return self->scheduler_->CheckRequest(request);
+      }});
 
   // Recovery: unfinished jobs, in submission order.
   storage::JobFilter unfinished;
@@ -95,7 +96,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   std::string token;
   absl::MutexLock lock(&manager->mu_);
   do {
-    ASSIGN_OR_RETURN(storage::JobPage page, manager->options_.store->ListJobs(unfinished, 500, token));
+    ASSIGN_OR_RETURN(storage::JobPage page,
+                     manager->options_.store->ListJobs(unfinished, 500, token));
     for (v1::Job& job : page.jobs) {
       const std::string id = job.id();
       ActiveJob& active = manager->active_[id];
@@ -186,9 +188,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
                      options_.store->FindByRequestId(spec.request_id()));
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("request_id: \"", spec.request_id(), "\" was used for ", earlier->id(),
-                         " with a different spec"));
+        return absl::AlreadyExistsError(absl::StrCat("request_id: \"", spec.request_id(),
+                                                     "\" was used for ", earlier->id(),
+                                                     " with a different spec"));
       }
       return GetLocked(earlier->id());
     }
@@ -268,8 +270,9 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
 absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
     const v1::ListJobEventsRequest& request) {
   ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size(), kDefaultEventsPageSize));
-  ASSIGN_OR_RETURN(storage::EventPage page,
-                   options_.store->ListEvents(request.job_id(), 0, page_size, request.page_token()));
+  ASSIGN_OR_RETURN(
+      storage::EventPage page,
+      options_.store->ListEvents(request.job_id(), 0, page_size, request.page_token()));
   v1::ListJobEventsResponse response;
   for (v1::JobEvent& event : page.events) *response.add_events() = std::move(event);
   response.set_next_page_token(page.next_page_token);

@@ -42,8 +42,8 @@ bool ValidLabelKey(const std::string& key) {
   if (key.empty() || key.size() > kMaxLabelKey) return false;
   if (!absl::ascii_isalnum(static_cast<unsigned char>(key.front()))) return false;
   for (char c : key) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
-        c != '.' && c != '/') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
+        c != '/') {
       return false;
     }
   }
@@ -73,12 +73,14 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder) {
   const std::string file = (fs::path(folder) / "config.json").string();
   absl::StatusOr<std::string> text = ReadFile(file);
   if (!text.ok()) {
-    return Invalid("base_model", absl::StrCat("cannot read config.json: ", text.status().message()));
+    return Invalid("base_model",
+                   absl::StrCat("cannot read config.json: ", text.status().message()));
   }
   google::protobuf::Struct config;
   auto parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
   if (!parsed.ok()) {
-    return Invalid("base_model", absl::StrCat(file, " is not a JSON object: ", parsed.message().as_string()));
+    return Invalid("base_model",
+                   absl::StrCat(file, " is not a JSON object: ", parsed.message().as_string()));
   }
   auto type = config.fields().find("model_type");
   if (type != config.fields().end() && type->second.string_value() != "bert") {
@@ -111,7 +113,8 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   absl::StatusOr<std::string> canonical = CanonicalPath(*path);
   if (!canonical.ok()) return Invalid(field, std::string(canonical.status().message()));
   bool allowed = false;
-  for (const std::string& root : options_.data_roots) allowed = allowed || IsWithin(*canonical, root);
+  for (const std::string& root : options_.data_roots)
+    allowed = allowed || IsWithin(*canonical, root);
   if (!allowed) {
     return Invalid(field, absl::StrCat("\"", *path, "\" is outside the daemon's data roots (",
                                        absl::StrJoin(options_.data_roots, ", "), ")"));
@@ -120,12 +123,12 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   return absl::OkStatus();
 }
 
-absl::Status JobSpecValidator::CheckDataset(const std::string& field,
-                                            v1::Dataset* dataset) const {
+absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Dataset* dataset) const {
   RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
   const std::string& path = dataset->path();
   std::error_code ec;
-  if (!fs::exists(path, ec)) return Invalid(field + ".path", absl::StrCat("\"", path, "\" does not exist"));
+  if (!fs::exists(path, ec))
+    return Invalid(field + ".path", absl::StrCat("\"", path, "\" does not exist"));
   if (!fs::is_regular_file(path, ec)) {
     return Invalid(field + ".path", absl::StrCat("\"", path, "\" is not a regular file"));
   }
@@ -139,9 +142,8 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field,
     } else if (ext == ".jsonl" || ext == ".ndjson") {
       dataset->set_format(v1::JSONL);
     } else {
-      return Invalid(field + ".format",
-                     absl::StrCat("cannot tell the format of \"", path,
-                                  "\" from its extension; name CSV or JSONL"));
+      return Invalid(field + ".format", absl::StrCat("cannot tell the format of \"", path,
+                                                     "\" from its extension; name CSV or JSONL"));
     }
   } else if (!v1::DatasetFormat_IsValid(dataset->format())) {
     return Invalid(field + ".format", absl::StrCat("unknown value ", dataset->format()));
@@ -149,8 +151,8 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field,
   if (dataset->text_column().empty()) dataset->set_text_column("text");
   if (dataset->label_column().empty()) dataset->set_label_column("label");
   if (dataset->text_column() == dataset->label_column()) {
-    return Invalid(field + ".label_column",
-                   absl::StrCat("is the same column as text_column (\"", dataset->text_column(), "\")"));
+    return Invalid(field + ".label_column", absl::StrCat("is the same column as text_column (\"",
+                                                         dataset->text_column(), "\")"));
   }
   return absl::OkStatus();
 }
@@ -186,13 +188,12 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   }
   if (!hp->has_batch_size()) hp->set_batch_size(32);
   if (hp->batch_size() < 1 || hp->batch_size() > kMaxBatchSize) {
-    return Invalid("hyperparameters.batch_size", absl::StrCat("must be between 1 and ",
-                                                              kMaxBatchSize, ", got ",
-                                                              hp->batch_size()));
+    return Invalid(
+        "hyperparameters.batch_size",
+        absl::StrCat("must be between 1 and ", kMaxBatchSize, ", got ", hp->batch_size()));
   }
   if (!hp->has_learning_rate()) hp->set_learning_rate(5e-5);
-  if (!std::isfinite(hp->learning_rate()) || hp->learning_rate() <= 0 ||
-      hp->learning_rate() > 1) {
+  if (!std::isfinite(hp->learning_rate()) || hp->learning_rate() <= 0 || hp->learning_rate() > 1) {
     return Invalid("hyperparameters.learning_rate",
                    absl::StrCat("must be a finite number in (0, 1], got ", hp->learning_rate()));
   }
@@ -206,7 +207,8 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
     return Invalid("hyperparameters.weight_decay",
                    absl::StrCat("must be a finite number >= 0, got ", hp->weight_decay()));
   }
-  if (!hp->has_max_seq_length()) hp->set_max_seq_length(std::min(128, model.max_position_embeddings));
+  if (!hp->has_max_seq_length())
+    hp->set_max_seq_length(std::min(128, model.max_position_embeddings));
   if (hp->max_seq_length() < 2 || hp->max_seq_length() > model.max_position_embeddings) {
     return Invalid("hyperparameters.max_seq_length",
                    absl::StrCat("must be between 2 and the model's max_position_embeddings (",
@@ -241,9 +243,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
       }
       if (!af->has_evaluations_per_epoch()) af->set_evaluations_per_epoch(5);
       if (af->evaluations_per_epoch() < 1 || af->evaluations_per_epoch() > 1000) {
-        return Invalid("freeze_policy.autofreeze.evaluations_per_epoch",
-                       absl::StrCat("must be between 1 and 1000, got ",
-                                    af->evaluations_per_epoch()));
+        return Invalid(
+            "freeze_policy.autofreeze.evaluations_per_epoch",
+            absl::StrCat("must be between 1 and 1000, got ", af->evaluations_per_epoch()));
       }
       break;
     }
@@ -264,12 +266,12 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
 
   // Naming.
   if (spec->display_name().size() > kMaxDisplayName || !Printable(spec->display_name())) {
-    return Invalid("display_name", absl::StrCat("must be at most ", kMaxDisplayName,
-                                                " printable characters"));
+    return Invalid("display_name",
+                   absl::StrCat("must be at most ", kMaxDisplayName, " printable characters"));
   }
   if (spec->labels_size() > kMaxLabels) {
-    return Invalid("labels", absl::StrCat("at most ", kMaxLabels, " labels, got ",
-                                          spec->labels_size()));
+    return Invalid("labels",
+                   absl::StrCat("at most ", kMaxLabels, " labels, got ", spec->labels_size()));
   }
   for (const auto& [key, value] : spec->labels()) {
     if (!ValidLabelKey(key)) {
@@ -278,14 +280,14 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
                                             "or '/', starting with a letter or digit"));
     }
     if (value.size() > kMaxLabelValue || !Printable(value)) {
-      return Invalid(absl::StrCat("labels[", key, "]"),
-                     absl::StrCat("the value must be at most ", kMaxLabelValue,
-                                  " printable characters"));
+      return Invalid(
+          absl::StrCat("labels[", key, "]"),
+          absl::StrCat("the value must be at most ", kMaxLabelValue, " printable characters"));
     }
   }
   if (spec->request_id().size() > kMaxRequestId || !Printable(spec->request_id())) {
-    return Invalid("request_id", absl::StrCat("must be at most ", kMaxRequestId,
-                                              " printable characters"));
+    return Invalid("request_id",
+                   absl::StrCat("must be at most ", kMaxRequestId, " printable characters"));
   }
   return absl::OkStatus();
 }

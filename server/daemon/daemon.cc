@@ -85,8 +85,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     fs::rename(tmp, options.address_file, ec);
     if (ec) {
       daemon->Shutdown();
-      return absl::UnavailableError(
-          absl::StrCat("address_file: cannot write \"", options.address_file, "\": ", ec.message()));
+      return absl::UnavailableError(absl::StrCat("address_file: cannot write \"",
+                                                 options.address_file, "\": ", ec.message()));
     }
   }
   std::vector<std::string> devices;

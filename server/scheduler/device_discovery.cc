@@ -1,9 +1,9 @@
 #include "server/scheduler/device_discovery.h"
 
+#include <torch/cuda.h>
+
 #include <algorithm>
 #include <thread>
-
-#include <torch/cuda.h>
 
 namespace ftd::scheduler {
 
@@ -15,8 +15,8 @@ std::vector<Device> DiscoverDevices(int cpu_slots) {
   }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   for (int i = 0; i < cpu_slots; ++i) {
-    devices.push_back({Device::Kind::kCpu, i,
-                       "CPU slot (" + std::to_string(cores) + " cores on this machine)"});
+    devices.push_back(
+        {Device::Kind::kCpu, i, "CPU slot (" + std::to_string(cores) + " cores on this machine)"});
   }
   return devices;
 }

@@ -58,9 +58,9 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
         if (Fits(request, slot.device)) return absl::OkStatus();
       }
       if (cuda.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "device: cuda:", request.cuda_index(),
-            " was requested but this server has no CUDA device; ask for cpu or any"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("device: cuda:", request.cuda_index(),
+                         " was requested but this server has no CUDA device; ask for cpu or any"));
       }
       return absl::InvalidArgumentError(absl::StrCat("device: cuda:", request.cuda_index(),
                                                      " does not exist; this server has ",

@@ -102,8 +102,8 @@ class Scheduler {
 
   const RunFn run_;
   mutable absl::Mutex mu_;
-  std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);  // sorted by Before
-  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);       // CUDA devices first
+  std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);       // sorted by Before
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);            // CUDA devices first
   std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // job threads to join
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

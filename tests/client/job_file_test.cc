@@ -54,11 +54,10 @@ request_id: abc
 }
 
 TEST(JobFileTest, JsonWorksToo) {
-  ASSERT_OK_AND_ASSIGN(
-      v1::JobSpec spec,
-      ParseJobSpec(R"({"baseModel": "/m", "hyperparameters": {"batchSize": 8},
+  ASSERT_OK_AND_ASSIGN(v1::JobSpec spec,
+                       ParseJobSpec(R"({"baseModel": "/m", "hyperparameters": {"batchSize": 8},
                        "freeze_policy": {"static": {"frozen_layers": 4}}})",
-                   "job.json"));
+                                    "job.json"));
   EXPECT_EQ(spec.base_model(), "/m");
   EXPECT_EQ(spec.hyperparameters().batch_size(), 8);
   EXPECT_EQ(spec.freeze_policy().static_().frozen_layers(), 4);
@@ -100,17 +99,21 @@ TEST(SpecOptionsTest, DevicesLabelsAndStates) {
   EXPECT_EQ(cuda.cuda_index(), 2);
   ASSERT_OK_AND_ASSIGN(auto cpu, ParseDeviceRequest("CPU"));
   EXPECT_EQ(cpu.kind(), v1::DeviceRequest::CPU);
-  EXPECT_THAT(ParseDeviceRequest("cuda:-1"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index")));
-  EXPECT_THAT(ParseDeviceRequest("tpu"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--device")));
+  EXPECT_THAT(ParseDeviceRequest("cuda:-1"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index")));
+  EXPECT_THAT(ParseDeviceRequest("tpu"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--device")));
 
   v1::JobSpec spec;
   ASSERT_OK(ParseLabels({"team=nlp", "note=a=b"}, &spec));
   EXPECT_EQ(spec.labels().at("note"), "a=b");
-  EXPECT_THAT(ParseLabels({"novalue"}, &spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key=value")));
+  EXPECT_THAT(ParseLabels({"novalue"}, &spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key=value")));
 
   ASSERT_OK_AND_ASSIGN(auto state, ParseJobState("running"));
   EXPECT_EQ(state, v1::RUNNING);
-  EXPECT_THAT(ParseJobState("done"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("done")));
+  EXPECT_THAT(ParseJobState("done"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("done")));
 }
 
 }  // namespace

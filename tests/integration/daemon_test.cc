@@ -8,8 +8,8 @@
 #include <memory>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -125,9 +125,9 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
   ASSERT_EQ(page1.exit_code, 0) << page1.err;
   EXPECT_THAT(ListedIds(page1.out), ::testing::ElementsAre("job-1", "job-2"));
   EXPECT_THAT(page1.err, HasSubstr("--page_token="));
-  const std::string token = page1.err.substr(page1.err.find("--page_token=") + 13,
-                                             page1.err.find(' ', page1.err.find("--page_token=")) -
-                                                 page1.err.find("--page_token=") - 13);
+  const std::string token = page1.err.substr(
+      page1.err.find("--page_token=") + 13,
+      page1.err.find(' ', page1.err.find("--page_token=")) - page1.err.find("--page_token=") - 13);
   CommandResult page2 = daemon->Ftctl({"list", "--page_size=2", "--page_token=" + token});
   EXPECT_THAT(ListedIds(page2.out), ::testing::ElementsAre("job-3", "job-4"));
   CommandResult all = daemon->Ftctl({"list", "--page_size=2", "--all"});
@@ -152,7 +152,8 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
   EXPECT_THAT(watch.out, AllOf(HasSubstr("#1  QUEUED: submitted"),
                                HasSubstr("#2  QUEUED -> CANCELLED: cancelled by a user")));
   CommandResult events = daemon->Ftctl({"events", "job-2", "--json"});
-  EXPECT_THAT(events.out, AllOf(HasSubstr("\"sequence\":\"1\""), HasSubstr("\"to\":\"CANCELLED\"")));
+  EXPECT_THAT(events.out,
+              AllOf(HasSubstr("\"sequence\":\"1\""), HasSubstr("\"to\":\"CANCELLED\"")));
 
   CommandResult info = daemon->Ftctl({"info"});
   EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running")));
@@ -194,7 +195,8 @@ TEST_F(DaemonTest, ResubmittingWithARequestIdReturnsTheSameJob) {
   args.push_back("--epochs=9");
   CommandResult changed = daemon->Ftctl(args);
   EXPECT_EQ(changed.exit_code, 1);
-  EXPECT_THAT(changed.err, HasSubstr("ALREADY_EXISTS: request_id: \"ticket-7\" was used for job-1"));
+  EXPECT_THAT(changed.err,
+              HasSubstr("ALREADY_EXISTS: request_id: \"ticket-7\" was used for job-1"));
 }
 
 TEST_F(DaemonTest, BadRequestsGetOneReadableLineNamingTheField) {
@@ -206,14 +208,20 @@ TEST_F(DaemonTest, BadRequestsGetOneReadableLineNamingTheField) {
   ftd::testing::TempDir elsewhere;
   ftd::testing::WriteModelFolder(elsewhere.Sub("model"));
   const std::vector<Case> cases = {
-      {{"--epochs=0"}, "INVALID_ARGUMENT: hyperparameters.epochs: must be between 1 and 1000, got 0"},
+      {{"--epochs=0"},
+       "INVALID_ARGUMENT: hyperparameters.epochs: must be between 1 and 1000, got 0"},
       {{"--batch_size=100000"}, "INVALID_ARGUMENT: hyperparameters.batch_size"},
       {{"--learning_rate=-1"}, "INVALID_ARGUMENT: hyperparameters.learning_rate"},
       {{"--max_seq_length=4096"}, "INVALID_ARGUMENT: hyperparameters.max_seq_length"},
-      {{"--device=cuda:0"}, "INVALID_ARGUMENT: device: cuda:0 was requested but this server has no CUDA device"},
-      {{"--model=" + elsewhere.Sub("model")}, "INVALID_ARGUMENT: base_model: \"" + elsewhere.Sub("model") + "\" is outside the daemon's data roots"},
+      {{"--device=cuda:0"},
+       "INVALID_ARGUMENT: device: cuda:0 was requested but this server has no CUDA device"},
+      {{"--model=" + elsewhere.Sub("model")},
+       "INVALID_ARGUMENT: base_model: \"" + elsewhere.Sub("model") +
+           "\" is outside the daemon's data roots"},
       {{"--model=" + dir_.Sub("data/nope")}, "INVALID_ARGUMENT: base_model:"},
-      {{"--train=" + dir_.Sub("data/missing.csv")}, "INVALID_ARGUMENT: train_dataset.path: \"" + dir_.Sub("data/missing.csv") + "\" does not exist"},
+      {{"--train=" + dir_.Sub("data/missing.csv")},
+       "INVALID_ARGUMENT: train_dataset.path: \"" + dir_.Sub("data/missing.csv") +
+           "\" does not exist"},
       {{"--freeze=static:2"}, "INVALID_ARGUMENT: freeze_policy.static.frozen_layers"},
   };
   for (const Case& c : cases) {
@@ -245,7 +253,9 @@ TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
   EXPECT_THAT(r.err, HasSubstr("ftctl: job-1 failed: " + dir_.Sub("data/model/model.safetensors") +
                                ": not a valid safetensors file"));
   CommandResult get = daemon->Ftctl({"get", "job-1"});
-  EXPECT_THAT(get.out, AllOf(HasSubstr("state:       FAILED"), HasSubstr("error:       " + dir_.Sub("data/model/model.safetensors"))));
+  EXPECT_THAT(get.out,
+              AllOf(HasSubstr("state:       FAILED"),
+                    HasSubstr("error:       " + dir_.Sub("data/model/model.safetensors"))));
   // Still serving.
   EXPECT_EQ(daemon->Ftctl({"info"}).exit_code, 0);
   EXPECT_EQ(daemon->Ftctl(SubmitArgs("next")).exit_code, 0);
@@ -260,19 +270,20 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
   ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-valid.csv"), 128, 2);
   auto daemon = StartDaemon(/*cpu_slots=*/1);
   const auto start = std::chrono::steady_clock::now();
-  CommandResult r = daemon->Ftctl(
-      {"submit", "--model=" + dir_.Sub("data/tiny"), "--train=" + dir_.Sub("data/sentiment-train.csv"),
-       "--validation=" + dir_.Sub("data/sentiment-valid.csv"), "--epochs=8", "--batch_size=16",
-       "--learning_rate=0.003", "--warmup_ratio=0.1", "--max_seq_length=16", "--seed=3",
-       "--name=tiny", "--watch"});
+  CommandResult r =
+      daemon->Ftctl({"submit", "--model=" + dir_.Sub("data/tiny"),
+                     "--train=" + dir_.Sub("data/sentiment-train.csv"),
+                     "--validation=" + dir_.Sub("data/sentiment-valid.csv"), "--epochs=8",
+                     "--batch_size=16", "--learning_rate=0.003", "--warmup_ratio=0.1",
+                     "--max_seq_length=16", "--seed=3", "--name=tiny", "--watch"});
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_LT(seconds, 60);
-  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
-                           HasSubstr("initialised"), HasSubstr("step 128/128 (100%) epoch 8/8"),
-                           HasSubstr("evaluation epoch 8:"), HasSubstr("wrote model: "),
-                           HasSubstr("RUNNING -> SUCCEEDED")));
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"), HasSubstr("initialised"),
+                    HasSubstr("step 128/128 (100%) epoch 8/8"), HasSubstr("evaluation epoch 8:"),
+                    HasSubstr("wrote model: "), HasSubstr("RUNNING -> SUCCEEDED")));
   CommandResult get = daemon->Ftctl({"get", "job-1", "--json"});
   ASSERT_EQ(get.exit_code, 0);
   const size_t at = get.out.find("\"validation_accuracy\": ");
@@ -284,23 +295,26 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
 
   // Its output is a base model the daemon accepts; fine-tune it further with
   // AutoFreeze and watch the decisions.
-  CommandResult again = daemon->Ftctl(
-      {"submit", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
-       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=2", "--batch_size=16",
-       "--max_seq_length=16", "--freeze=autofreeze:50:4", "--watch"});
+  CommandResult again = daemon->Ftctl({"submit", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
+                                       "--train=" + dir_.Sub("data/sentiment-train.csv"),
+                                       "--epochs=2", "--batch_size=16", "--max_seq_length=16",
+                                       "--freeze=autofreeze:50:4", "--watch"});
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
-  EXPECT_THAT(again.out, AllOf(HasSubstr("autofreeze at step 4 (epoch 1): gradient baseline recorded"),
-                               HasSubstr("at step 32 (epoch 2): ")));
+  EXPECT_THAT(again.out,
+              AllOf(HasSubstr("autofreeze at step 4 (epoch 1): gradient baseline recorded"),
+                    HasSubstr("at step 32 (epoch 2): ")));
   CommandResult get2 = daemon->Ftctl({"get", "job-2"});
-  EXPECT_THAT(get2.out, AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch)"),
-                              HasSubstr("frozen:      "), HasSubstr(" of 2 layers, ")));
+  EXPECT_THAT(get2.out,
+              AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch)"),
+                    HasSubstr("frozen:      "), HasSubstr(" of 2 layers, ")));
 }
 
 TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {
   std::string before;
   {
     auto daemon = StartDaemon(/*cpu_slots=*/0);
-    for (int i = 1; i <= 3; ++i) ASSERT_EQ(daemon->Ftctl(SubmitArgs(absl::StrCat("j", i))).exit_code, 0);
+    for (int i = 1; i <= 3; ++i)
+      ASSERT_EQ(daemon->Ftctl(SubmitArgs(absl::StrCat("j", i))).exit_code, 0);
     auto urgent = SubmitArgs("urgent");
     urgent.push_back("--priority=5");
     ASSERT_EQ(daemon->Ftctl(urgent).exit_code, 0);

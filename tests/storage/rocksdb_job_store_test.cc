@@ -74,8 +74,10 @@ TEST_F(RocksDbJobStoreTest, UnknownAndMalformedIdsAreNotFound) {
   EXPECT_THAT(store_->UpdateJob(ghost), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
   v1::JobEvent event = Log("x");
   event.set_job_id("job-7");
-  EXPECT_THAT(store_->AppendEvent(event, nullptr), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
-  EXPECT_THAT(store_->ListEvents("job-7", 0, 10, ""), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
+  EXPECT_THAT(store_->AppendEvent(event, nullptr),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
+  EXPECT_THAT(store_->ListEvents("job-7", 0, 10, ""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-7")));
 }
 
 TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {

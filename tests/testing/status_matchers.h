@@ -40,18 +40,19 @@ MATCHER_P2(StatusIs, code, message_matcher,
 #define FTD_TESTING_CONCAT_INNER_(a, b) a##b
 #define FTD_TESTING_CONCAT_(a, b) FTD_TESTING_CONCAT_INNER_(a, b)
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::ftd::testing::GetStatus(expr).ok()) << ::ftd::testing::GetStatus(expr).ToString()
-#define ASSERT_OK(expr)                                        \
-  do {                                                         \
-    const auto& ftd_result_ = (expr);                          \
+#define EXPECT_OK(expr) \
+  EXPECT_TRUE(::ftd::testing::GetStatus(expr).ok()) << ::ftd::testing::GetStatus(expr).ToString()
+#define ASSERT_OK(expr)                                                       \
+  do {                                                                        \
+    const auto& ftd_result_ = (expr);                                         \
     const absl::Status& ftd_status_ = ::ftd::testing::GetStatus(ftd_result_); \
-    ASSERT_TRUE(ftd_status_.ok()) << ftd_status_.ToString();   \
+    ASSERT_TRUE(ftd_status_.ok()) << ftd_status_.ToString();                  \
   } while (false)
 
 // ASSERT_OK_AND_ASSIGN(auto job, manager->Submit(spec));
 #define ASSERT_OK_AND_ASSIGN(lhs, expr) \
   FTD_ASSERT_OK_AND_ASSIGN_IMPL_(FTD_TESTING_CONCAT_(ftd_statusor_, __LINE__), lhs, expr)
-#define FTD_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                   \
+#define FTD_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                     \
   ASSERT_TRUE(statusor.ok()) << statusor.status().ToString(); \
   lhs = *std::move(statusor)

@@ -25,8 +25,8 @@ TempDir::~TempDir() {
   // libtorch export a broken copy of remove_all that shadows libstdc++'s.
   nftw(
       path_.c_str(),
-      [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); },
-      16, FTW_DEPTH | FTW_PHYS);
+      [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+      FTW_DEPTH | FTW_PHYS);
 }
 
 void WriteFile(const std::string& path, const std::string& content) {
@@ -37,11 +37,12 @@ void WriteFile(const std::string& path, const std::string& content) {
 }
 
 void WriteModelFolder(const std::string& dir, int layers, int max_positions) {
-  WriteFile(dir + "/config.json",
-            absl::StrCat(R"({"model_type": "bert", "num_hidden_layers": )", layers,
-                         R"(, "max_position_embeddings": )", max_positions,
-                         R"(, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,)"
-                         R"( "vocab_size": 5})"));
+  WriteFile(
+      dir + "/config.json",
+      absl::StrCat(R"({"model_type": "bert", "num_hidden_layers": )", layers,
+                   R"(, "max_position_embeddings": )", max_positions,
+                   R"(, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,)"
+                   R"( "vocab_size": 5})"));
   WriteFile(dir + "/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
   WriteFile(dir + "/model.safetensors", "");
 }

@@ -11,8 +11,8 @@ namespace {
 
 const std::vector<std::string> kPositive = {"good", "great", "fine", "lovely", "superb"};
 const std::vector<std::string> kNegative = {"bad", "awful", "poor", "dreadful", "boring"};
-const std::vector<std::string> kFiller = {"the", "movie", "film", "was", "plot", "a", "very",
-                                          "actors", "and", "story", "really", "it"};
+const std::vector<std::string> kFiller = {"the",  "movie",  "film", "was",   "plot",   "a",
+                                          "very", "actors", "and",  "story", "really", "it"};
 
 }  // namespace
 
@@ -23,13 +23,13 @@ void WriteTinyBert(const std::string& dir, int layers) {
   }
   WriteFile(dir + "/vocab.txt", absl::StrJoin(vocab, "\n") + "\n");
   WriteFile(dir + "/config.json",
-            absl::StrCat(R"({"model_type": "bert", "architectures": ["BertForMaskedLM"],)",
-                         R"( "vocab_size": )", vocab.size(),
-                         R"(, "hidden_size": 32, "num_hidden_layers": )", layers, ",",
-                         R"( "num_attention_heads": 2, "intermediate_size": 64,)",
-                         R"( "max_position_embeddings": 32, "type_vocab_size": 2,)",
-                         R"( "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,)",
-                         R"( "initializer_range": 0.2, "layer_norm_eps": 1e-12, "pad_token_id": 0})"));
+            absl::StrCat(
+                R"({"model_type": "bert", "architectures": ["BertForMaskedLM"],)",
+                R"( "vocab_size": )", vocab.size(), R"(, "hidden_size": 32, "num_hidden_layers": )",
+                layers, ",", R"( "num_attention_heads": 2, "intermediate_size": 64,)",
+                R"( "max_position_embeddings": 32, "type_vocab_size": 2,)",
+                R"( "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,)",
+                R"( "initializer_range": 0.2, "layer_norm_eps": 1e-12, "pad_token_id": 0})"));
   WriteFile(dir + "/tokenizer_config.json", R"({"do_lower_case": true})");
   // A safetensors file with an empty header: 8-byte length, then "{}" padded.
   WriteFile(dir + "/model.safetensors", std::string("\x08\0\0\0\0\0\0\0", 8) + "{}      ");

@@ -79,7 +79,8 @@ absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::st
         field.push_back(text[i++]);
       }
       if (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
-        return RowError(path, line, "text after a closing quote (a quote inside a field must be doubled)");
+        return RowError(path, line,
+                        "text after a closing quote (a quote inside a field must be doubled)");
       }
       continue;
     }
@@ -116,17 +117,19 @@ absl::StatusOr<TextDataset> ReadCsv(const v1::Dataset& spec, std::string_view te
   };
   const int text_col = column(spec.text_column());
   const int label_col = column(spec.label_column());
-  for (auto [name, col] : {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
+  for (auto [name, col] :
+       {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
     if (col < 0) {
-      return RowError(path, 1, absl::StrCat("no column \"", name, "\" in the header (columns: ",
-                                            absl::StrJoin(header, ", "), ")"));
+      return RowError(path, 1,
+                      absl::StrCat("no column \"", name, "\" in the header (columns: ",
+                                   absl::StrJoin(header, ", "), ")"));
     }
   }
   for (size_t r = 1; r < records.size(); ++r) {
     const CsvRecord& rec = records[r];
     if (rec.fields.size() != header.size()) {
-      return RowError(path, rec.line, absl::StrCat("expected ", header.size(), " fields, got ",
-                                                   rec.fields.size()));
+      return RowError(path, rec.line,
+                      absl::StrCat("expected ", header.size(), " fields, got ", rec.fields.size()));
     }
     if (rec.fields[label_col].empty()) return RowError(path, rec.line, "the label is empty");
     dataset.texts.push_back(rec.fields[text_col]);
@@ -142,7 +145,8 @@ absl::StatusOr<std::string> JsonScalar(const google::protobuf::Value& v) {
       return v.string_value();
     case google::protobuf::Value::kNumberValue: {
       double d = v.number_value();
-      if (d == static_cast<double>(static_cast<int64_t>(d))) return absl::StrCat(static_cast<int64_t>(d));
+      if (d == static_cast<double>(static_cast<int64_t>(d)))
+        return absl::StrCat(static_cast<int64_t>(d));
       return absl::StrCat(d);
     }
     case google::protobuf::Value::kBoolValue:
@@ -173,9 +177,11 @@ absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view 
     const std::string* keys[2] = {&spec.text_column(), &spec.label_column()};
     for (int k = 0; k < 2; ++k) {
       auto it = object.fields().find(*keys[k]);
-      if (it == object.fields().end()) return RowError(path, line, absl::StrCat("no key \"", *keys[k], "\""));
+      if (it == object.fields().end())
+        return RowError(path, line, absl::StrCat("no key \"", *keys[k], "\""));
       absl::StatusOr<std::string> v = JsonScalar(it->second);
-      if (!v.ok()) return RowError(path, line, absl::StrCat("\"", *keys[k], "\" is ", v.status().message()));
+      if (!v.ok())
+        return RowError(path, line, absl::StrCat("\"", *keys[k], "\" is ", v.status().message()));
       values[k] = *std::move(v);
     }
     if (values[1].empty()) return RowError(path, line, "the label is empty");
@@ -191,7 +197,8 @@ absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view 
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
   absl::StatusOr<std::string> content = ReadFile(spec.path());
   if (!content.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read the dataset: ", content.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the dataset: ", content.status().message()));
   }
   std::string_view text = *content;
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte-order mark
@@ -204,7 +211,9 @@ absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
     size_t start = 0;
     while (true) {
       size_t end = text.find('\n', start);
-      if (!ValidUtf8(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start))) break;
+      if (!ValidUtf8(text.substr(
+              start, end == std::string_view::npos ? std::string_view::npos : end - start)))
+        break;
       if (end == std::string_view::npos) break;
       start = end + 1;
       ++line;

@@ -1,15 +1,16 @@
 #include "server/training/engine/bert_trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <array>
-#include <numeric>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -27,8 +28,6 @@
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
 #include "server/training/tokenizer/wordpiece_tokenizer.h"
-
-#include <ATen/autocast_mode.h>
 
 namespace ftd::training {
 namespace {
@@ -132,7 +131,8 @@ EvalResult Evaluate(BertClassifier& model, const Encoded& data, int batch_size, 
 std::string Summary(const std::vector<std::string>& names) {
   std::vector<std::string> shown(names.begin(), names.begin() + std::min<size_t>(names.size(), 8));
   std::string out = absl::StrJoin(shown, ", ");
-  if (names.size() > shown.size()) absl::StrAppend(&out, " and ", names.size() - shown.size(), " more");
+  if (names.size() > shown.size())
+    absl::StrAppend(&out, " and ", names.size() - shown.size(), " more");
   return out;
 }
 
@@ -150,7 +150,8 @@ double LrFactor(int64_t step, int64_t warmup, int64_t total) {
 }
 
 torch::Device ParseDevice(const std::string& name) {
-  if (name.rfind("cuda:", 0) == 0) return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(name.substr(5))));
+  if (name.rfind("cuda:", 0) == 0)
+    return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(name.substr(5))));
   return torch::Device(torch::kCPU);
 }
 
@@ -178,11 +179,12 @@ class Run {
 
     // Model folder: config, tokenizer.
     ASSIGN_OR_RETURN(config_, BertConfig::FromModelFolder(spec.base_model()));
-    ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer, WordPieceTokenizer::FromModelFolder(spec.base_model()));
+    ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer,
+                     WordPieceTokenizer::FromModelFolder(spec.base_model()));
     if (tokenizer.vocab_size() > static_cast<size_t>(config_.vocab_size)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          spec.base_model(), ": vocab.txt has ", tokenizer.vocab_size(),
-          " tokens but config.json's vocab_size is ", config_.vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat(spec.base_model(), ": vocab.txt has ", tokenizer.vocab_size(),
+                       " tokens but config.json's vocab_size is ", config_.vocab_size));
     }
     pad_id_ = tokenizer.pad_id();
 
@@ -191,8 +193,9 @@ class Run {
     context_.RecordFingerprint("train", train.fingerprint);
     labels_ = LabelSet::FromLabels(train.labels, config_.labels);
     if (labels_.size() < 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          train.path, ": every row has the label \"", labels_.names()[0], "\"; a classifier needs two or more"));
+      return absl::InvalidArgumentError(absl::StrCat(train.path, ": every row has the label \"",
+                                                     labels_.names()[0],
+                                                     "\"; a classifier needs two or more"));
     }
     ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, labels_.Encode(train));
     train_ = Encode(tokenizer, train, std::move(train_labels), hp.max_seq_length());
@@ -204,9 +207,10 @@ class Run {
       has_validation_ = true;
     }
     Log(context_, v1::JobEvent::Log::INFO,
-        absl::StrCat("data: ", train_.ids.size(), " training rows",
-                     has_validation_ ? absl::StrCat(", ", valid_.ids.size(), " validation rows") : "",
-                     ", ", labels_.size(), " labels"));
+        absl::StrCat(
+            "data: ", train_.ids.size(), " training rows",
+            has_validation_ ? absl::StrCat(", ", valid_.ids.size(), " validation rows") : "", ", ",
+            labels_.size(), " labels"));
 
     // Weights.
     model_ = BertClassifier(config_, static_cast<int64_t>(labels_.size()));
@@ -227,7 +231,8 @@ class Run {
           "without it");
     }
     model_->to(device_);
-    frozen_ = spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
+    frozen_ =
+        spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
     if (spec.freeze_policy().has_autofreeze()) {
       policy_.emplace(config_.num_hidden_layers, spec.freeze_policy().autofreeze().percentile());
     }
@@ -252,9 +257,9 @@ class Run {
     std::vector<torch::Tensor> decay, no_decay;
     for (auto& item : model_->named_parameters()) {
       const std::string& name = item.key();
-      const bool frozen =
-          frozen_ > 0 && (name.rfind("bert.embeddings.", 0) == 0 || LayerIndex(name) < frozen_) &&
-          name.rfind("bert.pooler", 0) != 0;
+      const bool frozen = frozen_ > 0 &&
+                          (name.rfind("bert.embeddings.", 0) == 0 || LayerIndex(name) < frozen_) &&
+                          name.rfind("bert.pooler", 0) != 0;
       item.value().set_requires_grad(!frozen);
       if (frozen) continue;
       const bool no_wd = name.find("LayerNorm") != std::string::npos ||
@@ -267,10 +272,9 @@ class Run {
                                    torch::optim::AdamWOptions(hp.learning_rate())
                                        .weight_decay(hp.weight_decay())
                                        .eps(1e-8)));
-    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                                      torch::optim::AdamWOptions(hp.learning_rate())
-                                          .weight_decay(0)
-                                          .eps(1e-8)));
+    groups.emplace_back(
+        no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                      torch::optim::AdamWOptions(hp.learning_rate()).weight_decay(0).eps(1e-8)));
     return groups;
   }
 
@@ -284,8 +288,7 @@ class Run {
   // Forward through the model; the frozen prefix runs in eval mode without
   // gradients.
   torch::Tensor Forward(const Batch& batch) {
-    const torch::Tensor bias =
-        BertClassifierImpl::MaskBias(batch.mask, torch::kFloat).to(device_);
+    const torch::Tensor bias = BertClassifierImpl::MaskBias(batch.mask, torch::kFloat).to(device_);
     torch::Tensor hidden;
     if (frozen_ > 0) {
       torch::NoGradGuard no_grad;
@@ -414,7 +417,8 @@ class Run {
       auto& params = group.params();
       params.erase(std::remove_if(params.begin(), params.end(), is_gone), params.end());
     }
-    trainable->erase(std::remove_if(trainable->begin(), trainable->end(), is_gone), trainable->end());
+    trainable->erase(std::remove_if(trainable->begin(), trainable->end(), is_gone),
+                     trainable->end());
     frozen_ = to;
     SetTrainMode();
   }
@@ -469,9 +473,9 @@ class Run {
         if (policy_ && step % decision_interval == 0) Decide(step, epoch, optimizer, &trainable);
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "the training loss became ", loss_value, " at step ", step,
-              "; lower hyperparameters.learning_rate"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("the training loss became ", loss_value, " at step ", step,
+                           "; lower hyperparameters.learning_rate"));
         }
         loss_sum += loss_value * count;
         samples += static_cast<int64_t>(count);
@@ -488,7 +492,8 @@ class Run {
         progress.set_eta_seconds(per_step * (total_steps - step));
         context_.ReportProgress(progress);
       }
-      const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+      const double epoch_seconds =
+          std::chrono::duration<double>(Clock::now() - epoch_start).count();
       train_seconds += epoch_seconds;
       train_loss_ = loss_sum / std::max<int64_t>(1, samples);
       samples_trained_ += samples;
@@ -517,7 +522,8 @@ class Run {
   absl::StatusOr<v1::JobResult> Finish() {
     const std::string model_dir = (fs::path(context_.output_dir()) / "model").string();
     model_->to(torch::kCPU);
-    RETURN_IF_ERROR(SaveModel(model_dir, context_.spec().base_model(), config_, labels_.names(), model_));
+    RETURN_IF_ERROR(
+        SaveModel(model_dir, context_.spec().base_model(), config_, labels_.names(), model_));
     v1::JobEvent artifact;
     artifact.mutable_artifact()->set_kind("model");
     artifact.mutable_artifact()->set_path(model_dir);
@@ -588,8 +594,8 @@ absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
 }
 
 absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,
-                                                   const v1::Dataset& dataset,
-                                                   int max_seq_length, int batch_size) {
+                                                   const v1::Dataset& dataset, int max_seq_length,
+                                                   int batch_size) {
   try {
     ASSIGN_OR_RETURN(BertConfig config, BertConfig::FromModelFolder(model_dir));
     if (config.labels.empty()) {

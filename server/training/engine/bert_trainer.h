@@ -33,7 +33,7 @@ class BertTrainer final : public Trainer {
 // Evaluates the classifier saved in `model_dir` (as BertTrainer writes it)
 // on `dataset` on the CPU: loss, accuracy and macro-F1.
 absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,
-                                                   const v1::Dataset& dataset,
-                                                   int max_seq_length, int batch_size);
+                                                   const v1::Dataset& dataset, int max_seq_length,
+                                                   int batch_size);
 
 }  // namespace ftd::training

@@ -73,22 +73,25 @@ absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
     if (value <= 0) return bad(key, "must be positive");
   }
   if (c.hidden_size % c.num_attention_heads != 0) {
-    return bad("hidden_size", absl::StrCat("(", c.hidden_size, ") is not a multiple of num_attention_heads (",
-                                           c.num_attention_heads, ")"));
+    return bad("hidden_size",
+               absl::StrCat("(", c.hidden_size, ") is not a multiple of num_attention_heads (",
+                            c.num_attention_heads, ")"));
   }
   auto act = f.find("hidden_act");
   if (act != f.end()) c.hidden_act = act->second.string_value();
   if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh" &&
       c.hidden_act != "relu") {
-    return bad("hidden_act", absl::StrCat("is \"", c.hidden_act,
-                                          "\"; ftd supports gelu, gelu_new, gelu_pytorch_tanh, relu"));
+    return bad("hidden_act",
+               absl::StrCat("is \"", c.hidden_act,
+                            "\"; ftd supports gelu, gelu_new, gelu_pytorch_tanh, relu"));
   }
   auto id2label = f.find("id2label");
   if (id2label != f.end() && id2label->second.has_struct_value()) {
     std::map<int, std::string> by_id;
     for (const auto& [k, v] : id2label->second.struct_value().fields()) {
       int id;
-      if (!absl::SimpleAtoi(k, &id) || id < 0 || !v.has_string_value()) return bad("id2label", "is malformed");
+      if (!absl::SimpleAtoi(k, &id) || id < 0 || !v.has_string_value())
+        return bad("id2label", "is malformed");
       by_id[id] = v.string_value();
     }
     for (int i = 0; i < static_cast<int>(by_id.size()); ++i) {

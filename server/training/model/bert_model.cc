@@ -12,8 +12,8 @@ BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   word_embeddings = register_module(
       "word_embeddings",
       nn::Embedding(nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
-  position_embeddings = register_module(
-      "position_embeddings", nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  position_embeddings = register_module("position_embeddings",
+                                        nn::Embedding(c.max_position_embeddings, c.hidden_size));
   token_type_embeddings =
       register_module("token_type_embeddings", nn::Embedding(c.type_vocab_size, c.hidden_size));
   LayerNorm = register_module(

@@ -37,7 +37,8 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
   if (fs::exists(single)) return std::vector<std::string>{single.string()};
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (!fs::exists(index)) {
-    return absl::NotFoundError(absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
   }
   ASSIGN_OR_RETURN(std::string text, ReadFile(index.string()));
   google::protobuf::Struct json;
@@ -65,18 +66,39 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
 absl::StatusOr<torch::Tensor> ToTensor(const SafetensorsFile& file, const TensorInfo& info) {
   torch::ScalarType type;
   switch (info.dtype) {
-    case DType::kF64: type = torch::kDouble; break;
-    case DType::kF32: type = torch::kFloat; break;
-    case DType::kF16: type = torch::kHalf; break;
-    case DType::kBF16: type = torch::kBFloat16; break;
-    case DType::kI64: type = torch::kLong; break;
-    case DType::kI32: type = torch::kInt; break;
-    case DType::kI16: type = torch::kShort; break;
-    case DType::kI8: type = torch::kChar; break;
-    case DType::kU8: type = torch::kByte; break;
-    case DType::kBool: type = torch::kBool; break;
+    case DType::kF64:
+      type = torch::kDouble;
+      break;
+    case DType::kF32:
+      type = torch::kFloat;
+      break;
+    case DType::kF16:
+      type = torch::kHalf;
+      break;
+    case DType::kBF16:
+      type = torch::kBFloat16;
+      break;
+    case DType::kI64:
+      type = torch::kLong;
+      break;
+    case DType::kI32:
+      type = torch::kInt;
+      break;
+    case DType::kI16:
+      type = torch::kShort;
+      break;
+    case DType::kI8:
+      type = torch::kChar;
+      break;
+    case DType::kU8:
+      type = torch::kByte;
+      break;
+    case DType::kBool:
+      type = torch::kBool;
+      break;
     default:
-      return absl::UnimplementedError(absl::StrCat(file.path(), ": tensor \"", info.name, "\" has an unsupported dtype"));
+      return absl::UnimplementedError(
+          absl::StrCat(file.path(), ": tensor \"", info.name, "\" has an unsupported dtype"));
   }
   torch::Tensor tensor = torch::empty(info.shape, torch::TensorOptions().dtype(type));
   std::string_view bytes = file.Data(info);
@@ -104,9 +126,11 @@ absl::StatusOr<LoadReport> LoadWeights(const std::string& dir, const BertConfig&
       }
       if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": tensor \"", info.name, "\" is ",
-                                                       DTypeName(info.dtype), ", not F32, F16 or BF16"));
+                                                       DTypeName(info.dtype),
+                                                       ", not F32, F16 or BF16"));
       }
-      if (std::vector<int64_t>(it->second.sizes().begin(), it->second.sizes().end()) != info.shape) {
+      if (std::vector<int64_t>(it->second.sizes().begin(), it->second.sizes().end()) !=
+          info.shape) {
         return absl::InvalidArgumentError(absl::StrCat(
             path, ": tensor \"", info.name, "\" has shape ", ShapeString(info.shape),
             " but the model (from config.json) needs ", ShapeString(it->second.sizes())));
@@ -128,12 +152,14 @@ absl::Status SaveModel(const std::string& out_dir, const std::string& base_dir,
                        BertClassifier& model) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
 
   google::protobuf::Struct out = config.raw;
   auto& f = *out.mutable_fields();
   f["architectures"].mutable_list_value()->clear_values();
-  f["architectures"].mutable_list_value()->add_values()->set_string_value("BertForSequenceClassification");
+  f["architectures"].mutable_list_value()->add_values()->set_string_value(
+      "BertForSequenceClassification");
   f["model_type"].set_string_value("bert");
   f["problem_type"].set_string_value("single_label_classification");
   auto* id2label = f["id2label"].mutable_struct_value()->mutable_fields();
@@ -152,13 +178,16 @@ absl::Status SaveModel(const std::string& out_dir, const std::string& base_dir,
   {
     std::ofstream file(fs::path(out_dir) / "config.json", std::ios::trunc);
     file << json;
-    if (!file) return absl::UnavailableError(absl::StrCat("cannot write ", out_dir, "/config.json"));
+    if (!file)
+      return absl::UnavailableError(absl::StrCat("cannot write ", out_dir, "/config.json"));
   }
   for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
     const fs::path from = fs::path(base_dir) / name;
     if (!fs::exists(from)) continue;
     fs::copy_file(from, fs::path(out_dir) / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot copy ", from.string(), ": ", ec.message()));
+    if (ec)
+      return absl::UnavailableError(
+          absl::StrCat("cannot copy ", from.string(), ": ", ec.message()));
   }
 
   std::vector<torch::Tensor> keep;  // owns the bytes while writing

@@ -1,10 +1,10 @@
 // Loading and saving BertClassifier weights in Hugging Face's layout.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "server/training/model/bert_config.h"

@@ -24,9 +24,9 @@ constexpr uint64_t kMaxHeader = 100ull << 20;
 
 bool ParseDType(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
-      {"F64", DType::kF64}, {"F32", DType::kF32}, {"F16", DType::kF16},
-      {"BF16", DType::kBF16}, {"I64", DType::kI64}, {"I32", DType::kI32},
-      {"I16", DType::kI16}, {"I8", DType::kI8}, {"U8", DType::kU8}, {"BOOL", DType::kBool}};
+      {"F64", DType::kF64}, {"F32", DType::kF32},  {"F16", DType::kF16}, {"BF16", DType::kBF16},
+      {"I64", DType::kI64}, {"I32", DType::kI32},  {"I16", DType::kI16}, {"I8", DType::kI8},
+      {"U8", DType::kU8},   {"BOOL", DType::kBool}};
   for (const auto& [name, dtype] : kNames) {
     if (s == name) {
       *out = dtype;
@@ -48,26 +48,44 @@ bool AsUint(const google::protobuf::Value& v, uint64_t* out) {
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF64: return "F64";
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kI16: return "I16";
-    case DType::kI8: return "I8";
-    case DType::kU8: return "U8";
-    case DType::kBool: return "BOOL";
+    case DType::kF64:
+      return "F64";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kI16:
+      return "I16";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
+    case DType::kBool:
+      return "BOOL";
   }
   return "?";
 }
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kF64: case DType::kI64: return 8;
-    case DType::kF32: case DType::kI32: return 4;
-    case DType::kF16: case DType::kBF16: case DType::kI16: return 2;
-    default: return 1;
+    case DType::kF64:
+    case DType::kI64:
+      return 8;
+    case DType::kF32:
+    case DType::kI32:
+      return 4;
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kI16:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -109,10 +127,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
-  if (header_len > kMaxHeader) return corrupt(absl::StrCat("header length ", header_len, " is implausible"));
+  if (header_len > kMaxHeader)
+    return corrupt(absl::StrCat("header length ", header_len, " is implausible"));
   if (8 + header_len > size) {
-    return corrupt(absl::StrCat("the header needs ", header_len, " bytes but the file has ", size - 8,
-                                " after the length (truncated?)"));
+    return corrupt(absl::StrCat("the header needs ", header_len, " bytes but the file has ",
+                                size - 8, " after the length (truncated?)"));
   }
   const std::string header(reinterpret_cast<const char*>(bytes + 8), header_len);
   google::protobuf::Struct json;
@@ -126,12 +145,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     if (name == "__metadata__") {
       if (!value.has_struct_value()) return corrupt("__metadata__ is not an object");
       for (const auto& [k, v] : value.struct_value().fields()) {
-        if (!v.has_string_value()) return corrupt(absl::StrCat("__metadata__.", k, " is not a string"));
+        if (!v.has_string_value())
+          return corrupt(absl::StrCat("__metadata__.", k, " is not a string"));
         file->metadata_[k] = v.string_value();
       }
       continue;
     }
-    if (!value.has_struct_value()) return corrupt(absl::StrCat("entry \"", name, "\" is not an object"));
+    if (!value.has_struct_value())
+      return corrupt(absl::StrCat("entry \"", name, "\" is not an object"));
     const auto& fields = value.struct_value().fields();
     TensorInfo info;
     info.name = name;
@@ -224,8 +245,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
     if (static_cast<uint64_t>(numel) * DTypeSize(t.dtype) != t.bytes.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", t.name, "\": ", t.bytes.size(), " bytes do not match its shape"));
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\": ", t.bytes.size(),
+                                                     " bytes do not match its shape"));
     }
     if (header.size() > 1) header += ",";
     AppendJsonString(t.name, &header);

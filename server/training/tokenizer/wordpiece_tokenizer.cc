@@ -26,8 +26,8 @@ bool InRanges(const ut::CodepointRange* ranges, size_t n, char32_t cp) {
 template <typename Entry>
 const Entry* Find(const Entry* table, size_t n, char32_t cp) {
   const Entry* end = table + n;
-  const Entry* it = std::lower_bound(
-      table, end, cp, [](const Entry& e, char32_t c) { return e.codepoint < c; });
+  const Entry* it =
+      std::lower_bound(table, end, cp, [](const Entry& e, char32_t c) { return e.codepoint < c; });
   return it != end && it->codepoint == cp ? it : nullptr;
 }
 
@@ -219,7 +219,9 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::Create(std::vector<std::s
     t.ids_.emplace(t.vocab_[i], static_cast<int32_t>(i));  // the first wins, as in HF
   }
   for (auto [name, id] : {std::pair<const char*, int32_t*>{"[PAD]", &t.pad_id_},
-                          {"[CLS]", &t.cls_id_}, {"[SEP]", &t.sep_id_}, {"[UNK]", &t.unk_id_}}) {
+                          {"[CLS]", &t.cls_id_},
+                          {"[SEP]", &t.sep_id_},
+                          {"[UNK]", &t.unk_id_}}) {
     auto it = t.ids_.find(name);
     if (it == t.ids_.end()) {
       return absl::InvalidArgumentError(absl::StrCat("vocab.txt has no ", name, " token"));
@@ -255,14 +257,15 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std
     auto flag = [&](const char* key, bool fallback) {
       auto it = config.fields().find(key);
       return it != config.fields().end() && it->second.has_bool_value() ? it->second.bool_value()
-                                                                          : fallback;
+                                                                        : fallback;
     };
     options.lower_case = flag("do_lower_case", true);
     options.strip_accents = flag("strip_accents", options.lower_case);
     options.tokenize_chinese_chars = flag("tokenize_chinese_chars", true);
   }
   absl::StatusOr<WordPieceTokenizer> t = Create(std::move(vocab), options);
-  if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(vocab_path, ": ", t.status().message()));
+  if (!t.ok())
+    return absl::InvalidArgumentError(absl::StrCat(vocab_path, ": ", t.status().message()));
   return t;
 }
 

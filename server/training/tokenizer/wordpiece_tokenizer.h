@@ -36,8 +36,7 @@ class WordPieceTokenizer {
   // tokenize_chinese_chars). Errors name the file: NOT_FOUND without
   // vocab.txt, INVALID_ARGUMENT when a special token is missing.
   static absl::StatusOr<WordPieceTokenizer> FromModelFolder(const std::string& dir);
-  static absl::StatusOr<WordPieceTokenizer> Create(std::vector<std::string> vocab,
-                                                   Options options);
+  static absl::StatusOr<WordPieceTokenizer> Create(std::vector<std::string> vocab, Options options);
 
   // [CLS] tokens [SEP], truncated to `max_length` ids when it is > 0 (the
   // [SEP] is kept).

@@ -189,11 +189,12 @@ TEST_F(JobManagerTest, AJobRunsToSuccessAndWatchersSeeEveryStep) {
   ASSERT_EQ(done.result().evaluations_size(), 1);
   EXPECT_TRUE(done.has_end_time());
   EXPECT_OK(recorder.status());
-  EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "progress", "progress",
-                                            "progress", "evaluation", "SUCCEEDED"));
+  EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "progress", "progress", "progress",
+                                            "evaluation", "SUCCEEDED"));
   // Sequence numbers are 1, 2, 3, ... without gaps.
   auto events = recorder.events();
-  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
+  for (size_t i = 0; i < events.size(); ++i)
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i + 1));
 }
 
 TEST_F(JobManagerTest, ProgressEventsAreRateLimitedButTheLastStepAlwaysCounts) {
@@ -229,8 +230,8 @@ TEST_F(JobManagerTest, BadSpecsAreRejectedAndNothingIsStored) {
   StartManager();
   v1::JobSpec spec = Spec("x");
   spec.mutable_hyperparameters()->set_epochs(0);
-  EXPECT_THAT(manager_->Submit(spec), StatusIs(absl::StatusCode::kInvalidArgument,
-                                               HasSubstr("hyperparameters.epochs")));
+  EXPECT_THAT(manager_->Submit(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hyperparameters.epochs")));
   spec = Spec("x");
   spec.mutable_device()->set_kind(v1::DeviceRequest::CUDA);
   EXPECT_THAT(manager_->Submit(spec),
@@ -274,7 +275,8 @@ TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
 
   EXPECT_THAT(manager_->Cancel(running.id()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
-  EXPECT_THAT(manager_->Cancel("job-99"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-99")));
+  EXPECT_THAT(manager_->Cancel("job-99"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-99")));
 }
 
 TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsWatchEnds) {
@@ -299,7 +301,8 @@ TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsW
   EXPECT_EQ(tail.events()[0].sequence(), 6);
 
   Recorder none;
-  EXPECT_THAT(manager_->Watch("job-404", 0, &none), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
+  EXPECT_THAT(manager_->Watch("job-404", 0, &none),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
 }
 
 TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
@@ -376,7 +379,8 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
   EXPECT_EQ(labelled.jobs(0).state(), v1::CANCELLED);
 
   request.set_page_size(5000);
-  EXPECT_THAT(manager_->List(request), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+  EXPECT_THAT(manager_->List(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
 }
 
 TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
@@ -387,9 +391,11 @@ TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
   ASSERT_OK(manager_->Watch(job.id(), 0, &recorder).status());
   manager_->Shutdown();
   ASSERT_TRUE(recorder.AwaitClose());
-  EXPECT_THAT(recorder.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  EXPECT_THAT(recorder.status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
   EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "QUEUED"));
-  EXPECT_THAT(manager_->Submit(Spec("ok")), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  EXPECT_THAT(manager_->Submit(Spec("ok")),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
 }
 
 }  // namespace

@@ -114,27 +114,33 @@ TEST_F(JobSpecValidatorTest, PathsOutsideTheDataRootsAreRejected) {
   ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(outside_.Sub("model")); }, "base_model",
                 "outside the daemon's data roots");
   // ".." and symbolic links cannot escape either.
-  ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.path() + "/../" +
-                                                        std::filesystem::path(outside_.path()).filename().string() + "/model"); },
-                "base_model", "outside");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) {
+        s->set_base_model(root_.path() + "/../" +
+                          std::filesystem::path(outside_.path()).filename().string() + "/model");
+      },
+      "base_model", "outside");
   std::filesystem::create_directory_symlink(outside_.Sub("model"), root_.Sub("link"));
   ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("link")); }, "base_model",
                 "outside");
   WriteFile(outside_.Sub("secret.csv"), "text,label\n");
-  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(outside_.Sub("secret.csv")); },
-                "train_dataset.path", "outside");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(outside_.Sub("secret.csv")); },
+      "train_dataset.path", "outside");
 }
 
 TEST_F(JobSpecValidatorTest, DatasetErrorsNameTheField) {
-  ExpectInvalid([](v1::JobSpec* s) { s->clear_train_dataset(); }, "train_dataset.path",
-                "required");
-  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("nope.csv")); },
-                "train_dataset.path", "does not exist");
-  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_validation_dataset()->set_path(root_.Sub("model")); },
-                "validation_dataset.path", "not a regular file");
+  ExpectInvalid([](v1::JobSpec* s) { s->clear_train_dataset(); }, "train_dataset.path", "required");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("nope.csv")); },
+      "train_dataset.path", "does not exist");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_validation_dataset()->set_path(root_.Sub("model")); },
+      "validation_dataset.path", "not a regular file");
   WriteFile(root_.Sub("data.txt"), "x");
-  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("data.txt")); },
-                "train_dataset.format", "CSV or JSONL");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("data.txt")); },
+      "train_dataset.format", "CSV or JSONL");
   ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_label_column("text"); },
                 "train_dataset.label_column", "same column");
 }
@@ -163,15 +169,20 @@ TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {
 }
 
 TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
-  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(6); },
-                "freeze_policy.static.frozen_layers", "between 0 and 5");
-  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(-1); },
-                "freeze_policy.static.frozen_layers", "got -1");
-  ExpectInvalid([](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_percentile(0); },
-                "freeze_policy.autofreeze.percentile", "(0, 100]");
-  ExpectInvalid([](v1::JobSpec* s) {
-    s->mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(0);
-  }, "freeze_policy.autofreeze.evaluations_per_epoch", "got 0");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(6); },
+      "freeze_policy.static.frozen_layers", "between 0 and 5");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(-1); },
+      "freeze_policy.static.frozen_layers", "got -1");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_percentile(0); },
+      "freeze_policy.autofreeze.percentile", "(0, 100]");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(0);
+      },
+      "freeze_policy.autofreeze.evaluations_per_epoch", "got 0");
   v1::JobSpec ok = spec_;
   ok.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(5);
   EXPECT_OK(Validator().ValidateAndNormalize(&ok));
@@ -180,11 +191,11 @@ TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
 TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
   ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_kind(v1::DeviceRequest::CUDA); },
                 "device", "no CUDA device");
-  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_cuda_index(2); },
-                "device.cuda_index", "only meaningful");
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_cuda_index(2); }, "device.cuda_index",
+                "only meaningful");
   ExpectInvalid([](v1::JobSpec* s) { s->set_priority(1001); }, "priority", "got 1001");
-  ExpectInvalid([](v1::JobSpec* s) { s->set_display_name(std::string(201, 'x')); },
-                "display_name", "at most 200");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_display_name(std::string(201, 'x')); }, "display_name",
+                "at most 200");
   ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["bad key!"] = "v"; }, "labels",
                 "key \"bad key!\"");
   ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["team"] = "a\nb"; }, "labels[team]",

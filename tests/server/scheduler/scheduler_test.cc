@@ -42,8 +42,12 @@ class FakeRunner {
   }
 
   // Waits (bounded) until `n` jobs have started / finished.
-  bool AwaitStarted(size_t n) { return Await([&] { return started_.size() >= n; }); }
-  bool AwaitFinished(size_t n) { return Await([&] { return finished_.size() >= n; }); }
+  bool AwaitStarted(size_t n) {
+    return Await([&] { return started_.size() >= n; });
+  }
+  bool AwaitFinished(size_t n) {
+    return Await([&] { return finished_.size() >= n; });
+  }
 
   std::vector<std::string> started() {
     std::lock_guard<std::mutex> lock(mu_);

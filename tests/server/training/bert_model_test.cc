@@ -12,8 +12,8 @@ namespace ftd::training {
 namespace {
 
 using ::ftd::testing::StatusIs;
-using ::testing::HasSubstr;
 using ::testing::Contains;
+using ::testing::HasSubstr;
 
 constexpr char kModel[] = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
 constexpr char kGolden[] = FTD_SOURCE_DIR "/tests/testdata/golden/encoder_golden.safetensors";
@@ -68,9 +68,11 @@ TEST(BertModelTest, MatchesTransformersOnCuda) {
   ASSERT_OK_AND_ASSIGN(auto golden, SafetensorsFile::Open(kGolden));
   torch::Tensor ids = Golden(*golden, "input_ids").to(torch::kCUDA);
   torch::Tensor bias =
-      BertClassifierImpl::MaskBias(Golden(*golden, "attention_mask"), torch::kFloat).to(torch::kCUDA);
+      BertClassifierImpl::MaskBias(Golden(*golden, "attention_mask"), torch::kFloat)
+          .to(torch::kCUDA);
   torch::Tensor hidden = model->RunLayers(model->Embed(ids), bias, 0, config.num_hidden_layers);
-  const double error = (hidden.cpu() - Golden(*golden, "last_hidden_state")).abs().max().item<double>();
+  const double error =
+      (hidden.cpu() - Golden(*golden, "last_hidden_state")).abs().max().item<double>();
   std::cerr << "cuda max abs error " << error << "\n";
   EXPECT_LT(error, 1e-4);
 }
@@ -94,32 +96,40 @@ TEST(BertModelTest, SavedModelsLoadBackExactly) {
 
 TEST(BertModelTest, HalfPrecisionUnprefixedCheckpointsLoadAndShapeMismatchesNameTheTensor) {
   ftd::testing::TempDir dir;
-  ftd::testing::WriteFile(dir.Sub("m/config.json"),
-                          R"({"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,)"
-                          R"("num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":12})");
+  ftd::testing::WriteFile(
+      dir.Sub("m/config.json"),
+      R"({"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,)"
+      R"("num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":12})");
   ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(dir.Sub("m")));
   torch::Tensor word = torch::randn({10, 8}).to(torch::kBFloat16);
   torch::Tensor ln = torch::ones({8}).to(torch::kHalf);
-  ASSERT_OK(WriteSafetensors(
-      dir.Sub("m/model.safetensors"),
-      {{"embeddings.word_embeddings.weight", DType::kBF16, {10, 8},
-        std::string_view(static_cast<char*>(word.data_ptr()), 160)},
-       {"embeddings.LayerNorm.gamma", DType::kF16, {8},
-        std::string_view(static_cast<char*>(ln.data_ptr()), 16)}},
-      {}));
+  ASSERT_OK(WriteSafetensors(dir.Sub("m/model.safetensors"),
+                             {{"embeddings.word_embeddings.weight",
+                               DType::kBF16,
+                               {10, 8},
+                               std::string_view(static_cast<char*>(word.data_ptr()), 160)},
+                              {"embeddings.LayerNorm.gamma",
+                               DType::kF16,
+                               {8},
+                               std::string_view(static_cast<char*>(ln.data_ptr()), 16)}},
+                             {}));
   BertClassifier model(config, 2);
   ASSERT_OK_AND_ASSIGN(LoadReport report, LoadWeights(dir.Sub("m"), config, model));
-  EXPECT_TRUE(torch::equal(model->bert->embeddings->word_embeddings->weight, word.to(torch::kFloat)));
+  EXPECT_TRUE(
+      torch::equal(model->bert->embeddings->word_embeddings->weight, word.to(torch::kFloat)));
   EXPECT_THAT(report.initialized, ::testing::Not(Contains("bert.embeddings.LayerNorm.weight")));
 
   torch::Tensor wrong = torch::zeros({9, 8});
   ASSERT_OK(WriteSafetensors(dir.Sub("m/model.safetensors"),
-                             {{"bert.embeddings.word_embeddings.weight", DType::kF32, {9, 8},
+                             {{"bert.embeddings.word_embeddings.weight",
+                               DType::kF32,
+                               {9, 8},
                                std::string_view(static_cast<char*>(wrong.data_ptr()), 288)}},
                              {}));
   EXPECT_THAT(LoadWeights(dir.Sub("m"), config, model),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("tensor \"bert.embeddings.word_embeddings.weight\" has shape [9, 8] but the model (from config.json) needs [10, 8]")));
+                       HasSubstr("tensor \"bert.embeddings.word_embeddings.weight\" has shape [9, "
+                                 "8] but the model (from config.json) needs [10, 8]")));
   ftd::testing::WriteFile(dir.Sub("m/model.safetensors"), "garbage");
   EXPECT_THAT(LoadWeights(dir.Sub("m"), config, model),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));

@@ -28,10 +28,14 @@ class FakeContext final : public TrainingContext {
   const v1::JobSpec& spec() const override { return spec_; }
   const std::string& device() const override { return device_; }
   const std::string& output_dir() const override { return output_dir_; }
-  bool StopRequested() const override { return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_); }
+  bool StopRequested() const override {
+    return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_);
+  }
   void ReportProgress(const v1::Progress& progress) override { progress_.push_back(progress); }
   void Emit(v1::JobEvent event) override { events_.push_back(std::move(event)); }
-  void RecordFingerprint(const std::string& role, const std::string& sha) override { fingerprints_[role] = sha; }
+  void RecordFingerprint(const std::string& role, const std::string& sha) override {
+    fingerprints_[role] = sha;
+  }
 
   std::vector<v1::Evaluation> evaluations() const {
     std::vector<v1::Evaluation> out;
@@ -101,7 +105,8 @@ TEST_F(BertTrainerTest, LearnsWritesAHuggingFaceFolderAndItsOutputEvaluatesTheSa
   EXPECT_EQ(context.progress_.back().step(), context.progress_.back().total_steps());
   EXPECT_EQ(context.fingerprints_.at("train").size(), 64u);
   EXPECT_THAT(context.logs(), HasSubstr("initialised"));
-  for (const char* file : {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}) {
+  for (const char* file :
+       {"config.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"}) {
     EXPECT_TRUE(std::filesystem::exists(dir_.Sub("out/model/") + file)) << file;
   }
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("out/metrics.json")));
@@ -109,8 +114,9 @@ TEST_F(BertTrainerTest, LearnsWritesAHuggingFaceFolderAndItsOutputEvaluatesTheSa
   EXPECT_EQ(saved.labels, (std::vector<std::string>{"neg", "pos"}));
 
   // The round trip: the saved model gives back the same validation accuracy.
-  ASSERT_OK_AND_ASSIGN(v1::Evaluation again,
-                       EvaluateModelFolder(dir_.Sub("out/model"), spec_.validation_dataset(), 16, 16));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Evaluation again,
+      EvaluateModelFolder(dir_.Sub("out/model"), spec_.validation_dataset(), 16, 16));
   EXPECT_DOUBLE_EQ(again.accuracy(), evals.back().accuracy());
   EXPECT_NEAR(again.loss(), evals.back().loss(), 1e-5);
 
@@ -143,7 +149,8 @@ TEST_F(BertTrainerTest, StaticFreezingLeavesTheFrontLayersUntouched) {
   auto b = before->named_parameters();
   for (const auto& item : after->named_parameters()) {
     const std::string& name = item.key();
-    const bool should_freeze = name.rfind("bert.embeddings.", 0) == 0 || name.rfind("bert.encoder.layer.0.", 0) == 0;
+    const bool should_freeze =
+        name.rfind("bert.embeddings.", 0) == 0 || name.rfind("bert.encoder.layer.0.", 0) == 0;
     EXPECT_EQ(torch::equal(item.value(), b[name]), should_freeze) << name;
   }
 }
@@ -151,7 +158,8 @@ TEST_F(BertTrainerTest, StaticFreezingLeavesTheFrontLayersUntouched) {
 TEST_F(BertTrainerTest, StopsAtTheNextStepWhenAsked) {
   FakeContext context(spec_, dir_.Sub("out"));
   context.stop_after_ = 5;
-  EXPECT_THAT(trainer_.Train(context), StatusIs(absl::StatusCode::kCancelled, HasSubstr("stopped")));
+  EXPECT_THAT(trainer_.Train(context),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("stopped")));
   EXPECT_EQ(context.progress_.size(), 5u);
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("out/model")));
 }
@@ -164,7 +172,8 @@ TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
                        HasSubstr(dir_.Sub("valid.csv") + ":3: label \"neutral\" is not among")));
 
   ftd::testing::WriteSentimentCsv(dir_.Sub("valid.csv"), 128, 2);
-  ftd::testing::WriteFile(dir_.Sub("model/model.safetensors"), std::string("\x40\0\0\0\0\0\0\0{", 9));
+  ftd::testing::WriteFile(dir_.Sub("model/model.safetensors"),
+                          std::string("\x40\0\0\0\0\0\0\0{", 9));
   FakeContext truncated(spec_, dir_.Sub("out"));
   EXPECT_THAT(trainer_.Train(truncated),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
@@ -198,7 +207,7 @@ TEST_F(BertTrainerTest, AutoFreezeDecidesOnScheduleFreezesAPrefixAndStillLearns)
     EXPECT_EQ(d.total_layers(), 2);
     EXPECT_EQ(d.frozen_before(), frozen);
     EXPECT_GE(d.frozen_after(), d.frozen_before());  // never thaws
-    EXPECT_LE(d.frozen_after(), 1);                   // the last layer trains
+    EXPECT_LE(d.frozen_after(), 1);                  // the last layer trains
     EXPECT_EQ(d.layer_change_rates_size(), 2);
     frozen = d.frozen_after();
     EXPECT_LE(d.trainable_parameter_fraction(), 1.0);
@@ -226,8 +235,8 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
     ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
     const auto evals = context.evaluations();
     ASSERT_EQ(evals.size(), 8u);
-    std::cerr << "cuda bf16=" << bf16 << ": final accuracy " << evals.back().accuracy()
-              << ", " << result.metrics().at("train_samples_per_second") << " samples/s\n";
+    std::cerr << "cuda bf16=" << bf16 << ": final accuracy " << evals.back().accuracy() << ", "
+              << result.metrics().at("train_samples_per_second") << " samples/s\n";
     EXPECT_GT(evals.back().accuracy(), 0.9) << "bf16=" << bf16;
     // The saved model is a CPU model and evaluates the same on the CPU.
     ASSERT_OK_AND_ASSIGN(v1::Evaluation again,

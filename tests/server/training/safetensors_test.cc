@@ -61,26 +61,36 @@ TEST(SafetensorsTest, EveryKindOfDamageIsAClearErrorNotACrash) {
       {"not_json", WithHeader("{nope", ""), absl::StatusCode::kDataLoss, "not a JSON object"},
       {"no_dtype", WithHeader(R"({"w":{"shape":[2],"data_offsets":[0,8]}})", std::string(8, 'x')),
        absl::StatusCode::kDataLoss, "no dtype"},
-      {"odd_dtype", WithHeader(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "xx"),
+      {"odd_dtype",
+       WithHeader(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "xx"),
        absl::StatusCode::kUnimplemented, "F8_E4M3"},
-      {"bad_shape", WithHeader(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, 'x')),
+      {"bad_shape",
+       WithHeader(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
+                  std::string(8, 'x')),
        absl::StatusCode::kDataLoss, "bad shape"},
       {"outside", WithHeader("{" + good_entry + "}", std::string(4, 'x')),
        absl::StatusCode::kDataLoss, "ends at byte 8 but the data has 4 bytes"},
-      {"size_mismatch", WithHeader(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 'x')),
+      {"size_mismatch",
+       WithHeader(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 'x')),
        absl::StatusCode::kDataLoss, "need 12"},
-      {"reversed", WithHeader(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, 'x')),
+      {"reversed",
+       WithHeader(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, 'x')),
        absl::StatusCode::kDataLoss, "bad data_offsets"},
-      {"overlap", WithHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, 'x')),
+      {"overlap",
+       WithHeader(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           std::string(8, 'x')),
        absl::StatusCode::kDataLoss, "overlap"},
   };
   for (const Case& c : cases) {
     const std::string path = dir.Sub(c.name + ".safetensors");
     WriteFile(path, c.bytes);
-    EXPECT_THAT(SafetensorsFile::Open(path), StatusIs(c.code, ::testing::AllOf(HasSubstr(path), HasSubstr(c.message))))
+    EXPECT_THAT(SafetensorsFile::Open(path),
+                StatusIs(c.code, ::testing::AllOf(HasSubstr(path), HasSubstr(c.message))))
         << c.name;
   }
-  EXPECT_THAT(SafetensorsFile::Open(dir.Sub("missing")), StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
+  EXPECT_THAT(SafetensorsFile::Open(dir.Sub("missing")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
 }
 
 }  // namespace

@@ -30,8 +30,9 @@ class TextDatasetTest : public ::testing::Test {
 TEST_F(TextDatasetTest, ReadsRfc4180Csv) {
   ASSERT_OK_AND_ASSIGN(
       TextDataset d,
-      ReadTextDataset(Spec("a.csv", "\xEF\xBB\xBFid,label,text\r\n1,pos,\"good, \"\"really\"\"\nvery\"\r\n"
-                                    "2,neg,plain\n\n3,neg,\n")));
+      ReadTextDataset(Spec("a.csv",
+                           "\xEF\xBB\xBFid,label,text\r\n1,pos,\"good, \"\"really\"\"\nvery\"\r\n"
+                           "2,neg,plain\n\n3,neg,\n")));
   EXPECT_THAT(d.texts, ElementsAre("good, \"really\"\nvery", "plain", ""));
   EXPECT_THAT(d.labels, ElementsAre("pos", "neg", "neg"));
   EXPECT_THAT(d.lines, ElementsAre(2, 4, 6));
@@ -40,8 +41,9 @@ TEST_F(TextDatasetTest, ReadsRfc4180Csv) {
 
 TEST_F(TextDatasetTest, ReadsJsonl) {
   ASSERT_OK_AND_ASSIGN(TextDataset d,
-                       ReadTextDataset(Spec("a.jsonl", "{\"text\": \"hi\", \"label\": 3}\n\n"
-                                                       "{\"label\": \"x\", \"text\": \"yo\"}\n")));
+                       ReadTextDataset(Spec("a.jsonl",
+                                            "{\"text\": \"hi\", \"label\": 3}\n\n"
+                                            "{\"label\": \"x\", \"text\": \"yo\"}\n")));
   EXPECT_THAT(d.texts, ElementsAre("hi", "yo"));
   EXPECT_THAT(d.labels, ElementsAre("3", "x"));
 }
@@ -53,7 +55,8 @@ TEST_F(TextDatasetTest, ErrorsNameTheFileTheLineAndTheReason) {
   const std::vector<Case> cases = {
       {"empty.csv", "", ": the file is empty"},
       {"header_only.csv", "text,label\n", ": the file has no rows"},
-      {"no_column.csv", "sentence,label\nx,y\n", ":1: no column \"text\" in the header (columns: sentence, label)"},
+      {"no_column.csv", "sentence,label\nx,y\n",
+       ":1: no column \"text\" in the header (columns: sentence, label)"},
       {"ragged.csv", "text,label\na,b\nc\n", ":3: expected 2 fields, got 1"},
       {"open_quote.csv", "text,label\n\"abc,b\n", ":2: a quoted field is never closed"},
       {"stray_quote.csv", "text,label\nab\"c,d\n", ":2: a quote inside an unquoted field"},
@@ -63,14 +66,16 @@ TEST_F(TextDatasetTest, ErrorsNameTheFileTheLineAndTheReason) {
       {"nokey.jsonl", "{\"text\":\"a\"}\n", ":1: no key \"label\""},
   };
   for (const Case& c : cases) {
-    EXPECT_THAT(ReadTextDataset(Spec(c.name, c.content)),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(dir_.Sub(c.name) + c.message)))
+    EXPECT_THAT(
+        ReadTextDataset(Spec(c.name, c.content)),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(dir_.Sub(c.name) + c.message)))
         << c.name;
   }
 }
 
 TEST_F(TextDatasetTest, LabelsComeFromTheTrainingFile) {
-  ASSERT_OK_AND_ASSIGN(TextDataset train, ReadTextDataset(Spec("t.csv", "text,label\na,z\nb,m\nc,z\n")));
+  ASSERT_OK_AND_ASSIGN(TextDataset train,
+                       ReadTextDataset(Spec("t.csv", "text,label\na,z\nb,m\nc,z\n")));
   ASSERT_OK_AND_ASSIGN(TextDataset valid, ReadTextDataset(Spec("v.csv", "text,label\na,m\nb,q\n")));
   LabelSet labels = LabelSet::FromLabels(train.labels);
   EXPECT_THAT(labels.names(), ElementsAre("m", "z"));
@@ -78,7 +83,8 @@ TEST_F(TextDatasetTest, LabelsComeFromTheTrainingFile) {
   EXPECT_THAT(ids, ElementsAre(1, 0, 1));
   EXPECT_THAT(labels.Encode(valid),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(dir_.Sub("v.csv") + ":3: label \"q\" is not among the training file's labels")));
+                       HasSubstr(dir_.Sub("v.csv") +
+                                 ":3: label \"q\" is not among the training file's labels")));
   // A checkpoint's own order wins when it names the same labels.
   EXPECT_THAT(LabelSet::FromLabels(train.labels, {"z", "m"}).names(), ElementsAre("z", "m"));
   EXPECT_THAT(LabelSet::FromLabels(train.labels, {"z", "other"}).names(), ElementsAre("m", "z"));

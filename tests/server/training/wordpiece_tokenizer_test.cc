@@ -16,15 +16,17 @@ using ::testing::ElementsAre;
 
 std::vector<int32_t> Ids(const google::protobuf::Value& list) {
   std::vector<int32_t> ids;
-  for (const auto& v : list.list_value().values()) ids.push_back(static_cast<int32_t>(v.number_value()));
+  for (const auto& v : list.list_value().values())
+    ids.push_back(static_cast<int32_t>(v.number_value()));
   return ids;
 }
 
 // Hugging Face transformers' BertTokenizer on 1,041 texts (dataset rows and
 // unicode edge cases), with and without truncation to 64.
 TEST(WordPieceTokenizerTest, MatchesHuggingFaceOnTheGoldenTexts) {
-  ASSERT_OK_AND_ASSIGN(WordPieceTokenizer tokenizer,
-                       WordPieceTokenizer::FromModelFolder(FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h"));
+  ASSERT_OK_AND_ASSIGN(
+      WordPieceTokenizer tokenizer,
+      WordPieceTokenizer::FromModelFolder(FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h"));
   std::ifstream in(FTD_SOURCE_DIR "/tests/testdata/golden/tokenizer_golden.jsonl");
   ASSERT_TRUE(in.good());
   std::string line;
@@ -51,11 +53,10 @@ TEST(WordPieceTokenizerTest, MatchesHuggingFaceOnTheGoldenTexts) {
 }
 
 TEST(WordPieceTokenizerTest, SplitsPunctuationAndContinuesWordPieces) {
-  ASSERT_OK_AND_ASSIGN(
-      WordPieceTokenizer t,
-      WordPieceTokenizer::Create({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##aff", "##able",
-                                  "hello", ",", "!", "cafe"},
-                                 {}));
+  ASSERT_OK_AND_ASSIGN(WordPieceTokenizer t,
+                       WordPieceTokenizer::Create({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "un",
+                                                   "##aff", "##able", "hello", ",", "!", "cafe"},
+                                                  {}));
   EXPECT_THAT(t.Tokenize("UnAffable, HELLO!"),
               ElementsAre("un", "##aff", "##able", ",", "hello", "!"));
   EXPECT_THAT(t.Tokenize("Café\tunknownword"), ElementsAre("cafe", "[UNK]"));
@@ -64,10 +65,12 @@ TEST(WordPieceTokenizerTest, SplitsPunctuationAndContinuesWordPieces) {
 }
 
 TEST(WordPieceTokenizerTest, AVocabularyWithoutSpecialTokensIsRejected) {
-  EXPECT_THAT(WordPieceTokenizer::Create({"a", "b"}, {}),
-              ftd::testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("[PAD]")));
-  EXPECT_THAT(WordPieceTokenizer::FromModelFolder("/nonexistent"),
-              ftd::testing::StatusIs(absl::StatusCode::kNotFound, ::testing::HasSubstr("vocab.txt")));
+  EXPECT_THAT(
+      WordPieceTokenizer::Create({"a", "b"}, {}),
+      ftd::testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("[PAD]")));
+  EXPECT_THAT(
+      WordPieceTokenizer::FromModelFolder("/nonexistent"),
+      ftd::testing::StatusIs(absl::StatusCode::kNotFound, ::testing::HasSubstr("vocab.txt")));
 }
 
 }  // namespace
