@@ -8,6 +8,7 @@
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -16,20 +17,6 @@ namespace {
 
 absl::Status RowError(const std::string& path, int line, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", why));
-}
-
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    for (int k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 // RFC 4180 records: fields split by commas, quoted fields may hold commas,
@@ -205,19 +192,8 @@ absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file is empty"));
   }
-  if (!ValidUtf8(text)) {
-    // Find the line for the message.
-    int line = 1;
-    size_t start = 0;
-    while (true) {
-      size_t end = text.find('\n', start);
-      if (!ValidUtf8(text.substr(
-              start, end == std::string_view::npos ? std::string_view::npos : end - start)))
-        break;
-      if (end == std::string_view::npos) break;
-      start = end + 1;
-      ++line;
-    }
+  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
     return RowError(spec.path(), line, "not valid UTF-8");
   }
   TextDataset dataset;

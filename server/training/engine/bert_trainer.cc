@@ -98,8 +98,9 @@ EvalResult Evaluate(BertClassifier& model, const Encoded& data, int batch_size, 
                     logits, batch.labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
-    torch::Tensor argmax = logits.argmax(1).to(torch::kCPU);
-    for (size_t i = 0; i < count; ++i) predicted[rows[start + i]] = argmax[i].item<int64_t>();
+    torch::Tensor argmax = logits.argmax(1).to(torch::kCPU).contiguous();
+    const int64_t* guesses = argmax.data_ptr<int64_t>();
+    for (size_t i = 0; i < count; ++i) predicted[rows[start + i]] = guesses[i];
   }
   // Macro-F1 over the labels that occur in the truth or the predictions.
   std::map<int64_t, std::array<int64_t, 3>> counts;  // tp, fp, fn
