@@ -125,7 +125,23 @@ std::string FormatJob(const v1::Job& job) {
                           job.freeze().frozen_layers(), job.freeze().total_layers(),
                           100 * job.freeze().trainable_parameter_fraction());
   }
-  absl::StrAppend(&out, "cache:       ", spec.activation_cache().enabled() ? "on" : "off", "\n");
+  absl::StrAppend(&out, "cache:       ",
+                  !spec.activation_cache().enabled()                             ? "off"
+                  : spec.activation_cache().dtype() == v1::ActivationCache::FP32 ? "on (fp32)"
+                                                                                 : "on (bf16)");
+  if (job.cache().enabled()) {
+    int64_t bytes = 0;
+    for (const v1::CacheSegment& s : job.cache().segments()) bytes += s.bytes();
+    absl::StrAppend(&out, ", ", FormatBytes(bytes), " in ", job.cache().segments_size(),
+                    " segment(s)");
+    if (!job.cache().disabled_reason().empty()) {
+      absl::StrAppend(&out, "; turned off: ", job.cache().disabled_reason());
+    }
+  }
+  absl::StrAppend(&out, "\n");
+  for (const v1::CacheStats& e : job.cache().epochs()) {
+    absl::StrAppend(&out, "cache:       ", FormatCacheStats(e), "\n");
+  }
   absl::StrAppend(&out, "device:      ", DeviceRequestName(spec.device()),
                   job.device().empty() ? "" : absl::StrCat(" (on ", job.device(), ")"), "\n");
   absl::StrAppend(&out, "priority:    ", spec.priority(), "\n");
@@ -202,6 +218,13 @@ std::string FormatEvent(const v1::JobEvent& event) {
       }
       break;
     }
+    case v1::JobEvent::kCache:
+      if (!event.cache().disabled_reason().empty()) {
+        absl::StrAppend(&line, "cache off: ", event.cache().disabled_reason());
+      } else {
+        absl::StrAppend(&line, "cache ", FormatCacheStats(event.cache().epoch()));
+      }
+      break;
     case v1::JobEvent::kArtifact:
       absl::StrAppend(&line, "wrote ", event.artifact().kind(), ": ", event.artifact().path());
       break;
@@ -226,6 +249,75 @@ std::string FormatServerInfo(const v1::ServerInfo& info) {
   for (const v1::Device& d : info.devices()) {
     absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",
                     d.description(), "\n");
+  }
+  return out;
+}
+
+std::string FormatBytes(int64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  if (bytes < (int64_t{1} << 20)) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
+  if (bytes < (int64_t{1} << 30)) return absl::StrFormat("%.1f MiB", bytes / 1048576.0);
+  return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
+}
+
+std::string FormatCacheStats(const v1::CacheStats& s) {
+  const int64_t served = s.hits() + s.partial_hits();
+  std::string out = s.epoch() > 0 ? absl::StrCat("epoch ", s.epoch(), ": ") : "all epochs: ";
+  absl::StrAppendFormat(
+      &out,
+      "%d of %d examples from the cache (%.1f%%; %d at depth %d, %d shallower), %d computed; "
+      "wrote %d (%s), read %s; waited %.2f s",
+      served, s.examples(), s.examples() > 0 ? 100.0 * served / s.examples() : 0.0, s.hits(),
+      s.frozen_layers(), s.partial_hits(), s.misses(), s.entries_written(),
+      FormatBytes(s.bytes_written()), FormatBytes(s.bytes_read()), s.read_wait_seconds());
+  if (s.corrupt() > 0) absl::StrAppend(&out, "; ", s.corrupt(), " corrupt entries recomputed");
+  if (s.errors() > 0) absl::StrAppend(&out, "; ", s.errors(), " storage errors");
+  return out;
+}
+
+namespace {
+
+std::string SegmentLine(const v1::CacheSegment& s) {
+  return absl::StrFormat(
+      "  %s/%s/%d  %d entries  %s  %s  last used %s%s\n", s.namespace_().substr(0, 16),
+      s.dataset_fingerprint().substr(0, 12), s.layer(), s.entries(), FormatBytes(s.bytes()),
+      s.dtype() == v1::ActivationCache::FP32 ? "fp32" : "bf16", FormatTime(s.last_used_time()),
+      s.in_use_by().empty() ? "" : absl::StrCat("  in use by ", absl::StrJoin(s.in_use_by(), ",")));
+}
+
+}  // namespace
+
+std::string FormatCacheInfo(const v1::CacheInfo& info, bool job) {
+  std::string out;
+  if (job) {
+    const v1::CacheUsage& usage = info.job();
+    if (!usage.enabled()) {
+      out += "this job has not used the activation cache\n";
+    } else {
+      absl::StrAppend(&out, "job:         ", FormatCacheStats(usage.totals()), "\n");
+      for (const v1::CacheStats& e : usage.epochs()) {
+        absl::StrAppend(&out, "             ", FormatCacheStats(e), "\n");
+      }
+      if (!usage.disabled_reason().empty()) {
+        absl::StrAppend(&out, "turned off:  ", usage.disabled_reason(), "\n");
+      }
+    }
+  }
+  absl::StrAppend(&out, "cache:       ", FormatBytes(info.bytes()), " of ",
+                  FormatBytes(info.capacity_bytes()), "\n");
+  absl::StrAppend(&out, job ? "segments of this job" : "segments",
+                  " (namespace/dataset/layer):", info.segments().empty() ? " none\n" : "\n");
+  for (const v1::CacheSegment& s : info.segments()) out += SegmentLine(s);
+  return out;
+}
+
+std::string FormatClearedCache(const v1::ClearJobCacheResponse& response) {
+  std::string out = absl::StrCat("cleared ", response.cleared_size(), " segment(s), ",
+                                 FormatBytes(response.bytes_freed()), "\n");
+  for (const v1::CacheSegment& s : response.cleared()) out += SegmentLine(s);
+  if (!response.kept().empty()) {
+    absl::StrAppend(&out, "kept ", response.kept_size(), " segment(s) a running job uses:\n");
+    for (const v1::CacheSegment& s : response.kept()) out += SegmentLine(s);
   }
   return out;
 }

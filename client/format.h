@@ -21,6 +21,13 @@ std::string FormatJob(const v1::Job& job);
 // One line for one event, with its time.
 std::string FormatEvent(const v1::JobEvent& event);
 std::string FormatServerInfo(const v1::ServerInfo& info);
+// "12.3 MiB"
+std::string FormatBytes(int64_t bytes);
+// One epoch's (or the job's) cache counts on one line.
+std::string FormatCacheStats(const v1::CacheStats& stats);
+// The cache's size and segments; with `job`, that job's counts first.
+std::string FormatCacheInfo(const v1::CacheInfo& info, bool job);
+std::string FormatClearedCache(const v1::ClearJobCacheResponse& response);
 // Proto JSON, snake_case field names (as job files use them).
 std::string ToJson(const google::protobuf::Message& message, bool multiline);
 

@@ -214,4 +214,29 @@ int Ftctl::Info() {
   return kExitOk;
 }
 
+int Ftctl::Cache(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::GetCacheRequest request;
+  request.set_job_id(job_id);
+  v1::CacheInfo info;
+  grpc::Status status = stub_->GetCache(&context, request, &info);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(info, true) + "\n"
+                                  : FormatCacheInfo(info, !job_id.empty()));
+  return kExitOk;
+}
+
+int Ftctl::ClearCache(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ClearJobCacheRequest request;
+  request.set_job_id(job_id);
+  v1::ClearJobCacheResponse response;
+  grpc::Status status = stub_->ClearJobCache(&context, request, &response);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(response, true) + "\n" : FormatClearedCache(response));
+  return kExitOk;
+}
+
 }  // namespace ftd::client

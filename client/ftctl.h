@@ -44,6 +44,9 @@ class Ftctl {
   int Watch(const std::string& job_id);
   int Events(const std::string& job_id, int page_size, const std::string& page_token);
   int Info();
+  // The activation cache; with a job id, that job's use of it.
+  int Cache(const std::string& job_id);
+  int ClearCache(const std::string& job_id);
 
  private:
   // Prints "ftctl: CODE: message" and returns kExitError.

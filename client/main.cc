@@ -40,6 +40,7 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "submit: random seed (0)"
 ABSL_FLAG(std::string, freeze, "",
           "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]]");
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
+ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
 ABSL_FLAG(std::optional<int>, priority, std::nullopt, "submit: priority, higher runs first");
 ABSL_FLAG(std::string, name, "", "submit: display name");
@@ -64,6 +65,8 @@ constexpr char kUsage[] =
     "  ftctl cancel JOB_ID\n"
     "  ftctl events JOB_ID\n"
     "  ftctl info\n"
+    "  ftctl cache [JOB_ID]      the activation cache; with a job id, that job's use\n"
+    "  ftctl cache clear JOB_ID  delete the job's cache segments no running job uses\n"
     "Global: --address=HOST:PORT (or $FTD_ADDRESS), --json, --timeout=SECONDS";
 
 int UsageError(const std::string& message) {
@@ -118,6 +121,14 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     *spec.mutable_freeze_policy() = *policy;
   }
   if (auto v = absl::GetFlag(FLAGS_cache)) spec.mutable_activation_cache()->set_enabled(*v);
+  if (const std::string dtype = absl::GetFlag(FLAGS_cache_dtype); !dtype.empty()) {
+    if (dtype != "bf16" && dtype != "fp32") {
+      return absl::InvalidArgumentError("--cache_dtype: must be bf16 or fp32, got \"" + dtype +
+                                        "\"");
+    }
+    spec.mutable_activation_cache()->set_dtype(dtype == "fp32" ? ftd::v1::ActivationCache::FP32
+                                                               : ftd::v1::ActivationCache::BF16);
+  }
   if (!absl::GetFlag(FLAGS_device).empty()) {
     auto device = ftd::client::ParseDeviceRequest(absl::GetFlag(FLAGS_device));
     if (!device.ok()) return device.status();
@@ -189,5 +200,13 @@ int main(int argc, char** argv) {
     return ftctl.List(request, absl::GetFlag(FLAGS_all));
   }
   if (command == "info") return ftctl.Info();
+  if (command == "cache") {
+    if (args.size() > 2 && args[2] == "clear") {
+      if (args.size() < 4)
+        return UsageError("cache clear needs a job id: ftctl cache clear JOB_ID");
+      return ftctl.ClearCache(args[3]);
+    }
+    return ftctl.Cache(job_id());
+  }
   return UsageError("unknown command \"" + command + "\"");
 }

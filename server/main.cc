@@ -1,7 +1,10 @@
 // ftd: the fine-tuning daemon. Parses flags and wires the libraries.
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -20,6 +23,12 @@ ABSL_FLAG(std::vector<std::string>, data_roots, {},
           "comma-separated folders that models and datasets may come from "
           "(default: the working directory)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
+ABSL_FLAG(int64_t, cache_max_mb, 8192,
+          "size cap of the activation cache in MiB; least recently used segments go first");
+ABSL_FLAG(int64_t, cache_block_cache_mb, 32,
+          "RocksDB block cache for the activation cache's index, filters and records, in MiB");
+ABSL_FLAG(int64_t, cache_write_buffer_mb, 16,
+          "RocksDB write buffer (memtable) size for the activation cache, in MiB (two at most)");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -48,14 +57,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ftd: --cpu_threads must be at least 1\n");
     return 2;
   }
-  ftd::training::BertTrainer trainer({absl::GetFlag(FLAGS_cpu_threads)});
+  for (const auto& [name, value] :
+       {std::pair{"cache_max_mb", absl::GetFlag(FLAGS_cache_max_mb)},
+        std::pair{"cache_block_cache_mb", absl::GetFlag(FLAGS_cache_block_cache_mb)},
+        std::pair{"cache_write_buffer_mb", absl::GetFlag(FLAGS_cache_write_buffer_mb)}}) {
+    if (value < 1) {
+      std::fprintf(stderr, "ftd: --%s must be at least 1\n", name);
+      return 2;
+    }
+  }
   ftd::daemon::Daemon::Options options;
+  options.cache.capacity_bytes = absl::GetFlag(FLAGS_cache_max_mb) << 20;
+  options.cache.tuning.block_cache_bytes = absl::GetFlag(FLAGS_cache_block_cache_mb) << 20;
+  options.cache.tuning.write_buffer_bytes = absl::GetFlag(FLAGS_cache_write_buffer_mb) << 20;
+  const int cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
+  options.make_trainer = [cpu_threads](ftd::storage::ActivationStore* store) {
+    ftd::training::BertTrainer::Options trainer;
+    trainer.cpu_threads = cpu_threads;
+    trainer.activation_store = store;
+    return std::make_unique<ftd::training::BertTrainer>(trainer);
+  };
   options.address = absl::GetFlag(FLAGS_address);
   options.address_file = absl::GetFlag(FLAGS_address_file);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.data_roots = absl::GetFlag(FLAGS_data_roots);
   options.devices = ftd::scheduler::DiscoverDevices(absl::GetFlag(FLAGS_cpu_slots));
-  options.trainer = &trainer;
   options.version = FTD_VERSION;
 
   auto daemon = ftd::daemon::Daemon::Start(std::move(options));

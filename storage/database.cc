@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace ftd::storage {
 
@@ -30,6 +31,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options)
   // The daemon writes little and rarely; keep the log and file counts small.
   db_options.keep_log_file_num = 4;
   db_options.max_manifest_file_size = 16 << 20;
+  // The activation cache writes much more than the job store: past this much
+  // log, RocksDB flushes the column families that keep old logs alive (the
+  // job store's), so that the logs do not hold a second copy of the cache.
+  db_options.max_total_wal_size = 64 << 20;
 
   std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
   // Column families that exist on disk must be opened too.
@@ -44,7 +49,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options)
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    auto it = options.column_family_options.find(name);
+    descriptors.emplace_back(name, it != options.column_family_options.end()
+                                       ? it->second
+                                       : rocksdb::ColumnFamilyOptions());
   }
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -67,6 +75,19 @@ Database::~Database() {
     db_->DestroyColumnFamilyHandle(handle);
   }
   db_->Close();
+}
+
+absl::Status Database::ResetColumnFamily(const std::string& name,
+                                         const rocksdb::ColumnFamilyOptions& options) {
+  auto it = handles_.find(name);
+  if (it == handles_.end()) return absl::NotFoundError(absl::StrCat("no column family ", name));
+  RETURN_IF_ERROR(FromRocksDb(db_->DropColumnFamily(it->second), "dropping " + name));
+  db_->DestroyColumnFamilyHandle(it->second);
+  handles_.erase(it);
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  RETURN_IF_ERROR(FromRocksDb(db_->CreateColumnFamily(options, name, &handle), "creating " + name));
+  handles_[name] = handle;
+  return absl::OkStatus();
 }
 
 rocksdb::ColumnFamilyHandle* Database::column_family(const std::string& name) const {

@@ -1,6 +1,6 @@
 // The daemon's one RocksDB instance. Components keep their data in column
-// families of their own (the job store in "jobs"; the activation cache, later,
-// in its own), so that each can be tuned and dropped independently.
+// families of their own (the job store in "jobs", the activation cache in
+// "activations"), so that each can be tuned and dropped independently.
 #pragma once
 
 #include <map>
@@ -20,6 +20,8 @@ class Database {
     std::string path;
     // Column families to open (created when missing), besides "default".
     std::vector<std::string> column_families = {"jobs"};
+    // Options of a column family by name; RocksDB's defaults for the others.
+    std::map<std::string, rocksdb::ColumnFamilyOptions> column_family_options;
   };
 
   // Opens or creates the database. Errors: UNAVAILABLE when RocksDB cannot
@@ -35,6 +37,12 @@ class Database {
   // The handle of a column family named in Options; nullptr for another name.
   rocksdb::ColumnFamilyHandle* column_family(const std::string& name) const;
   const std::string& path() const { return path_; }
+
+  // Drops a column family with everything in it and creates it again empty
+  // (for data that can be rebuilt, such as the activation cache, when it is
+  // unreadable). Handles to it from before are invalid afterwards.
+  absl::Status ResetColumnFamily(const std::string& name,
+                                 const rocksdb::ColumnFamilyOptions& options);
 
  private:
   Database() = default;

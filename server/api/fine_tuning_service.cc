@@ -169,4 +169,17 @@ grpc::ServerUnaryReactor* FineTuningService::GetServerInfo(
   return Reply(context, absl::StatusOr<v1::ServerInfo>(manager_->ServerInfo()), response);
 }
 
+grpc::ServerUnaryReactor* FineTuningService::GetCache(grpc::CallbackServerContext* context,
+                                                      const v1::GetCacheRequest* request,
+                                                      v1::CacheInfo* response) {
+  return Reply(context, manager_->GetCache(*request), response);
+}
+
+grpc::ServerUnaryReactor* FineTuningService::ClearJobCache(grpc::CallbackServerContext* context,
+                                                           const v1::ClearJobCacheRequest* request,
+                                                           v1::ClearJobCacheResponse* response) {
+  absl::Status valid = RequireJobId(request->job_id());
+  return Reply(context, valid.ok() ? manager_->ClearJobCache(request->job_id()) : valid, response);
+}
+
 }  // namespace ftd::api

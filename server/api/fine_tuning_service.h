@@ -31,6 +31,12 @@ class FineTuningService final : public v1::FineTuning::CallbackService {
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
+  grpc::ServerUnaryReactor* GetCache(grpc::CallbackServerContext* context,
+                                     const v1::GetCacheRequest* request,
+                                     v1::CacheInfo* response) override;
+  grpc::ServerUnaryReactor* ClearJobCache(grpc::CallbackServerContext* context,
+                                          const v1::ClearJobCacheRequest* request,
+                                          v1::ClearJobCacheResponse* response) override;
 
  private:
   core::JobManager* const manager_;

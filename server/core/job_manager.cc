@@ -429,7 +429,86 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
     freeze->set_total_layers(d.total_layers());
     freeze->set_trainable_parameter_fraction(d.trainable_parameter_fraction());
   }
+  if (event.has_cache()) {
+    const v1::CacheReport& report = event.cache();
+    v1::CacheUsage* usage = active.job.mutable_cache();
+    usage->set_enabled(true);
+    usage->set_dtype(active.job.spec().activation_cache().dtype());
+    *usage->mutable_totals() = report.totals();
+    if (report.epoch().epoch() > 0) *usage->add_epochs() = report.epoch();
+    *usage->mutable_segments() = report.segments();
+    if (!report.disabled_reason().empty()) usage->set_disabled_reason(report.disabled_reason());
+  }
   AppendLocked(active, std::move(event), /*persist_job=*/false);
+}
+
+namespace {
+
+bool SameSegment(const v1::CacheSegment& a, const v1::CacheSegment& b) {
+  return a.namespace_() == b.namespace_() && a.dataset_fingerprint() == b.dataset_fingerprint() &&
+         a.layer() == b.layer();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::CacheInfo> JobManager::GetCache(const v1::GetCacheRequest& request) {
+  storage::ActivationStore* store = options_.activation_store;
+  if (store == nullptr) {
+    return absl::UnavailableError("this daemon runs without an activation cache");
+  }
+  v1::CacheInfo info;
+  info.set_capacity_bytes(store->capacity_bytes());
+  std::vector<v1::CacheSegment> segments = store->Segments();
+  for (const v1::CacheSegment& s : segments) info.set_bytes(info.bytes() + s.bytes());
+  if (request.job_id().empty()) {
+    for (v1::CacheSegment& s : segments) *info.add_segments() = std::move(s);
+    return info;
+  }
+  v1::Job job;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(job, GetLocked(request.job_id()));
+  }
+  *info.mutable_job() = job.cache();
+  // The job's segments as they are now (some may have been dropped since).
+  for (const v1::CacheSegment& mine : job.cache().segments()) {
+    for (const v1::CacheSegment& s : segments) {
+      if (SameSegment(s, mine)) *info.add_segments() = s;
+    }
+  }
+  return info;
+}
+
+absl::StatusOr<v1::ClearJobCacheResponse> JobManager::ClearJobCache(const std::string& job_id) {
+  storage::ActivationStore* store = options_.activation_store;
+  if (store == nullptr) {
+    return absl::UnavailableError("this daemon runs without an activation cache");
+  }
+  v1::Job job;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(job, GetLocked(job_id));
+  }
+  if (job.state() == v1::RUNNING || job.state() == v1::CANCELLING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        job_id, " is ", v1::JobState_Name(job.state()), "; cancel it or let it finish first"));
+  }
+  std::vector<storage::SegmentKey> keys;
+  for (const v1::CacheSegment& s : job.cache().segments()) {
+    ASSIGN_OR_RETURN(
+        storage::SegmentKey key,
+        storage::SegmentKey::FromHex(s.namespace_(), s.dataset_fingerprint(), s.layer()));
+    keys.push_back(std::move(key));
+  }
+  std::vector<v1::CacheSegment> cleared, kept;
+  RETURN_IF_ERROR(store->Clear(keys, &cleared, &kept));
+  v1::ClearJobCacheResponse response;
+  for (v1::CacheSegment& s : cleared) {
+    response.set_bytes_freed(response.bytes_freed() + s.bytes());
+    *response.add_cleared() = std::move(s);
+  }
+  for (v1::CacheSegment& s : kept) *response.add_kept() = std::move(s);
+  return response;
 }
 
 void JobManager::RecordFingerprint(const std::string& job_id, const std::string& role,

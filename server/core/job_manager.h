@@ -21,6 +21,7 @@
 #include "server/core/job_spec_validator.h"
 #include "server/scheduler/scheduler.h"
 #include "server/training/trainer.h"
+#include "storage/activation_store.h"
 #include "storage/job_store.h"
 
 namespace ftd::core {
@@ -41,6 +42,8 @@ class JobManager {
   struct Options {
     storage::JobStore* store = nullptr;    // not owned; outlives the manager
     training::Trainer* trainer = nullptr;  // not owned; called on job threads
+    // Not owned; nullptr when the daemon runs without an activation cache.
+    storage::ActivationStore* activation_store = nullptr;
     std::vector<scheduler::Device> devices;
     // Canonical folders that models and datasets must lie in.
     std::vector<std::string> data_roots;
@@ -84,6 +87,14 @@ class JobManager {
   void Unwatch(uint64_t watch_id);
 
   v1::ServerInfo ServerInfo() const;
+
+  // The activation cache's size, cap and segments; with a job id, the job's
+  // use and its segments. Errors: NOT_FOUND; UNAVAILABLE without a cache.
+  absl::StatusOr<v1::CacheInfo> GetCache(const v1::GetCacheRequest& request);
+  // Deletes the segments the job read or wrote, except those a running job
+  // uses. Errors: NOT_FOUND; FAILED_PRECONDITION while the job runs;
+  // UNAVAILABLE without a cache.
+  absl::StatusOr<v1::ClearJobCacheResponse> ClearJobCache(const std::string& job_id);
 
   // Stops taking jobs, asks running jobs to stop at their next step, waits,
   // and leaves them queued for the next start; closes every watch with

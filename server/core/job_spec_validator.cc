@@ -251,6 +251,22 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
     }
   }
 
+  // The activation cache.
+  v1::ActivationCache* cache = spec->mutable_activation_cache();
+  if (!v1::ActivationCache::Dtype_IsValid(cache->dtype())) {
+    return Invalid("activation_cache.dtype", absl::StrCat("unknown value ", cache->dtype()));
+  }
+  if (cache->enabled()) {
+    if (cache->dtype() == v1::ActivationCache::DTYPE_UNSPECIFIED) {
+      cache->set_dtype(v1::ActivationCache::BF16);
+    }
+    if (freeze->has_none() || (freeze->has_static_() && freeze->static_().frozen_layers() == 0)) {
+      return Invalid("activation_cache.enabled",
+                     "needs a freeze policy that freezes layers (static with frozen_layers > 0, "
+                     "or autofreeze): the cache stores the frozen layers' outputs");
+    }
+  }
+
   // Placement.
   if (!v1::DeviceRequest::Kind_IsValid(spec->device().kind())) {
     return Invalid("device.kind", absl::StrCat("unknown value ", spec->device().kind()));

@@ -17,7 +17,7 @@ namespace ftd::daemon {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
-  if (options.trainer == nullptr) return absl::InvalidArgumentError("no trainer");
+  if (!options.make_trainer) return absl::InvalidArgumentError("no trainer");
   std::error_code ec;
   const fs::path data_dir = fs::absolute(options.data_dir, ec);
   fs::create_directories(data_dir / "jobs", ec);
@@ -41,13 +41,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
 
   std::unique_ptr<Daemon> daemon(new Daemon());
-  ASSIGN_OR_RETURN(daemon->database_,
-                   storage::Database::Open({(data_dir / "db").string(), {"jobs"}}));
+  storage::Database::Options db_options;
+  db_options.path = (data_dir / "db").string();
+  db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily};
+  db_options.column_family_options[storage::ActivationStore::kColumnFamily] =
+      storage::ActivationStore::ColumnFamilyOptions(options.cache.tuning);
+  ASSIGN_OR_RETURN(daemon->database_, storage::Database::Open(db_options));
   ASSIGN_OR_RETURN(daemon->store_, storage::RocksDbJobStore::Create(daemon->database_.get()));
+  ASSIGN_OR_RETURN(daemon->activation_store_,
+                   storage::ActivationStore::Open(daemon->database_.get(), options.cache));
+  daemon->trainer_ = options.make_trainer(daemon->activation_store_.get());
 
   core::JobManager::Options manager_options;
   manager_options.store = daemon->store_.get();
-  manager_options.trainer = options.trainer;
+  manager_options.trainer = daemon->trainer_.get();
+  manager_options.activation_store = daemon->activation_store_.get();
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
   manager_options.jobs_dir = (data_dir / "jobs").string();
@@ -94,7 +102,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   Log(LogLevel::kInfo,
       absl::StrCat("ftd ", options.version, " serving on ", daemon->address_, "; data in ",
                    data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
-                   devices.empty() ? "none" : absl::StrJoin(devices, ", ")));
+                   devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
+                   daemon->activation_store_->bytes() >> 20, " of ",
+                   daemon->activation_store_->capacity_bytes() >> 20, " MiB"));
   return daemon;
 }
 
@@ -115,6 +125,9 @@ void Daemon::Shutdown() {
   server_.reset();
   service_.reset();
   manager_.reset();
+  trainer_.reset();
+  if (activation_store_ != nullptr) activation_store_->Flush().IgnoreError();
+  activation_store_.reset();
   store_.reset();
   database_.reset();
   Log(LogLevel::kInfo, "stopped");

@@ -2,6 +2,7 @@
 // together, and takes them down in order.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "server/core/job_manager.h"
 #include "server/scheduler/device.h"
 #include "server/training/trainer.h"
+#include "storage/activation_store.h"
 #include "storage/database.h"
 #include "storage/rocksdb_job_store.h"
 
@@ -30,8 +32,11 @@ class Daemon {
     // Folders models and datasets may come from; empty: the working directory.
     std::vector<std::string> data_roots;
     std::vector<scheduler::Device> devices;
-    // Not owned; outlives the daemon.
-    training::Trainer* trainer = nullptr;
+    // The activation cache: its size cap and RocksDB's memory for it.
+    storage::ActivationStore::Options cache;
+    // Makes the trainer jobs run through, given the daemon's activation
+    // store (which outlives it).
+    std::function<std::unique_ptr<training::Trainer>(storage::ActivationStore*)> make_trainer;
     std::string version = "dev";
   };
 
@@ -55,6 +60,8 @@ class Daemon {
   std::string address_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<storage::RocksDbJobStore> store_;
+  std::unique_ptr<storage::ActivationStore> activation_store_;
+  std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
   std::unique_ptr<grpc::Server> server_;

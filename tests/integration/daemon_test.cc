@@ -367,5 +367,128 @@ TEST_F(DaemonTest, FtctlExplainsAnUnreachableDaemon) {
   EXPECT_THAT(r.err, Not(HasSubstr("\n\n")));
 }
 
+// The activation cache: a cached job, a restart, and an identical job that
+// reads what the first one wrote from its first epoch on.
+class CacheTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    ftd::testing::WriteTinyBert(dir_.Sub("data/tiny"));
+    ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-train.csv"), 256, 1);
+    ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-valid.csv"), 128, 2);
+  }
+
+  std::vector<std::string> CachedJob() {
+    return {"submit",
+            "--model=" + dir_.Sub("data/tiny"),
+            "--train=" + dir_.Sub("data/sentiment-train.csv"),
+            "--validation=" + dir_.Sub("data/sentiment-valid.csv"),
+            "--epochs=8",
+            "--batch_size=16",
+            "--learning_rate=0.003",
+            "--warmup_ratio=0.1",
+            "--max_seq_length=16",
+            "--seed=3",
+            "--freeze=static:1",
+            "--cache=true",
+            "--watch"};
+  }
+
+  static double Number(const std::string& json, const std::string& field) {
+    const size_t at = json.find("\"" + field + "\": ");
+    if (at == std::string::npos) return -1;
+    size_t start = at + field.size() + 4;
+    if (json[start] == '"') ++start;  // int64 fields are JSON strings
+    return std::stod(json.substr(start));
+  }
+
+  void Stop(Daemon& daemon) {
+    daemon.process().Signal(SIGTERM);
+    EXPECT_EQ(daemon.process().Wait(), 0);
+  }
+};
+
+TEST_F(CacheTest, ASecondIdenticalJobAfterARestartReadsTheFirstJobsEntries) {
+  double first_accuracy = 0;
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/1);
+    CommandResult first = daemon->Ftctl(CachedJob());
+    ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+    EXPECT_THAT(first.out,
+                AllOf(HasSubstr("cache epoch 1: 0 of 256 examples from the cache (0.0%"),
+                      HasSubstr("256 computed; wrote 256"),
+                      HasSubstr("cache epoch 2: 256 of 256 examples from the cache (100.0%; 256 "
+                                "at depth 1, 0 shallower), 0 computed")));
+    first_accuracy = Number(daemon->Ftctl({"get", "job-1", "--json"}).out, "validation_accuracy");
+    EXPECT_GT(first_accuracy, 0.6) << "chance is 0.5";
+    Stop(*daemon);
+  }
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  CommandResult second = daemon->Ftctl(CachedJob());
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out,
+              AllOf(HasSubstr("cache epoch 1: 256 of 256 examples from the cache (100.0%"),
+                    HasSubstr("cache epoch 8: 256 of 256 examples from the cache (100.0%")));
+  EXPECT_THAT(second.out, Not(HasSubstr("wrote 1")));
+  EXPECT_NEAR(Number(daemon->Ftctl({"get", "job-2", "--json"}).out, "validation_accuracy"),
+              first_accuracy, 0.05);
+  EXPECT_THAT(daemon->Ftctl({"get", "job-2"}).out,
+              HasSubstr("cache:       on (bf16), 150.3 KiB in 1 segment(s)"));
+
+  // The cache as the API shows it, and clearing it.
+  CommandResult cache = daemon->Ftctl({"cache"});
+  ASSERT_EQ(cache.exit_code, 0) << cache.err;
+  EXPECT_THAT(cache.out, AllOf(HasSubstr("cache:       150.3 KiB of 8.00 GiB"),
+                               HasSubstr("/1  256 entries  150.3 KiB  bf16")));
+  CommandResult job = daemon->Ftctl({"cache", "job-2"});
+  EXPECT_THAT(job.out, AllOf(HasSubstr("job:         all epochs: 2048 of 2048 examples"),
+                             HasSubstr("segments of this job")));
+  CommandResult cleared = daemon->Ftctl({"cache", "clear", "job-2"});
+  ASSERT_EQ(cleared.exit_code, 0) << cleared.err;
+  EXPECT_THAT(cleared.out, HasSubstr("cleared 1 segment(s), 150.3 KiB"));
+  EXPECT_THAT(daemon->Ftctl({"cache"}).out,
+              AllOf(HasSubstr("cache:       0 B of"),
+                    HasSubstr("segments (namespace/dataset/layer): none")));
+  CommandResult unknown = daemon->Ftctl({"cache", "clear", "job-9"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(CacheTest, CorruptedCacheFilesAreRecomputedAndTheJobStillSucceeds) {
+  double first_accuracy = 0;
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/1);
+    ASSERT_EQ(daemon->Ftctl(CachedJob()).exit_code, 0);
+    first_accuracy = Number(daemon->Ftctl({"get", "job-1", "--json"}).out, "validation_accuracy");
+    Stop(*daemon);
+  }
+  // Damage every blob file (where the activations live) all through.
+  int damaged = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("ftd-data/db"))) {
+    if (entry.path().extension() != ".blob") continue;
+    std::fstream f(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto size = static_cast<std::streamoff>(std::filesystem::file_size(entry.path()));
+    for (std::streamoff at = 64; at < size - 64; at += 251) {
+      f.seekg(at);
+      char c = 0;
+      f.read(&c, 1);
+      c = static_cast<char>(c ^ 0x5a);
+      f.seekp(at);
+      f.write(&c, 1);
+      ++damaged;
+    }
+  }
+  ASSERT_GT(damaged, 10) << "no blob files to damage";
+
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  CommandResult second = daemon->Ftctl(CachedJob());
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  EXPECT_THAT(second.out, AllOf(HasSubstr("corrupt entries recomputed"),
+                                HasSubstr("cache epoch 2: 256 of 256 examples from the cache")));
+  CommandResult get = daemon->Ftctl({"get", "job-2", "--json"});
+  EXPECT_GT(Number(get.out, "corrupt"), 100) << get.out;
+  EXPECT_NEAR(Number(get.out, "validation_accuracy"), first_accuracy, 0.05);
+}
+
 }  // namespace
 }  // namespace ftd

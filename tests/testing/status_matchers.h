@@ -35,6 +35,16 @@ MATCHER_P2(StatusIs, code, message_matcher,
                                        result_listener);
 }
 
+// EXPECT_THAT(store.Get(key), IsOkAndHolds("value"));
+MATCHER_P(IsOkAndHolds, value_matcher,
+          std::string(negation ? "is not OK or holds another value" : "is OK and holds it")) {
+  if (!arg.ok()) {
+    *result_listener << "whose status is " << arg.status().ToString();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 }  // namespace ftd::testing
 
 #define FTD_TESTING_CONCAT_INNER_(a, b) a##b

@@ -20,7 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/fs_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
+#include "server/training/cache/activation_cache.h"
 #include "server/training/data/text_dataset.h"
 #include "server/training/engine/epoch_order.h"
 #include "server/training/freeze/autofreeze_policy.h"
@@ -169,7 +172,8 @@ void SetAutocast(bool enabled) {
 // Everything one Train() call holds.
 class Run {
  public:
-  Run(TrainingContext& context, int cpu_threads) : context_(context), cpu_threads_(cpu_threads) {}
+  Run(TrainingContext& context, const BertTrainer::Options& options)
+      : context_(context), cpu_threads_(options.cpu_threads), store_(options.activation_store) {}
 
   absl::StatusOr<v1::JobResult> Execute() {
     const v1::JobSpec& spec = context_.spec();
@@ -226,12 +230,9 @@ class Run {
           absl::StrCat("the checkpoint has ", report.unused.size(),
                        " weights the classifier does not use: ", Summary(report.unused)));
     }
-    if (spec.activation_cache().enabled()) {
-      Log(context_, v1::JobEvent::Log::WARNING,
-          "activation_cache: the activation cache is not available in this build yet; training "
-          "without it");
-    }
     model_->to(device_);
+    autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
+    if (spec.activation_cache().enabled()) RETURN_IF_ERROR(StartCache(train.fingerprint));
     frozen_ =
         spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
     if (spec.freeze_policy().has_autofreeze()) {
@@ -245,13 +246,69 @@ class Run {
         layer_params_[layer].push_back(item.value());
       }
     }
-    autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
 
     RETURN_IF_ERROR(TrainEpochs());
     return Finish();
   }
 
  private:
+  absl::Status StartCache(const std::string& dataset_fingerprint) {
+    const v1::JobSpec& spec = context_.spec();
+    if (store_ == nullptr) {
+      Log(context_, v1::JobEvent::Log::WARNING,
+          "activation_cache: this daemon runs without an activation cache; training without it");
+      return absl::OkStatus();
+    }
+    // What a stored value depends on besides the frozen weights: the exact
+    // inputs (dataset, tokenizer, max length), the model's settings and the
+    // compute precision.
+    Sha256 inputs;
+    for (const auto& row : train_.ids) {
+      inputs.Update(std::string_view(reinterpret_cast<const char*>(row.data()),
+                                     row.size() * sizeof(int32_t)));
+      inputs.Update("\n");
+    }
+    ASSIGN_OR_RETURN(std::string config_json,
+                     ReadFile((fs::path(spec.base_model()) / "config.json").string()));
+    inputs.Update(config_json);
+    inputs.Update(autocast_ ? "bf16-autocast" : "fp32");
+    JobActivationCache::Options options;
+    options.store = store_;
+    options.job_id = context_.job_id();
+    options.dataset_fingerprint = dataset_fingerprint;
+    options.inputs_digest = inputs.FinishHex();
+    options.base_model = spec.base_model();
+    options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::FP32
+                        ? storage::ActivationDtype::kFp32
+                        : storage::ActivationDtype::kBf16;
+    for (const auto& row : train_.ids) options.lengths.push_back(static_cast<int64_t>(row.size()));
+    options.hidden_size = config_.hidden_size;
+    cache_ = std::make_unique<JobActivationCache>(std::move(options));
+    return absl::OkStatus();
+  }
+
+  // Tells the cache how deep the frozen prefix is now, with the digests of
+  // the blocks that make it up.
+  void UpdateCacheDepth() {
+    if (!cache_ || frozen_ == 0) return;
+    if (block_digests_.empty())
+      block_digests_.push_back(ParameterDigest(*model_->bert->embeddings));
+    while (static_cast<int>(block_digests_.size()) <= frozen_) {
+      block_digests_.push_back(
+          ParameterDigest(model_->layer(static_cast<int>(block_digests_.size()) - 1)));
+    }
+    cache_->SetDepth(block_digests_);
+    ReportCacheIfDisabled();
+  }
+
+  void ReportCacheIfDisabled() {
+    v1::JobEvent event;
+    if (!cache_ || !cache_->TakeDisabledReport(event.mutable_cache())) return;
+    Log(context_, v1::JobEvent::Log::WARNING,
+        absl::StrCat("activation_cache: ", cache_->disabled_reason()));
+    context_.Emit(std::move(event));
+  }
+
   // Parameters that train, in two AdamW groups: with and without weight decay
   // (biases and LayerNorm weights take none).
   std::vector<torch::optim::OptimizerParamGroup> ParamGroups() {
@@ -288,10 +345,15 @@ class Run {
 
   // Forward through the model; the frozen prefix runs in eval mode without
   // gradients.
-  torch::Tensor Forward(const Batch& batch) {
+  torch::Tensor Forward(const Batch& batch, const int64_t* rows, size_t count,
+                        const std::vector<CachedActivation>& cached) {
     const torch::Tensor bias = BertClassifierImpl::MaskBias(batch.mask, torch::kFloat).to(device_);
     torch::Tensor hidden;
-    if (frozen_ > 0) {
+    if (frozen_ > 0 && cache_ && cache_->enabled()) {
+      hidden = PrefixOutput(*model_, batch.ids, bias, cached, frozen_, device_);
+      cache_->Store(rows, count, cached, hidden);
+      ReportCacheIfDisabled();
+    } else if (frozen_ > 0) {
       torch::NoGradGuard no_grad;
       hidden = model_->RunLayers(model_->Embed(batch.ids), bias, 0, frozen_);
     } else {
@@ -422,6 +484,7 @@ class Run {
                      trainable->end());
     frozen_ = to;
     SetTrainMode();
+    UpdateCacheDepth();
   }
 
   absl::Status TrainEpochs() {
@@ -436,6 +499,7 @@ class Run {
     for (auto& g : groups) trainable.insert(trainable.end(), g.params().begin(), g.params().end());
     torch::optim::AdamW optimizer(std::move(groups));
     if (frozen_ > 0) EmitFreeze(0, 1, nullptr, 0);
+    UpdateCacheDepth();
     int64_t decision_interval = 0;
     if (policy_) {
       const int evaluations = context_.spec().freeze_policy().autofreeze().evaluations_per_epoch();
@@ -448,6 +512,7 @@ class Run {
     for (int epoch = 1; epoch <= hp.epochs(); ++epoch) {
       SetTrainMode();
       const std::vector<int64_t> order = EpochOrder(n, hp.seed(), epoch);
+      if (cache_) cache_->StartEpoch(order, batch_size);
       const auto epoch_start = Clock::now();
       double loss_sum = 0;
       int64_t samples = 0;
@@ -456,8 +521,10 @@ class Run {
         const int64_t start = b * batch_size;
         const size_t count = static_cast<size_t>(std::min(batch_size, n - start));
         Batch batch = MakeBatch(train_, order.data() + start, count, pad_id_, device_);
+        std::vector<CachedActivation> cached;
+        if (cache_) cached = cache_->Take(b);
         SetAutocast(autocast_);
-        torch::Tensor logits = Forward(batch);
+        torch::Tensor logits = Forward(batch, order.data() + start, count, cached);
         SetAutocast(false);
         torch::Tensor loss =
             torch::nn::functional::cross_entropy(logits.to(torch::kFloat), batch.labels);
@@ -501,6 +568,12 @@ class Run {
       Log(context_, v1::JobEvent::Log::INFO,
           absl::StrFormat("epoch %d: %.1f s, %.1f samples/s, training loss %.4f", epoch,
                           epoch_seconds, samples / epoch_seconds, train_loss_));
+      if (cache_ && cache_->enabled()) {
+        v1::JobEvent event;
+        *event.mutable_cache() = cache_->EndEpoch(epoch);
+        // Nothing to say while no layer is frozen.
+        if (event.cache().epoch().examples() > 0) context_.Emit(std::move(event));
+      }
       if (has_validation_) {
         if (context_.StopRequested()) return absl::CancelledError("stopped on request");
         SetAutocast(autocast_);
@@ -560,6 +633,9 @@ class Run {
 
   TrainingContext& context_;
   const int cpu_threads_;
+  storage::ActivationStore* const store_;
+  std::unique_ptr<JobActivationCache> cache_;
+  std::vector<std::string> block_digests_;  // of the frozen blocks, embeddings first
   torch::Device device_{torch::kCPU};
   BertConfig config_;
   LabelSet labels_;
@@ -584,7 +660,7 @@ class Run {
 absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
   // LibTorch reports errors by throwing: none crosses this line.
   try {
-    Run run(context, options_.cpu_threads);
+    Run run(context, options_);
     return run.Execute();
   } catch (const std::exception& e) {
     std::string what = e.what();

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "ftd/v1/ftd.pb.h"
 #include "server/training/trainer.h"
+#include "storage/activation_store.h"
 
 namespace ftd::training {
 
@@ -18,6 +19,9 @@ class BertTrainer final : public Trainer {
     // LibTorch intra-op threads for a job on the CPU (OpenBLAS keeps its own
     // pool; see docs/performance.md for the measurement behind the default).
     int cpu_threads = 1;
+    // Where jobs with activation_cache.enabled keep the frozen prefix's
+    // outputs; nullptr: such jobs train without it (and say so).
+    storage::ActivationStore* activation_store = nullptr;
   };
 
   explicit BertTrainer(Options options) : options_(options) {}

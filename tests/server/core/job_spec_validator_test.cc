@@ -168,6 +168,27 @@ TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {
                 "hyperparameters.max_seq_length", "got 1");
 }
 
+TEST_F(JobSpecValidatorTest, TheActivationCacheNeedsFrozenLayersAndAKnownDtype) {
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_activation_cache()->set_enabled(true); },
+                "activation_cache.enabled", "needs a freeze policy that freezes layers");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_activation_cache()->set_enabled(true);
+        s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(0);
+      },
+      "activation_cache.enabled", "static with frozen_layers > 0");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_activation_cache()->set_dtype(static_cast<v1::ActivationCache::Dtype>(9));
+      },
+      "activation_cache.dtype", "unknown value 9");
+  v1::JobSpec spec = spec_;
+  spec.mutable_activation_cache()->set_enabled(true);
+  spec.mutable_freeze_policy()->mutable_autofreeze();
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_EQ(spec.activation_cache().dtype(), v1::ActivationCache::BF16);
+}
+
 TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
   ExpectInvalid(
       [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_static_()->set_frozen_layers(6); },
