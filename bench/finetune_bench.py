@@ -52,6 +52,8 @@ def run_ftd(args, work, train, valid):
                           f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
                           f"--learning_rate={args.lr}", f"--max_seq_length={args.max_length}",
                           "--seed=0", f"--freeze={args.freeze}", "--device=cpu", "--json"]
+        if args.cache != "none":
+            submit += ["--cache=true", f"--cache_dtype={args.cache}"]
         job = json.loads(subprocess.run(submit, check=True, capture_output=True, text=True).stdout)["id"]
         watch = subprocess.run(ftctl + ["watch", job, "--json"], capture_output=True, text=True)
         events = [json.loads(line) for line in watch.stdout.splitlines() if line.strip()]
@@ -73,6 +75,9 @@ def run_ftd(args, work, train, valid):
             epochs.setdefault(e["evaluation"]["epoch"], {})["validation_accuracy"] = e["evaluation"].get("accuracy", 0)
         if "freeze_decision" in e:
             epochs.setdefault("freeze", []).append(e["freeze_decision"])
+        if "cache" in e and e["cache"].get("epoch", {}).get("epoch"):
+            c = e["cache"]["epoch"]
+            epochs.setdefault(c["epoch"], {})["cache"] = {k: float(v) for k, v in c.items()}
     return [epochs[k] for k in sorted(k for k in epochs if isinstance(k, int))], got
 
 
@@ -89,6 +94,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--freeze", default="none")
+    ap.add_argument("--cache", default="none", choices=["none", "bf16", "fp32"],
+                    help="the activation cache and its stored dtype")
     ap.add_argument("--cpu-threads", type=int, default=1, help="ftd --cpu_threads and PyTorch's threads")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon (repeatable)")
     ap.add_argument("--no-reference", action="store_true")
@@ -103,11 +110,31 @@ def main():
         head_csv(args.validation, valid, args.validation_rows)
         print(f"ftd: {args.train_rows} training rows, {args.validation_rows} validation rows, "
               f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, max length {args.max_length}, "
-              f"freeze {args.freeze}, {args.cpu_threads} LibTorch thread(s) {' '.join(args.env)}", flush=True)
+              f"freeze {args.freeze}, cache {args.cache}, {args.cpu_threads} LibTorch thread(s) "
+              f"{' '.join(args.env)}", flush=True)
         ftd_epochs, job = run_ftd(args, work, train, valid)
         for e in ftd_epochs:
-            print(f"ftd     epoch {e['epoch']}: {e['seconds']:.1f} s, {e['samples_per_second']:.1f} samples/s, "
-                  f"validation accuracy {e.get('validation_accuracy', 0):.4f}", flush=True)
+            line = (f"ftd     epoch {e['epoch']}: {e['seconds']:.1f} s, {e['samples_per_second']:.1f} samples/s, "
+                    f"validation accuracy {e.get('validation_accuracy', 0):.4f}")
+            c = e.get("cache")
+            if c:
+                served = c.get("hits", 0) + c.get("partial_hits", 0)
+                line += (f"; cache: {served:.0f}/{c.get('examples', 0):.0f} served "
+                         f"({c.get('hits', 0):.0f} at the frozen depth), "
+                         f"{c.get('misses', 0):.0f} computed, wrote {c.get('bytes_written', 0) / 2**20:.1f} MiB, "
+                         f"read {c.get('bytes_read', 0) / 2**20:.1f} MiB, waited {c.get('read_wait_seconds', 0):.2f} s")
+            print(line, flush=True)
+        for f in job.get("result", {}).get("freeze_timeline", []):
+            if f.get("frozen_after", 0) > f.get("frozen_before", 0):
+                print(f"ftd     freeze at step {f.get('step', 0)} (epoch {f.get('epoch')}): "
+                      f"{f.get('frozen_before', 0)} -> {f['frozen_after']}", flush=True)
+        m = job.get("result", {}).get("metrics", {})
+        print(f"ftd     train time {m.get('train_seconds', 0):.1f} s, final validation accuracy "
+              f"{m.get('validation_accuracy', 0):.4f}", flush=True)
+        for s in job.get("cache", {}).get("segments", []):
+            print(f"ftd     cache segment layer {s.get('layer')}: {s.get('entries')} entries, "
+                  f"{int(s.get('bytes', 0)) / 2**20:.1f} MiB, "
+                  f"{int(s.get('bytes', 0)) / max(1, int(s.get('entries', 1))):.0f} bytes/example", flush=True)
         results = {"ftd": ftd_epochs, "ftd_job": job}
         if not args.no_reference:
             out = os.path.join(work, "reference.json")

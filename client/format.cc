@@ -265,11 +265,11 @@ std::string FormatCacheStats(const v1::CacheStats& s) {
   std::string out = s.epoch() > 0 ? absl::StrCat("epoch ", s.epoch(), ": ") : "all epochs: ";
   absl::StrAppendFormat(
       &out,
-      "%d of %d examples from the cache (%.1f%%; %d at depth %d, %d shallower), %d computed; "
-      "wrote %d (%s), read %s; waited %.2f s",
+      "%d of %d examples from the cache (%.1f%%; %d at the frozen depth, %d from shallower "
+      "entries), %d computed; wrote %d (%s), read %s; waited %.2f s; %d layers frozen at the end",
       served, s.examples(), s.examples() > 0 ? 100.0 * served / s.examples() : 0.0, s.hits(),
-      s.frozen_layers(), s.partial_hits(), s.misses(), s.entries_written(),
-      FormatBytes(s.bytes_written()), FormatBytes(s.bytes_read()), s.read_wait_seconds());
+      s.partial_hits(), s.misses(), s.entries_written(), FormatBytes(s.bytes_written()),
+      FormatBytes(s.bytes_read()), s.read_wait_seconds(), s.frozen_layers());
   if (s.corrupt() > 0) absl::StrAppend(&out, "; ", s.corrupt(), " corrupt entries recomputed");
   if (s.errors() > 0) absl::StrAppend(&out, "; ", s.errors(), " storage errors");
   return out;

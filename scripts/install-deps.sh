@@ -8,7 +8,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   # libraries
   libtorch-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev
+  librocksdb-dev zlib1g-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev
   # LibTorch's CPU kernels without it fall back to reference BLAS, about 20x slower.
   libopenblas0-pthread
 )

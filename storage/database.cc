@@ -27,6 +27,14 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options)
   }
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
+  // Flushes and compactions run at the lowest CPU priority: on a machine whose
+  // cores all train, they must not preempt the training's threads.
+  db_options.env
+      ->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kIdle)
+      .PermitUncheckedError();
+  db_options.env
+      ->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kIdle)
+      .PermitUncheckedError();
   db_options.create_missing_column_families = true;
   // The daemon writes little and rarely; keep the log and file counts small.
   db_options.keep_log_file_num = 4;

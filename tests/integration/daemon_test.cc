@@ -418,7 +418,7 @@ TEST_F(CacheTest, ASecondIdenticalJobAfterARestartReadsTheFirstJobsEntries) {
                 AllOf(HasSubstr("cache epoch 1: 0 of 256 examples from the cache (0.0%"),
                       HasSubstr("256 computed; wrote 256"),
                       HasSubstr("cache epoch 2: 256 of 256 examples from the cache (100.0%; 256 "
-                                "at depth 1, 0 shallower), 0 computed")));
+                                "at the frozen depth, 0 from shallower entries), 0 computed")));
     first_accuracy = Number(daemon->Ftctl({"get", "job-1", "--json"}).out, "validation_accuracy");
     EXPECT_GT(first_accuracy, 0.6) << "chance is 0.5";
     Stop(*daemon);

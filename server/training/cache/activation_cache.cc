@@ -1,5 +1,9 @@
 #include "server/training/cache/activation_cache.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -174,6 +178,11 @@ void JobActivationCache::StartEpoch(const std::vector<int64_t>& order, int64_t b
 }
 
 void JobActivationCache::ReaderLoop() {
+  // The reader must only take CPU time the training leaves idle: on a
+  // machine whose cores all run the training's BLAS threads, a reader at
+  // normal priority preempts one of them and the whole matrix product waits
+  // (see docs/performance.md).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] {
