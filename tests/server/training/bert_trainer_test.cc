@@ -256,6 +256,79 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
   EXPECT_GT(context.evaluations().back().accuracy(), 0.9);
 }
 
+// The trainer with the activation cache on a real RocksDB, on the CPU and on
+// CUDA where there is a GPU: static freezing (a second run reads the first's
+// entries from its first epoch) and AutoFreeze (the prefix grows under the
+// cache); both learn as well as without the cache.
+TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
+  storage::ActivationStore::Options store_options;
+  storage::Database::Options db;
+  db.path = dir_.Sub("db");
+  db.column_families = {storage::ActivationStore::kColumnFamily};
+  db.column_family_options[storage::ActivationStore::kColumnFamily] =
+      storage::ActivationStore::ColumnFamilyOptions(store_options.tuning);
+  ASSERT_OK_AND_ASSIGN(auto database, storage::Database::Open(db));
+  ASSERT_OK_AND_ASSIGN(auto store, storage::ActivationStore::Open(database.get(), store_options));
+  BertTrainer cached_trainer({1, store.get()});
+  std::vector<std::string> devices = {"cpu:0"};
+  if (torch::cuda::is_available()) devices.push_back("cuda:0");
+  auto cache_epochs = [](const FakeContext& context) {
+    std::vector<v1::CacheStats> out;
+    for (const auto& e : context.events_) {
+      if (e.has_cache()) out.push_back(e.cache().epoch());
+    }
+    return out;
+  };
+  for (const std::string& device : devices) {
+    v1::JobSpec spec = spec_;
+    spec.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(1);
+    FakeContext plain(spec, dir_.Sub(device + "-plain"), device);
+    ASSERT_OK(trainer_.Train(plain).status());
+
+    spec.mutable_activation_cache()->set_enabled(true);
+    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::FP32);
+    FakeContext first(spec, dir_.Sub(device + "-first"), device);
+    ASSERT_OK(cached_trainer.Train(first).status());
+    std::vector<v1::CacheStats> epochs = cache_epochs(first);
+    ASSERT_EQ(epochs.size(), 8u) << device;
+    EXPECT_EQ(epochs[0].misses(), 256) << device;
+    EXPECT_EQ(epochs[1].hits(), 256) << device;
+    EXPECT_NEAR(first.evaluations().back().accuracy(), plain.evaluations().back().accuracy(),
+                0.03)
+        << device;
+
+    FakeContext second(spec, dir_.Sub(device + "-second"), device);
+    ASSERT_OK(cached_trainer.Train(second).status());
+    EXPECT_EQ(cache_epochs(second)[0].hits(), 256) << device;
+    // It read exactly what the first run computed in its first epoch.
+    EXPECT_NEAR(second.evaluations().back().accuracy(), first.evaluations().back().accuracy(),
+                device == "cpu:0" ? 0.0 : 0.02)
+        << device;
+
+    // AutoFreeze: the prefix grows while the cache serves it.
+    spec.mutable_freeze_policy()->mutable_autofreeze()->set_percentile(80);
+    spec.mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(4);
+    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::BF16);
+    FakeContext autofreeze(spec, dir_.Sub(device + "-autofreeze"), device);
+    ASSERT_OK(cached_trainer.Train(autofreeze).status());
+    int64_t served = 0;
+    for (const v1::CacheStats& e : cache_epochs(autofreeze)) served += e.hits() + e.partial_hits();
+    EXPECT_GT(served, 0) << device;
+    EXPECT_GT(autofreeze.evaluations().back().accuracy(), 0.6) << device;
+
+    // The next device starts from an empty cache.
+    std::vector<storage::SegmentKey> keys;
+    for (const v1::CacheSegment& s : store->Segments()) {
+      ASSERT_OK_AND_ASSIGN(storage::SegmentKey key, storage::SegmentKey::FromHex(
+                                                        s.namespace_(), s.dataset_fingerprint(),
+                                                        s.layer()));
+      keys.push_back(key);
+    }
+    std::vector<v1::CacheSegment> cleared, kept;
+    ASSERT_OK(store->Clear(keys, &cleared, &kept));
+  }
+}
+
 TEST(EpochOrderTest, APureFunctionOfSeedAndEpoch) {
   auto a = EpochOrder(1000, 7, 1);
   EXPECT_EQ(a, EpochOrder(1000, 7, 1));
