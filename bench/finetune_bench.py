@@ -39,6 +39,7 @@ def run_ftd(args, work, train, valid):
     log = open(os.path.join(work, "ftd.log"), "w")
     daemon = subprocess.Popen(
         [os.path.join(build, "server/ftd"), "--address=127.0.0.1:0", f"--address_file={address_file}",
+         "--metrics_address=127.0.0.1:0",
          f"--data_dir={os.path.join(work, 'ftd-data')}", f"--data_roots={work},{ROOT}",
          f"--cpu_threads={args.cpu_threads}"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:

@@ -11,6 +11,8 @@ packages=(
   librocksdb-dev zlib1g-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev
   # LibTorch's CPU kernels without it fall back to reference BLAS, about 20x slower.
   libopenblas0-pthread
+  # tests: a real Prometheus and promtool for the metrics test, run by python3
+  prometheus python3
 )
 
 missing=()

@@ -10,9 +10,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/time.h"
 #include "server/daemon/daemon.h"
 #include "server/scheduler/device_discovery.h"
 #include "server/training/engine/bert_trainer.h"
+#include "server/training/engine/device_memory.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "gRPC address host:port; port 0 picks a free port (see --address_file)");
@@ -22,6 +24,11 @@ ABSL_FLAG(std::string, data_dir, "ftd-data", "folder for the database and job ou
 ABSL_FLAG(std::vector<std::string>, data_roots, {},
           "comma-separated folders that models and datasets may come from "
           "(default: the working directory)");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
+          "host:port of the Prometheus endpoint (path /metrics); port 0 picks a free port; "
+          "empty turns it off");
+ABSL_FLAG(absl::Duration, metrics_job_retention, absl::Minutes(10),
+          "how long a finished job's metrics stay (for example 10m, 1h)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
 ABSL_FLAG(int64_t, cache_max_mb, 8192,
           "size cap of the activation cache in MiB; least recently used segments go first");
@@ -53,6 +60,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (absl::GetFlag(FLAGS_metrics_job_retention) < absl::ZeroDuration()) {
+    std::fprintf(stderr, "ftd: --metrics_job_retention must not be negative\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_cpu_threads) < 1) {
     std::fprintf(stderr, "ftd: --cpu_threads must be at least 1\n");
     return 2;
@@ -79,6 +90,9 @@ int main(int argc, char** argv) {
   };
   options.address = absl::GetFlag(FLAGS_address);
   options.address_file = absl::GetFlag(FLAGS_address_file);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.metrics_job_retention = absl::GetFlag(FLAGS_metrics_job_retention);
+  options.cuda_memory_used = ftd::training::CudaMemoryUsed;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.data_roots = absl::GetFlag(FLAGS_data_roots);
   options.devices = ftd::scheduler::DiscoverDevices(absl::GetFlag(FLAGS_cpu_slots));

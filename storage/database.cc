@@ -98,6 +98,15 @@ absl::Status Database::ResetColumnFamily(const std::string& name,
   return absl::OkStatus();
 }
 
+std::map<std::string, uint64_t> Database::IntProperty(const std::string& property) const {
+  std::map<std::string, uint64_t> values;
+  for (const auto& [name, handle] : handles_) {
+    uint64_t value = 0;
+    if (db_->GetIntProperty(handle, property, &value)) values[name] = value;
+  }
+  return values;
+}
+
 rocksdb::ColumnFamilyHandle* Database::column_family(const std::string& name) const {
   auto it = handles_.find(name);
   return it == handles_.end() ? nullptr : it->second;

@@ -3,6 +3,7 @@
 // "activations"), so that each can be tuned and dropped independently.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,6 +38,10 @@ class Database {
   // The handle of a column family named in Options; nullptr for another name.
   rocksdb::ColumnFamilyHandle* column_family(const std::string& name) const;
   const std::string& path() const { return path_; }
+
+  // An integer property of each column family, by name (for example
+  // "rocksdb.estimate-live-data-size"); families without it are left out.
+  std::map<std::string, uint64_t> IntProperty(const std::string& property) const;
 
   // Drops a column family with everything in it and creates it again empty
   // (for data that can be rebuilt, such as the activation cache, when it is

@@ -24,6 +24,22 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return ts;
 }
 
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+// The model label of a job's metrics: the base model's folder name, with its
+// parent for a daemon's own output ("job-3/model").
+std::string ModelName(const std::string& base_model) {
+  std::filesystem::path path = std::filesystem::path(base_model).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();
+  std::string name = path.filename().string();
+  if (name == "model" && path.has_parent_path()) {
+    name = (path.parent_path().filename() / name).string();
+  }
+  return name;
+}
+
 absl::StatusOr<int> PageSize(int requested, int default_size) {
   if (requested < 0 || requested > kMaxPageSize) {
     return absl::InvalidArgumentError(
@@ -62,6 +78,10 @@ class JobManager::RunContext final : public training::TrainingContext {
   void RecordFingerprint(const std::string& role, const std::string& sha256) override {
     manager_->RecordFingerprint(job_id_, role, sha256);
   }
+  void RecordStep(const training::StepStats& stats) override {
+    if (manager_->options_.metrics != nullptr)
+      manager_->options_.metrics->RecordStep(job_id_, stats);
+  }
 
  private:
   JobManager* const manager_;
@@ -90,11 +110,22 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
         return self->scheduler_->CheckRequest(request);
       }});
 
+  absl::MutexLock lock(&manager->mu_);
+  // Every job's state, for the metrics.
+  if (manager->options_.metrics != nullptr) {
+    std::string token;
+    do {
+      ASSIGN_OR_RETURN(storage::JobPage page,
+                       manager->options_.store->ListJobs(storage::JobFilter(), 500, token));
+      for (const v1::Job& job : page.jobs) ++manager->state_counts_[job.state()];
+      token = page.next_page_token;
+    } while (!token.empty());
+  }
+
   // Recovery: unfinished jobs, in submission order.
   storage::JobFilter unfinished;
   unfinished.states = {v1::QUEUED, v1::RUNNING, v1::CANCELLING};
   std::string token;
-  absl::MutexLock lock(&manager->mu_);
   do {
     ASSIGN_OR_RETURN(storage::JobPage page,
                      manager->options_.store->ListJobs(unfinished, 500, token));
@@ -123,6 +154,12 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   if (!manager->active_.empty()) {
     Log(LogLevel::kInfo, absl::StrCat("recovered ", manager->active_.size(), " unfinished jobs"));
   }
+  if (manager->options_.metrics != nullptr) {
+    for (const scheduler::Device& device : manager->options_.devices) {
+      manager->options_.metrics->SetDeviceBusy(device.name(), false);
+    }
+  }
+  manager->CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_UNSPECIFIED);
   manager->scheduler_->Start();
   return manager;
 }
@@ -131,6 +168,13 @@ JobManager::~JobManager() { Shutdown(); }
 
 void JobManager::EnqueueLocked(const v1::Job& job) {
   scheduler_->Enqueue(job.id(), job.spec().priority(), next_order_++, job.spec().device());
+}
+
+void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
+  if (options_.metrics == nullptr) return;
+  if (from != v1::JOB_STATE_UNSPECIFIED && --state_counts_[from] < 0) state_counts_[from] = 0;
+  if (to != v1::JOB_STATE_UNSPECIFIED) ++state_counts_[to];
+  options_.metrics->SetJobCounts(state_counts_, scheduler_->QueueLength());
 }
 
 v1::Job JobManager::ViewLocked(const v1::Job& job) const {
@@ -163,7 +207,9 @@ void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std:
   AppendLocked(active, std::move(event), /*persist_job=*/true);
   Log(LogLevel::kInfo, absl::StrCat(active.job.id(), ": ", v1::JobState_Name(from), " -> ",
                                     v1::JobState_Name(to), ": ", reason));
+  CountLocked(from, to);
   if (IsFinal(to)) {
+    if (options_.metrics != nullptr) options_.metrics->JobFinished(to);
     const std::string id = active.job.id();
     for (auto& [watch_id, sink] : active.watchers) {
       sink->OnClose(absl::OkStatus());
@@ -207,6 +253,8 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   Log(LogLevel::kInfo, absl::StrCat(job.id(), ": submitted (", job.spec().display_name(), ")"));
   active_[job.id()].job = job;
   EnqueueLocked(job);
+  if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
+  CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::QUEUED);
   // The scheduler may already have handed the job to a thread; it waits for
   // mu_, so the job is still QUEUED here.
   return ViewLocked(job);
@@ -318,6 +366,7 @@ void JobManager::Unwatch(uint64_t watch_id) {
 v1::ServerInfo JobManager::ServerInfo() const {
   v1::ServerInfo info;
   info.set_version(options_.version);
+  info.set_metrics_address(options_.metrics_address);
   int64_t running = 0;
   for (const auto& state : scheduler_->Devices()) {
     v1::Device* device = info.add_devices();
@@ -352,6 +401,11 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     active.last_progress_event = absl::InfinitePast();
     TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
     spec = active.job.spec();
+    if (options_.metrics != nullptr) {
+      options_.metrics->ObserveQueueWait(options_.now() - FromProto(active.job.create_time()));
+      options_.metrics->JobStarted(job_id, ModelName(spec.base_model()), device.name());
+      options_.metrics->SetDeviceBusy(device.name(), true);
+    }
   }
 
   const std::string output_dir = (std::filesystem::path(options_.jobs_dir) / job_id).string();
@@ -372,6 +426,10 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     }
   }
 
+  if (options_.metrics != nullptr) {
+    options_.metrics->JobStopped(job_id);
+    options_.metrics->SetDeviceBusy(device.name(), false);
+  }
   absl::MutexLock lock(&mu_);
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
@@ -420,9 +478,13 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
-  if (event.has_evaluation()) *active.job.mutable_result()->add_evaluations() = event.evaluation();
+  if (event.has_evaluation()) {
+    *active.job.mutable_result()->add_evaluations() = event.evaluation();
+    if (options_.metrics != nullptr) options_.metrics->RecordEvaluation(job_id, event.evaluation());
+  }
   if (event.has_freeze_decision()) {
     const v1::FreezeDecision& d = event.freeze_decision();
+    if (options_.metrics != nullptr) options_.metrics->RecordFreezeDecision(job_id, d);
     *active.job.mutable_result()->add_freeze_timeline() = d;
     v1::FreezeState* freeze = active.job.mutable_freeze();
     freeze->set_frozen_layers(d.frozen_after());

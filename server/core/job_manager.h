@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
 #include "server/core/job_spec_validator.h"
+#include "server/metrics/metrics.h"
 #include "server/scheduler/scheduler.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -44,6 +45,10 @@ class JobManager {
     training::Trainer* trainer = nullptr;  // not owned; called on job threads
     // Not owned; nullptr when the daemon runs without an activation cache.
     storage::ActivationStore* activation_store = nullptr;
+    // Not owned; nullptr for none.
+    metrics::Metrics* metrics = nullptr;
+    // Where Prometheus scrapes them ("host:port"), for ServerInfo.
+    std::string metrics_address;
     std::vector<scheduler::Device> devices;
     // Canonical folders that models and datasets must lie in.
     std::vector<std::string> data_roots;
@@ -128,6 +133,8 @@ class JobManager {
   void TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnqueueLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a job entering `to` (and leaving `from`) and publishes the counts.
+  void CountLocked(v1::JobState from, v1::JobState to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job as clients see it (with its queue position).
   v1::Job ViewLocked(const v1::Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Job> GetLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -142,6 +149,8 @@ class JobManager {
   std::map<uint64_t, std::string> watches_ ABSL_GUARDED_BY(mu_);  // watch id -> job id
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
+  // Every stored job, by state (for the metrics).
+  std::map<v1::JobState, int64_t> state_counts_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -1,5 +1,8 @@
 #include "server/daemon/daemon.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -11,10 +14,25 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
+#include "server/metrics/grpc_request_counter.h"
 
 namespace ftd::daemon {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The process's resident memory, from /proc; -1 where it cannot be read.
+int64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long size = 0, resident = 0;
+  const int read = std::fscanf(f, "%ld %ld", &size, &resident);
+  std::fclose(f);
+  return read == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : -1;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   if (!options.make_trainer) return absl::InvalidArgumentError("no trainer");
@@ -41,6 +59,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
 
   std::unique_ptr<Daemon> daemon(new Daemon());
+  daemon->metrics_ = std::make_unique<metrics::Metrics>(
+      metrics::Metrics::Options{options.version, options.metrics_job_retention});
+  if (!options.metrics_address.empty()) {
+    ASSIGN_OR_RETURN(daemon->metrics_server_, metrics::MetricsHttpServer::Start(
+                                                  options.metrics_address, daemon->metrics_.get()));
+    daemon->metrics_address_ = daemon->metrics_server_->address();
+  }
   storage::Database::Options db_options;
   db_options.path = (data_dir / "db").string();
   db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily};
@@ -56,6 +81,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.store = daemon->store_.get();
   manager_options.trainer = daemon->trainer_.get();
   manager_options.activation_store = daemon->activation_store_.get();
+  manager_options.metrics = daemon->metrics_.get();
+  manager_options.metrics_address = daemon->metrics_address_;
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
   manager_options.jobs_dir = (data_dir / "jobs").string();
@@ -69,6 +96,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   int port = 0;
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(daemon->service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metrics::GrpcRequestCounter(daemon->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   daemon->server_ = builder.BuildAndStart();
   if (daemon->server_ == nullptr || port == 0) {
     daemon->manager_->Shutdown();
@@ -77,6 +107,36 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
   const std::string host = options.address.substr(0, options.address.rfind(':'));
   daemon->address_ = absl::StrCat(host, ":", port);
+
+  // Readings taken at each scrape. The metrics server goes first at
+  // shutdown, so what they read outlives them.
+  {
+    metrics::Metrics* m = daemon->metrics_.get();
+    storage::Database* database = daemon->database_.get();
+    storage::ActivationStore* cache = daemon->activation_store_.get();
+    std::vector<scheduler::Device> devices = options.devices;
+    auto cuda_memory_used = options.cuda_memory_used;
+    m->AddScrapeHook([m, database, cache, devices, cuda_memory_used] {
+      const auto live = database->IntProperty("rocksdb.estimate-live-data-size");
+      const auto pending = database->IntProperty("rocksdb.estimate-pending-compaction-bytes");
+      for (const auto& [family, bytes] : live) {
+        auto it = pending.find(family);
+        m->SetRocksDbSizes(family, static_cast<int64_t>(bytes),
+                           it == pending.end() ? 0 : static_cast<int64_t>(it->second));
+      }
+      m->SetCacheSize(cache->bytes(), cache->capacity_bytes());
+      m->SetCacheEvictions(cache->evictions());
+      if (const int64_t rss = ResidentBytes(); rss >= 0) m->SetResidentMemory(rss);
+      if (cuda_memory_used) {
+        for (const scheduler::Device& device : devices) {
+          if (device.kind != scheduler::Device::Kind::kCuda) continue;
+          if (std::optional<int64_t> used = cuda_memory_used(device.index); used.has_value()) {
+            m->SetDeviceMemoryUsed(device.name(), *used);
+          }
+        }
+      }
+    });
+  }
 
   if (!options.address_file.empty()) {
     // Written whole, then renamed: a reader never sees half an address.
@@ -104,7 +164,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
                    data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
                    devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
                    daemon->activation_store_->bytes() >> 20, " of ",
-                   daemon->activation_store_->capacity_bytes() >> 20, " MiB"));
+                   daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",
+                   daemon->metrics_address_.empty()
+                       ? std::string("off")
+                       : absl::StrCat("http://", daemon->metrics_address_, "/metrics")));
   return daemon;
 }
 
@@ -114,6 +177,7 @@ void Daemon::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   Log(LogLevel::kInfo, "shutting down");
+  metrics_server_.reset();
   if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
   // Jobs stop first: their watchers are closed, so the server's own shutdown
   // does not wait on open streams.

@@ -2,15 +2,20 @@
 // together, and takes them down in order.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/api/fine_tuning_service.h"
 #include "server/core/job_manager.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/metrics_http_server.h"
 #include "server/scheduler/device.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -37,18 +42,27 @@ class Daemon {
     // Makes the trainer jobs run through, given the daemon's activation
     // store (which outlives it).
     std::function<std::unique_ptr<training::Trainer>(storage::ActivationStore*)> make_trainer;
+    // host:port of the Prometheus endpoint (/metrics); port 0 picks a free
+    // port; empty: no endpoint.
+    std::string metrics_address = "127.0.0.1:9464";
+    // How long a finished job's metrics stay.
+    absl::Duration metrics_job_retention = absl::Minutes(10);
+    // Bytes in use on a CUDA device (by index), where the trainer can tell.
+    std::function<std::optional<int64_t>(int)> cuda_memory_used;
     std::string version = "dev";
   };
 
   // Opens the database, recovers jobs and starts serving.
   // Errors: INVALID_ARGUMENT for bad options (naming the flag's subject),
-  // UNAVAILABLE when the database cannot be opened or the address bound.
+  // UNAVAILABLE when the database cannot be opened or an address bound.
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(Options options);
 
   ~Daemon();
 
   // "host:port" actually bound.
   const std::string& address() const { return address_; }
+  // "host:port" of the metrics endpoint; empty without one.
+  const std::string& metrics_address() const { return metrics_address_; }
 
   // Graceful stop: refuses new work, lets running jobs reach a safe point and
   // requeues them, closes watches, stops the server, closes the database.
@@ -58,6 +72,9 @@ class Daemon {
   Daemon() = default;
 
   std::string address_;
+  std::string metrics_address_;
+  // Written by every component below.
+  std::unique_ptr<metrics::Metrics> metrics_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<storage::RocksDbJobStore> store_;
   std::unique_ptr<storage::ActivationStore> activation_store_;
@@ -65,6 +82,7 @@ class Daemon {
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
   bool shut_down_ = false;
 };
 

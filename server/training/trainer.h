@@ -2,12 +2,42 @@
 // it; tests use fakes.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ftd/v1/ftd.pb.h"
 
 namespace ftd::training {
+
+// One training step's measurements, for the daemon's metrics.
+struct StepStats {
+  int epoch = 0;  // 1-based
+  double seconds = 0;
+  int64_t examples = 0;
+  double loss = 0;                // the epoch's mean training loss so far
+  double samples_per_second = 0;  // the epoch's so far
+  int frozen_layers = 0;          // encoder layers frozen during the step
+  int total_layers = 0;
+  double trained_parameter_fraction = 1;
+  // Work skipped, counted per example and encoder layer: backward passes of
+  // frozen layers, and forward passes of layers whose output the activation
+  // cache served.
+  int64_t layer_forwards_skipped = 0;
+  int64_t layer_backwards_skipped = 0;
+  // The activation cache (zeros without one), in examples, while a prefix is
+  // frozen: started from an entry at the frozen depth (hits), from one at a
+  // shallower depth (partial hits), or from the embeddings (misses).
+  int64_t cache_hits = 0;
+  int64_t cache_partial_hits = 0;
+  int64_t cache_misses = 0;
+  int64_t cache_corrupt = 0;
+  int64_t cache_bytes_read = 0;
+  int64_t cache_bytes_written = 0;
+  // How long each of the cache's reads (one per batch) took, since the last step.
+  std::vector<double> cache_read_seconds;
+};
 
 // A running job as its trainer sees it. Owned by the job manager; valid
 // while Train() runs. Every method may be called from the trainer's thread.
@@ -36,6 +66,9 @@ class TrainingContext {
 
   // Records a dataset's content hash on the job (role: "train", "validation").
   virtual void RecordFingerprint(const std::string& role, const std::string& sha256) = 0;
+
+  // Records a step's measurements (metrics only; not kept with the job).
+  virtual void RecordStep(const StepStats& stats) { (void)stats; }
 };
 
 class Trainer {

@@ -39,8 +39,8 @@ class Daemon {
     std::filesystem::remove(address_file_);
     process_ = std::make_unique<Process>(
         std::vector<std::string>{FTD_BINARY, "--address=127.0.0.1:0",
-                                 "--address_file=" + address_file_, "--data_dir=" + data_dir,
-                                 "--data_roots=" + data_root,
+                                 "--address_file=" + address_file_, "--metrics_address=127.0.0.1:0",
+                                 "--data_dir=" + data_dir, "--data_roots=" + data_root,
                                  absl::StrCat("--cpu_slots=", cpu_slots)},
         log_path);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

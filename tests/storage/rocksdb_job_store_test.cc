@@ -40,7 +40,7 @@ class RocksDbJobStoreTest : public ::testing::Test {
   void Open() {
     store_.reset();
     database_.reset();
-    ASSERT_OK_AND_ASSIGN(database_, Database::Open({dir_.Sub("db"), {"jobs"}}));
+    ASSERT_OK_AND_ASSIGN(database_, Database::Open({dir_.Sub("db"), {"jobs"}, {}}));
     ASSERT_OK_AND_ASSIGN(store_, RocksDbJobStore::Create(database_.get()));
   }
 
@@ -182,7 +182,7 @@ TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {
 }
 
 TEST_F(RocksDbJobStoreTest, ASecondOpenOfTheSameFolderFailsClearly) {
-  EXPECT_THAT(Database::Open({dir_.Sub("db"), {"jobs"}}),
+  EXPECT_THAT(Database::Open({dir_.Sub("db"), {"jobs"}, {}}),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(dir_.Sub("db"))));
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -209,8 +210,12 @@ void JobActivationCache::ReaderLoop() {
 
     std::vector<CachedActivation> batch(rows.size());
     int64_t corrupt = 0, errors = 0, bytes = 0;
+    double read_seconds = -1;
     if (!keys.empty()) {
+      const auto read_start = std::chrono::steady_clock::now();
       std::vector<absl::StatusOr<std::string>> values = options_.store->MultiGet(keys);
+      read_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - read_start).count();
       for (size_t k = 0; k < keys.size(); ++k) {
         const int64_t example = keys[k].second;
         if (!values[k].ok()) {
@@ -246,6 +251,7 @@ void JobActivationCache::ReaderLoop() {
     read_corrupt_ += corrupt;
     read_errors_ += errors;
     read_bytes_ += bytes;
+    if (read_seconds >= 0) read_seconds_.push_back(read_seconds);
     fetched_[b] = std::move(batch);
     ++next_fetch_;
     cv_.notify_all();
@@ -267,6 +273,9 @@ std::vector<CachedActivation> JobActivationCache::Take(int64_t b) {
     epoch_stats_.set_errors(epoch_stats_.errors() + read_errors_);
     epoch_stats_.set_bytes_read(epoch_stats_.bytes_read() + read_bytes_);
     read_corrupt_ = read_errors_ = read_bytes_ = 0;
+    taken_read_seconds_.insert(taken_read_seconds_.end(), read_seconds_.begin(),
+                               read_seconds_.end());
+    read_seconds_.clear();
   }
   cv_.notify_all();
   epoch_stats_.set_read_wait_seconds(
@@ -285,6 +294,10 @@ std::vector<CachedActivation> JobActivationCache::Take(int64_t b) {
     }
   }
   return batch;
+}
+
+std::vector<double> JobActivationCache::TakeReadSeconds() {
+  return std::exchange(taken_read_seconds_, {});
 }
 
 void JobActivationCache::Store(const int64_t* rows, size_t count,

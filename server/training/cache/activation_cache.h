@@ -92,6 +92,11 @@ class JobActivationCache {
   // hidden]), for the rows that were not served at that depth.
   void Store(const int64_t* rows, size_t count, const std::vector<CachedActivation>& cached,
              const torch::Tensor& hidden);
+  // The epoch's counts so far.
+  const v1::CacheStats& epoch_stats() const { return epoch_stats_; }
+  // How long each read (one MultiGet per batch) took, for the batches taken
+  // since the last call.
+  std::vector<double> TakeReadSeconds();
   // The epoch's counts and the job's so far; resets the epoch's.
   v1::CacheReport EndEpoch(int epoch);
   // A report to emit once, when caching has just turned off.
@@ -131,6 +136,8 @@ class JobActivationCache {
   bool reading_ = true;
   std::map<int64_t, std::vector<CachedActivation>> fetched_;
   int64_t read_corrupt_ = 0, read_errors_ = 0, read_bytes_ = 0;
+  std::vector<double> read_seconds_;  // reads not yet taken
+  std::vector<double> taken_read_seconds_;
   std::thread reader_;
   int consecutive_write_errors_ = 0;
 };

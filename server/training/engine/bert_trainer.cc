@@ -397,6 +397,39 @@ class Run {
     context_.Emit(std::move(event));
   }
 
+  // A step's measurements for the daemon's metrics.
+  void RecordStep(const v1::Progress& progress, Clock::duration duration, int64_t examples,
+                  int frozen_at_start, const std::vector<CachedActivation>& cached,
+                  const v1::CacheStats& cache_before) {
+    StepStats stats;
+    stats.epoch = progress.epoch();
+    stats.seconds = std::chrono::duration<double>(duration).count();
+    stats.examples = examples;
+    stats.loss = progress.loss();
+    stats.samples_per_second = progress.samples_per_second();
+    stats.frozen_layers = frozen_;
+    stats.total_layers = config_.num_hidden_layers;
+    if (frozen_ != trained_fraction_depth_) {
+      trained_fraction_ =
+          static_cast<double>(TrainableParameters()) / static_cast<double>(total_parameters_);
+      trained_fraction_depth_ = frozen_;
+    }
+    stats.trained_parameter_fraction = trained_fraction_;
+    stats.layer_backwards_skipped = int64_t{frozen_at_start} * examples;
+    for (const CachedActivation& c : cached) stats.layer_forwards_skipped += std::max(0, c.layer);
+    if (cache_) {
+      const v1::CacheStats& now = cache_->epoch_stats();
+      stats.cache_hits = now.hits() - cache_before.hits();
+      stats.cache_partial_hits = now.partial_hits() - cache_before.partial_hits();
+      stats.cache_misses = now.misses() - cache_before.misses();
+      stats.cache_corrupt = now.corrupt() - cache_before.corrupt();
+      stats.cache_bytes_read = now.bytes_read() - cache_before.bytes_read();
+      stats.cache_bytes_written = now.bytes_written() - cache_before.bytes_written();
+      stats.cache_read_seconds = cache_->TakeReadSeconds();
+    }
+    context_.RecordStep(stats);
+  }
+
   void ResetGradientSums() {
     gradient_sums_.assign(config_.num_hidden_layers, {});
     for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
@@ -520,9 +553,15 @@ class Run {
         if (context_.StopRequested()) return absl::CancelledError("stopped on request");
         const int64_t start = b * batch_size;
         const size_t count = static_cast<size_t>(std::min(batch_size, n - start));
+        const auto step_start = Clock::now();
+        const int frozen_at_start = frozen_;
         Batch batch = MakeBatch(train_, order.data() + start, count, pad_id_, device_);
         std::vector<CachedActivation> cached;
-        if (cache_) cached = cache_->Take(b);
+        v1::CacheStats cache_before;
+        if (cache_) {
+          cache_before = cache_->epoch_stats();
+          cached = cache_->Take(b);
+        }
         SetAutocast(autocast_);
         torch::Tensor logits = Forward(batch, order.data() + start, count, cached);
         SetAutocast(false);
@@ -559,6 +598,8 @@ class Run {
         const double per_step = (train_seconds + elapsed) / step;
         progress.set_eta_seconds(per_step * (total_steps - step));
         context_.ReportProgress(progress);
+        RecordStep(progress, Clock::now() - step_start, static_cast<int64_t>(count),
+                   frozen_at_start, cached, cache_before);
       }
       const double epoch_seconds =
           std::chrono::duration<double>(Clock::now() - epoch_start).count();
@@ -648,6 +689,9 @@ class Run {
   std::vector<std::vector<torch::Tensor>> layer_params_;
   std::vector<std::vector<torch::Tensor>> gradient_sums_;
   int64_t total_parameters_ = 0;
+  // The fraction of parameters that train, and the depth it was computed at.
+  double trained_fraction_ = 1;
+  int trained_fraction_depth_ = 0;
   bool autocast_ = false;
   BertClassifier model_{nullptr};
   double train_loss_ = 0, train_seconds_ = 0;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <set>
 
@@ -17,6 +18,7 @@ namespace {
 using ::ftd::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A trainer whose jobs do what their display name says: "fail" fails,
 // "throw" throws, "block" runs until released or stopped, anything else
@@ -44,6 +46,14 @@ class FakeTrainer final : public training::Trainer {
       progress.set_step(step);
       progress.set_total_steps(3);
       context.ReportProgress(progress);
+      training::StepStats stats;
+      stats.epoch = 1;
+      stats.seconds = 0.2;
+      stats.examples = 4;
+      stats.frozen_layers = 1;
+      stats.total_layers = 2;
+      stats.layer_backwards_skipped = 4;
+      context.RecordStep(stats);
     }
     v1::JobEvent evaluation;
     evaluation.mutable_evaluation()->set_accuracy(0.9);
@@ -132,13 +142,15 @@ class JobManagerTest : public ::testing::Test {
     manager_.reset();
     store_.reset();
     database_.reset();
-    ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open({dir_.Sub("db"), {"jobs"}}));
+    ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open({dir_.Sub("db"), {"jobs"}, {}}));
     ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get()));
   }
 
-  void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration()) {
+  void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration(),
+                    metrics::Metrics* metrics = nullptr) {
     JobManager::Options options;
     options.store = store_.get();
+    options.metrics = metrics;
     options.trainer = &trainer_;
     for (int i = 0; i < cpu_slots; ++i) {
       options.devices.push_back({scheduler::Device::Kind::kCpu, i, "cpu"});
@@ -396,6 +408,65 @@ TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
   EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "QUEUED"));
   EXPECT_THAT(manager_->Submit(Spec("ok")),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+}
+
+}  // namespace
+}  // namespace ftd::core
+
+namespace ftd::core {
+namespace {
+
+TEST_F(JobManagerTest, MetricsFollowJobsFromSubmissionToTheirOutcomeAndAcrossARestart) {
+  auto make_metrics = [this] {
+    return std::make_unique<metrics::Metrics>(
+        metrics::Metrics::Options{"test", absl::Minutes(5), [this] { return now_; }});
+  };
+  std::unique_ptr<metrics::Metrics> m = make_metrics();
+  StartManager(/*cpu_slots=*/1, absl::ZeroDuration(), m.get());
+  EXPECT_THAT(m->Serialize(), HasSubstr("ftd_device_busy{device=\"cpu:0\"} 0\n"));
+  ASSERT_OK_AND_ASSIGN(v1::Job bad, manager_->Submit(Spec("fail")));
+  ASSERT_OK_AND_ASSIGN(v1::Job good, manager_->Submit(Spec("ok")));
+  Recorder r1, r2;
+  AwaitEnd(bad.id(), &r1);
+  AwaitEnd(good.id(), &r2);
+
+  std::string text = m->Serialize();
+  EXPECT_THAT(text, HasSubstr("ftd_jobs_submitted_total 2\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs{state=\"succeeded\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs{state=\"failed\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs{state=\"queued\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_queue_length 0\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs_finished_total{outcome=\"succeeded\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs_finished_total{outcome=\"failed\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_queue_wait_seconds_count 2\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_device_busy{device=\"cpu:0\"} 0\n"));
+  // The successful job's series: three steps of four examples, one layer
+  // of two frozen; its evaluation.
+  // The model label: the folder's name, with its parent's for a folder named "model".
+  const std::string model = std::filesystem::path(dir_.path()).filename().string() + "/model";
+  const std::string labels = "{device=\"cpu:0\",job_id=\"job-2\",model=\"" + model + "\"}";
+  EXPECT_THAT(text, HasSubstr("ftd_job_samples_trained_total" + labels + " 12\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_job_layer_backward_passes_skipped_total" + labels + " 12\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_job_step_duration_seconds_count" + labels + " 3\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_job_frozen_layers" + labels + " 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_job_validation_accuracy_ratio" + labels + " 0.9"));
+
+  // After the retention period a finished job's series are gone; the
+  // daemon-wide ones stay.
+  now_ += absl::Minutes(5) + absl::Seconds(1);
+  text = m->Serialize();
+  EXPECT_THAT(text, Not(HasSubstr("job_id=\"job-2\"")));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs_submitted_total 2\n"));
+
+  // A restarted daemon counts the stored jobs by state.
+  manager_.reset();
+  m = make_metrics();
+  StartManager(/*cpu_slots=*/1, absl::ZeroDuration(), m.get());
+  text = m->Serialize();
+  EXPECT_THAT(text, HasSubstr("ftd_jobs{state=\"succeeded\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs{state=\"failed\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_jobs_submitted_total 0\n"));
+  manager_.reset();  // before the metrics it writes
 }
 
 }  // namespace

@@ -1,0 +1,27 @@
+#include "server/training/engine/device_memory.h"
+
+#include <torch/torch.h>
+
+#if defined(FTD_WITH_C10_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace ftd::training {
+
+std::optional<int64_t> CudaMemoryUsed(int index) {
+#if defined(FTD_WITH_C10_CUDA)
+  if (!torch::cuda::is_available() || index < 0 ||
+      index >= static_cast<int>(torch::cuda::device_count())) {
+    return std::nullopt;
+  }
+  // Element 0 of each statistic is the aggregate over pool types, in 1.13 and 2.x.
+  const auto stats =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  return static_cast<int64_t>(stats.allocated_bytes[0].current);
+#else
+  (void)index;
+  return std::nullopt;
+#endif
+}
+
+}  // namespace ftd::training
