@@ -9,7 +9,7 @@ evaluation after each epoch. Uses only Debian's python3-torch and numpy
 (transformers is not packaged), so the tokenizer below is BertTokenizer's
 algorithm written out.
 
-    /usr/bin/python3 bench/pytorch_reference.py --model DIR --train CSV \
+    /usr/bin/python3 bench/reference/pytorch_reference.py --model DIR --train CSV \
         --validation CSV --epochs 3 --batch-size 32 --lr 1e-4 --max-length 48 \
         --threads 1 --json out.json
 """
@@ -295,8 +295,10 @@ def main():
             sched.step()
             loss_sum += loss.item() * len(rows)
         seconds = time.perf_counter() - start
+        eval_start = time.perf_counter()
         vloss, vacc = evaluate(model, vids, vy, args.batch_size, tok.pad)
         epochs.append({"epoch": epoch, "seconds": seconds, "samples_per_second": len(ids) / seconds,
+                       "eval_seconds": time.perf_counter() - eval_start,
                        "train_loss": loss_sum / len(ids), "validation_loss": vloss,
                        "validation_accuracy": vacc})
         print(f"pytorch epoch {epoch}: {seconds:.1f} s, {len(ids) / seconds:.1f} samples/s, "
