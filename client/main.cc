@@ -2,9 +2,11 @@
 // client library.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "client/ftctl.h"
 #include "client/job_file.h"
 #include "client/spec_options.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 
 // Global flags.
@@ -67,7 +70,30 @@ constexpr char kUsage[] =
     "  ftctl info\n"
     "  ftctl cache [JOB_ID]      the activation cache; with a job id, that job's use\n"
     "  ftctl cache clear JOB_ID  delete the job's cache segments no running job uses\n"
+    "  ftctl health [SERVICE]    the gRPC health check; exit 0 when SERVING (for probes)\n"
     "Global: --address=HOST:PORT (or $FTD_ADDRESS), --json, --timeout=SECONDS";
+
+// The standard gRPC health check (grpc.health.v1.Health/Check), as
+// container health checks and probes use it.
+int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+           std::chrono::seconds timeout) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) {
+    std::cerr << "ftctl: health: " << ftd::client::StatusCodeName(status.error_code()) << ": "
+              << status.error_message() << "\n";
+    return ftd::client::kExitError;
+  }
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
+             ? ftd::client::kExitOk
+             : ftd::client::kExitError;
+}
 
 int UsageError(const std::string& message) {
   std::cerr << "ftctl: " << message << "\n(ftctl --help for usage)\n";
@@ -200,6 +226,7 @@ int main(int argc, char** argv) {
     return ftctl.List(request, absl::GetFlag(FLAGS_all));
   }
   if (command == "info") return ftctl.Info();
+  if (command == "health") return Health(channel, job_id(), options.timeout);
   if (command == "cache") {
     if (args.size() > 2 && args[2] == "clear") {
       if (args.size() < 4)

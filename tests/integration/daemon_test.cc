@@ -156,7 +156,12 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
               AllOf(HasSubstr("\"sequence\":\"1\""), HasSubstr("\"to\":\"CANCELLED\"")));
 
   CommandResult info = daemon->Ftctl({"info"});
-  EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running")));
+  EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running"),
+                              HasSubstr("metrics:     http://127.0.0.1:")));
+  // The health check containers and probes use.
+  CommandResult health = daemon->Ftctl({"health"});
+  EXPECT_EQ(health.exit_code, 0);
+  EXPECT_EQ(health.out, "SERVING\n");
   CommandResult missing = daemon->Ftctl({"get", "job-99"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND: no job job-99"));
@@ -365,6 +370,10 @@ TEST_F(DaemonTest, FtctlExplainsAnUnreachableDaemon) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("ftctl: "));
   EXPECT_THAT(r.err, Not(HasSubstr("\n\n")));
+  CommandResult health =
+      RunCommand({FTCTL_BINARY, "--address=127.0.0.1:1", "--timeout=2", "health"});
+  EXPECT_EQ(health.exit_code, 1);
+  EXPECT_THAT(health.err, HasSubstr("ftctl: health: UNAVAILABLE"));
 }
 
 // The activation cache: a cached job, a restart, and an identical job that
