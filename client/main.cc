@@ -40,6 +40,8 @@ ABSL_FLAG(std::optional<double>, warmup_ratio, std::nullopt, "submit: warm-up ra
 ABSL_FLAG(std::optional<double>, weight_decay, std::nullopt, "submit: weight decay (0.01)");
 ABSL_FLAG(std::optional<int>, max_seq_length, std::nullopt, "submit: max sequence length");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "submit: random seed (0)");
+ABSL_FLAG(std::optional<int>, evaluations_per_epoch, std::nullopt,
+          "submit: validation runs an epoch, evenly spaced (1)");
 ABSL_FLAG(std::string, freeze, "",
           "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]]");
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
@@ -141,6 +143,7 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   if (auto v = absl::GetFlag(FLAGS_weight_decay)) hp->set_weight_decay(*v);
   if (auto v = absl::GetFlag(FLAGS_max_seq_length)) hp->set_max_seq_length(*v);
   if (auto v = absl::GetFlag(FLAGS_seed)) hp->set_seed(*v);
+  if (auto v = absl::GetFlag(FLAGS_evaluations_per_epoch)) hp->set_evaluations_per_epoch(*v);
   if (!absl::GetFlag(FLAGS_freeze).empty()) {
     auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
     if (!policy.ok()) return policy.status();

@@ -14,6 +14,7 @@
 #include "server/daemon/daemon.h"
 #include "server/scheduler/device_discovery.h"
 #include "server/training/engine/bert_trainer.h"
+#include "server/training/engine/cpu_allocator.h"
 #include "server/training/engine/device_memory.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
@@ -45,6 +46,12 @@ ABSL_FLAG(int, cpu_threads, 1,
 #endif
 
 int main(int argc, char** argv) {
+  // Before the first tensor: freed activation buffers stay for the next step.
+  const absl::Status kept_memory = ftd::training::KeepFreedMemory();
+  if (!kept_memory.ok()) {
+    std::fprintf(stderr, "ftd: warning: %s; training on the CPU is slower\n",
+                 std::string(kept_memory.message()).c_str());
+  }
   absl::SetProgramUsageMessage("ftd: the fine-tuning daemon. Usage: ftd [--flags]");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_cpu_slots) < 0) {

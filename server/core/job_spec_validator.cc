@@ -215,6 +215,11 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
                                 model.max_position_embeddings, "), got ", hp->max_seq_length()));
   }
   if (!hp->has_seed()) hp->set_seed(0);
+  if (!hp->has_evaluations_per_epoch()) hp->set_evaluations_per_epoch(1);
+  if (hp->evaluations_per_epoch() < 1 || hp->evaluations_per_epoch() > 1000) {
+    return Invalid("hyperparameters.evaluations_per_epoch",
+                   absl::StrCat("must be between 1 and 1000, got ", hp->evaluations_per_epoch()));
+  }
 
   // Freezing.
   v1::FreezePolicy* freeze = spec->mutable_freeze_policy();

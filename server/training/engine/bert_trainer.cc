@@ -25,11 +25,15 @@
 #include "common/status_macros.h"
 #include "server/training/cache/activation_cache.h"
 #include "server/training/data/text_dataset.h"
+#include "server/training/engine/encoded_data.h"
 #include "server/training/engine/epoch_order.h"
+#include "server/training/engine/evaluator.h"
+#include "server/training/engine/freeze_controller.h"
 #include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
+#include "server/training/optim/fused_adamw.h"
 #include "server/training/tokenizer/wordpiece_tokenizer.h"
 
 namespace ftd::training {
@@ -37,100 +41,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-struct Encoded {
-  std::vector<std::vector<int32_t>> ids;
-  std::vector<int64_t> labels;
-};
-
-Encoded Encode(const WordPieceTokenizer& tokenizer, const TextDataset& data,
-               std::vector<int64_t> labels, int max_length) {
-  Encoded out;
-  out.ids.reserve(data.texts.size());
-  for (const std::string& text : data.texts) out.ids.push_back(tokenizer.Encode(text, max_length));
-  out.labels = std::move(labels);
-  return out;
-}
-
-struct Batch {
-  torch::Tensor ids, mask, labels;
-};
-
-// Pads the rows to the longest one in the batch.
-Batch MakeBatch(const Encoded& data, const int64_t* rows, size_t count, int32_t pad_id,
-                const torch::Device& device) {
-  size_t longest = 0;
-  for (size_t i = 0; i < count; ++i) longest = std::max(longest, data.ids[rows[i]].size());
-  std::vector<int64_t> ids(count * longest, pad_id), mask(count * longest, 0), labels(count);
-  for (size_t i = 0; i < count; ++i) {
-    const auto& row = data.ids[rows[i]];
-    std::copy(row.begin(), row.end(), ids.begin() + i * longest);
-    std::fill(mask.begin() + i * longest, mask.begin() + i * longest + row.size(), 1);
-    labels[i] = data.labels[rows[i]];
-  }
-  const int64_t b = static_cast<int64_t>(count), s = static_cast<int64_t>(longest);
-  auto options = torch::TensorOptions().dtype(torch::kLong);
-  Batch batch;
-  batch.ids = torch::from_blob(ids.data(), {b, s}, options).clone().to(device);
-  batch.mask = torch::from_blob(mask.data(), {b, s}, options).clone().to(device);
-  batch.labels = torch::from_blob(labels.data(), {b}, options).clone().to(device);
-  return batch;
-}
-
-struct EvalResult {
-  double loss = 0, accuracy = 0, macro_f1 = 0;
-};
-
-EvalResult Evaluate(BertClassifier& model, const Encoded& data, int batch_size, int32_t pad_id,
-                    const torch::Device& device) {
-  model->eval();
-  torch::NoGradGuard no_grad;
-  const int64_t n = static_cast<int64_t>(data.ids.size());
-  std::vector<int64_t> rows(n);
-  std::iota(rows.begin(), rows.end(), 0);
-  // Similar lengths together: less padding, same results.
-  std::stable_sort(rows.begin(), rows.end(),
-                   [&](int64_t a, int64_t b) { return data.ids[a].size() < data.ids[b].size(); });
-  double loss_sum = 0;
-  std::vector<int64_t> predicted(n);
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const size_t count = static_cast<size_t>(std::min<int64_t>(batch_size, n - start));
-    Batch batch = MakeBatch(data, rows.data() + start, count, pad_id, device);
-    torch::Tensor logits = model->forward(batch.ids, batch.mask).to(torch::kFloat);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, batch.labels,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
-    torch::Tensor argmax = logits.argmax(1).to(torch::kCPU).contiguous();
-    const int64_t* guesses = argmax.data_ptr<int64_t>();
-    for (size_t i = 0; i < count; ++i) predicted[rows[start + i]] = guesses[i];
-  }
-  // Macro-F1 over the labels that occur in the truth or the predictions.
-  std::map<int64_t, std::array<int64_t, 3>> counts;  // tp, fp, fn
-  int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t truth = data.labels[i], guess = predicted[i];
-    if (truth == guess) {
-      ++correct;
-      ++counts[truth][0];
-    } else {
-      ++counts[guess][1];
-      ++counts[truth][2];
-    }
-  }
-  double f1_sum = 0;
-  for (const auto& [label, c] : counts) {
-    const double tp = c[0], fp = c[1], fn = c[2];
-    const double precision = tp + fp > 0 ? tp / (tp + fp) : 0;
-    const double recall = tp + fn > 0 ? tp / (tp + fn) : 0;
-    f1_sum += precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
-  }
-  EvalResult result;
-  result.loss = n > 0 ? loss_sum / n : 0;
-  result.accuracy = n > 0 ? static_cast<double>(correct) / n : 0;
-  result.macro_f1 = counts.empty() ? 0 : f1_sum / counts.size();
-  return result;
-}
 
 std::string Summary(const std::vector<std::string>& names) {
   std::vector<std::string> shown(names.begin(), names.begin() + std::min<size_t>(names.size(), 8));
@@ -167,6 +77,33 @@ void SetAutocast(bool enabled) {
   at::autocast::set_enabled(enabled);
   at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
 #endif
+}
+
+// bf16 autocast on CUDA for the guard's lifetime (when `enabled`), off after.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
+    if (enabled_) SetAutocast(true);
+  }
+  ~AutocastGuard() {
+    if (enabled_) SetAutocast(false);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  const bool enabled_;
+};
+
+// The steps of an epoch (1-based, within it) after which validation runs:
+// `count` of them evenly spaced, the last at the epoch's end.
+std::vector<int64_t> EvaluationSteps(int64_t steps_per_epoch, int count) {
+  std::vector<int64_t> steps;
+  for (int k = 1; k <= count; ++k) {
+    const int64_t s = std::max<int64_t>(1, (k * steps_per_epoch) / count);
+    if (steps.empty() || s > steps.back()) steps.push_back(s);
+  }
+  return steps;
 }
 
 // Everything one Train() call holds.
@@ -233,19 +170,14 @@ class Run {
     model_->to(device_);
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
     if (spec.activation_cache().enabled()) RETURN_IF_ERROR(StartCache(train.fingerprint));
-    frozen_ =
-        spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
+    std::optional<AutoFreezePolicy> policy;
     if (spec.freeze_policy().has_autofreeze()) {
-      policy_.emplace(config_.num_hidden_layers, spec.freeze_policy().autofreeze().percentile());
+      policy.emplace(config_.num_hidden_layers, spec.freeze_policy().autofreeze().percentile());
     }
-    for (auto& item : model_->named_parameters()) {
-      total_parameters_ += item.value().numel();
-      const int layer = LayerIndex(item.key());
-      if (layer < config_.num_hidden_layers) {
-        layer_params_.resize(config_.num_hidden_layers);
-        layer_params_[layer].push_back(item.value());
-      }
-    }
+    const int initially_frozen =
+        spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
+    freeze_.emplace(*model_, std::move(policy), initially_frozen);
+    frozen_ = initially_frozen;
 
     RETURN_IF_ERROR(TrainEpochs());
     return Finish();
@@ -309,40 +241,6 @@ class Run {
     context_.Emit(std::move(event));
   }
 
-  // Parameters that train, in two AdamW groups: with and without weight decay
-  // (biases and LayerNorm weights take none).
-  std::vector<torch::optim::OptimizerParamGroup> ParamGroups() {
-    std::vector<torch::Tensor> decay, no_decay;
-    for (auto& item : model_->named_parameters()) {
-      const std::string& name = item.key();
-      const bool frozen = frozen_ > 0 &&
-                          (name.rfind("bert.embeddings.", 0) == 0 || LayerIndex(name) < frozen_) &&
-                          name.rfind("bert.pooler", 0) != 0;
-      item.value().set_requires_grad(!frozen);
-      if (frozen) continue;
-      const bool no_wd = name.find("LayerNorm") != std::string::npos ||
-                         name.compare(name.size() - 4, 4, "bias") == 0;
-      (no_wd ? no_decay : decay).push_back(item.value());
-    }
-    const v1::Hyperparameters& hp = context_.spec().hyperparameters();
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                   torch::optim::AdamWOptions(hp.learning_rate())
-                                       .weight_decay(hp.weight_decay())
-                                       .eps(1e-8)));
-    groups.emplace_back(
-        no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                      torch::optim::AdamWOptions(hp.learning_rate()).weight_decay(0).eps(1e-8)));
-    return groups;
-  }
-
-  // The encoder layer a parameter belongs to; a large number for none.
-  static int LayerIndex(const std::string& name) {
-    static const std::string prefix = "bert.encoder.layer.";
-    if (name.rfind(prefix, 0) != 0) return 1 << 30;
-    return std::stoi(name.substr(prefix.size()));
-  }
-
   // Forward through the model; the frozen prefix runs in eval mode without
   // gradients.
   torch::Tensor Forward(const Batch& batch, const int64_t* rows, size_t count,
@@ -359,8 +257,7 @@ class Run {
     } else {
       hidden = model_->Embed(batch.ids);
     }
-    hidden = model_->RunLayers(hidden, bias, frozen_, model_->num_layers());
-    return model_->Head(hidden);
+    return model_->Classify(hidden, bias, frozen_);
   }
 
   void SetTrainMode() {
@@ -370,29 +267,19 @@ class Run {
     for (int i = 0; i < frozen_; ++i) model_->layer(i).eval();
   }
 
-  int64_t TrainableParameters() {
-    int64_t n = 0;
-    for (auto& item : model_->named_parameters()) {
-      if (item.value().requires_grad()) n += item.value().numel();
-    }
-    return n;
-  }
-
-  void EmitFreeze(int64_t step, int epoch, const AutoFreezePolicy::Decision* decision,
-                  int frozen_before) {
+  void EmitFreeze(int64_t step, int epoch, const FreezeChange& change) {
     v1::JobEvent event;
     v1::FreezeDecision* f = event.mutable_freeze_decision();
     f->set_step(step);
     f->set_epoch(epoch);
-    f->set_frozen_before(frozen_before);
-    f->set_frozen_after(frozen_);
+    f->set_frozen_before(change.frozen_before);
+    f->set_frozen_after(change.frozen_after);
     f->set_total_layers(config_.num_hidden_layers);
-    f->set_trainable_parameter_fraction(static_cast<double>(TrainableParameters()) /
-                                        static_cast<double>(total_parameters_));
-    if (decision != nullptr) {
-      f->set_baseline(decision->baseline);
-      f->set_threshold(decision->threshold);
-      for (double r : decision->change_rates) f->add_layer_change_rates(r);
+    f->set_trainable_parameter_fraction(freeze_->TrainableFraction());
+    if (change.decision) {
+      f->set_baseline(change.decision->baseline);
+      f->set_threshold(change.decision->threshold);
+      for (double r : change.decision->change_rates) f->add_layer_change_rates(r);
     }
     context_.Emit(std::move(event));
   }
@@ -410,8 +297,7 @@ class Run {
     stats.frozen_layers = frozen_;
     stats.total_layers = config_.num_hidden_layers;
     if (frozen_ != trained_fraction_depth_) {
-      trained_fraction_ =
-          static_cast<double>(TrainableParameters()) / static_cast<double>(total_parameters_);
+      trained_fraction_ = freeze_->TrainableFraction();
       trained_fraction_depth_ = frozen_;
     }
     stats.trained_parameter_fraction = trained_fraction_;
@@ -430,94 +316,36 @@ class Run {
     context_.RecordStep(stats);
   }
 
-  void ResetGradientSums() {
-    gradient_sums_.assign(config_.num_hidden_layers, {});
-    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
-      for (const torch::Tensor& p : layer_params_[l]) {
-        gradient_sums_[l].push_back(torch::zeros_like(p));
-      }
+  // What the loop does after a freeze decision point.
+  void ApplyFreezeChange(int64_t step, int epoch, const FreezeChange& change) {
+    if (change.changed()) {
+      frozen_ = change.frozen_after;
+      SetTrainMode();
+      UpdateCacheDepth();
     }
+    EmitFreeze(step, epoch, change);
   }
 
-  void AccumulateGradients() {
-    torch::NoGradGuard no_grad;
-    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
-      for (size_t i = 0; i < layer_params_[l].size(); ++i) {
-        const torch::Tensor& grad = layer_params_[l][i].grad();
-        if (grad.defined()) gradient_sums_[l][i].add_(grad);
-      }
+  // Validation after `step`; `train_seconds` of training so far.
+  void Validate(int epoch, int64_t step, double train_seconds, int batch_size) {
+    EvalResult eval;
+    {
+      AutocastGuard autocast(autocast_);
+      eval = Evaluate(*model_, valid_, batch_size, pad_id_, device_);
     }
-  }
-
-  // An AutoFreeze decision point: G(l) for each trainable layer, the
-  // policy's decision, and the freezing it asks for.
-  void Decide(int64_t step, int epoch, torch::optim::Optimizer& optimizer,
-              std::vector<torch::Tensor>* trainable) {
-    std::vector<double> norms(config_.num_hidden_layers, 0.0);
-    for (int l = frozen_; l < config_.num_hidden_layers; ++l) {
-      double sum = 0;
-      for (torch::Tensor& g : gradient_sums_[l]) {
-        sum += g.abs().sum().item<double>();
-        g.zero_();
-      }
-      norms[l] = sum;
-    }
-    const int before = frozen_;
-    AutoFreezePolicy::Decision decision = policy_->Decide(norms);
-    if (decision.frozen_after > before) Freeze(decision.frozen_after, optimizer, trainable);
-    EmitFreeze(step, epoch, &decision, before);
-  }
-
-  // The key of a parameter in the optimizer's state map: the TensorImpl
-  // pointer printed as a string in LibTorch 1.x (c10::guts::to_string), the
-  // pointer itself in 2.x.
-  template <typename Key>
-  static Key StateKey(const torch::Tensor& p) {
-    if constexpr (std::is_same_v<Key, std::string>) {
-      std::ostringstream key;
-      key << p.unsafeGetTensorImpl();
-      return key.str();
-    } else {
-      return static_cast<Key>(p.unsafeGetTensorImpl());
-    }
-  }
-
-  // Freezes the embeddings and layers up to `to`: no gradients, out of the
-  // optimizer (with their state), eval mode. The trainable layers keep their
-  // optimizer state.
-  void Freeze(int to, torch::optim::Optimizer& optimizer, std::vector<torch::Tensor>* trainable) {
-    std::vector<torch::Tensor> newly_frozen;
-    if (frozen_ == 0) {
-      for (auto& p : model_->bert->embeddings->parameters()) newly_frozen.push_back(p);
-    }
-    for (int l = frozen_; l < to; ++l) {
-      newly_frozen.insert(newly_frozen.end(), layer_params_[l].begin(), layer_params_[l].end());
-      gradient_sums_[l].clear();
-    }
-    std::unordered_set<c10::TensorImpl*> gone;
-    using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
-    size_t released = 0;
-    for (torch::Tensor& p : newly_frozen) {
-      p.set_requires_grad(false);
-      p.mutable_grad().reset();
-      gone.insert(p.unsafeGetTensorImpl());
-      released += optimizer.state().erase(StateKey<Key>(p));
-    }
-    if (released != newly_frozen.size()) {
-      Log(context_, v1::JobEvent::Log::WARNING,
-          absl::StrCat("freezing released the optimizer state of ", released, " of ",
-                       newly_frozen.size(), " parameters"));
-    }
-    auto is_gone = [&](const torch::Tensor& p) { return gone.count(p.unsafeGetTensorImpl()) > 0; };
-    for (auto& group : optimizer.param_groups()) {
-      auto& params = group.params();
-      params.erase(std::remove_if(params.begin(), params.end(), is_gone), params.end());
-    }
-    trainable->erase(std::remove_if(trainable->begin(), trainable->end(), is_gone),
-                     trainable->end());
-    frozen_ = to;
     SetTrainMode();
-    UpdateCacheDepth();
+    v1::JobEvent event;
+    v1::Evaluation* e = event.mutable_evaluation();
+    e->set_epoch(epoch);
+    e->set_step(step);
+    e->set_train_seconds(train_seconds);
+    e->set_loss(eval.loss);
+    e->set_accuracy(eval.accuracy);
+    e->set_macro_f1(eval.macro_f1);
+    last_eval_ = *e;
+    if (evaluations_.empty() || e->accuracy() > best_eval_.accuracy()) best_eval_ = *e;
+    evaluations_.push_back(*e);
+    context_.Emit(std::move(event));
   }
 
   absl::Status TrainEpochs() {
@@ -527,28 +355,38 @@ class Run {
     const int64_t steps_per_epoch = (n + batch_size - 1) / batch_size;
     const int64_t total_steps = steps_per_epoch * hp.epochs();
     const int64_t warmup = static_cast<int64_t>(std::ceil(total_steps * hp.warmup_ratio()));
-    std::vector<torch::optim::OptimizerParamGroup> groups = ParamGroups();
-    std::vector<torch::Tensor> trainable;
-    for (auto& g : groups) trainable.insert(trainable.end(), g.params().begin(), g.params().end());
-    torch::optim::AdamW optimizer(std::move(groups));
-    if (frozen_ > 0) EmitFreeze(0, 1, nullptr, 0);
+    FusedAdamW::Options adamw;
+    adamw.lr = hp.learning_rate();
+    adamw.eps = 1e-8;
+    FusedAdamW optimizer(freeze_->TrainableGroups(hp.weight_decay()), adamw);
+    if (frozen_ > 0) {
+      FreezeChange start;
+      start.frozen_after = frozen_;
+      EmitFreeze(0, 1, start);
+    }
     UpdateCacheDepth();
     int64_t decision_interval = 0;
-    if (policy_) {
-      const int evaluations = context_.spec().freeze_policy().autofreeze().evaluations_per_epoch();
-      decision_interval = std::max<int64_t>(1, steps_per_epoch / evaluations);
-      ResetGradientSums();
+    if (freeze_->decides()) {
+      const int decisions = context_.spec().freeze_policy().autofreeze().evaluations_per_epoch();
+      decision_interval = std::max<int64_t>(1, steps_per_epoch / decisions);
     }
+    const std::vector<int64_t> eval_steps =
+        EvaluationSteps(steps_per_epoch, std::max(1, hp.evaluations_per_epoch()));
 
     int64_t step = 0;
-    double train_seconds = 0;
+    double train_seconds = 0;  // training only, evaluations left out
     for (int epoch = 1; epoch <= hp.epochs(); ++epoch) {
       SetTrainMode();
       const std::vector<int64_t> order = EpochOrder(n, hp.seed(), epoch);
       if (cache_) cache_->StartEpoch(order, batch_size);
-      const auto epoch_start = Clock::now();
+      double epoch_seconds = 0;
+      auto train_start = Clock::now();  // restarts after each evaluation
+      auto seconds_so_far = [&] {
+        return epoch_seconds + std::chrono::duration<double>(Clock::now() - train_start).count();
+      };
       double loss_sum = 0;
       int64_t samples = 0;
+      size_t next_eval = 0;
       for (int64_t b = 0; b < steps_per_epoch; ++b) {
         if (context_.StopRequested()) return absl::CancelledError("stopped on request");
         const int64_t start = b * batch_size;
@@ -562,22 +400,22 @@ class Run {
           cache_before = cache_->epoch_stats();
           cached = cache_->Take(b);
         }
-        SetAutocast(autocast_);
-        torch::Tensor logits = Forward(batch, order.data() + start, count, cached);
-        SetAutocast(false);
+        torch::Tensor logits;
+        {
+          AutocastGuard autocast(autocast_);
+          logits = Forward(batch, order.data() + start, count, cached);
+        }
         torch::Tensor loss =
             torch::nn::functional::cross_entropy(logits.to(torch::kFloat), batch.labels);
-        optimizer.zero_grad();
+        optimizer.ZeroGrad();
         loss.backward();
-        if (policy_) AccumulateGradients();  // raw, before clipping
-        torch::nn::utils::clip_grad_norm_(trainable, 1.0);
-        const double lr = hp.learning_rate() * LrFactor(step, warmup, total_steps);
-        for (auto& group : optimizer.param_groups()) {
-          static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-        }
-        optimizer.step();
+        freeze_->Accumulate();  // raw, before clipping
+        optimizer.set_lr(hp.learning_rate() * LrFactor(step, warmup, total_steps));
+        optimizer.Step(FusedAdamW::ClipScale(optimizer.GradNorm(), 1.0));
         ++step;
-        if (policy_ && step % decision_interval == 0) Decide(step, epoch, optimizer, &trainable);
+        if (decision_interval > 0 && step % decision_interval == 0) {
+          ApplyFreezeChange(step, epoch, freeze_->Decide(optimizer));
+        }
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
           return absl::FailedPreconditionError(
@@ -587,7 +425,7 @@ class Run {
         loss_sum += loss_value * count;
         samples += static_cast<int64_t>(count);
 
-        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        const double elapsed = seconds_so_far();
         v1::Progress progress;
         progress.set_step(step);
         progress.set_total_steps(total_steps);
@@ -600,9 +438,20 @@ class Run {
         context_.ReportProgress(progress);
         RecordStep(progress, Clock::now() - step_start, static_cast<int64_t>(count),
                    frozen_at_start, cached, cache_before);
+
+        // Validation inside the epoch; the one at its end follows the
+        // epoch's report below.
+        if (has_validation_ && next_eval < eval_steps.size() && b + 1 == eval_steps[next_eval]) {
+          ++next_eval;
+          if (b + 1 < steps_per_epoch) {
+            epoch_seconds = seconds_so_far();
+            if (context_.StopRequested()) return absl::CancelledError("stopped on request");
+            Validate(epoch, step, train_seconds + epoch_seconds, static_cast<int>(batch_size));
+            train_start = Clock::now();
+          }
+        }
       }
-      const double epoch_seconds =
-          std::chrono::duration<double>(Clock::now() - epoch_start).count();
+      epoch_seconds = seconds_so_far();
       train_seconds += epoch_seconds;
       train_loss_ = loss_sum / std::max<int64_t>(1, samples);
       samples_trained_ += samples;
@@ -617,17 +466,7 @@ class Run {
       }
       if (has_validation_) {
         if (context_.StopRequested()) return absl::CancelledError("stopped on request");
-        SetAutocast(autocast_);
-        EvalResult eval = Evaluate(model_, valid_, static_cast<int>(batch_size), pad_id_, device_);
-        SetAutocast(false);
-        v1::JobEvent event;
-        v1::Evaluation* e = event.mutable_evaluation();
-        e->set_epoch(epoch);
-        e->set_loss(eval.loss);
-        e->set_accuracy(eval.accuracy);
-        e->set_macro_f1(eval.macro_f1);
-        last_eval_ = *e;
-        context_.Emit(std::move(event));
+        Validate(epoch, step, train_seconds, static_cast<int>(batch_size));
       }
     }
     train_seconds_ = train_seconds;
@@ -654,6 +493,8 @@ class Run {
       m["validation_loss"] = last_eval_.loss();
       m["validation_accuracy"] = last_eval_.accuracy();
       m["validation_macro_f1"] = last_eval_.macro_f1();
+      m["best_validation_accuracy"] = best_eval_.accuracy();
+      m["best_validation_step"] = static_cast<double>(best_eval_.step());
     }
     const std::string metrics_path = (fs::path(context_.output_dir()) / "metrics.json").string();
     {
@@ -680,15 +521,11 @@ class Run {
   torch::Device device_{torch::kCPU};
   BertConfig config_;
   LabelSet labels_;
-  Encoded train_, valid_;
+  EncodedData train_, valid_;
   bool has_validation_ = false;
   int32_t pad_id_ = 0;
-  int frozen_ = 0;
-  std::optional<AutoFreezePolicy> policy_;
-  // Each encoder layer's parameters, and (AutoFreeze) their summed gradients.
-  std::vector<std::vector<torch::Tensor>> layer_params_;
-  std::vector<std::vector<torch::Tensor>> gradient_sums_;
-  int64_t total_parameters_ = 0;
+  int frozen_ = 0;  // the controller's depth, as the loop last applied it
+  std::optional<FreezeController> freeze_;
   // The fraction of parameters that train, and the depth it was computed at.
   double trained_fraction_ = 1;
   int trained_fraction_depth_ = 0;
@@ -696,7 +533,8 @@ class Run {
   BertClassifier model_{nullptr};
   double train_loss_ = 0, train_seconds_ = 0;
   int64_t samples_trained_ = 0;
-  v1::Evaluation last_eval_;
+  v1::Evaluation last_eval_, best_eval_;
+  std::vector<v1::Evaluation> evaluations_;
 };
 
 }  // namespace
@@ -726,10 +564,10 @@ absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,
     ASSIGN_OR_RETURN(TextDataset data, ReadTextDataset(dataset));
     LabelSet labels = LabelSet::FromLabels(config.labels, config.labels);
     ASSIGN_OR_RETURN(std::vector<int64_t> ids, labels.Encode(data));
-    Encoded encoded = Encode(tokenizer, data, std::move(ids), max_seq_length);
+    EncodedData encoded = Encode(tokenizer, data, std::move(ids), max_seq_length);
     BertClassifier model(config, static_cast<int64_t>(config.labels.size()));
     RETURN_IF_ERROR(LoadWeights(model_dir, config, model).status());
-    EvalResult r = Evaluate(model, encoded, batch_size, tokenizer.pad_id(), torch::kCPU);
+    EvalResult r = Evaluate(*model, encoded, batch_size, tokenizer.pad_id(), torch::kCPU);
     v1::Evaluation e;
     e.set_loss(r.loss);
     e.set_accuracy(r.accuracy);

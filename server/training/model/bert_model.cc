@@ -4,9 +4,16 @@
 #include <limits>
 #include <set>
 
+#include "server/training/model/fast_dropout.h"
+
 namespace ftd::training {
 
 namespace nn = torch::nn;
+
+torch::Tensor DropoutImpl::forward(const torch::Tensor& x) {
+  if (fast) return FastDropout(x, p, is_training());
+  return torch::dropout(x, p, is_training());
+}
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   word_embeddings = register_module(
@@ -18,7 +25,7 @@ BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
       register_module("token_type_embeddings", nn::Embedding(c.type_vocab_size, c.hidden_size));
   LayerNorm = register_module(
       "LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
-  dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
+  dropout = register_module("dropout", Dropout(c.hidden_dropout_prob));
 }
 
 torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids) {
@@ -35,28 +42,59 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c)
   query = register_module("query", nn::Linear(c.hidden_size, c.hidden_size));
   key = register_module("key", nn::Linear(c.hidden_size, c.hidden_size));
   value = register_module("value", nn::Linear(c.hidden_size, c.hidden_size));
-  dropout = register_module("dropout", nn::Dropout(c.attention_probs_dropout_prob));
+  dropout = register_module("dropout", Dropout(c.attention_probs_dropout_prob));
+}
+
+torch::Tensor BertSelfAttentionImpl::Attend(const torch::Tensor& q, const torch::Tensor& k,
+                                            const torch::Tensor& v, const torch::Tensor& mask_bias,
+                                            int64_t batch, int64_t queries) {
+  const int64_t seq = k.size(1);
+  auto split = [&](const torch::Tensor& x, int64_t len) {
+    return x.view({batch, len, heads, head_size}).transpose(1, 2);
+  };
+  auto scores = torch::matmul(split(q, queries), split(k, seq).transpose(-1, -2)) /
+                std::sqrt(static_cast<double>(head_size));
+  auto probs = dropout(torch::softmax(scores + mask_bias, -1));
+  return torch::matmul(probs, split(v, seq))
+      .transpose(1, 2)
+      .reshape({batch, queries, heads * head_size});
 }
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden,
                                              const torch::Tensor& mask_bias) {
   const int64_t batch = hidden.size(0), seq = hidden.size(1);
-  auto split = [&](const torch::Tensor& x) {
-    return x.view({batch, seq, heads, head_size}).transpose(1, 2);
-  };
-  auto q = split(query(hidden));
-  auto k = split(key(hidden));
-  auto v = split(value(hidden));
-  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
-  auto probs = dropout(torch::softmax(scores + mask_bias, -1));
-  return torch::matmul(probs, v).transpose(1, 2).reshape({batch, seq, heads * head_size});
+  if (fused_qkv) {
+    auto weight = torch::cat({query->weight, key->weight, value->weight}, 0);
+    auto bias = torch::cat({query->bias, key->bias, value->bias}, 0);
+    auto qkv = torch::nn::functional::linear(hidden, weight, bias).chunk(3, -1);
+    return Attend(qkv[0].contiguous(), qkv[1].contiguous(), qkv[2].contiguous(), mask_bias, batch,
+                  seq);
+  }
+  return Attend(query(hidden), key(hidden), value(hidden), mask_bias, batch, seq);
+}
+
+torch::Tensor BertSelfAttentionImpl::forward_first_token(const torch::Tensor& hidden,
+                                                         const torch::Tensor& mask_bias) {
+  const int64_t batch = hidden.size(0);
+  torch::Tensor k, v;
+  if (fused_qkv) {
+    auto weight = torch::cat({key->weight, value->weight}, 0);
+    auto bias = torch::cat({key->bias, value->bias}, 0);
+    auto kv = torch::nn::functional::linear(hidden, weight, bias).chunk(2, -1);
+    k = kv[0].contiguous();
+    v = kv[1].contiguous();
+  } else {
+    k = key(hidden);
+    v = value(hidden);
+  }
+  return Attend(query(hidden.narrow(1, 0, 1)), k, v, mask_bias, batch, 1);
 }
 
 BertResidualOutputImpl::BertResidualOutputImpl(const BertConfig& c, int64_t in_features) {
   dense = register_module("dense", nn::Linear(in_features, c.hidden_size));
   LayerNorm = register_module(
       "LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
-  dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
+  dropout = register_module("dropout", Dropout(c.hidden_dropout_prob));
 }
 
 torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x,
@@ -72,6 +110,11 @@ BertAttentionImpl::BertAttentionImpl(const BertConfig& c) {
 torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden,
                                          const torch::Tensor& mask_bias) {
   return output(self(hidden, mask_bias), hidden);
+}
+
+torch::Tensor BertAttentionImpl::forward_first_token(const torch::Tensor& hidden,
+                                                     const torch::Tensor& mask_bias) {
+  return output(self->forward_first_token(hidden, mask_bias), hidden.narrow(1, 0, 1));
 }
 
 BertIntermediateImpl::BertIntermediateImpl(const BertConfig& c) : activation(c.hidden_act) {
@@ -93,6 +136,12 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c) {
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias) {
   auto attended = attention(hidden, mask_bias);
+  return output(intermediate(attended), attended);
+}
+
+torch::Tensor BertLayerImpl::forward_first_token(const torch::Tensor& hidden,
+                                                 const torch::Tensor& mask_bias) {
+  auto attended = attention->forward_first_token(hidden, mask_bias);
   return output(intermediate(attended), attended);
 }
 
@@ -118,7 +167,7 @@ BertModelImpl::BertModelImpl(const BertConfig& c) {
 BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_labels)
     : num_layers_(c.num_hidden_layers) {
   bert = register_module("bert", BertModel(c));
-  dropout = register_module("dropout", nn::Dropout(c.classifier_dropout));
+  dropout = register_module("dropout", Dropout(c.classifier_dropout));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_labels));
 }
 
@@ -143,10 +192,27 @@ torch::Tensor BertClassifierImpl::Head(const torch::Tensor& hidden) {
   return classifier(dropout(bert->pooler(hidden)));
 }
 
+torch::Tensor BertClassifierImpl::Classify(torch::Tensor hidden, const torch::Tensor& mask_bias,
+                                           int from) {
+  if (!compute_.first_token_last_layer || from >= num_layers_) {
+    return Head(RunLayers(std::move(hidden), mask_bias, from, num_layers_));
+  }
+  hidden = RunLayers(std::move(hidden), mask_bias, from, num_layers_ - 1);
+  return Head(layer(num_layers_ - 1).forward_first_token(hidden, mask_bias));
+}
+
 torch::Tensor BertClassifierImpl::forward(const torch::Tensor& input_ids,
                                           const torch::Tensor& attention_mask) {
   auto bias = MaskBias(attention_mask, torch::kFloat).to(input_ids.device());
-  return Head(RunLayers(Embed(input_ids), bias, 0, num_layers_));
+  return Classify(Embed(input_ids), bias, 0);
+}
+
+void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
+  compute_ = options;
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* d = module->as<DropoutImpl>()) d->fast = options.fast_dropout;
+    if (auto* a = module->as<BertSelfAttentionImpl>()) a->fused_qkv = options.fused_qkv;
+  }
 }
 
 void InitializeParameters(BertClassifier& model, const BertConfig& config,

@@ -16,6 +16,30 @@
 
 namespace ftd::training {
 
+// How the model computes; every choice gives the same function (up to
+// float rounding and the dropout masks' random stream). The defaults are the
+// fastest measured (docs/performance.md, "Engine kernels"); the others are
+// kept for benchmarks to compare against.
+struct ComputeOptions {
+  // Dropout masks from fast_dropout.h instead of torch::dropout.
+  bool fast_dropout = true;
+  // One matrix product for query, key and value.
+  bool fused_qkv = true;
+  // The last encoder layer computes only the first token ([CLS]), the one
+  // the pooler reads: its attention output and feed-forward for the other
+  // tokens are never used.
+  bool first_token_last_layer = true;
+};
+
+// A dropout layer without parameters, in the module's train/eval mode.
+struct DropoutImpl : torch::nn::Module {
+  explicit DropoutImpl(double p) : p(p) {}
+  torch::Tensor forward(const torch::Tensor& x);
+  double p;
+  bool fast = true;
+};
+TORCH_MODULE(Dropout);
+
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& input_ids);
@@ -23,7 +47,7 @@ struct BertEmbeddingsImpl : torch::nn::Module {
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr},
       token_type_embeddings{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(BertEmbeddings);
 
@@ -32,11 +56,18 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   // `mask_bias`: [batch, 1, 1, seq], 0 where attended, a large negative
   // number at padding.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  // The same for the first token's query only: [batch, 1, hidden].
+  torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
   int64_t heads;
   int64_t head_size;
+  bool fused_qkv = true;
+
+ private:
+  torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& mask_bias, int64_t batch, int64_t queries);
 };
 TORCH_MODULE(BertSelfAttention);
 
@@ -47,13 +78,14 @@ struct BertResidualOutputImpl : torch::nn::Module {
 
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(BertResidualOutput);
 
 struct BertAttentionImpl : torch::nn::Module {
   explicit BertAttentionImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
 
   BertSelfAttention self{nullptr};
   BertResidualOutput output{nullptr};
@@ -72,6 +104,8 @@ TORCH_MODULE(BertIntermediate);
 struct BertLayerImpl : torch::nn::Module {
   explicit BertLayerImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  // The layer's output at the first token only: [batch, 1, hidden].
+  torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};
@@ -113,20 +147,29 @@ class BertClassifierImpl : public torch::nn::Module {
   torch::Tensor Embed(const torch::Tensor& input_ids);
   // Encoder layers [from, to) on `hidden` (the input of layer `from`).
   torch::Tensor RunLayers(torch::Tensor hidden, const torch::Tensor& mask_bias, int from, int to);
-  // Pooler and classifier on the last layer's output.
+  // Pooler and classifier on the last layer's output (all tokens, or the
+  // first token only).
   torch::Tensor Head(const torch::Tensor& hidden);
+  // Encoder layers [from, L) on `hidden` (the input of layer `from`), then
+  // the head: logits [batch, labels]. The last layer computes only the
+  // first token when the compute options say so.
+  torch::Tensor Classify(torch::Tensor hidden, const torch::Tensor& mask_bias, int from);
   // The whole model: logits [batch, labels].
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+
+  const ComputeOptions& compute_options() const { return compute_; }
+  void SetComputeOptions(const ComputeOptions& options);
 
   // The encoder layer `i` (0-based).
   BertLayerImpl& layer(int i) { return *bert->encoder->layer[i]->as<BertLayerImpl>(); }
 
   BertModel bert{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
 
  private:
   int num_layers_;
+  ComputeOptions compute_;
 };
 TORCH_MODULE(BertClassifier);
 

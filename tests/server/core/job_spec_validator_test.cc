@@ -64,6 +64,7 @@ TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
   EXPECT_DOUBLE_EQ(hp.weight_decay(), 0.01);
   EXPECT_EQ(hp.max_seq_length(), 128);
   EXPECT_TRUE(hp.has_seed());
+  EXPECT_EQ(hp.evaluations_per_epoch(), 1);
   EXPECT_EQ(spec.task(), v1::SEQUENCE_CLASSIFICATION);
   EXPECT_TRUE(spec.freeze_policy().has_none());
   EXPECT_EQ(spec.train_dataset().format(), v1::CSV);
@@ -162,6 +163,10 @@ TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {
                 "hyperparameters.warmup_ratio", "between 0 and 1");
   ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_weight_decay(-0.1); },
                 "hyperparameters.weight_decay", ">= 0");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_evaluations_per_epoch(0); },
+                "hyperparameters.evaluations_per_epoch", "got 0");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_evaluations_per_epoch(1001); },
+                "hyperparameters.evaluations_per_epoch", "between 1 and 1000");
   ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_max_seq_length(129); },
                 "hyperparameters.max_seq_length", "max_position_embeddings (128)");
   ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_max_seq_length(1); },

@@ -57,6 +57,42 @@ TEST(BertModelTest, MatchesTransformersLayerByLayer) {
   RecordProperty("max_abs_error", std::to_string(worst));
 }
 
+// Every compute option computes the same function: the fused q/k/v product
+// and the first-token-only last layer give the logits of the plain model
+// (eval mode, on a padded batch), and its gradients.
+TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 5);
+  ASSERT_OK(LoadWeights(kModel, config, model).status());
+  model->eval();
+  torch::manual_seed(3);
+  torch::Tensor ids = torch::randint(5, config.vocab_size, {6, 19}, torch::kLong);
+  torch::Tensor mask = torch::ones({6, 19}, torch::kLong);
+  mask.narrow(0, 0, 3).narrow(1, 11, 8).zero_();
+  auto run = [&](const ComputeOptions& options) {
+    model->SetComputeOptions(options);
+    model->zero_grad();
+    torch::Tensor logits = model->forward(ids, mask);
+    logits.pow(2).sum().backward();
+    return std::pair{logits.detach(), model->bert->encoder->layer[0]
+                                          ->as<BertLayerImpl>()
+                                          ->attention->self->query->weight.grad()
+                                          .clone()};
+  };
+  ComputeOptions plain;
+  plain.fast_dropout = plain.fused_qkv = plain.first_token_last_layer = false;
+  auto [logits, grad] = run(plain);
+  for (int variant = 0; variant < 3; ++variant) {
+    ComputeOptions o = plain;
+    o.fused_qkv = variant != 1;
+    o.first_token_last_layer = variant != 0;
+    auto [l, g] = run(o);
+    EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5) << variant;
+    EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>())
+        << variant;
+  }
+}
+
 TEST(BertModelTest, MatchesTransformersOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));

@@ -130,6 +130,37 @@ TEST_F(BertTrainerTest, LearnsWritesAHuggingFaceFolderAndItsOutputEvaluatesTheSa
   EXPECT_GT(second.evaluations().back().accuracy(), 0.9);
 }
 
+// Validation several times an epoch: at evenly spaced steps, the last at the
+// epoch's end, each with its step and the training time until then; the
+// result names the best one.
+TEST_F(BertTrainerTest, EvaluatesSeveralTimesAnEpochAndReportsTheBest) {
+  spec_.mutable_hyperparameters()->set_epochs(2);
+  spec_.mutable_hyperparameters()->set_evaluations_per_epoch(3);
+  FakeContext context(spec_, dir_.Sub("out"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+  const auto evals = context.evaluations();
+  ASSERT_EQ(evals.size(), 6u);
+  // 16 steps an epoch: after steps 5, 10, 16 of each.
+  const std::vector<int64_t> steps = {5, 10, 16, 21, 26, 32};
+  double best = 0, previous_seconds = 0;
+  int64_t best_step = 0;
+  for (size_t i = 0; i < evals.size(); ++i) {
+    EXPECT_EQ(evals[i].step(), steps[i]) << i;
+    EXPECT_EQ(evals[i].epoch(), i < 3 ? 1 : 2) << i;
+    EXPECT_GT(evals[i].train_seconds(), previous_seconds) << i;
+    previous_seconds = evals[i].train_seconds();
+    if (evals[i].accuracy() > best) {
+      best = evals[i].accuracy();
+      best_step = evals[i].step();
+    }
+  }
+  EXPECT_DOUBLE_EQ(result.metrics().at("best_validation_accuracy"), best);
+  EXPECT_DOUBLE_EQ(result.metrics().at("best_validation_step"), static_cast<double>(best_step));
+  EXPECT_DOUBLE_EQ(result.metrics().at("validation_accuracy"), evals.back().accuracy());
+  // Evaluations are not training time.
+  EXPECT_NEAR(result.metrics().at("train_seconds"), evals.back().train_seconds(), 1e-9);
+}
+
 TEST_F(BertTrainerTest, StaticFreezingLeavesTheFrontLayersUntouched) {
   // Give the checkpoint real weights first, so there is something to keep.
   v1::JobSpec one_epoch = spec_;
@@ -293,8 +324,7 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     ASSERT_EQ(epochs.size(), 8u) << device;
     EXPECT_EQ(epochs[0].misses(), 256) << device;
     EXPECT_EQ(epochs[1].hits(), 256) << device;
-    EXPECT_NEAR(first.evaluations().back().accuracy(), plain.evaluations().back().accuracy(),
-                0.03)
+    EXPECT_NEAR(first.evaluations().back().accuracy(), plain.evaluations().back().accuracy(), 0.03)
         << device;
 
     FakeContext second(spec, dir_.Sub(device + "-second"), device);
@@ -319,9 +349,9 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     // The next device starts from an empty cache.
     std::vector<storage::SegmentKey> keys;
     for (const v1::CacheSegment& s : store->Segments()) {
-      ASSERT_OK_AND_ASSIGN(storage::SegmentKey key, storage::SegmentKey::FromHex(
-                                                        s.namespace_(), s.dataset_fingerprint(),
-                                                        s.layer()));
+      ASSERT_OK_AND_ASSIGN(
+          storage::SegmentKey key,
+          storage::SegmentKey::FromHex(s.namespace_(), s.dataset_fingerprint(), s.layer()));
       keys.push_back(key);
     }
     std::vector<v1::CacheSegment> cleared, kept;

@@ -1,0 +1,109 @@
+#include "server/training/engine/freeze_controller.h"
+
+#include <unordered_set>
+
+namespace ftd::training {
+
+FreezeController::FreezeController(BertClassifierImpl& model,
+                                   std::optional<AutoFreezePolicy> policy, int initially_frozen)
+    : model_(model),
+      policy_(std::move(policy)),
+      num_layers_(model.num_layers()),
+      frozen_(initially_frozen) {
+  layer_params_.resize(num_layers_);
+  for (auto& item : model_.named_parameters()) {
+    total_parameters_ += item.value().numel();
+    const int layer = LayerIndex(item.key());
+    if (layer < num_layers_) layer_params_[layer].push_back(item.value());
+  }
+  if (policy_) ResetSums();
+}
+
+int FreezeController::LayerIndex(const std::string& name) {
+  static const std::string prefix = "bert.encoder.layer.";
+  if (name.rfind(prefix, 0) != 0) return 1 << 30;
+  return std::stoi(name.substr(prefix.size()));
+}
+
+std::vector<FusedAdamW::Group> FreezeController::TrainableGroups(double weight_decay) {
+  FusedAdamW::Group decay{{}, weight_decay}, no_decay{{}, 0.0};
+  for (auto& item : model_.named_parameters()) {
+    const std::string& name = item.key();
+    const bool frozen = frozen_ > 0 &&
+                        (name.rfind("bert.embeddings.", 0) == 0 || LayerIndex(name) < frozen_) &&
+                        name.rfind("bert.pooler", 0) != 0;
+    item.value().set_requires_grad(!frozen);
+    if (frozen) continue;
+    const bool no_wd = name.find("LayerNorm") != std::string::npos ||
+                       name.compare(name.size() - 4, 4, "bias") == 0;
+    (no_wd ? no_decay : decay).params.push_back(item.value());
+  }
+  return {std::move(decay), std::move(no_decay)};
+}
+
+void FreezeController::ResetSums() {
+  gradient_sums_.assign(num_layers_, {});
+  for (int l = frozen_; l < num_layers_; ++l) {
+    for (const torch::Tensor& p : layer_params_[l])
+      gradient_sums_[l].push_back(torch::zeros_like(p));
+  }
+}
+
+void FreezeController::Accumulate() {
+  if (!policy_) return;
+  torch::NoGradGuard no_grad;
+  for (int l = frozen_; l < num_layers_; ++l) {
+    for (size_t i = 0; i < layer_params_[l].size(); ++i) {
+      const torch::Tensor& grad = layer_params_[l][i].grad();
+      if (grad.defined()) gradient_sums_[l][i].add_(grad);
+    }
+  }
+}
+
+FreezeChange FreezeController::Decide(FusedAdamW& optimizer) {
+  FreezeChange change;
+  change.frozen_before = change.frozen_after = frozen_;
+  if (!policy_) return change;
+  std::vector<double> norms(num_layers_, 0.0);
+  for (int l = frozen_; l < num_layers_; ++l) {
+    double sum = 0;
+    for (torch::Tensor& g : gradient_sums_[l]) {
+      sum += g.abs().sum().item<double>();
+      g.zero_();
+    }
+    norms[l] = sum;
+  }
+  change.decision = policy_->Decide(norms);
+  if (change.decision->frozen_after > frozen_) Freeze(change.decision->frozen_after, optimizer);
+  change.frozen_after = frozen_;
+  return change;
+}
+
+void FreezeController::Freeze(int to, FusedAdamW& optimizer) {
+  std::vector<torch::Tensor> newly_frozen;
+  if (frozen_ == 0) {
+    for (auto& p : model_.bert->embeddings->parameters()) newly_frozen.push_back(p);
+  }
+  for (int l = frozen_; l < to; ++l) {
+    newly_frozen.insert(newly_frozen.end(), layer_params_[l].begin(), layer_params_[l].end());
+    gradient_sums_[l].clear();
+  }
+  std::unordered_set<c10::TensorImpl*> gone;
+  for (torch::Tensor& p : newly_frozen) {
+    p.set_requires_grad(false);
+    p.mutable_grad().reset();
+    gone.insert(p.unsafeGetTensorImpl());
+  }
+  optimizer.Remove(gone);
+  frozen_ = to;
+}
+
+double FreezeController::TrainableFraction() const {
+  int64_t trained = 0;
+  for (auto& item : model_.named_parameters()) {
+    if (item.value().requires_grad()) trained += item.value().numel();
+  }
+  return total_parameters_ > 0 ? static_cast<double>(trained) / total_parameters_ : 1;
+}
+
+}  // namespace ftd::training

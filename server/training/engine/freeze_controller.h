@@ -1,0 +1,78 @@
+// FreezeController: what freezing does to a model and its optimizer, apart
+// from the training loop (as Composer's freeze_layers).
+//
+// It owns the per-layer gradient sums that AutoFreeze decides on, the
+// policy, and the optimizer surgery: a layer that freezes stops taking
+// gradients and leaves the optimizer with its state. The frozen set is
+// always the embeddings plus encoder layers 0..frozen()-1. The loop calls
+// Accumulate() after each backward pass and Decide() at each decision
+// point, and acts on the FreezeChange it gets back (train mode, cache depth,
+// events).
+//
+// Holds references to the model's parameters; not thread-safe.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/training/freeze/autofreeze_policy.h"
+#include "server/training/model/bert_model.h"
+#include "server/training/optim/fused_adamw.h"
+
+namespace ftd::training {
+
+struct FreezeChange {
+  int frozen_before = 0;
+  int frozen_after = 0;
+  // The policy's decision; absent for a static prefix.
+  std::optional<AutoFreezePolicy::Decision> decision;
+  bool changed() const { return frozen_after > frozen_before; }
+};
+
+class FreezeController {
+ public:
+  // `policy`: the AutoFreeze policy, or nullopt when nothing decides (no
+  // freezing, or the static prefix `initially_frozen`).
+  FreezeController(BertClassifierImpl& model, std::optional<AutoFreezePolicy> policy,
+                   int initially_frozen);
+
+  int frozen() const { return frozen_; }
+  int num_layers() const { return num_layers_; }
+  bool decides() const { return policy_.has_value(); }
+
+  // Marks the frozen prefix's parameters as not requiring gradients and
+  // returns the others in two AdamW groups: with `weight_decay`, and without
+  // (biases and LayerNorm weights).
+  std::vector<FusedAdamW::Group> TrainableGroups(double weight_decay);
+
+  // Adds the trainable layers' raw gradients (before clipping) to the sums.
+  void Accumulate();
+
+  // A decision point: G(l) for each trainable layer from the sums (which
+  // restart), the policy's decision, and the freezing it asks for.
+  FreezeChange Decide(FusedAdamW& optimizer);
+
+  // Parameters that train, over all parameters.
+  double TrainableFraction() const;
+
+  // The encoder layer a parameter name belongs to; a large number for none.
+  static int LayerIndex(const std::string& name);
+
+ private:
+  void Freeze(int to, FusedAdamW& optimizer);
+  void ResetSums();
+
+  BertClassifierImpl& model_;
+  std::optional<AutoFreezePolicy> policy_;
+  const int num_layers_;
+  int frozen_;
+  int64_t total_parameters_ = 0;
+  // Each encoder layer's parameters and their summed gradients.
+  std::vector<std::vector<torch::Tensor>> layer_params_;
+  std::vector<std::vector<torch::Tensor>> gradient_sums_;
+};
+
+}  // namespace ftd::training
