@@ -1,21 +1,32 @@
 #!/usr/bin/python3
 """ftd's end-to-end benchmark: the same fine-tuning job with each freezing and
-caching variant, through the real daemon, against plain PyTorch.
+caching variant and seed, through the real daemon, against plain PyTorch.
 
-Each ftd variant runs on a fresh daemon on free ports, driven through the
-gRPC API with ftctl (submit, watch the event stream, get the result), like a
-user. The PyTorch reference (bench/reference/pytorch_reference.py, Debian's
-python3-torch) runs the full fine-tuning recipe on the same data and seed.
+Each ftd run uses a fresh daemon on free ports, driven through the gRPC API
+with ftctl (submit, watch the event stream, get the result), like a user. The
+PyTorch reference (bench/reference/pytorch_reference.py, Debian's
+python3-torch) runs the full fine-tuning recipe on the same data and seed, at
+its fastest thread count (timed at its start) and with the same allocator
+settings as ftd.
 
-    /usr/bin/python3 bench/finetune_bench.py --out bench-out        # every variant
-    /usr/bin/python3 bench/finetune_bench.py --quick --out /tmp/q    # CI smoke run
-    /usr/bin/python3 bench/finetune_bench.py --variants=autofreeze,autofreeze+bf16
-    /usr/bin/python3 bench/finetune_bench.py --no-reference --freeze=autofreeze --cache=bf16
+The protocol is the AutoFreeze paper's: a fixed budget of epochs (4), five
+AutoFreeze decisions and five validations an epoch, and for each run its
+final and its best validation accuracy. Speed-ups are reported for the fixed
+budget and as time to target (full fine-tuning's best minus 0.3 points).
 
-Variants: full (no freezing), static:K, autofreeze, autofreeze+bf16 and
-autofreeze+fp32 (AutoFreeze with the activation cache), pytorch. Writes
-results.json, results.md and accuracy_vs_time.svg to --out, and prints the
-table. Ratios are against ftd's full fine-tuning in the same run.
+Every run is saved as OUT/runs/VARIANT@seedN.json when it finishes; --resume
+skips the runs already saved, and the report (results.md, results.json, PNG and
+SVG plots) is built from every saved run, so a sweep can span sessions.
+
+    /usr/bin/python3 bench/finetune_bench.py --workload=quick --seeds=0,1,2 --out docs/benchmarks/quick
+    /usr/bin/python3 bench/finetune_bench.py --workload=mini-24k --seeds=0,1,2 --out DIR --resume
+    /usr/bin/python3 bench/finetune_bench.py --smoke --out /tmp/q                  # CI smoke run
+    /usr/bin/python3 bench/finetune_bench.py --variants=full,pytorch --seeds=0     # throughput
+
+Variants: full (no freezing), static:K, autofreeze[:PERCENTILE], autofreeze+bf16
+and autofreeze+fp32 (AutoFreeze with the activation cache), pytorch. The
+headline pair (full and autofreeze+bf16) and pytorch run with every seed, the
+others with the first.
 """
 import argparse
 import csv
@@ -39,8 +50,10 @@ def head_csv(src, dst, rows):
     """The header and the first `rows` records."""
     with open(src, encoding="utf-8", newline="") as f:
         header, *records = list(csv.reader(f))
+    kept = records[:rows] if rows else records
     with open(dst, "w", encoding="utf-8", newline="") as out:
-        csv.writer(out).writerows([header, *records[:rows]])
+        csv.writer(out).writerows([header, *kept])
+    return len(kept)
 
 
 def held_out_csv(src, dst, rows, labels):
@@ -66,15 +79,44 @@ def timestamp(value):
 
 
 def parse_variant(name):
-    """(freeze policy, cache dtype or None) of an ftd variant."""
+    """(freeze policy for ftctl --freeze without the decisions, cache dtype or None) of an ftd variant."""
     freeze, _, cache = name.partition("+")
     if freeze == "full":
         freeze = "none"
     if cache not in ("", "bf16", "fp32"):
         raise SystemExit(f"--variants: unknown cache \"{cache}\" in \"{name}\" (bf16 or fp32)")
-    if not (freeze in ("none", "autofreeze") or re.fullmatch(r"static:\d+", freeze)):
+    if not (freeze == "none" or re.fullmatch(r"static:\d+", freeze) or
+            re.fullmatch(r"autofreeze(:\d+(\.\d+)?)?", freeze)):
         raise SystemExit(f"--variants: unknown variant \"{name}\"")
     return freeze, cache or None
+
+
+# Workloads: the quick one (the 6-layer model, 6,000 rows, 3 epochs) and the
+# paper-sized ones. Rows are the first N of the shared CSVs.
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+WORKLOADS = {
+    "quick": dict(model="examples/models/bert-mini-6l-256h",
+                  train="examples/datasets/wordnet-supersense-train-6k.csv",
+                  validation="examples/datasets/wordnet-supersense-validation-1500.csv",
+                  train_rows=6000, validation_rows=1500, epochs=3),
+    "mini-24k": dict(model="examples/models/bert-mini-6l-256h",
+                     train="{shared}/datasets/wordnet-supersense-train.csv",
+                     validation="{shared}/datasets/wordnet-supersense-validation.csv",
+                     train_rows=24000, validation_rows=3000, epochs=4),
+    "small-12k": dict(model="{shared}/models/bert-small-12l-256h",
+                      train="{shared}/datasets/wordnet-supersense-train.csv",
+                      validation="{shared}/datasets/wordnet-supersense-validation.csv",
+                      train_rows=12000, validation_rows=3000, epochs=4),
+    "fortunes-mini": dict(model="examples/models/bert-mini-6l-256h",
+                          train="{shared}/datasets/fortunes-category-train.csv",
+                          validation="{shared}/datasets/fortunes-category-validation.csv",
+                          train_rows=None, validation_rows=3000, epochs=4),
+}
+
+
+def workload_path(value):
+    value = value.format(shared=SHARED)
+    return value if os.path.isabs(value) else os.path.join(ROOT, value)
 
 
 class Daemon:
@@ -115,16 +157,19 @@ class Daemon:
         return usage.ru_maxrss * 1024  # KiB on Linux
 
 
-def run_ftd(args, name, train, valid):
+def run_ftd(args, name, seed, train, valid):
     freeze, cache = parse_variant(name)
+    if freeze.startswith("autofreeze"):
+        percentile = freeze.partition(":")[2] or "50"
+        freeze = f"autofreeze:{percentile}:{args.decisions_per_epoch}"
     work = tempfile.mkdtemp(prefix="ftd-bench-", dir=args.work)
     daemon = Daemon(args, work)
     try:
         submit = ["submit", f"--model={args.model}", f"--train={train}", f"--validation={valid}",
                   f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
                   f"--learning_rate={args.lr}", f"--max_seq_length={args.max_length}",
-                  f"--seed={args.seed}", f"--freeze={freeze}", "--device=cpu", f"--name={name}",
-                  "--json"]
+                  f"--seed={seed}", f"--freeze={freeze}", "--device=cpu", f"--name={name}",
+                  f"--evaluations_per_epoch={args.evaluations_per_epoch}", "--json"]
         if cache:
             submit += ["--cache=true", f"--cache_dtype={cache}"]
         start = time.time()
@@ -140,56 +185,60 @@ def run_ftd(args, name, train, valid):
                          f"{open(daemon.log_path).read()[-3000:]}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return summarize_ftd(name, job, events, wall, peak_rss)
+    return summarize_ftd(name, seed, job, events, wall, peak_rss)
 
 
-def summarize_ftd(name, job, events, wall, peak_rss):
-    started = None
+def summarize_ftd(name, seed, job, events, wall, peak_rss):
     epochs = {}
-    freezes = []
+    evaluations, decisions = [], []
+    steps_per_epoch = None
     for e in events:
-        t = timestamp(e["time"]) if "time" in e else None
-        change = e.get("state_change", {})
-        if change.get("to") == "RUNNING":
-            started = t
         msg = e.get("log", {}).get("message", "")
         m = re.match(r"epoch (\d+): ([\d.]+) s, ([\d.]+) samples/s, training loss ([\d.]+)", msg)
         if m:
             epochs.setdefault(int(m.group(1)), {}).update(
                 seconds=float(m.group(2)), samples_per_second=float(m.group(3)),
                 train_loss=float(m.group(4)))
+        if "progress" in e and e["progress"].get("total_epochs"):
+            p = e["progress"]
+            steps_per_epoch = int(p["total_steps"]) // int(p["total_epochs"])
         if "evaluation" in e:
             ev = e["evaluation"]
-            epochs.setdefault(ev["epoch"], {}).update(
-                validation_accuracy=ev.get("accuracy", 0.0), validation_loss=ev.get("loss", 0.0),
-                macro_f1=ev.get("macro_f1", 0.0), elapsed=t - started if started else None)
+            evaluations.append({"epoch": ev["epoch"], "step": int(ev.get("step", 0)),
+                                "train_seconds": float(ev.get("train_seconds", 0.0)),
+                                "accuracy": ev.get("accuracy", 0.0), "loss": ev.get("loss", 0.0),
+                                "macro_f1": ev.get("macro_f1", 0.0)})
         if "freeze_decision" in e:
             f = e["freeze_decision"]
-            if f.get("frozen_after", 0) > f.get("frozen_before", 0):
-                freezes.append({"step": int(f.get("step", 0)), "epoch": f.get("epoch", 1),
-                                "frozen_before": f.get("frozen_before", 0),
-                                "frozen_after": f["frozen_after"],
-                                "total_layers": f.get("total_layers", 0),
-                                "trained_fraction": f.get("trainable_parameter_fraction", 1.0),
-                                "elapsed": t - started if started else None})
+            decisions.append({"step": int(f.get("step", 0)), "epoch": f.get("epoch", 1),
+                              "frozen_before": f.get("frozen_before", 0), "frozen_after": f.get("frozen_after", 0),
+                              "total_layers": f.get("total_layers", 0), "baseline": f.get("baseline", False),
+                              "threshold": f.get("threshold", 0.0),
+                              "layer_change_rates": f.get("layer_change_rates", []),
+                              "trained_fraction": f.get("trainable_parameter_fraction", 1.0)})
         if "cache" in e and e["cache"].get("epoch", {}).get("epoch"):
             c = e["cache"]["epoch"]
             epochs.setdefault(c["epoch"], {})["cache"] = {
                 k: float(c.get(k, 0)) for k in ("examples", "hits", "partial_hits", "misses", "corrupt",
                                                 "bytes_written", "bytes_read", "read_wait_seconds")}
-    result = job.get("result", {})
-    metrics = result.get("metrics", {})
+    if steps_per_epoch:
+        for ev in evaluations:
+            ev["epoch_end"] = ev["step"] % steps_per_epoch == 0
+    metrics = job.get("result", {}).get("metrics", {})
     cache = job.get("cache", {})
     segments = cache.get("segments", [])
     return {
-        "variant": name,
-        "engine": "ftd",
-        "job_id": job["id"],
+        "variant": name, "seed": seed, "engine": "ftd", "job_id": job["id"],
         "wall_seconds": wall,
-        "train_seconds": float(metrics.get("train_seconds", sum(e.get("seconds", 0) for e in epochs.values()))),
+        "train_seconds": float(metrics.get("train_seconds", 0.0)),
         "epochs": [dict(epoch=k, **epochs[k]) for k in sorted(epochs)],
+        "evaluations": evaluations,
         "final_accuracy": float(metrics.get("validation_accuracy", 0.0)),
-        "freezes": freezes,
+        "best_accuracy": max((e["accuracy"] for e in evaluations), default=0.0),
+        "decisions": decisions,
+        "freezes": [d for d in decisions if d["frozen_after"] > d["frozen_before"]],
+        "seconds_by_depth": {k[len("train_seconds_frozen_"):]: v for k, v in metrics.items()
+                             if k.startswith("train_seconds_frozen_")},
         "cache": None if not job.get("spec", {}).get("activation_cache", {}).get("enabled") else {
             "dtype": cache.get("dtype", ""),
             "bytes": sum(int(s.get("bytes", 0)) for s in segments),
@@ -200,115 +249,154 @@ def summarize_ftd(name, job, events, wall, peak_rss):
     }
 
 
-def run_pytorch(args, train, valid):
+def run_pytorch(args, seed, train, valid):
     out = os.path.join(args.work, "pytorch.json")
     start = time.time()
+    env = dict(os.environ)
+    if not args.reference_glibc_memory:
+        # What ftd does with mallopt (server/training/engine/cpu_allocator.h).
+        env.update(MALLOC_MMAP_THRESHOLD_=str(32 << 20), MALLOC_TRIM_THRESHOLD_=str(1 << 30), MALLOC_ARENA_MAX="1")
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "bench/reference/pytorch_reference.py"),
          f"--model={args.model}", f"--train={train}", f"--validation={valid}",
          f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--lr={args.lr}",
-         f"--max-length={args.max_length}", f"--seed={args.seed}", f"--threads={args.cpu_threads}",
-         f"--json={out}"])
+         f"--max-length={args.max_length}", f"--seed={seed}", f"--threads={args.reference_threads}",
+         f"--evaluations-per-epoch={args.evaluations_per_epoch}", f"--json={out}"], env=env)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("the PyTorch reference failed")
     wall = time.time() - start
     ref = json.load(open(out))
-    elapsed = 0.0
-    epochs = []
-    for e in ref["epochs"]:
-        elapsed += e["seconds"] + e.get("eval_seconds", 0.0)
-        epochs.append(dict(e, elapsed=elapsed))
-    return {"variant": "pytorch", "engine": "pytorch", "wall_seconds": wall,
-            "train_seconds": sum(e["seconds"] for e in epochs), "epochs": epochs,
-            "final_accuracy": epochs[-1]["validation_accuracy"], "freezes": [], "cache": None,
+    spe = None
+    evaluations = ref["evaluations"]
+    for e in evaluations:
+        e["epoch_end"] = False
+    ends = {}
+    for e in evaluations:
+        ends[e["epoch"]] = e
+    for e in ends.values():
+        e["epoch_end"] = True
+    return {"variant": "pytorch", "seed": seed, "engine": "pytorch", "wall_seconds": wall,
+            "train_seconds": sum(e["seconds"] for e in ref["epochs"]), "epochs": ref["epochs"],
+            "evaluations": evaluations, "final_accuracy": evaluations[-1]["accuracy"],
+            "best_accuracy": max(e["accuracy"] for e in evaluations), "decisions": [], "freezes": [],
+            "seconds_by_depth": {}, "cache": None, "threads": ref["threads"],
+            "calibration_ms_per_step": ref.get("calibration_ms_per_step", {}),
             "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--model", default=os.path.join(ROOT, "examples/models/bert-mini-6l-256h"))
-    ap.add_argument("--train", default=os.path.join(ROOT, "examples/datasets/wordnet-supersense-train-6k.csv"))
-    ap.add_argument("--validation",
-                    default=os.path.join(ROOT, "examples/datasets/wordnet-supersense-validation-1500.csv"))
-    ap.add_argument("--train-rows", type=int, default=6000)
-    ap.add_argument("--validation-rows", type=int, default=1500)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--workload", default="quick", choices=sorted(WORKLOADS),
+                    help="model, data and epochs (flags below override them)")
+    ap.add_argument("--model")
+    ap.add_argument("--train")
+    ap.add_argument("--validation")
+    ap.add_argument("--train-rows", type=int)
+    ap.add_argument("--validation-rows", type=int)
+    ap.add_argument("--epochs", type=int)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-length", type=int, default=48)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--evaluations-per-epoch", type=int, default=5, help="validations an epoch (paper: 5)")
+    ap.add_argument("--decisions-per-epoch", type=int, default=5, help="AutoFreeze decision points an epoch")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds for the headline pair and pytorch")
     ap.add_argument("--variants", default="",
-                    help="comma-separated: full, static:K, autofreeze, autofreeze+bf16, autofreeze+fp32, "
-                         "pytorch (default: all, static:K with K = 2/3 of the layers)")
-    ap.add_argument("--freeze", help="one ftd variant's freezing (with --cache): none, static:K, autofreeze")
-    ap.add_argument("--cache", choices=["none", "bf16", "fp32"], help="with --freeze: the activation cache")
+                    help="comma-separated: full, static:K, autofreeze[:P], autofreeze+bf16, autofreeze+fp32, "
+                         "pytorch (default: full, autofreeze+bf16, pytorch, autofreeze, static:K with "
+                         "K = 2/3 of the layers)")
+    ap.add_argument("--headline", default="full,autofreeze+bf16,pytorch",
+                    help="the variants that run with every seed; the others run with the first")
     ap.add_argument("--no-reference", action="store_true", help="leave out the PyTorch reference")
-    ap.add_argument("--cpu-threads", type=int, default=1, help="ftd --cpu_threads and PyTorch's threads")
+    ap.add_argument("--cpu-threads", type=int, default=1, help="ftd --cpu_threads")
+    ap.add_argument("--reference-threads", default="auto", help="PyTorch's threads, or auto (the fastest)")
+    ap.add_argument("--reference-glibc-memory", action="store_true",
+                    help="run PyTorch with glibc's default allocator settings instead of ftd's")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon (repeatable)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 256 rows, 2 epochs, max length 32; checks the report, not timings")
-    ap.add_argument("--out", help="folder for results.json, results.md and accuracy_vs_time.svg")
+    ap.add_argument("--smoke", "--quick-smoke", action="store_true",
+                    help="smoke run: 256 rows, 2 epochs, max length 32, 2 seeds; checks the report, not timings")
+    ap.add_argument("--out", required=True, help="folder for runs/, results.json, results.md and the plots")
+    ap.add_argument("--resume", action="store_true", help="skip the runs already saved in OUT/runs/")
     ap.add_argument("--title", default="", help="a title for the report")
     ap.add_argument("--keep", action="store_true", help="keep the daemons' data folders")
     args = ap.parse_args()
-    if args.quick:
+    w = WORKLOADS[args.workload]
+    args.model = args.model or workload_path(w["model"])
+    args.train = args.train or workload_path(w["train"])
+    args.validation = args.validation or workload_path(w["validation"])
+    args.train_rows = args.train_rows or w["train_rows"]
+    args.validation_rows = args.validation_rows or w["validation_rows"]
+    args.epochs = args.epochs or w["epochs"]
+    if args.smoke:
         args.train_rows, args.validation_rows, args.epochs, args.max_length = 256, 64, 2, 32
+        args.evaluations_per_epoch, args.decisions_per_epoch = 2, 4
+        if args.seeds == "0":
+            args.seeds = "0,1"
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
 
     layers = json.load(open(os.path.join(args.model, "config.json")))["num_hidden_layers"]
-    if args.freeze:
-        variants = [("full" if args.freeze == "none" else args.freeze) +
-                    (f"+{args.cache}" if args.cache and args.cache != "none" else "")]
-        if not args.no_reference:
-            variants.append("pytorch")
-    elif args.variants:
+    if args.variants:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     else:
-        variants = ["full", f"static:{(2 * layers) // 3}", "autofreeze", "autofreeze+bf16", "autofreeze+fp32"]
-        if not args.no_reference:
-            variants.append("pytorch")
+        variants = ["full", "autofreeze+bf16", "pytorch", "autofreeze", f"static:{(2 * layers) // 3}"]
+    if args.no_reference:
+        variants = [v for v in variants if v != "pytorch"]
     for v in variants:
         if v != "pytorch":
             parse_variant(v)
+    headline = {v.strip() for v in args.headline.split(",")}
+    plan = [(v, seed) for seed in seeds for v in variants if v in headline or seed == seeds[0]]
 
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     args.work = tempfile.mkdtemp(prefix="ftd-bench-")
     try:
         train = os.path.join(args.work, "train.csv")
         valid = os.path.join(args.work, "validation.csv")
-        head_csv(args.train, train, args.train_rows)
+        train_rows = head_csv(args.train, train, args.train_rows)
         # Validation rows whose labels training has (a small --train-rows may miss some).
         valid_rows = held_out_csv(args.validation, valid, args.validation_rows, labels_of(train))
         workload = {
-            "model": os.path.basename(os.path.normpath(args.model)), "layers": layers,
-            "train_rows": args.train_rows, "validation_rows": valid_rows, "epochs": args.epochs,
-            "batch_size": args.batch_size, "learning_rate": args.lr, "max_length": args.max_length,
-            "seed": args.seed, "cpu_threads": args.cpu_threads, "env": args.env,
+            "name": args.workload, "model": os.path.basename(os.path.normpath(args.model)), "layers": layers,
+            "train": os.path.basename(args.train), "train_rows": train_rows, "validation_rows": valid_rows,
+            "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+            "max_length": args.max_length, "evaluations_per_epoch": args.evaluations_per_epoch,
+            "decisions_per_epoch": args.decisions_per_epoch, "seeds": seeds,
+            "cpu_threads": args.cpu_threads, "env": args.env,
             "cpu": report.cpu_model(), "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join(["/usr/bin/python3", "bench/finetune_bench.py"] + sys.argv[1:]),
         }
-        print(f"workload: {workload['model']} ({layers} layers), {args.train_rows} training rows, "
+        saved = os.path.join(args.out, "workload.json")
+        if args.resume and os.path.exists(saved):
+            previous = json.load(open(saved))
+            for key in ("model", "train_rows", "validation_rows", "epochs", "batch_size", "learning_rate",
+                        "max_length", "evaluations_per_epoch", "decisions_per_epoch"):
+                if previous.get(key) != workload[key]:
+                    raise SystemExit(f"--resume: {saved} has {key}={previous.get(key)!r}, this run "
+                                     f"{workload[key]!r}; use another --out")
+            workload["date"] = previous["date"] + " .. " + workload["date"]
+        with open(saved, "w") as f:
+            json.dump(workload, f, indent=1)
+        print(f"workload {args.workload}: {workload['model']} ({layers} layers), {train_rows} training rows, "
               f"{valid_rows} validation rows, {args.epochs} epochs, batch {args.batch_size}, "
-              f"max length {args.max_length}; variants: {', '.join(variants)}", flush=True)
-        results = []
-        for v in variants:
-            print(f"--- {v}", flush=True)
-            r = run_pytorch(args, train, valid) if v == "pytorch" else run_ftd(args, v, train, valid)
-            results.append(r)
+              f"max length {args.max_length}; runs: {', '.join(f'{v}@{s}' for v, s in plan)}", flush=True)
+        for v, seed in plan:
+            path = os.path.join(args.out, "runs", f"{v.replace(':', '_')}@seed{seed}.json")
+            if args.resume and os.path.exists(path):
+                print(f"--- {v} seed {seed}: saved already", flush=True)
+                continue
+            print(f"--- {v} seed {seed}", flush=True)
+            r = run_pytorch(args, seed, train, valid) if v == "pytorch" else run_ftd(args, v, seed, train, valid)
+            with open(path + ".tmp", "w") as f:
+                json.dump(r, f, indent=1)
+            os.replace(path + ".tmp", path)
             print(report.one_line(r), flush=True)
-        doc = report.build(workload, results)
-        problems = report.check(doc, variants, args.epochs)
-        print("\n" + report.markdown(doc, title=args.title))
-        if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            with open(os.path.join(args.out, "results.json"), "w") as f:
-                json.dump(doc, f, indent=1)
-            with open(os.path.join(args.out, "results.md"), "w") as f:
-                f.write(report.markdown(doc, title=args.title, image="accuracy_vs_time.svg"))
-            with open(os.path.join(args.out, "accuracy_vs_time.svg"), "w") as f:
-                f.write(report.svg(doc))
-            print(f"wrote {args.out}/results.json, results.md, accuracy_vs_time.svg")
+        runs = [r for r in report.load_runs(args.out)]
+        doc, text = report.write(args.out, workload, runs, title=args.title)
+        print("\n" + text)
+        problems = report.check(doc, args.epochs)
+        print(f"wrote {args.out}/results.json, results.md and the plots")
         if problems:
             raise SystemExit("the report is not well formed:\n  " + "\n  ".join(problems))
     finally:

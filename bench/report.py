@@ -1,12 +1,22 @@
-"""The benchmark's report: ratios, a check that it is well formed, a Markdown
-table and an SVG plot of validation accuracy against wall time (freeze points
-marked). Standard library only."""
-import html
+"""The benchmark's report over saved runs (one per variant and seed): means
+and spreads, both speed-up measures (fixed budget and time to target), a
+check that it is well formed, Markdown, and matplotlib plots (validation
+accuracy against training time with the freeze points marked; time by frozen
+depth).
+
+    /usr/bin/python3 bench/report.py OUT_DIR [--title TITLE]   re-renders OUT_DIR/runs/*.json
+"""
+import json
 import math
+import os
+import statistics
 
 COLORS = {"full": "#444444", "pytorch": "#999999", "autofreeze": "#1f77b4", "autofreeze+bf16": "#d62728",
           "autofreeze+fp32": "#ff7f0e"}
-OTHER_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+OTHER_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+# Time to target: the first evaluation at or above full fine-tuning's mean
+# best accuracy minus this much.
+TARGET_MARGIN = 0.003
 
 
 def cpu_model():
@@ -18,6 +28,17 @@ def cpu_model():
     except OSError:
         pass
     return "unknown"
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def spread(xs):
+    """Sample standard deviation; 0 for one value."""
+    xs = [x for x in xs if x is not None]
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
 def mean_sps(r):
@@ -36,197 +57,291 @@ def hit_rate(r):
     return served / examples if examples else None
 
 
-def build(workload, results):
-    base = next((r for r in results if r["variant"] == "full"), None)
-    ref = next((r for r in results if r["variant"] == "pytorch"), None)
-    for r in results:
-        r["ratios"] = {}
-        if base and r is not base and r["engine"] == "ftd":
-            r["ratios"]["speedup_train"] = base["train_seconds"] / r["train_seconds"]
-            r["ratios"]["speedup_wall"] = base["wall_seconds"] / r["wall_seconds"]
-            r["ratios"]["accuracy_delta_points"] = 100 * (r["final_accuracy"] - base["final_accuracy"])
-        if ref and r["variant"] == "full":
-            r["ratios"]["throughput_over_pytorch"] = mean_sps(r) / mean_sps(ref)
+def time_to(r, target):
+    """Training seconds until the run's validation accuracy first reaches `target`."""
+    for e in r["evaluations"]:
+        if e["accuracy"] >= target:
+            return e["train_seconds"]
+    return None
+
+
+def seconds_at_step(r, step):
+    """Training time at `step`, interpolated between evaluations."""
+    points = [(0, 0.0)] + [(e["step"], e["train_seconds"]) for e in r["evaluations"]]
+    for (s0, t0), (s1, t1) in zip(points, points[1:]):
+        if s0 <= step <= s1 and s1 > s0:
+            return t0 + (t1 - t0) * (step - s0) / (s1 - s0)
+    return points[-1][1]
+
+
+def variant_order(runs):
+    """full first, then the AutoFreeze variants, other policies, and pytorch last."""
+    names = {r["variant"] for r in runs}
+
+    def rank(v):
+        first = {"full": 0, "autofreeze+bf16": 1, "autofreeze+fp32": 2, "autofreeze": 3}
+        return (first.get(v, 50 if v != "pytorch" else 99), v)
+    return sorted(names, key=rank)
+
+
+def build(workload, runs):
+    """The report document: the runs and, per variant, its summary."""
+    by_variant = {}
+    for r in runs:
+        by_variant.setdefault(r["variant"], []).append(r)
         if r.get("cache") is not None:
             r["cache"]["hit_rate"] = hit_rate(r)
-            r["cache"]["hit_rate_last_epoch"] = (
-                (r["epochs"][-1]["cache"]["hits"] + r["epochs"][-1]["cache"]["partial_hits"]) /
-                r["epochs"][-1]["cache"]["examples"]
-                if r["epochs"] and r["epochs"][-1].get("cache", {}).get("examples") else None)
-    return {"workload": workload, "results": results}
+    full = by_variant.get("full", [])
+    full_best = mean([r["best_accuracy"] for r in full])
+    target = full_best - TARGET_MARGIN if full_best is not None else None
+    # Each seed's target is its own full fine-tuning's best (the mean's where
+    # that seed has none): the seeds' spread then does not decide who reaches it.
+    seed_target = {r["seed"]: r["best_accuracy"] - TARGET_MARGIN for r in full}
+
+    def target_of(r):
+        return seed_target.get(r["seed"], target)
+
+    for r in runs:
+        r["target_accuracy"] = target_of(r) if target is not None else None
+        r["time_to_target"] = time_to(r, r["target_accuracy"]) if target is not None else None
+    full_time = mean([r["train_seconds"] for r in full])
+    full_ttt = mean([r["time_to_target"] for r in full]) if target is not None else None
+    full_sd = spread([r["best_accuracy"] for r in full])
+    reference = by_variant.get("pytorch", [])
+    summaries = []
+    for v in variant_order(runs):
+        rs = by_variant[v]
+        s = {"variant": v, "seeds": sorted(r["seed"] for r in rs),
+             "train_seconds_mean": mean([r["train_seconds"] for r in rs]),
+             "train_seconds_spread": spread([r["train_seconds"] for r in rs]),
+             "best_accuracy_mean": mean([r["best_accuracy"] for r in rs]),
+             "best_accuracy_spread": spread([r["best_accuracy"] for r in rs]),
+             "final_accuracy_mean": mean([r["final_accuracy"] for r in rs]),
+             "samples_per_second_mean": mean([mean_sps(r) for r in rs])}
+        if target is not None:
+            ttts = [r["time_to_target"] for r in rs]
+            s["time_to_target_mean"] = mean(ttts) if all(t is not None for t in ttts) else None
+            s["runs_reaching_target"] = sum(t is not None for t in ttts)
+        if full and v != "full":
+            s["speedup_fixed_budget"] = full_time / s["train_seconds_mean"]
+            if full_ttt and s.get("time_to_target_mean"):
+                s["speedup_time_to_target"] = full_ttt / s["time_to_target_mean"]
+            delta = s["best_accuracy_mean"] - full_best
+            s["best_accuracy_delta_points"] = 100 * delta
+            seeds_spread = max(full_sd, s["best_accuracy_spread"])
+            s["delta_beyond_spread"] = abs(delta) > seeds_spread if len(rs) > 1 and len(full) > 1 else None
+        if v == "full" and reference:
+            s["throughput_over_pytorch"] = s["samples_per_second_mean"] / mean([mean_sps(r) for r in reference])
+        summaries.append(s)
+    return {"workload": workload, "target_accuracy": target, "summaries": summaries, "runs": runs}
 
 
-def check(doc, variants, epochs):
+def check(doc, epochs):
     """What is missing or malformed; empty when the report is whole."""
     problems = []
-    got = [r["variant"] for r in doc["results"]]
-    if got != variants:
-        problems.append(f"variants {got}, expected {variants}")
-    for r in doc["results"]:
-        v = r["variant"]
+    for r in doc["runs"]:
+        v = f"{r['variant']} seed {r['seed']}"
         if len(r["epochs"]) != epochs:
             problems.append(f"{v}: {len(r['epochs'])} epochs reported, expected {epochs}")
         for e in r["epochs"]:
-            for key in ("seconds", "samples_per_second", "validation_accuracy", "elapsed"):
+            for key in ("seconds", "samples_per_second"):
                 value = e.get(key)
-                if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                     problems.append(f"{v} epoch {e.get('epoch')}: {key} is {value!r}")
-        if not 0 <= r["final_accuracy"] <= 1:
-            problems.append(f"{v}: final accuracy {r['final_accuracy']}")
+        if len(r["evaluations"]) < epochs:
+            problems.append(f"{v}: {len(r['evaluations'])} evaluations, expected at least {epochs}")
+        last = 0.0
+        for e in r["evaluations"]:
+            if not 0 <= e["accuracy"] <= 1 or e["train_seconds"] < last:
+                problems.append(f"{v}: evaluation at step {e['step']} is malformed")
+            last = e["train_seconds"]
+        if not 0 <= r["best_accuracy"] <= 1 or r["best_accuracy"] < r["final_accuracy"]:
+            problems.append(f"{v}: best accuracy {r['best_accuracy']} with final {r['final_accuracy']}")
         if r["wall_seconds"] <= 0 or r["train_seconds"] <= 0 or r["peak_rss_bytes"] <= 0:
             problems.append(f"{v}: wall, training time or peak RSS missing")
-        if "+" in v and (r["cache"] is None or r["cache"]["hit_rate"] is None):
+        if "+" in r["variant"] and (r["cache"] is None or r["cache"]["hit_rate"] is None):
             problems.append(f"{v}: no cache statistics")
-        if v.startswith(("static", "autofreeze")) and not r["freezes"]:
-            problems.append(f"{v}: no freeze decision recorded")
+        if r["variant"].startswith(("static", "autofreeze")) and not r["freezes"]:
+            problems.append(f"{v}: no freeze recorded")
+        if r["variant"].startswith("autofreeze") and not any(d.get("layer_change_rates") for d in r["decisions"]):
+            problems.append(f"{v}: decision points without change rates")
     return problems
 
 
-def fmt_ratio(x, digits=2):
-    return "" if x is None else f"{x:.{digits}f}x"
+def fmt(x, pattern):
+    return "" if x is None else pattern % x
 
 
-def markdown(doc, title="", image=None):
+def markdown(doc, title="", images=()):
     w = doc["workload"]
     out = []
     if title:
         out.append(f"## {title}\n")
     out.append(f"`{w['model']}` ({w['layers']} layers), {w['train_rows']} training rows, "
                f"{w['validation_rows']} validation rows, {w['epochs']} epochs, batch {w['batch_size']}, "
-               f"learning rate {w['learning_rate']}, max length {w['max_length']}, seed {w['seed']}; "
-               f"{w['cores']} cores ({w['cpu']}), {w['cpu_threads']} LibTorch thread(s) per job"
-               f"{', ' + ' '.join(w['env']) if w['env'] else ''}; {w['date']}.\n")
+               f"learning rate {w['learning_rate']}, max length {w['max_length']}, "
+               f"{w['evaluations_per_epoch']} validations and {w['decisions_per_epoch']} AutoFreeze decisions "
+               f"an epoch; {w['cores']} cores ({w['cpu']}), {w['cpu_threads']} LibTorch thread(s) per ftd job; "
+               f"{w['date']}.\n")
     out.append(f"    {w['command']}\n")
-    out.append("| variant | wall | training | speed-up (training / wall) | final accuracy | vs full | "
-               "samples/s per epoch | accuracy per epoch | cache served | cache bytes | peak RSS |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in doc["results"]:
-        ratios = r.get("ratios", {})
-        speed = (f"{fmt_ratio(ratios.get('speedup_train'))} / {fmt_ratio(ratios.get('speedup_wall'))}"
-                 if "speedup_train" in ratios else ("1.00x" if r["variant"] == "full" else ""))
-        delta = ratios.get("accuracy_delta_points")
-        cache = r.get("cache")
-        delta_text = "" if delta is None else "%+.2f pt" % delta
-        sps = " / ".join("%.1f" % e["samples_per_second"] for e in r["epochs"])
-        accs = " / ".join("%.4f" % e["validation_accuracy"] for e in r["epochs"])
-        served = "" if not cache or cache["hit_rate"] is None else "%.1f%%" % (100 * cache["hit_rate"])
-        stored = "" if not cache else "%.1f MiB" % (cache["bytes"] / 2**20)
+    if doc["target_accuracy"] is not None:
+        out.append(f"Time to target: training time until a run's validation accuracy first reaches full "
+                   f"fine-tuning's best minus {100 * TARGET_MARGIN:.1f} points, that of the same seed "
+                   f"(mean over seeds: {doc['target_accuracy']:.4f}).\n")
+    out.append("| variant | seeds | training time | speed-up, fixed budget | time to target | speed-up to target | "
+               "best accuracy | vs full (best) | final accuracy | samples/s |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for s in doc["summaries"]:
+        delta = s.get("best_accuracy_delta_points")
+        verdict = ""
+        if s.get("delta_beyond_spread") is not None:
+            verdict = " (beyond the seeds' spread)" if s["delta_beyond_spread"] else " (within the seeds' spread)"
+        reached = s.get("runs_reaching_target")
+        ttt = fmt(s.get("time_to_target_mean"), "%.1f s")
+        if reached is not None and reached < len(s["seeds"]):
+            ttt = f"{reached} of {len(s['seeds'])} runs reach it"
         out.append(
-            f"| {r['variant']} | {r['wall_seconds']:.1f} s | {r['train_seconds']:.1f} s | {speed} | "
-            f"{r['final_accuracy']:.4f} | {delta_text} | {sps} | {accs} | {served} | {stored} | "
-            f"{r['peak_rss_bytes'] / 2**20:.0f} MiB |")
+            f"| {s['variant']} | {len(s['seeds'])} | {s['train_seconds_mean']:.1f} ± {s['train_seconds_spread']:.1f} s | "
+            f"{fmt(s.get('speedup_fixed_budget'), '%.2fx') or ('1.00x' if s['variant'] == 'full' else '')} | {ttt} | "
+            f"{fmt(s.get('speedup_time_to_target'), '%.2fx')} | "
+            f"{s['best_accuracy_mean']:.4f} ± {s['best_accuracy_spread']:.4f} | "
+            f"{fmt(delta, '%+.2f pt')}{verdict} | {s['final_accuracy_mean']:.4f} | {s['samples_per_second_mean']:.1f} |")
     out.append("")
-    full = next((r for r in doc["results"] if r["variant"] == "full"), None)
-    if full and "throughput_over_pytorch" in full["ratios"]:
-        out.append(f"ftd full fine-tuning over PyTorch, mean samples/s: "
-                   f"**{full['ratios']['throughput_over_pytorch']:.2f}**.\n")
-    for r in doc["results"]:
-        if r["freezes"]:
-            steps = ", ".join(f"step {f['step']} (epoch {f['epoch']}): {f['frozen_before']} -> {f['frozen_after']}"
-                              for f in r["freezes"])
-            out.append(f"- {r['variant']} freezes: {steps}")
-        if r.get("cache"):
-            per_epoch = []
-            for e in r["epochs"]:
-                c = e.get("cache")
-                if c and c["examples"]:
-                    per_epoch.append(f"epoch {e['epoch']} {c['hits'] + c['partial_hits']:.0f}/{c['examples']:.0f}")
-            out.append(f"- {r['variant']} cache served: {', '.join(per_epoch) or 'nothing'}; "
-                       f"{r['cache']['entries']} entries, {r['cache']['bytes'] / 2**20:.1f} MiB at the end"
-                       f"{'; turned off: ' + r['cache']['disabled_reason'] if r['cache']['disabled_reason'] else ''}")
+    full = next((s for s in doc["summaries"] if s["variant"] == "full"), None)
+    if full and "throughput_over_pytorch" in full:
+        ref = [r for r in doc["runs"] if r["variant"] == "pytorch"]
+        threads = ", ".join(str(r.get("threads")) for r in ref)
+        out.append(f"ftd full fine-tuning over PyTorch eager (same run, its best thread count: {threads}), "
+                   f"mean samples/s: **{full['throughput_over_pytorch']:.2f}**.\n")
+    out.append("| run | samples/s per epoch | accuracy at each epoch's end | freezes (step: before -> after) | "
+               "cache served per epoch | time by frozen depth |")
+    out.append("|---|---|---|---|---|---|")
+    order = variant_order(doc["runs"])
+    for r in sorted(doc["runs"], key=lambda r: (order.index(r["variant"]), r["seed"])):
+        sps = " / ".join("%.1f" % e["samples_per_second"] for e in r["epochs"])
+        ends = [e for e in r["evaluations"] if e.get("epoch_end")] or r["evaluations"]
+        accs = " / ".join("%.4f" % e["accuracy"] for e in ends)
+        freezes = ", ".join(f"{f['step']}: {f['frozen_before']}->{f['frozen_after']}" for f in r["freezes"])
+        served = ", ".join(f"{100 * (c['hits'] + c['partial_hits']) / c['examples']:.0f}%"
+                           for c in (e.get("cache") for e in r["epochs"]) if c and c["examples"])
+        depth = ", ".join(f"{k}: {v:.0f} s" for k, v in sorted(r.get("seconds_by_depth", {}).items(),
+                                                               key=lambda kv: int(kv[0])))
+        out.append(f"| {r['variant']} seed {r['seed']} | {sps} | {accs} | {freezes} | {served} | {depth} |")
     out.append("")
-    out.append("Wall: submission to the result, with loading and evaluations; training: the epochs' "
-               "training loops. Speed-up and accuracy are against ftd's full fine-tuning in the same run. "
-               "Cache served: examples started from a stored activation, of those trained while a prefix "
-               "was frozen.")
-    if image:
-        out.append(f"\n![validation accuracy against wall time]({image})\n")
+    out.append("Training time: the training loops only (loading and validation left out), as the paper "
+               "measures; speed-ups are ratios of means over the seeds against ftd's full fine-tuning on the "
+               "same machine. Best accuracy: the best of each run's validations. An accuracy difference is "
+               "'beyond the seeds' spread' when it is larger than the larger of the two variants' standard "
+               "deviations over seeds.")
+    for image, caption in images:
+        out.append(f"\n![{caption}]({image})\n")
     return "\n".join(out) + "\n"
 
 
-def svg(doc, width=760, height=440):
-    """Validation accuracy against time since the job started, one line per
-    variant, a marker at each freeze point."""
-    results = doc["results"]
-    left, right, top, bottom = 60, 190, 30, 50
-    pw, ph = width - left - right, height - top - bottom
-    t_max = max((e["elapsed"] for r in results for e in r["epochs"]), default=1) * 1.05
-    accs = [e["validation_accuracy"] for r in results for e in r["epochs"]]
-    a_min = math.floor(min(accs, default=0) * 20) / 20
-    a_max = math.ceil(max(accs, default=1) * 20) / 20
-    if a_max <= a_min:
-        a_max = a_min + 0.05
-
-    def x(t):
-        return left + pw * t / t_max
-
-    def y(a):
-        return top + ph * (1 - (a - a_min) / (a_max - a_min))
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="12">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="18" font-size="14">Validation accuracy against wall time '
-             f'({html.escape(doc["workload"]["model"])})</text>']
-    for i in range(6):  # grid
-        a = a_min + (a_max - a_min) * i / 5
-        parts.append(f'<line x1="{left}" y1="{y(a):.1f}" x2="{left + pw}" y2="{y(a):.1f}" stroke="#e0e0e0"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(a) + 4:.1f}" text-anchor="end">{a:.2f}</text>')
-        t = t_max * i / 5
-        parts.append(f'<text x="{x(t):.1f}" y="{top + ph + 18}" text-anchor="middle">{t:.0f}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 12}" text-anchor="middle">seconds since the job started</text>')
-    parts.append(f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" '
-                 f'text-anchor="middle">validation accuracy</text>')
+def plots(doc, out_dir):
+    """accuracy_vs_time and time_by_depth as PNG and SVG; returns (file, caption)
+    pairs for the Markdown, or () without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ()
+    runs = doc["runs"]
     others = iter(OTHER_COLORS)
-    for k, r in enumerate(results):
-        color = COLORS.get(r["variant"]) or next(others, "#000000")
-        pts = [(0.0, None)] + [(e["elapsed"], e["validation_accuracy"]) for e in r["epochs"]]
-        path = " ".join(f"{x(t):.1f},{y(a):.1f}" for t, a in pts if a is not None)
-        dash = ' stroke-dasharray="5,3"' if r["engine"] == "pytorch" else ""
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
-        for t, a in pts:
-            if a is not None:
-                parts.append(f'<circle cx="{x(t):.1f}" cy="{y(a):.1f}" r="3" fill="{color}"/>')
+    colors = {v: COLORS.get(v) or next(others, "#000000") for v in variant_order(runs)}
+    runs = sorted(runs, key=lambda r: (variant_order(runs).index(r["variant"]), r["seed"]))
+    floor = min((e["accuracy"] for r in runs for e in r["evaluations"]), default=0.0) - 0.01
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    labelled = set()
+    for r in runs:
+        c = colors[r["variant"]]
+        ts = [0.0] + [e["train_seconds"] for e in r["evaluations"]]
+        accs = [None] + [e["accuracy"] for e in r["evaluations"]]
+        label = r["variant"] if r["variant"] not in labelled else None
+        labelled.add(r["variant"])
+        ax.plot(ts[1:], accs[1:], color=c, lw=1.4, ls="--" if r["engine"] == "pytorch" else "-",
+                marker=".", ms=4, label=label, alpha=0.85)
         for f in r["freezes"]:
-            if f.get("elapsed") is None:
-                continue
-            fx = x(f["elapsed"])
-            parts.append(f'<line x1="{fx:.1f}" y1="{top + ph}" x2="{fx:.1f}" y2="{top + ph - 10}" '
-                         f'stroke="{color}" stroke-width="2"/>')
-            parts.append(f'<text x="{fx:.1f}" y="{top + ph - 13}" text-anchor="middle" font-size="9" '
-                         f'fill="{color}">{f["frozen_after"]}</text>')
-        ly = top + 16 + 18 * k
-        parts.append(f'<line x1="{left + pw + 12}" y1="{ly - 4}" x2="{left + pw + 32}" y2="{ly - 4}" '
-                     f'stroke="{color}" stroke-width="2"{dash}/>')
-        parts.append(f'<text x="{left + pw + 38}" y="{ly}">{html.escape(r["variant"])}</text>')
-    parts.append(f'<text x="{left + pw + 12}" y="{top + 16 + 18 * len(results) + 10}" font-size="10">'
-                 f'ticks: freeze points</text>')
-    parts.append(f'<text x="{left + pw + 12}" y="{top + 16 + 18 * len(results) + 24}" font-size="10">'
-                 f'(layers frozen after)</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+            t = seconds_at_step(r, f["step"])
+            ax.plot([t], [floor], marker="v", color=c, ms=7)
+            ax.annotate(str(f["frozen_after"]), (t, floor), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7, color=c)
+    if doc["target_accuracy"] is not None:
+        ax.axhline(doc["target_accuracy"], color="#888", lw=0.8, ls=":", label="target (full's best - 0.3 pt)")
+    w = doc["workload"]
+    ax.set_title(f"Validation accuracy against training time: {w['model']}, {w['train_rows']} rows, "
+                 f"{w['epochs']} epochs")
+    ax.set_xlabel("training seconds (validation not counted)")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", title="▼ freeze point (layers frozen after)", title_fontsize=7)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(os.path.join(out_dir, f"accuracy_vs_time.{ext}"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.45 * len(runs)))
+    layers = w["layers"]
+    cmap = plt.get_cmap("viridis", layers + 1)
+    names = []
+    runs = sorted(runs, key=lambda r: (variant_order(runs).index(r["variant"]), r["seed"]))
+    for i, r in enumerate(runs):
+        names.append(f"{r['variant']} seed {r['seed']}")
+        left = 0.0
+        for k in range(layers + 1):
+            sec = float(r.get("seconds_by_depth", {}).get(str(k), 0.0))
+            if sec > 0:
+                ax.barh(i, sec, left=left, color=cmap(k), edgecolor="white", lw=0.5,
+                        label=f"{k} frozen" if i == 0 or f"{k} frozen" not in ax.get_legend_handles_labels()[1] else None)
+                left += sec
+    ax.set_yticks(range(len(runs)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("training seconds")
+    ax.set_title("Training time by frozen depth")
+    ax.legend(fontsize=7, ncol=min(layers + 1, 7), loc="lower right")
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(os.path.join(out_dir, f"time_by_depth.{ext}"), dpi=110)
+    plt.close(fig)
+    return (("accuracy_vs_time.png", "validation accuracy against training time, freeze points marked"),
+            ("time_by_depth.png", "training time by frozen depth"))
+
+
+def load_runs(out_dir):
+    runs_dir = os.path.join(out_dir, "runs")
+    runs = []
+    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(runs_dir, name)) as f:
+                runs.append(json.load(f))
+    return runs
+
+
+def write(out_dir, workload, runs, title=""):
+    doc = build(workload, runs)
+    images = plots(doc, out_dir)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    text = markdown(doc, title=title, images=images)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(text)
+    return doc, text
 
 
 def one_line(r):
-    epochs = ", ".join(f"{e['seconds']:.1f} s / {e['validation_accuracy']:.4f}" for e in r["epochs"])
-    return (f"{r['variant']}: wall {r['wall_seconds']:.1f} s, training {r['train_seconds']:.1f} s, "
-            f"epochs (time / accuracy) {epochs}; peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+    evals = ", ".join(f"{e['accuracy']:.4f}" for e in r["evaluations"])
+    return (f"{r['variant']} seed {r['seed']}: wall {r['wall_seconds']:.1f} s, training {r['train_seconds']:.1f} s, "
+            f"best {r['best_accuracy']:.4f}, final {r['final_accuracy']:.4f}; validations {evals}")
 
 
 if __name__ == "__main__":
-    # Re-renders a saved run: report.py RESULTS_JSON OUT_DIR [TITLE]
-    import json
-    import os
-    import sys
+    import argparse
 
-    if len(sys.argv) < 3:
-        sys.exit("usage: report.py RESULTS_JSON OUT_DIR [TITLE]")
-    with open(sys.argv[1]) as f:
-        saved = json.load(f)
-    title = sys.argv[3] if len(sys.argv) > 3 else ""
-    os.makedirs(sys.argv[2], exist_ok=True)
-    with open(os.path.join(sys.argv[2], "results.md"), "w") as f:
-        f.write(markdown(saved, title=title, image="accuracy_vs_time.svg"))
-    with open(os.path.join(sys.argv[2], "accuracy_vs_time.svg"), "w") as f:
-        f.write(svg(saved))
+    ap = argparse.ArgumentParser(description="re-renders a benchmark folder from its saved runs")
+    ap.add_argument("out")
+    ap.add_argument("--title", default="")
+    a = ap.parse_args()
+    with open(os.path.join(a.out, "workload.json")) as f:
+        wl = json.load(f)
+    write(a.out, wl, load_runs(a.out), a.title)

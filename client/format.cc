@@ -30,9 +30,21 @@ std::string PolicyName(const v1::FreezePolicy& policy) {
   switch (policy.policy_case()) {
     case v1::FreezePolicy::kStatic:
       return absl::StrCat("static (", policy.static_().frozen_layers(), " layers)");
-    case v1::FreezePolicy::kAutofreeze:
-      return absl::StrCat("autofreeze (percentile ", policy.autofreeze().percentile(), ", ",
-                          policy.autofreeze().evaluations_per_epoch(), " evaluations/epoch)");
+    case v1::FreezePolicy::kAutofreeze: {
+      const auto& af = policy.autofreeze();
+      std::string extra;
+      if (af.freeze_through_first_above()) absl::StrAppend(&extra, ", through the first above");
+      if (af.max_layers_per_decision() > 0)
+        absl::StrAppend(&extra, ", at most ", af.max_layers_per_decision(), " a decision");
+      if (af.smoothing() > 0) absl::StrAppend(&extra, ", smoothing ", af.smoothing());
+      return absl::StrCat("autofreeze (percentile ", af.percentile(), ", ",
+                          af.evaluations_per_epoch(), " evaluations/epoch", extra, ")");
+    }
+    case v1::FreezePolicy::kGeometric:
+      return absl::StrCat("geometric (alpha ", policy.geometric().alpha(), ")");
+    case v1::FreezePolicy::kLinear:
+      return absl::StrCat("linear (from ", policy.linear().freeze_start(), " of training to ",
+                          policy.linear().freeze_level(), " of the layers)");
     default:
       return "none";
   }

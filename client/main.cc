@@ -43,7 +43,14 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "submit: random seed (0)"
 ABSL_FLAG(std::optional<int>, evaluations_per_epoch, std::nullopt,
           "submit: validation runs an epoch, evenly spaced (1)");
 ABSL_FLAG(std::string, freeze, "",
-          "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]]");
+          "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]] | "
+          "geometric[:ALPHA] | linear[:START[:LEVEL]]");
+ABSL_FLAG(std::optional<bool>, freeze_through_first_above, std::nullopt,
+          "submit, autofreeze: the first layer at or above the threshold freezes too");
+ABSL_FLAG(std::optional<int>, max_layers_per_decision, std::nullopt,
+          "submit, autofreeze: layers one decision may freeze at most (0: no cap)");
+ABSL_FLAG(std::optional<double>, freeze_smoothing, std::nullopt,
+          "submit, autofreeze: moving-average factor of the gradient sums, [0, 1)");
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
 ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
@@ -148,6 +155,13 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
     if (!policy.ok()) return policy.status();
     *spec.mutable_freeze_policy() = *policy;
+  }
+  if (spec.freeze_policy().has_autofreeze()) {
+    auto* af = spec.mutable_freeze_policy()->mutable_autofreeze();
+    if (auto v = absl::GetFlag(FLAGS_freeze_through_first_above))
+      af->set_freeze_through_first_above(*v);
+    if (auto v = absl::GetFlag(FLAGS_max_layers_per_decision)) af->set_max_layers_per_decision(*v);
+    if (auto v = absl::GetFlag(FLAGS_freeze_smoothing)) af->set_smoothing(*v);
   }
   if (auto v = absl::GetFlag(FLAGS_cache)) spec.mutable_activation_cache()->set_enabled(*v);
   if (const std::string dtype = absl::GetFlag(FLAGS_cache_dtype); !dtype.empty()) {

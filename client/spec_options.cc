@@ -12,9 +12,10 @@ absl::StatusOr<v1::FreezePolicy> ParseFreezePolicy(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(absl::AsciiStrToLower(text), ':');
   v1::FreezePolicy policy;
   auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--freeze=", text, ": ", why,
-        " (use none, static:K, autofreeze, autofreeze:PERCENTILE or autofreeze:PERCENTILE:EVALS)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--freeze=", text, ": ", why,
+                     " (use none, static:K, autofreeze[:PERCENTILE[:EVALS]], geometric[:ALPHA] or "
+                     "linear[:START[:LEVEL]])"));
   };
   if (parts[0] == "none" && parts.size() == 1) {
     policy.mutable_none();
@@ -33,6 +34,24 @@ absl::StatusOr<v1::FreezePolicy> ParseFreezePolicy(const std::string& text) {
       int e;
       if (!absl::SimpleAtoi(parts[2], &e)) return bad("the evaluations are not a whole number");
       af->set_evaluations_per_epoch(e);
+    }
+  } else if (parts[0] == "geometric" && parts.size() <= 2) {
+    auto* g = policy.mutable_geometric();
+    if (parts.size() == 2) {
+      double a;
+      if (!absl::SimpleAtod(parts[1], &a)) return bad("alpha is not a number");
+      g->set_alpha(a);
+    }
+  } else if (parts[0] == "linear" && parts.size() <= 3) {
+    auto* l = policy.mutable_linear();
+    double v;
+    if (parts.size() >= 2) {
+      if (!absl::SimpleAtod(parts[1], &v)) return bad("the start is not a number");
+      l->set_freeze_start(v);
+    }
+    if (parts.size() == 3) {
+      if (!absl::SimpleAtod(parts[2], &v)) return bad("the level is not a number");
+      l->set_freeze_level(v);
     }
   } else {
     return bad("unknown policy");

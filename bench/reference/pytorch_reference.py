@@ -11,7 +11,7 @@ algorithm written out.
 
     /usr/bin/python3 bench/reference/pytorch_reference.py --model DIR --train CSV \
         --validation CSV --epochs 3 --batch-size 32 --lr 1e-4 --max-length 48 \
-        --threads 1 --json out.json
+        --threads auto --evaluations-per-epoch 5 --json out.json
 """
 import argparse
 import csv
@@ -249,10 +249,13 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1",
+                    help="LibTorch intra-op threads, or 'auto': time a few steps with each of "
+                         "1..cores on a copy of the model and train with the fastest")
+    ap.add_argument("--evaluations-per-epoch", type=int, default=1,
+                    help="validation runs an epoch, evenly spaced in steps (as ftd's)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     config = json.load(open(os.path.join(args.model, "config.json")))
@@ -275,36 +278,81 @@ def main():
     steps_per_epoch = math.ceil(len(ids) / args.batch_size)
     total = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (total - s) / total))
+
+    def train_step(model, opt, rows):
+        x, m = batch(ids, rows, tok.pad)
+        target = torch.tensor([y[r] for r in rows])
+        loss = F.cross_entropy(model(x, m), target)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    calibration = {}
+    if args.threads == "auto":
+        # On copies, so that training itself starts from the same state.
+        import copy
+        probe = random.Random(1234)
+        for threads in range(1, (os.cpu_count() or 1) + 1):
+            torch.set_num_threads(threads)
+            m2 = copy.deepcopy(model)
+            o2 = torch.optim.AdamW(m2.parameters(), lr=args.lr, eps=1e-8)
+            m2.train()
+            batches = [probe.sample(range(len(ids)), args.batch_size) for _ in range(10)]
+            for rows in batches[:2]:
+                train_step(m2, o2, rows)
+            start = time.perf_counter()
+            for rows in batches[2:]:
+                train_step(m2, o2, rows)
+            calibration[threads] = (time.perf_counter() - start) / (len(batches) - 2)
+            del m2, o2
+        threads = min(calibration, key=calibration.get)
+        print("pytorch threads: " + ", ".join(f"{t}: {1000 * s:.0f} ms/step" for t, s in calibration.items()) +
+              f"; training with {threads}", flush=True)
+    else:
+        threads = int(args.threads)
+    torch.set_num_threads(threads)
+
+    evals_at = sorted({max(1, (k * steps_per_epoch) // args.evaluations_per_epoch)
+                       for k in range(1, args.evaluations_per_epoch + 1)})
     rng = random.Random(args.seed)
-    epochs = []
+    epochs, evaluations = [], []
+    train_seconds = 0.0
+    step = 0
     for epoch in range(1, args.epochs + 1):
         model.train()
         order = list(range(len(ids)))
         rng.shuffle(order)
+        epoch_seconds, eval_seconds = 0.0, 0.0
         start = time.perf_counter()
         loss_sum = 0.0
-        for s in range(0, len(order), args.batch_size):
+        for b, s in enumerate(range(0, len(order), args.batch_size)):
             rows = order[s : s + args.batch_size]
-            x, m = batch(ids, rows, tok.pad)
-            target = torch.tensor([y[r] for r in rows])
-            loss = F.cross_entropy(model(x, m), target)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss_sum += train_step(model, opt, rows) * len(rows)
             sched.step()
-            loss_sum += loss.item() * len(rows)
-        seconds = time.perf_counter() - start
-        eval_start = time.perf_counter()
-        vloss, vacc = evaluate(model, vids, vy, args.batch_size, tok.pad)
-        epochs.append({"epoch": epoch, "seconds": seconds, "samples_per_second": len(ids) / seconds,
-                       "eval_seconds": time.perf_counter() - eval_start,
-                       "train_loss": loss_sum / len(ids), "validation_loss": vloss,
-                       "validation_accuracy": vacc})
-        print(f"pytorch epoch {epoch}: {seconds:.1f} s, {len(ids) / seconds:.1f} samples/s, "
-              f"train loss {loss_sum / len(ids):.4f}, validation accuracy {vacc:.4f}", flush=True)
+            step += 1
+            if b + 1 in evals_at:
+                epoch_seconds += time.perf_counter() - start
+                eval_start = time.perf_counter()
+                vloss, vacc = evaluate(model, vids, vy, args.batch_size, tok.pad)
+                eval_seconds += time.perf_counter() - eval_start
+                evaluations.append({"epoch": epoch, "step": step, "train_seconds": train_seconds + epoch_seconds,
+                                    "accuracy": vacc, "loss": vloss})
+                model.train()
+                start = time.perf_counter()
+        epoch_seconds += time.perf_counter() - start
+        train_seconds += epoch_seconds
+        epochs.append({"epoch": epoch, "seconds": epoch_seconds, "samples_per_second": len(ids) / epoch_seconds,
+                       "eval_seconds": eval_seconds,
+                       "train_loss": loss_sum / len(ids), "validation_loss": evaluations[-1]["loss"],
+                       "validation_accuracy": evaluations[-1]["accuracy"]})
+        print(f"pytorch epoch {epoch}: {epoch_seconds:.1f} s, {len(ids) / epoch_seconds:.1f} samples/s, "
+              f"train loss {loss_sum / len(ids):.4f}, validation accuracy {evaluations[-1]['accuracy']:.4f}",
+              flush=True)
     if args.json:
-        json.dump({"threads": args.threads, "epochs": epochs}, open(args.json, "w"), indent=1)
+        json.dump({"threads": threads, "calibration_ms_per_step": {t: 1000 * v for t, v in calibration.items()},
+                   "epochs": epochs, "evaluations": evaluations}, open(args.json, "w"), indent=1)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,47 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
             "freeze_policy.autofreeze.evaluations_per_epoch",
             absl::StrCat("must be between 1 and 1000, got ", af->evaluations_per_epoch()));
       }
+      if (!af->has_freeze_through_first_above()) af->set_freeze_through_first_above(false);
+      if (!af->has_max_layers_per_decision()) af->set_max_layers_per_decision(0);
+      if (af->max_layers_per_decision() < 0) {
+        return Invalid(
+            "freeze_policy.autofreeze.max_layers_per_decision",
+            absl::StrCat("must be >= 0 (0: no cap), got ", af->max_layers_per_decision()));
+      }
+      if (!af->has_smoothing()) af->set_smoothing(0);
+      if (!(af->smoothing() >= 0 && af->smoothing() < 1)) {
+        return Invalid("freeze_policy.autofreeze.smoothing",
+                       absl::StrCat("must be in [0, 1), got ", af->smoothing()));
+      }
+      break;
+    }
+    case v1::FreezePolicy::kGeometric: {
+      v1::FreezePolicy::Geometric* g = freeze->mutable_geometric();
+      if (!g->has_alpha()) g->set_alpha(1.0 / 3);
+      if (!(g->alpha() > 0 && g->alpha() < 1)) {
+        return Invalid("freeze_policy.geometric.alpha",
+                       absl::StrCat("must be in (0, 1), got ", g->alpha()));
+      }
+      break;
+    }
+    case v1::FreezePolicy::kLinear: {
+      v1::FreezePolicy::Linear* l = freeze->mutable_linear();
+      if (!l->has_freeze_start()) l->set_freeze_start(0.5);
+      if (!l->has_freeze_level()) l->set_freeze_level(1.0);
+      if (!l->has_evaluations_per_epoch()) l->set_evaluations_per_epoch(5);
+      if (!(l->freeze_start() >= 0 && l->freeze_start() < 1)) {
+        return Invalid("freeze_policy.linear.freeze_start",
+                       absl::StrCat("must be in [0, 1), got ", l->freeze_start()));
+      }
+      if (!(l->freeze_level() > 0 && l->freeze_level() <= 1)) {
+        return Invalid("freeze_policy.linear.freeze_level",
+                       absl::StrCat("must be in (0, 1], got ", l->freeze_level()));
+      }
+      if (l->evaluations_per_epoch() < 1 || l->evaluations_per_epoch() > 1000) {
+        return Invalid(
+            "freeze_policy.linear.evaluations_per_epoch",
+            absl::StrCat("must be between 1 and 1000, got ", l->evaluations_per_epoch()));
+      }
       break;
     }
   }

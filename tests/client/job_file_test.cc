@@ -86,7 +86,15 @@ TEST(SpecOptionsTest, FreezePolicies) {
   ASSERT_OK_AND_ASSIGN(auto af2, ParseFreezePolicy("AutoFreeze:30:10"));
   EXPECT_DOUBLE_EQ(af2.autofreeze().percentile(), 30);
   EXPECT_EQ(af2.autofreeze().evaluations_per_epoch(), 10);
-  for (const char* bad : {"static", "static:x", "frozen", "autofreeze:a", "none:1"}) {
+  ASSERT_OK_AND_ASSIGN(auto geometric, ParseFreezePolicy("geometric"));
+  EXPECT_FALSE(geometric.geometric().has_alpha());
+  ASSERT_OK_AND_ASSIGN(auto geometric2, ParseFreezePolicy("geometric:0.5"));
+  EXPECT_DOUBLE_EQ(geometric2.geometric().alpha(), 0.5);
+  ASSERT_OK_AND_ASSIGN(auto linear, ParseFreezePolicy("linear:0.25:0.75"));
+  EXPECT_DOUBLE_EQ(linear.linear().freeze_start(), 0.25);
+  EXPECT_DOUBLE_EQ(linear.linear().freeze_level(), 0.75);
+  for (const char* bad : {"static", "static:x", "frozen", "autofreeze:a", "none:1", "geometric:x",
+                          "linear:0.1:0.2:0.3"}) {
     EXPECT_THAT(ParseFreezePolicy(bad),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--freeze")))
         << bad;

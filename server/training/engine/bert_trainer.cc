@@ -170,13 +170,25 @@ class Run {
     model_->to(device_);
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
     if (spec.activation_cache().enabled()) RETURN_IF_ERROR(StartCache(train.fingerprint));
+    const v1::FreezePolicy& fp = spec.freeze_policy();
     std::optional<AutoFreezePolicy> policy;
-    if (spec.freeze_policy().has_autofreeze()) {
-      policy.emplace(config_.num_hidden_layers, spec.freeze_policy().autofreeze().percentile());
+    if (fp.has_autofreeze()) {
+      AutoFreezePolicy::Options o;
+      o.percentile = fp.autofreeze().percentile();
+      o.freeze_through_first_above = fp.autofreeze().freeze_through_first_above();
+      o.max_layers_per_decision = fp.autofreeze().max_layers_per_decision();
+      o.smoothing = fp.autofreeze().smoothing();
+      policy.emplace(config_.num_hidden_layers, o);
     }
-    const int initially_frozen =
-        spec.freeze_policy().has_static_() ? spec.freeze_policy().static_().frozen_layers() : 0;
-    freeze_.emplace(*model_, std::move(policy), initially_frozen);
+    std::optional<FreezeSchedule> schedule;
+    if (fp.has_geometric()) {
+      schedule = FreezeSchedule::Geometric(config_.num_hidden_layers, fp.geometric().alpha());
+    } else if (fp.has_linear()) {
+      schedule = FreezeSchedule::Linear(config_.num_hidden_layers, fp.linear().freeze_start(),
+                                        fp.linear().freeze_level());
+    }
+    const int initially_frozen = fp.has_static_() ? fp.static_().frozen_layers() : 0;
+    freeze_.emplace(*model_, std::move(policy), std::move(schedule), initially_frozen);
     frozen_ = initially_frozen;
 
     RETURN_IF_ERROR(TrainEpochs());
@@ -301,6 +313,9 @@ class Run {
       trained_fraction_depth_ = frozen_;
     }
     stats.trained_parameter_fraction = trained_fraction_;
+    if (frozen_at_start >= static_cast<int>(seconds_by_depth_.size()))
+      seconds_by_depth_.resize(frozen_at_start + 1, 0.0);
+    seconds_by_depth_[frozen_at_start] += stats.seconds;
     stats.layer_backwards_skipped = int64_t{frozen_at_start} * examples;
     for (const CachedActivation& c : cached) stats.layer_forwards_skipped += std::max(0, c.layer);
     if (cache_) {
@@ -365,17 +380,26 @@ class Run {
       EmitFreeze(0, 1, start);
     }
     UpdateCacheDepth();
+    const v1::FreezePolicy& fp = context_.spec().freeze_policy();
     int64_t decision_interval = 0;
-    if (freeze_->decides()) {
-      const int decisions = context_.spec().freeze_policy().autofreeze().evaluations_per_epoch();
+    if (fp.has_autofreeze() || fp.has_linear()) {
+      const int decisions = fp.has_autofreeze() ? fp.autofreeze().evaluations_per_epoch()
+                                                : fp.linear().evaluations_per_epoch();
       decision_interval = std::max<int64_t>(1, steps_per_epoch / decisions);
     }
+    // Schedules report only the points that freeze something.
+    const bool schedule = fp.has_geometric() || fp.has_linear();
     const std::vector<int64_t> eval_steps =
         EvaluationSteps(steps_per_epoch, std::max(1, hp.evaluations_per_epoch()));
 
     int64_t step = 0;
     double train_seconds = 0;  // training only, evaluations left out
     for (int epoch = 1; epoch <= hp.epochs(); ++epoch) {
+      if (schedule) {
+        const FreezeChange change =
+            freeze_->Decide(optimizer, epoch, static_cast<double>(step) / total_steps);
+        if (change.changed()) ApplyFreezeChange(step, epoch, change);
+      }
       SetTrainMode();
       const std::vector<int64_t> order = EpochOrder(n, hp.seed(), epoch);
       if (cache_) cache_->StartEpoch(order, batch_size);
@@ -414,7 +438,9 @@ class Run {
         optimizer.Step(FusedAdamW::ClipScale(optimizer.GradNorm(), 1.0));
         ++step;
         if (decision_interval > 0 && step % decision_interval == 0) {
-          ApplyFreezeChange(step, epoch, freeze_->Decide(optimizer));
+          const FreezeChange change =
+              freeze_->Decide(optimizer, epoch, static_cast<double>(step) / total_steps);
+          if (!schedule || change.changed()) ApplyFreezeChange(step, epoch, change);
         }
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
@@ -489,6 +515,11 @@ class Run {
     m["train_loss"] = train_loss_;
     m["train_seconds"] = train_seconds_;
     m["train_samples_per_second"] = train_seconds_ > 0 ? samples_trained_ / train_seconds_ : 0;
+    // Where the training time went, by the frozen depth each step ran at.
+    for (size_t k = 0; k < seconds_by_depth_.size(); ++k) {
+      if (seconds_by_depth_[k] > 0)
+        m[absl::StrCat("train_seconds_frozen_", k)] = seconds_by_depth_[k];
+    }
     if (has_validation_) {
       m["validation_loss"] = last_eval_.loss();
       m["validation_accuracy"] = last_eval_.accuracy();
@@ -533,6 +564,7 @@ class Run {
   BertClassifier model_{nullptr};
   double train_loss_ = 0, train_seconds_ = 0;
   int64_t samples_trained_ = 0;
+  std::vector<double> seconds_by_depth_;  // step time by the frozen depth it ran at
   v1::Evaluation last_eval_, best_eval_;
   std::vector<v1::Evaluation> evaluations_;
 };

@@ -5,9 +5,11 @@
 namespace ftd::training {
 
 FreezeController::FreezeController(BertClassifierImpl& model,
-                                   std::optional<AutoFreezePolicy> policy, int initially_frozen)
+                                   std::optional<AutoFreezePolicy> policy,
+                                   std::optional<FreezeSchedule> schedule, int initially_frozen)
     : model_(model),
       policy_(std::move(policy)),
+      schedule_(std::move(schedule)),
       num_layers_(model.num_layers()),
       frozen_(initially_frozen) {
   layer_params_.resize(num_layers_);
@@ -60,9 +62,15 @@ void FreezeController::Accumulate() {
   }
 }
 
-FreezeChange FreezeController::Decide(FusedAdamW& optimizer) {
+FreezeChange FreezeController::Decide(FusedAdamW& optimizer, int epoch, double progress) {
   FreezeChange change;
   change.frozen_before = change.frozen_after = frozen_;
+  if (schedule_) {
+    const int depth = schedule_->Depth(epoch, progress);
+    if (depth > frozen_) Freeze(depth, optimizer);
+    change.frozen_after = frozen_;
+    return change;
+  }
   if (!policy_) return change;
   std::vector<double> norms(num_layers_, 0.0);
   for (int l = frozen_; l < num_layers_; ++l) {
@@ -86,7 +94,7 @@ void FreezeController::Freeze(int to, FusedAdamW& optimizer) {
   }
   for (int l = frozen_; l < to; ++l) {
     newly_frozen.insert(newly_frozen.end(), layer_params_[l].begin(), layer_params_[l].end());
-    gradient_sums_[l].clear();
+    if (l < static_cast<int>(gradient_sums_.size())) gradient_sums_[l].clear();
   }
   std::unordered_set<c10::TensorImpl*> gone;
   for (torch::Tensor& p : newly_frozen) {

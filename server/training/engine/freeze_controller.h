@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "server/training/freeze/autofreeze_policy.h"
+#include "server/training/freeze/freeze_schedule.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/optim/fused_adamw.h"
 
@@ -34,14 +35,16 @@ struct FreezeChange {
 
 class FreezeController {
  public:
-  // `policy`: the AutoFreeze policy, or nullopt when nothing decides (no
-  // freezing, or the static prefix `initially_frozen`).
+  // `policy`: the AutoFreeze policy; `schedule`: a schedule by epoch and
+  // progress; neither when nothing decides (no freezing, or the static
+  // prefix `initially_frozen`).
   FreezeController(BertClassifierImpl& model, std::optional<AutoFreezePolicy> policy,
-                   int initially_frozen);
+                   std::optional<FreezeSchedule> schedule, int initially_frozen);
 
   int frozen() const { return frozen_; }
   int num_layers() const { return num_layers_; }
-  bool decides() const { return policy_.has_value(); }
+  // Whether Decide() does anything: AutoFreeze or a schedule.
+  bool decides() const { return policy_.has_value() || schedule_.has_value(); }
 
   // Marks the frozen prefix's parameters as not requiring gradients and
   // returns the others in two AdamW groups: with `weight_decay`, and without
@@ -51,9 +54,11 @@ class FreezeController {
   // Adds the trainable layers' raw gradients (before clipping) to the sums.
   void Accumulate();
 
-  // A decision point: G(l) for each trainable layer from the sums (which
-  // restart), the policy's decision, and the freezing it asks for.
-  FreezeChange Decide(FusedAdamW& optimizer);
+  // A decision point during `epoch` (1-based) at `progress` (the fraction of
+  // training steps done): for AutoFreeze, G(l) for each trainable layer from
+  // the sums (which restart) and the policy's decision; for a schedule, its
+  // depth now. Then the freezing asked for.
+  FreezeChange Decide(FusedAdamW& optimizer, int epoch, double progress);
 
   // Parameters that train, over all parameters.
   double TrainableFraction() const;
@@ -67,6 +72,7 @@ class FreezeController {
 
   BertClassifierImpl& model_;
   std::optional<AutoFreezePolicy> policy_;
+  std::optional<FreezeSchedule> schedule_;
   const int num_layers_;
   int frozen_;
   int64_t total_parameters_ = 0;

@@ -15,12 +15,23 @@ double Percentile(std::vector<double> values, double p) {
   return values[below] + (values[above] - values[below]) * fraction;
 }
 
-AutoFreezePolicy::AutoFreezePolicy(int num_layers, double percentile, int initially_frozen)
+AutoFreezePolicy::AutoFreezePolicy(int num_layers, Options options, int initially_frozen)
     : num_layers_(num_layers),
-      percentile_(percentile),
+      options_(options),
       frozen_(std::clamp(initially_frozen, 0, std::max(0, num_layers - 1))) {}
 
-AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& gradient_norms) {
+AutoFreezePolicy::AutoFreezePolicy(int num_layers, double percentile, int initially_frozen)
+    : AutoFreezePolicy(num_layers, Options{percentile}, initially_frozen) {}
+
+AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& raw_norms) {
+  std::vector<double> gradient_norms = raw_norms;
+  gradient_norms.resize(num_layers_, 0.0);
+  if (options_.smoothing > 0 && has_baseline_) {
+    for (int l = frozen_; l < num_layers_; ++l) {
+      gradient_norms[l] =
+          options_.smoothing * previous_[l] + (1 - options_.smoothing) * gradient_norms[l];
+    }
+  }
   Decision d;
   d.frozen_before = frozen_;
   d.change_rates.assign(num_layers_, 0.0);
@@ -39,12 +50,17 @@ AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& g
     d.change_rates[l] = prev != 0 ? std::fabs(prev - cur) / prev : 0.0;
     trainable.push_back(d.change_rates[l]);
   }
-  d.threshold = Percentile(trainable, percentile_);
+  d.threshold = Percentile(trainable, options_.percentile);
   int first_trainable = frozen_;
   while (first_trainable < num_layers_ - 1 && d.change_rates[first_trainable] < d.threshold) {
     ++first_trainable;
   }
-  frozen_ = first_trainable;
+  if (options_.freeze_through_first_above) ++first_trainable;
+  first_trainable = std::min(first_trainable, num_layers_ - 1);
+  if (options_.max_layers_per_decision > 0) {
+    first_trainable = std::min(first_trainable, frozen_ + options_.max_layers_per_decision);
+  }
+  frozen_ = std::max(frozen_, first_trainable);
   d.frozen_after = frozen_;
   for (int l = 0; l < num_layers_ && l < static_cast<int>(gradient_norms.size()); ++l) {
     previous_[l] = gradient_norms[l];

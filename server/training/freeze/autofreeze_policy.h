@@ -13,6 +13,13 @@
 // The first decision point only records the baseline. The frozen set is
 // always a prefix, never shrinks, and never takes the last encoder layer.
 //
+// Options beside the authors' rule (all off by default):
+//  - freeze_through_first_above: the first layer at or above the threshold
+//    freezes too (PipeTransformer's reading of the rule);
+//  - max_layers_per_decision: one decision freezes at most this many layers;
+//  - smoothing s in [0, 1): G is an exponential moving average over decision
+//    points, G_s = s * G_s(prev) + (1 - s) * G, and eta compares successive G_s.
+//
 // A plain class fed with numbers: no LibTorch. Not thread-safe.
 #pragma once
 
@@ -36,8 +43,15 @@ class AutoFreezePolicy {
     double threshold = 0;
   };
 
-  // `num_layers` encoder layers; `percentile` in (0, 100]; `initially_frozen`
-  // layers start frozen.
+  struct Options {
+    double percentile = 50;  // (0, 100]
+    bool freeze_through_first_above = false;
+    int max_layers_per_decision = 0;  // 0: no cap
+    double smoothing = 0;             // [0, 1)
+  };
+
+  // `num_layers` encoder layers; `initially_frozen` layers start frozen.
+  AutoFreezePolicy(int num_layers, Options options, int initially_frozen = 0);
   AutoFreezePolicy(int num_layers, double percentile, int initially_frozen = 0);
 
   // The number of frozen layers (layers 0 .. frozen()-1).
@@ -50,7 +64,7 @@ class AutoFreezePolicy {
 
  private:
   const int num_layers_;
-  const double percentile_;
+  const Options options_;
   int frozen_;
   bool has_baseline_ = false;
   std::vector<double> previous_;

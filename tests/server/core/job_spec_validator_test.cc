@@ -209,6 +209,23 @@ TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
         s->mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(0);
       },
       "freeze_policy.autofreeze.evaluations_per_epoch", "got 0");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_smoothing(1); },
+      "freeze_policy.autofreeze.smoothing", "[0, 1)");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_freeze_policy()->mutable_autofreeze()->set_max_layers_per_decision(-1);
+      },
+      "freeze_policy.autofreeze.max_layers_per_decision", "got -1");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_geometric()->set_alpha(1); },
+      "freeze_policy.geometric.alpha", "(0, 1)");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_linear()->set_freeze_start(1); },
+      "freeze_policy.linear.freeze_start", "[0, 1)");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_linear()->set_freeze_level(0); },
+      "freeze_policy.linear.freeze_level", "(0, 1]");
   v1::JobSpec ok = spec_;
   ok.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(5);
   EXPECT_OK(Validator().ValidateAndNormalize(&ok));

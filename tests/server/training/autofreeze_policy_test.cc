@@ -2,6 +2,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/training/freeze/freeze_schedule.h"
 
 namespace ftd::training {
 namespace {
@@ -113,6 +114,64 @@ TEST(AutoFreezePolicyTest, StartsFromAStaticPrefixWhenAsked) {
   AutoFreezePolicy policy(6, 50, 2);
   EXPECT_EQ(policy.frozen(), 2);
   EXPECT_EQ(AutoFreezePolicy(6, 50, 9).frozen(), 5);
+}
+
+// PipeTransformer's reading: the first layer at or above the threshold
+// freezes too (eta = [0.01, 0.02, 0.5, 0.8], threshold 0.26: the authors'
+// rule freezes 2, this one 3), and never the last layer.
+TEST(AutoFreezePolicyTest, FreezingThroughTheFirstLayerAboveTakesOneMore) {
+  AutoFreezePolicy::Options o;
+  o.freeze_through_first_above = true;
+  AutoFreezePolicy policy(4, o);
+  policy.Decide({10, 10, 10, 10});
+  EXPECT_EQ(policy.Decide({9.9, 9.8, 5, 2}).frozen_after, 3);
+  EXPECT_EQ(policy.Decide({1, 1, 1, 1}).frozen_after, 3);  // the last layer stays
+}
+
+TEST(AutoFreezePolicyTest, ACapLimitsOneDecision) {
+  AutoFreezePolicy::Options o;
+  o.max_layers_per_decision = 1;
+  AutoFreezePolicy policy(4, o);
+  policy.Decide({10, 10, 10, 10});
+  EXPECT_EQ(policy.Decide({9.9, 9.8, 5, 2}).frozen_after, 1);  // 2 without the cap
+}
+
+// Smoothing s = 0.5: G_s = 0.5 * previous G_s + 0.5 * G; eta compares
+// successive G_s. Baseline 10 everywhere; then G = [9.9, 9.8, 5, 2] gives
+// G_s = [9.95, 9.9, 7.5, 6], eta = [0.005, 0.01, 0.25, 0.4].
+TEST(AutoFreezePolicyTest, SmoothingAveragesTheGradientSums) {
+  AutoFreezePolicy::Options o;
+  o.smoothing = 0.5;
+  AutoFreezePolicy policy(4, o);
+  policy.Decide({10, 10, 10, 10});
+  AutoFreezePolicy::Decision d = policy.Decide({9.9, 9.8, 5, 2});
+  EXPECT_THAT(d.change_rates, ElementsAre(DoubleNear(0.005, 1e-12), DoubleNear(0.01, 1e-12),
+                                          DoubleNear(0.25, 1e-12), DoubleNear(0.4, 1e-12)));
+  EXPECT_NEAR(d.threshold, 0.13, 1e-12);  // numpy.percentile([.005, .01, .25, .4], 50)
+  EXPECT_EQ(d.frozen_after, 2);
+}
+
+// PipeTransformer, alpha 1/3, 6 layers: 0, ceil(2) = 2, ceil(3.33) = 4,
+// ceil(4.22) = 5, then capped at 5 (the last layer trains).
+TEST(FreezeScheduleTest, GeometricFreezesAShareOfWhatStillTrainsEachEpoch) {
+  FreezeSchedule g = FreezeSchedule::Geometric(6, 1.0 / 3);
+  EXPECT_EQ(g.Depth(1, 0.0), 0);
+  EXPECT_EQ(g.Depth(2, 0.9), 2);
+  EXPECT_EQ(g.Depth(3, 0.0), 4);
+  EXPECT_EQ(g.Depth(4, 0.0), 5);
+  EXPECT_EQ(g.Depth(9, 0.0), 5);
+}
+
+// Composer, start 0.5, level 1.0, 6 layers: nothing before half of
+// training, then floor(6 * (t - 0.5) / 0.5): 1 at 0.6, 3 at 0.75, 5 (cap) at 1.
+TEST(FreezeScheduleTest, LinearGrowsFromTheStartToTheLevel) {
+  FreezeSchedule l = FreezeSchedule::Linear(6, 0.5, 1.0);
+  EXPECT_EQ(l.Depth(1, 0.0), 0);
+  EXPECT_EQ(l.Depth(2, 0.5), 0);
+  EXPECT_EQ(l.Depth(2, 0.6), 1);
+  EXPECT_EQ(l.Depth(3, 0.75), 3);
+  EXPECT_EQ(l.Depth(4, 1.0), 5);
+  EXPECT_EQ(FreezeSchedule::Linear(6, 0.0, 0.5).Depth(4, 1.0), 3);
 }
 
 }  // namespace

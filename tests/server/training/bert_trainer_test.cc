@@ -210,6 +210,26 @@ TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
 }
 
+// PipeTransformer's schedule on the 2-layer model, alpha 0.5: nothing in
+// epoch 1, ceil(2 * 0.5) = 1 layer from epoch 2's start on; one event, at
+// the point that froze.
+TEST_F(BertTrainerTest, AGeometricScheduleFreezesAtEpochStarts) {
+  spec_.mutable_hyperparameters()->set_epochs(3);
+  spec_.mutable_freeze_policy()->mutable_geometric()->set_alpha(0.5);
+  FakeContext context(spec_, dir_.Sub("out"));
+  ASSERT_OK(trainer_.Train(context).status());
+  std::vector<v1::FreezeDecision> decisions;
+  for (const auto& e : context.events_) {
+    if (e.has_freeze_decision()) decisions.push_back(e.freeze_decision());
+  }
+  ASSERT_EQ(decisions.size(), 1u);
+  EXPECT_EQ(decisions[0].step(), 16);
+  EXPECT_EQ(decisions[0].epoch(), 2);
+  EXPECT_EQ(decisions[0].frozen_before(), 0);
+  EXPECT_EQ(decisions[0].frozen_after(), 1);
+  EXPECT_LT(decisions[0].trainable_parameter_fraction(), 1.0);
+}
+
 TEST_F(BertTrainerTest, AutoFreezeDecidesOnScheduleFreezesAPrefixAndStillLearns) {
   // AutoFreeze fine-tunes pretrained models: give the tiny model a start.
   FakeContext first(spec_, dir_.Sub("pretrained"));
