@@ -5,13 +5,11 @@
 //   build/bench/engine_step_bench [MODEL_DIR] [--steps=N] [--rounds=R] [--batch=B]
 //       [--length=S] [--threads=T] [--only=a,b] [--glibc_default_memory] [--on_thread]
 //
-// Variants: "torch" (LibTorch's dropout, three q/k/v products, the whole
-// last layer, torch::optim::AdamW with clip_grad_norm_ and zero_grad: the
-// engine before these kernels), each kernel alone on top of it, and "all"
-// (every kernel with FusedAdamW: what the trainer runs). Prints the median
-// ms/step of each over the rounds and its ratio to "torch"; each round starts
-// at the next variant. The process keeps freed memory (cpu_allocator.h) as
-// ftd does, unless --glibc_default_memory.
+// Variants: "torch" (LibTorch's dropout, the whole last layer, torch::optim::AdamW with
+// clip_grad_norm_ and zero_grad: the engine before these kernels), each kernel alone on top of it,
+// and "all" (every kernel with FusedAdamW: what the trainer runs). Prints the median ms/step of
+// each over the rounds and its ratio to "torch"; each round starts at the next variant. The process
+// keeps freed memory (cpu_allocator.h) as ftd does, unless --glibc_default_memory.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -90,7 +88,7 @@ int main(int argc, char** argv) {
   torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
 
   ComputeOptions none;
-  none.fast_dropout = none.fused_qkv = none.first_token_last_layer = false;
+  none.fast_dropout = none.first_token_last_layer = false;
   std::vector<Variant> variants;
   auto add = [&](std::string name, ComputeOptions c, bool fused) {
     const std::string wanted = std::string(",") + only + ",";
@@ -106,9 +104,6 @@ int main(int argc, char** argv) {
   ComputeOptions c = none;
   c.fast_dropout = true;
   add("fast_dropout", c, false);
-  c = none;
-  c.fused_qkv = true;
-  add("fused_qkv", c, false);
   c = none;
   c.first_token_last_layer = true;
   add("first_token", c, false);

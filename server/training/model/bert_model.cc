@@ -62,32 +62,14 @@ torch::Tensor BertSelfAttentionImpl::Attend(const torch::Tensor& q, const torch:
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& hidden,
                                              const torch::Tensor& mask_bias) {
-  const int64_t batch = hidden.size(0), seq = hidden.size(1);
-  if (fused_qkv) {
-    auto weight = torch::cat({query->weight, key->weight, value->weight}, 0);
-    auto bias = torch::cat({query->bias, key->bias, value->bias}, 0);
-    auto qkv = torch::nn::functional::linear(hidden, weight, bias).chunk(3, -1);
-    return Attend(qkv[0].contiguous(), qkv[1].contiguous(), qkv[2].contiguous(), mask_bias, batch,
-                  seq);
-  }
-  return Attend(query(hidden), key(hidden), value(hidden), mask_bias, batch, seq);
+  return Attend(query(hidden), key(hidden), value(hidden), mask_bias, hidden.size(0),
+                hidden.size(1));
 }
 
 torch::Tensor BertSelfAttentionImpl::forward_first_token(const torch::Tensor& hidden,
                                                          const torch::Tensor& mask_bias) {
-  const int64_t batch = hidden.size(0);
-  torch::Tensor k, v;
-  if (fused_qkv) {
-    auto weight = torch::cat({key->weight, value->weight}, 0);
-    auto bias = torch::cat({key->bias, value->bias}, 0);
-    auto kv = torch::nn::functional::linear(hidden, weight, bias).chunk(2, -1);
-    k = kv[0].contiguous();
-    v = kv[1].contiguous();
-  } else {
-    k = key(hidden);
-    v = value(hidden);
-  }
-  return Attend(query(hidden.narrow(1, 0, 1)), k, v, mask_bias, batch, 1);
+  return Attend(query(hidden.narrow(1, 0, 1)), key(hidden), value(hidden), mask_bias,
+                hidden.size(0), 1);
 }
 
 BertResidualOutputImpl::BertResidualOutputImpl(const BertConfig& c, int64_t in_features) {
@@ -211,7 +193,6 @@ void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
   compute_ = options;
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* d = module->as<DropoutImpl>()) d->fast = options.fast_dropout;
-    if (auto* a = module->as<BertSelfAttentionImpl>()) a->fused_qkv = options.fused_qkv;
   }
 }
 

@@ -23,8 +23,6 @@ namespace ftd::training {
 struct ComputeOptions {
   // Dropout masks from fast_dropout.h instead of torch::dropout.
   bool fast_dropout = true;
-  // One matrix product for query, key and value.
-  bool fused_qkv = true;
   // The last encoder layer computes only the first token ([CLS]), the one
   // the pooler reads: its attention output and feed-forward for the other
   // tokens are never used.
@@ -63,7 +61,6 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   Dropout dropout{nullptr};
   int64_t heads;
   int64_t head_size;
-  bool fused_qkv = true;
 
  private:
   torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
