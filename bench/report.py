@@ -161,7 +161,7 @@ def check(doc, epochs):
             problems.append(f"{v}: wall, training time or peak RSS missing")
         if "+" in r["variant"] and (r["cache"] is None or r["cache"]["hit_rate"] is None):
             problems.append(f"{v}: no cache statistics")
-        if r["variant"].startswith(("static", "autofreeze")) and not r["freezes"]:
+        if r["variant"] not in ("full", "pytorch") and not r["freezes"]:
             problems.append(f"{v}: no freeze recorded")
         if r["variant"].startswith("autofreeze") and not any(d.get("layer_change_rates") for d in r["decisions"]):
             problems.append(f"{v}: decision points without change rates")

@@ -205,8 +205,10 @@ std::string FormatEvent(const v1::JobEvent& event) {
       break;
     case v1::JobEvent::kEvaluation: {
       const auto& e = event.evaluation();
-      absl::StrAppendFormat(&line, "evaluation epoch %d: loss %.4f accuracy %.4f macro-F1 %.4f",
-                            e.epoch(), e.loss(), e.accuracy(), e.macro_f1());
+      absl::StrAppendFormat(&line, "evaluation epoch %d", e.epoch());
+      if (e.step() > 0) absl::StrAppendFormat(&line, " step %d", e.step());
+      absl::StrAppendFormat(&line, ": loss %.4f accuracy %.4f macro-F1 %.4f", e.loss(),
+                            e.accuracy(), e.macro_f1());
       break;
     }
     case v1::JobEvent::kFreezeDecision: {
@@ -233,6 +235,11 @@ std::string FormatEvent(const v1::JobEvent& event) {
     case v1::JobEvent::kCache:
       if (!event.cache().disabled_reason().empty()) {
         absl::StrAppend(&line, "cache off: ", event.cache().disabled_reason());
+      } else if (event.cache().epoch().epoch() == 0) {
+        int64_t bytes = 0;
+        for (const auto& s : event.cache().segments()) bytes += s.bytes();
+        absl::StrAppend(&line, "cache: ", event.cache().segments_size(), " segment(s), ",
+                        FormatBytes(bytes), " (training and validation rows)");
       } else {
         absl::StrAppend(&line, "cache ", FormatCacheStats(event.cache().epoch()));
       }

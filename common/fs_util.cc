@@ -1,5 +1,8 @@
 #include "common/fs_util.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -58,6 +61,58 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   out << in.rdbuf();
   if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read \"", path, "\""));
   return out.str();
+}
+
+absl::Status SyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot sync ", path, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << contents;
+    out.flush();
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", temp));
+  }
+  if (absl::Status s = SyncPath(temp); !s.ok()) return s;
+  std::error_code ec;
+  fs::rename(temp, path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot rename ", temp, ": ", ec.message()));
+  return SyncPath(fs::path(path).parent_path().string());
+}
+
+absl::Status ReplaceFolder(const std::string& staged, const std::string& path) {
+  std::error_code ec;
+  for (const auto& entry : fs::recursive_directory_iterator(staged, ec)) {
+    if (entry.is_regular_file() || entry.is_directory()) {
+      if (absl::Status s = SyncPath(entry.path().string()); !s.ok()) return s;
+    }
+  }
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot list ", staged, ": ", ec.message()));
+  if (absl::Status s = SyncPath(staged); !s.ok()) return s;
+  const std::string old = path + ".old";
+  fs::remove_all(old, ec);
+  if (fs::exists(path)) {
+    fs::rename(path, old, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot move ", path, ": ", ec.message()));
+  }
+  fs::rename(staged, path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot rename ", staged, ": ", ec.message()));
+  const std::string parent = fs::path(path).parent_path().string();
+  if (absl::Status s = SyncPath(parent); !s.ok()) return s;
+  fs::remove_all(old, ec);
+  return absl::OkStatus();
 }
 
 }  // namespace ftd

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace ftd {
@@ -20,5 +21,19 @@ bool IsWithin(const std::string& path, const std::string& root);
 // FAILED_PRECONDITION when it is not a regular file, UNAVAILABLE when it
 // cannot be read. Messages name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// fsync of a file or a folder. Errors: UNAVAILABLE naming the path.
+absl::Status SyncPath(const std::string& path);
+
+// Writes `contents` to `path` so that a reader sees the old file or the new
+// one, never a part: a temporary file beside it, fsynced, renamed over
+// `path`, and the folder fsynced. Errors: UNAVAILABLE naming the path.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+
+// Replaces folder `path` with the complete folder `staged` (beside it, on
+// the same file system): every file in `staged` and `staged` itself are
+// fsynced, an old `path` is moved aside and removed, `staged` renamed to
+// `path`, and the parent fsynced. Errors: UNAVAILABLE naming the path.
+absl::Status ReplaceFolder(const std::string& staged, const std::string& path);
 
 }  // namespace ftd

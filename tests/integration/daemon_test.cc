@@ -285,10 +285,10 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_LT(seconds, 60);
-  EXPECT_THAT(r.out,
-              AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"), HasSubstr("initialised"),
-                    HasSubstr("step 128/128 (100%) epoch 8/8"), HasSubstr("evaluation epoch 8:"),
-                    HasSubstr("wrote model: "), HasSubstr("RUNNING -> SUCCEEDED")));
+  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
+                           HasSubstr("initialised"), HasSubstr("step 128/128 (100%) epoch 8/8"),
+                           HasSubstr("evaluation epoch 8 step 128:"), HasSubstr("wrote model: "),
+                           HasSubstr("RUNNING -> SUCCEEDED")));
   CommandResult get = daemon->Ftctl({"get", "job-1", "--json"});
   ASSERT_EQ(get.exit_code, 0);
   const size_t at = get.out.find("\"validation_accuracy\": ");
@@ -442,19 +442,22 @@ TEST_F(CacheTest, ASecondIdenticalJobAfterARestartReadsTheFirstJobsEntries) {
   EXPECT_NEAR(Number(daemon->Ftctl({"get", "job-2", "--json"}).out, "validation_accuracy"),
               first_accuracy, 0.05);
   EXPECT_THAT(daemon->Ftctl({"get", "job-2"}).out,
-              HasSubstr("cache:       on (bf16), 150.3 KiB in 1 segment(s)"));
+              HasSubstr("cache:       on (bf16), 225.8 KiB in 2 segment(s)"));
 
   // The cache as the API shows it, and clearing it.
   CommandResult cache = daemon->Ftctl({"cache"});
   ASSERT_EQ(cache.exit_code, 0) << cache.err;
-  EXPECT_THAT(cache.out, AllOf(HasSubstr("cache:       150.3 KiB of 8.00 GiB"),
-                               HasSubstr("/1  256 entries  150.3 KiB  bf16")));
+  // The training rows' segment and the validation rows' (evaluations start
+  // at the frozen depth too).
+  EXPECT_THAT(cache.out, AllOf(HasSubstr("cache:       225.8 KiB of 8.00 GiB"),
+                               HasSubstr("/1  256 entries  150.3 KiB  bf16"),
+                               HasSubstr("/1  128 entries  75.5 KiB  bf16")));
   CommandResult job = daemon->Ftctl({"cache", "job-2"});
   EXPECT_THAT(job.out, AllOf(HasSubstr("job:         all epochs: 2048 of 2048 examples"),
                              HasSubstr("segments of this job")));
   CommandResult cleared = daemon->Ftctl({"cache", "clear", "job-2"});
   ASSERT_EQ(cleared.exit_code, 0) << cleared.err;
-  EXPECT_THAT(cleared.out, HasSubstr("cleared 1 segment(s), 150.3 KiB"));
+  EXPECT_THAT(cleared.out, HasSubstr("cleared 2 segment(s), 225.8 KiB"));
   EXPECT_THAT(daemon->Ftctl({"cache"}).out,
               AllOf(HasSubstr("cache:       0 B of"),
                     HasSubstr("segments (namespace/dataset/layer): none")));

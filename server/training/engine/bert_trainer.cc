@@ -21,14 +21,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "server/training/cache/activation_cache.h"
+#include "server/training/cache/cache_key.h"
 #include "server/training/data/text_dataset.h"
 #include "server/training/engine/encoded_data.h"
 #include "server/training/engine/epoch_order.h"
 #include "server/training/engine/evaluator.h"
 #include "server/training/engine/freeze_controller.h"
+#include "server/training/engine/model_exporter.h"
 #include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
@@ -140,12 +141,14 @@ class Run {
                                                      "\"; a classifier needs two or more"));
     }
     ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, labels_.Encode(train));
+    std::string valid_fingerprint;
     train_ = Encode(tokenizer, train, std::move(train_labels), hp.max_seq_length());
     if (spec.has_validation_dataset()) {
       ASSIGN_OR_RETURN(TextDataset valid, ReadTextDataset(spec.validation_dataset()));
       context_.RecordFingerprint("validation", valid.fingerprint);
       ASSIGN_OR_RETURN(std::vector<int64_t> valid_labels, labels_.Encode(valid));
       valid_ = Encode(tokenizer, valid, std::move(valid_labels), hp.max_seq_length());
+      valid_fingerprint = valid.fingerprint;
       has_validation_ = true;
     }
     Log(context_, v1::JobEvent::Log::INFO,
@@ -169,7 +172,9 @@ class Run {
     }
     model_->to(device_);
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
-    if (spec.activation_cache().enabled()) RETURN_IF_ERROR(StartCache(train.fingerprint));
+    if (spec.activation_cache().enabled()) {
+      RETURN_IF_ERROR(StartCache(train.fingerprint, valid_fingerprint));
+    }
     const v1::FreezePolicy& fp = spec.freeze_policy();
     std::optional<AutoFreezePolicy> policy;
     if (fp.has_autofreeze()) {
@@ -196,38 +201,36 @@ class Run {
   }
 
  private:
-  absl::Status StartCache(const std::string& dataset_fingerprint) {
+  // The activation cache for the training rows and, when there is a
+  // validation set, one for its rows: evaluations start them at the frozen
+  // depth too.
+  absl::Status StartCache(const std::string& train_fingerprint,
+                          const std::string& valid_fingerprint) {
     const v1::JobSpec& spec = context_.spec();
     if (store_ == nullptr) {
       Log(context_, v1::JobEvent::Log::WARNING,
           "activation_cache: this daemon runs without an activation cache; training without it");
       return absl::OkStatus();
     }
-    // What a stored value depends on besides the frozen weights: the exact
-    // inputs (dataset, tokenizer, max length), the model's settings and the
-    // compute precision.
-    Sha256 inputs;
-    for (const auto& row : train_.ids) {
-      inputs.Update(std::string_view(reinterpret_cast<const char*>(row.data()),
-                                     row.size() * sizeof(int32_t)));
-      inputs.Update("\n");
-    }
     ASSIGN_OR_RETURN(std::string config_json,
                      ReadFile((fs::path(spec.base_model()) / "config.json").string()));
-    inputs.Update(config_json);
-    inputs.Update(autocast_ ? "bf16-autocast" : "fp32");
-    JobActivationCache::Options options;
-    options.store = store_;
-    options.job_id = context_.job_id();
-    options.dataset_fingerprint = dataset_fingerprint;
-    options.inputs_digest = inputs.FinishHex();
-    options.base_model = spec.base_model();
-    options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::FP32
-                        ? storage::ActivationDtype::kFp32
-                        : storage::ActivationDtype::kBf16;
-    for (const auto& row : train_.ids) options.lengths.push_back(static_cast<int64_t>(row.size()));
-    options.hidden_size = config_.hidden_size;
-    cache_ = std::make_unique<JobActivationCache>(std::move(options));
+    auto make = [&](const EncodedData& data, const std::string& fingerprint) {
+      JobActivationCache::Options options;
+      options.store = store_;
+      options.job_id = context_.job_id();
+      options.dataset_fingerprint = fingerprint;
+      options.inputs_digest =
+          InputsDigest(data.ids, config_json, autocast_ ? "bf16-autocast" : "fp32");
+      options.base_model = spec.base_model();
+      options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::FP32
+                          ? storage::ActivationDtype::kFp32
+                          : storage::ActivationDtype::kBf16;
+      for (const auto& row : data.ids) options.lengths.push_back(static_cast<int64_t>(row.size()));
+      options.hidden_size = config_.hidden_size;
+      return std::make_unique<JobActivationCache>(std::move(options));
+    };
+    cache_ = make(train_, train_fingerprint);
+    if (has_validation_) valid_cache_ = make(valid_, valid_fingerprint);
     return absl::OkStatus();
   }
 
@@ -242,6 +245,7 @@ class Run {
           ParameterDigest(model_->layer(static_cast<int>(block_digests_.size()) - 1)));
     }
     cache_->SetDepth(block_digests_);
+    if (valid_cache_) valid_cache_->SetDepth(block_digests_);
     ReportCacheIfDisabled();
   }
 
@@ -346,7 +350,12 @@ class Run {
     EvalResult eval;
     {
       AutocastGuard autocast(autocast_);
-      eval = Evaluate(*model_, valid_, batch_size, pad_id_, device_);
+      JobActivationCache* prefix =
+          valid_cache_ && valid_cache_->enabled() && cache_ && cache_->enabled() && frozen_ > 0
+              ? valid_cache_.get()
+              : nullptr;
+      eval = Evaluate(*model_, valid_, batch_size, pad_id_, device_, prefix, frozen_);
+      if (prefix != nullptr) valid_segments_ = eval.cache_segments;
     }
     SetTrainMode();
     v1::JobEvent event;
@@ -487,6 +496,10 @@ class Run {
       if (cache_ && cache_->enabled()) {
         v1::JobEvent event;
         *event.mutable_cache() = cache_->EndEpoch(epoch);
+        last_cache_report_ = event.cache();
+        // The job's segments include its validation rows'.
+        for (const v1::CacheSegment& s : valid_segments_)
+          *event.mutable_cache()->add_segments() = s;
         // Nothing to say while no layer is frozen.
         if (event.cache().epoch().examples() > 0) context_.Emit(std::move(event));
       }
@@ -496,14 +509,22 @@ class Run {
       }
     }
     train_seconds_ = train_seconds;
+    // The last validation may have stored a segment the last report lacks.
+    if (cache_ && cache_->enabled() && !valid_segments_.empty()) {
+      v1::JobEvent event;
+      *event.mutable_cache() = last_cache_report_;
+      event.mutable_cache()->clear_epoch();
+      for (const v1::CacheSegment& s : valid_segments_) *event.mutable_cache()->add_segments() = s;
+      context_.Emit(std::move(event));
+    }
     return absl::OkStatus();
   }
 
   absl::StatusOr<v1::JobResult> Finish() {
-    const std::string model_dir = (fs::path(context_.output_dir()) / "model").string();
     model_->to(torch::kCPU);
-    RETURN_IF_ERROR(
-        SaveModel(model_dir, context_.spec().base_model(), config_, labels_.names(), model_));
+    ASSIGN_OR_RETURN(const std::string model_dir,
+                     ExportModel(context_.output_dir(), context_.spec().base_model(), config_,
+                                 labels_.names(), model_));
     v1::JobEvent artifact;
     artifact.mutable_artifact()->set_kind("model");
     artifact.mutable_artifact()->set_path(model_dir);
@@ -527,17 +548,9 @@ class Run {
       m["best_validation_accuracy"] = best_eval_.accuracy();
       m["best_validation_step"] = static_cast<double>(best_eval_.step());
     }
-    const std::string metrics_path = (fs::path(context_.output_dir()) / "metrics.json").string();
-    {
-      std::ofstream out(metrics_path, std::ios::trunc);
-      out << "{\n";
-      size_t i = 0;
-      for (const auto& [k, v] : m) {
-        out << absl::StrFormat("  \"%s\": %.6g%s\n", k, v, ++i < m.size() ? "," : "");
-      }
-      out << "}\n";
-      if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", metrics_path));
-    }
+    ASSIGN_OR_RETURN(
+        const std::string metrics_path,
+        ExportMetrics(context_.output_dir(), std::map<std::string, double>(m.begin(), m.end())));
     artifact.mutable_artifact()->set_kind("metrics");
     artifact.mutable_artifact()->set_path(metrics_path);
     context_.Emit(artifact);
@@ -547,8 +560,10 @@ class Run {
   TrainingContext& context_;
   const int cpu_threads_;
   storage::ActivationStore* const store_;
-  std::unique_ptr<JobActivationCache> cache_;
-  std::vector<std::string> block_digests_;  // of the frozen blocks, embeddings first
+  std::unique_ptr<JobActivationCache> cache_, valid_cache_;
+  v1::CacheReport last_cache_report_;             // the training rows' last epoch report
+  std::vector<v1::CacheSegment> valid_segments_;  // the validation rows' segments
+  std::vector<std::string> block_digests_;        // of the frozen blocks, embeddings first
   torch::Device device_{torch::kCPU};
   BertConfig config_;
   LabelSet labels_;

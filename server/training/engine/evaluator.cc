@@ -8,7 +8,8 @@
 namespace ftd::training {
 
 EvalResult Evaluate(BertClassifierImpl& model, const EncodedData& data, int batch_size,
-                    int32_t pad_id, const torch::Device& device) {
+                    int32_t pad_id, const torch::Device& device, JobActivationCache* prefix_cache,
+                    int frozen) {
   model.eval();
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(data.ids.size());
@@ -16,12 +17,23 @@ EvalResult Evaluate(BertClassifierImpl& model, const EncodedData& data, int batc
   std::iota(rows.begin(), rows.end(), 0);
   std::stable_sort(rows.begin(), rows.end(),
                    [&](int64_t a, int64_t b) { return data.ids[a].size() < data.ids[b].size(); });
+  if (prefix_cache != nullptr && frozen <= 0) prefix_cache = nullptr;
+  if (prefix_cache != nullptr) prefix_cache->StartEpoch(rows, batch_size);
   double loss_sum = 0;
   std::vector<int64_t> predicted(n);
-  for (int64_t start = 0; start < n; start += batch_size) {
+  for (int64_t start = 0, b = 0; start < n; start += batch_size, ++b) {
     const size_t count = static_cast<size_t>(std::min<int64_t>(batch_size, n - start));
     Batch batch = MakeBatch(data, rows.data() + start, count, pad_id, device);
-    torch::Tensor logits = model.forward(batch.ids, batch.mask).to(torch::kFloat);
+    torch::Tensor logits;
+    if (prefix_cache != nullptr) {
+      const torch::Tensor bias = BertClassifierImpl::MaskBias(batch.mask, torch::kFloat).to(device);
+      std::vector<CachedActivation> cached = prefix_cache->Take(b);
+      torch::Tensor hidden = PrefixOutput(model, batch.ids, bias, cached, frozen, device);
+      prefix_cache->Store(rows.data() + start, count, cached, hidden);
+      logits = model.Classify(hidden, bias, frozen).to(torch::kFloat);
+    } else {
+      logits = model.forward(batch.ids, batch.mask).to(torch::kFloat);
+    }
     loss_sum += torch::nn::functional::cross_entropy(
                     logits, batch.labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -50,6 +62,11 @@ EvalResult Evaluate(BertClassifierImpl& model, const EncodedData& data, int batc
     f1_sum += precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
   }
   EvalResult result;
+  if (prefix_cache != nullptr) {
+    const v1::CacheReport report = prefix_cache->EndEpoch(0);
+    result.rows_from_cache = report.epoch().hits() + report.epoch().partial_hits();
+    result.cache_segments.assign(report.segments().begin(), report.segments().end());
+  }
   result.loss = n > 0 ? loss_sum / n : 0;
   result.accuracy = n > 0 ? static_cast<double>(correct) / n : 0;
   result.macro_f1 = counts.empty() ? 0 : f1_sum / counts.size();
