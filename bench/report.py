@@ -138,7 +138,7 @@ def build(workload, runs):
 
 def check(doc, epochs):
     """What is missing or malformed; empty when the report is whole."""
-    problems = []
+    problems = list(doc.get("problems", []))
     for r in doc["runs"]:
         v = f"{r['variant']} seed {r['seed']}"
         if len(r["epochs"]) != epochs:
@@ -326,6 +326,8 @@ def write(out_dir, workload, runs, title=""):
     text = markdown(doc, title=title, images=images)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(text)
+    if not images:
+        doc["problems"] = ["no plots: matplotlib (Debian's python3-matplotlib) is not installed"]
     return doc, text
 
 

@@ -37,8 +37,8 @@ fi
 if [ "$build_only" -eq 0 ]; then
   packages+=(
     # tests: a real Prometheus and promtool for the metrics test, run by python3;
-    # the benchmark's PyTorch reference
-    prometheus python3 python3-torch python3-yaml
+    # the benchmark's PyTorch reference and its report's plots
+    prometheus python3 python3-torch python3-yaml python3-matplotlib
   )
   # The deploy test renders manifests with `kubectl kustomize` and validates
   # them with npm packages: Debian's kubectl and Node.js unless the machine

@@ -22,14 +22,14 @@ FusedAdamW::FusedAdamW(std::vector<Group> groups, Options options) : options_(op
 
 double FusedAdamW::GradNorm() const {
   torch::NoGradGuard no_grad;
-  double sum = 0;
+  // Per-parameter norms stay on their device; one transfer at the end.
+  std::vector<torch::Tensor> norms;
   for (const Param& p : params_) {
     const torch::Tensor& g = p.value.grad();
-    if (!g.defined()) continue;
-    const double n = g.norm().item<double>();
-    sum += n * n;
+    if (g.defined()) norms.push_back(g.norm().to(torch::kDouble));
   }
-  return std::sqrt(sum);
+  if (norms.empty()) return 0;
+  return torch::stack(norms).norm().item<double>();
 }
 
 double FusedAdamW::ClipScale(double norm, double max_norm) {
