@@ -130,6 +130,14 @@ def build(workload, runs):
             s["best_accuracy_delta_points"] = 100 * delta
             seeds_spread = max(full_sd, s["best_accuracy_spread"])
             s["delta_beyond_spread"] = abs(delta) > seeds_spread if len(rs) > 1 and len(full) > 1 else None
+            # Paired by seed: each run against full fine-tuning with its seed.
+            full_by_seed = {r["seed"]: r for r in full}
+            pairs = [(r, full_by_seed[r["seed"]]) for r in rs if r["seed"] in full_by_seed]
+            if pairs:
+                deltas = [100 * (r["best_accuracy"] - f["best_accuracy"]) for r, f in pairs]
+                s["paired_delta_points_mean"] = mean(deltas)
+                s["paired_delta_points_spread"] = spread(deltas)
+                s["paired_speedup_mean"] = mean([f["train_seconds"] / r["train_seconds"] for r, f in pairs])
         if v == "full" and reference:
             s["throughput_over_pytorch"] = s["samples_per_second_mean"] / mean([mean_sps(r) for r in reference])
         summaries.append(s)
@@ -189,13 +197,17 @@ def markdown(doc, title="", images=()):
                    f"fine-tuning's best minus {100 * TARGET_MARGIN:.1f} points, that of the same seed "
                    f"(mean over seeds: {doc['target_accuracy']:.4f}).\n")
     out.append("| variant | seeds | training time | speed-up, fixed budget | time to target | speed-up to target | "
-               "best accuracy | vs full (best) | final accuracy | samples/s |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+               "best accuracy | vs full (best) | paired by seed: speed-up, best accuracy | final accuracy | samples/s |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in doc["summaries"]:
         delta = s.get("best_accuracy_delta_points")
         verdict = ""
         if s.get("delta_beyond_spread") is not None:
             verdict = " (beyond the seeds' spread)" if s["delta_beyond_spread"] else " (within the seeds' spread)"
+        paired = ""
+        if s.get("paired_delta_points_mean") is not None:
+            paired = (f"{s['paired_speedup_mean']:.2f}x, {s['paired_delta_points_mean']:+.2f} ± "
+                      f"{s['paired_delta_points_spread']:.2f} pt")
         reached = s.get("runs_reaching_target")
         ttt = fmt(s.get("time_to_target_mean"), "%.1f s")
         if reached is not None and reached < len(s["seeds"]):
@@ -205,7 +217,8 @@ def markdown(doc, title="", images=()):
             f"{fmt(s.get('speedup_fixed_budget'), '%.2fx') or ('1.00x' if s['variant'] == 'full' else '')} | {ttt} | "
             f"{fmt(s.get('speedup_time_to_target'), '%.2fx')} | "
             f"{s['best_accuracy_mean']:.4f} ± {s['best_accuracy_spread']:.4f} | "
-            f"{fmt(delta, '%+.2f pt')}{verdict} | {s['final_accuracy_mean']:.4f} | {s['samples_per_second_mean']:.1f} |")
+            f"{fmt(delta, '%+.2f pt')}{verdict} | {paired} | {s['final_accuracy_mean']:.4f} | "
+            f"{s['samples_per_second_mean']:.1f} |")
     out.append("")
     full = next((s for s in doc["summaries"] if s["variant"] == "full"), None)
     if full and "throughput_over_pytorch" in full:
@@ -232,7 +245,8 @@ def markdown(doc, title="", images=()):
                "measures; speed-ups are ratios of means over the seeds against ftd's full fine-tuning on the "
                "same machine. Best accuracy: the best of each run's validations. An accuracy difference is "
                "'beyond the seeds' spread' when it is larger than the larger of the two variants' standard "
-               "deviations over seeds.")
+               "deviations over seeds. Paired by seed: the mean over seeds of each run's speed-up and best-accuracy "
+               "difference against full fine-tuning with the same seed (± their standard deviation).")
     for image, caption in images:
         out.append(f"\n![{caption}]({image})\n")
     return "\n".join(out) + "\n"
