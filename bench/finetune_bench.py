@@ -294,15 +294,10 @@ def run_pytorch(args, seed, train, valid):
         raise SystemExit("the PyTorch reference failed")
     wall = time.time() - start
     ref = json.load(open(out))
-    spe = None
     evaluations = ref["evaluations"]
-    for e in evaluations:
-        e["epoch_end"] = False
-    ends = {}
-    for e in evaluations:
-        ends[e["epoch"]] = e
-    for e in ends.values():
-        e["epoch_end"] = True
+    last_of_epoch = {e["epoch"]: i for i, e in enumerate(evaluations)}
+    for i, e in enumerate(evaluations):
+        e["epoch_end"] = last_of_epoch[e["epoch"]] == i
     return {"variant": "pytorch", "seed": seed, "engine": "pytorch", "wall_seconds": wall,
             "train_seconds": sum(e["seconds"] for e in ref["epochs"]), "epochs": ref["epochs"],
             "evaluations": evaluations, "final_accuracy": evaluations[-1]["accuracy"],
@@ -421,8 +416,7 @@ def main():
                 json.dump(r, f, indent=1)
             os.replace(path + ".tmp", path)
             print(report.one_line(r), flush=True)
-        runs = [r for r in report.load_runs(args.out)]
-        doc, text = report.write(args.out, workload, runs, title=args.title)
+        doc, text = report.write(args.out, workload, report.load_runs(args.out), title=args.title)
         print("\n" + text)
         problems = report.check(doc, args.epochs)
         print(f"wrote {args.out}/results.json, results.md and the plots")

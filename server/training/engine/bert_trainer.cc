@@ -4,18 +4,11 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <numeric>
 #include <optional>
-#include <set>
-#include <sstream>
-#include <type_traits>
-#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -312,11 +305,7 @@ class Run {
     stats.samples_per_second = progress.samples_per_second();
     stats.frozen_layers = frozen_;
     stats.total_layers = config_.num_hidden_layers;
-    if (frozen_ != trained_fraction_depth_) {
-      trained_fraction_ = freeze_->TrainableFraction();
-      trained_fraction_depth_ = frozen_;
-    }
-    stats.trained_parameter_fraction = trained_fraction_;
+    stats.trained_parameter_fraction = freeze_->TrainableFraction();
     if (frozen_at_start >= static_cast<int>(seconds_by_depth_.size()))
       seconds_by_depth_.resize(frozen_at_start + 1, 0.0);
     seconds_by_depth_[frozen_at_start] += stats.seconds;
@@ -572,9 +561,6 @@ class Run {
   int32_t pad_id_ = 0;
   int frozen_ = 0;  // the controller's depth, as the loop last applied it
   std::optional<FreezeController> freeze_;
-  // The fraction of parameters that train, and the depth it was computed at.
-  double trained_fraction_ = 1;
-  int trained_fraction_depth_ = 0;
   bool autocast_ = false;
   BertClassifier model_{nullptr};
   double train_loss_ = 0, train_seconds_ = 0;

@@ -40,6 +40,7 @@ std::vector<FusedAdamW::Group> FreezeController::TrainableGroups(double weight_d
                        name.compare(name.size() - 4, 4, "bias") == 0;
     (no_wd ? no_decay : decay).params.push_back(item.value());
   }
+  CountTrainable();
   return {std::move(decay), std::move(no_decay)};
 }
 
@@ -104,14 +105,16 @@ void FreezeController::Freeze(int to, FusedAdamW& optimizer) {
   }
   optimizer.Remove(gone);
   frozen_ = to;
+  CountTrainable();
 }
 
-double FreezeController::TrainableFraction() const {
+void FreezeController::CountTrainable() {
   int64_t trained = 0;
-  for (auto& item : model_.named_parameters()) {
-    if (item.value().requires_grad()) trained += item.value().numel();
+  for (const torch::Tensor& p : model_.parameters()) {
+    if (p.requires_grad()) trained += p.numel();
   }
-  return total_parameters_ > 0 ? static_cast<double>(trained) / total_parameters_ : 1;
+  trainable_fraction_ =
+      total_parameters_ > 0 ? static_cast<double>(trained) / total_parameters_ : 1;
 }
 
 }  // namespace ftd::training

@@ -60,14 +60,16 @@ class FreezeController {
   // depth now. Then the freezing asked for.
   FreezeChange Decide(FusedAdamW& optimizer, int epoch, double progress);
 
-  // Parameters that train, over all parameters.
-  double TrainableFraction() const;
+  // Parameters that train, over all parameters (kept up to date by
+  // TrainableGroups() and each freeze).
+  double TrainableFraction() const { return trainable_fraction_; }
 
   // The encoder layer a parameter name belongs to; a large number for none.
   static int LayerIndex(const std::string& name);
 
  private:
   void Freeze(int to, FusedAdamW& optimizer);
+  void CountTrainable();
   void ResetSums();
 
   BertClassifierImpl& model_;
@@ -76,6 +78,7 @@ class FreezeController {
   const int num_layers_;
   int frozen_;
   int64_t total_parameters_ = 0;
+  double trainable_fraction_ = 1;
   // Each encoder layer's parameters and their summed gradients.
   std::vector<std::vector<torch::Tensor>> layer_params_;
   std::vector<std::vector<torch::Tensor>> gradient_sums_;

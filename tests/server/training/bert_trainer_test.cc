@@ -12,6 +12,7 @@
 #include "server/training/engine/epoch_order.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/checkpoint.h"
+#include "tests/testing/activation_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
@@ -322,15 +323,10 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
 // entries from its first epoch) and AutoFreeze (the prefix grows under the
 // cache); both learn as well as without the cache.
 TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
-  storage::ActivationStore::Options store_options;
-  storage::Database::Options db;
-  db.path = dir_.Sub("db");
-  db.column_families = {storage::ActivationStore::kColumnFamily};
-  db.column_family_options[storage::ActivationStore::kColumnFamily] =
-      storage::ActivationStore::ColumnFamilyOptions(store_options.tuning);
-  ASSERT_OK_AND_ASSIGN(auto database, storage::Database::Open(db));
-  ASSERT_OK_AND_ASSIGN(auto store, storage::ActivationStore::Open(database.get(), store_options));
-  BertTrainer cached_trainer({1, store.get()});
+  ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore opened,
+                       ftd::testing::OpenActivationStore(dir_.Sub("db")));
+  storage::ActivationStore* store = opened.store.get();
+  BertTrainer cached_trainer({1, store});
   std::vector<std::string> devices = {"cpu:0"};
   if (torch::cuda::is_available()) devices.push_back("cuda:0");
   auto cache_epochs = [](const FakeContext& context) {

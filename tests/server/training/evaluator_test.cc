@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "server/training/model/bert_config.h"
 #include "storage/activation_store.h"
+#include "tests/testing/activation_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
@@ -32,16 +33,11 @@ TEST(EvaluatorTest, StartingFromTheCachedPrefixGivesTheSameResult) {
   }
   const EvalResult plain = Evaluate(*model, data, 8, 0, torch::kCPU);
 
-  storage::ActivationStore::Options store_options;
-  storage::Database::Options db;
-  db.path = dir.Sub("db");
-  db.column_families = {storage::ActivationStore::kColumnFamily};
-  db.column_family_options[storage::ActivationStore::kColumnFamily] =
-      storage::ActivationStore::ColumnFamilyOptions(store_options.tuning);
-  ASSERT_OK_AND_ASSIGN(auto database, storage::Database::Open(db));
-  ASSERT_OK_AND_ASSIGN(auto store, storage::ActivationStore::Open(database.get(), store_options));
+  ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore opened,
+                       ftd::testing::OpenActivationStore(dir.Sub("db")));
+  storage::ActivationStore* store = opened.store.get();
   JobActivationCache::Options options;
-  options.store = store.get();
+  options.store = store;
   options.job_id = "job-1";
   options.dataset_fingerprint = std::string(64, 'e');
   options.inputs_digest = "validation";
