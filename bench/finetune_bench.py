@@ -364,6 +364,8 @@ def main():
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     else:
         variants = ["full", "autofreeze+bf16", "pytorch", "autofreeze", f"static:{(2 * layers) // 3}"]
+        if args.smoke:  # a prefix frozen from the start: the cache's path runs whatever AutoFreeze does
+            variants[-1] += "+bf16"
     if args.no_reference:
         variants = [v for v in variants if v != "pytorch"]
     for v in variants:

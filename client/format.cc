@@ -171,6 +171,9 @@ std::string FormatJob(const v1::Job& job) {
     absl::StrAppend(&out, "started:     ", FormatTime(job.start_time()), "\n");
   if (job.has_end_time()) absl::StrAppend(&out, "ended:       ", FormatTime(job.end_time()), "\n");
   if (job.attempts() > 1) absl::StrAppend(&out, "attempts:    ", job.attempts(), "\n");
+  for (const v1::Checkpoint& c : job.checkpoints()) {
+    absl::StrAppend(&out, "checkpoint:  ", FormatCheckpoint(c), "\n");
+  }
   if (!job.result().output_dir().empty()) {
     absl::StrAppend(&out, "output:      ", job.result().output_dir(), "\n");
   }
@@ -247,6 +250,17 @@ std::string FormatEvent(const v1::JobEvent& event) {
     case v1::JobEvent::kArtifact:
       absl::StrAppend(&line, "wrote ", event.artifact().kind(), ": ", event.artifact().path());
       break;
+    case v1::JobEvent::kCheckpoint:
+      absl::StrAppend(&line, "checkpoint: ", FormatCheckpoint(event.checkpoint()));
+      break;
+    case v1::JobEvent::kResume: {
+      const v1::Resume& r = event.resume();
+      absl::StrAppendFormat(&line, "resumed from step %d (epoch %d), lost %.1f seconds of work",
+                            r.step(), r.epoch(), r.lost_seconds());
+      if (r.lost_steps() > 0) absl::StrAppendFormat(&line, " (%d steps)", r.lost_steps());
+      for (const std::string& why : r.skipped()) absl::StrAppend(&line, "; skipped ", why);
+      break;
+    }
     case v1::JobEvent::kLog:
       absl::StrAppend(&line,
                       event.log().level() == v1::JobEvent::Log::ERROR     ? "error: "
@@ -280,6 +294,13 @@ std::string FormatBytes(int64_t bytes) {
   if (bytes < (int64_t{1} << 20)) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
   if (bytes < (int64_t{1} << 30)) return absl::StrFormat("%.1f MiB", bytes / 1048576.0);
   return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
+}
+
+std::string FormatCheckpoint(const v1::Checkpoint& c) {
+  std::string out = absl::StrFormat("step %d (epoch %d), %s, %s", c.step(), c.epoch(),
+                                    FormatBytes(c.bytes()), FormatTime(c.time()));
+  if (!c.reason().empty()) absl::StrAppend(&out, " (", c.reason(), ")");
+  return out;
 }
 
 std::string FormatCacheStats(const v1::CacheStats& s) {

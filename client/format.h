@@ -25,6 +25,8 @@ std::string FormatServerInfo(const v1::ServerInfo& info);
 std::string FormatBytes(int64_t bytes);
 // One epoch's (or the job's) cache counts on one line.
 std::string FormatCacheStats(const v1::CacheStats& stats);
+// "step 120 (epoch 2), 64.0 MiB, 2026-12-02 10:00:00 (epoch end)"
+std::string FormatCheckpoint(const v1::Checkpoint& checkpoint);
 // The cache's size and segments; with `job`, that job's counts first.
 std::string FormatCacheInfo(const v1::CacheInfo& info, bool job);
 std::string FormatClearedCache(const v1::ClearJobCacheResponse& response);

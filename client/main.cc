@@ -42,6 +42,8 @@ ABSL_FLAG(std::optional<int>, max_seq_length, std::nullopt, "submit: max sequenc
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "submit: random seed (0)");
 ABSL_FLAG(std::optional<int>, evaluations_per_epoch, std::nullopt,
           "submit: validation runs an epoch, evenly spaced (1)");
+ABSL_FLAG(std::optional<int>, checkpoint_every_steps, std::nullopt,
+          "submit: a checkpoint every N training steps, besides the daemon's by time (0: none)");
 ABSL_FLAG(std::string, freeze, "",
           "submit: none | static:K | autofreeze[:PERCENTILE[:EVALS_PER_EPOCH]] | "
           "geometric[:ALPHA] | linear[:START[:LEVEL]]");
@@ -151,6 +153,7 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   if (auto v = absl::GetFlag(FLAGS_max_seq_length)) hp->set_max_seq_length(*v);
   if (auto v = absl::GetFlag(FLAGS_seed)) hp->set_seed(*v);
   if (auto v = absl::GetFlag(FLAGS_evaluations_per_epoch)) hp->set_evaluations_per_epoch(*v);
+  if (auto v = absl::GetFlag(FLAGS_checkpoint_every_steps)) hp->set_checkpoint_every_steps(*v);
   if (!absl::GetFlag(FLAGS_freeze).empty()) {
     auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
     if (!policy.ok()) return policy.status();

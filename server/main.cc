@@ -37,6 +37,15 @@ ABSL_FLAG(int64_t, cache_block_cache_mb, 32,
           "RocksDB block cache for the activation cache's index, filters and records, in MiB");
 ABSL_FLAG(int64_t, cache_write_buffer_mb, 16,
           "RocksDB write buffer (memtable) size for the activation cache, in MiB (two at most)");
+ABSL_FLAG(absl::Duration, checkpoint_interval, absl::Minutes(10),
+          "a running job writes a checkpoint at least this often (of training time; 0 turns "
+          "checkpoints by time off), besides each epoch's end, each deeper freeze, its own "
+          "checkpoint_every_steps and the daemon's stop");
+ABSL_FLAG(bool, keep_checkpoints, false,
+          "keep a job's checkpoints once it has ended (default: deleted then)");
+ABSL_FLAG(int, max_job_crashes, 3,
+          "a job the daemon stops abnormally under (a crash, kill -9) this many times in a row, "
+          "with no new checkpoint in between, fails instead of running again (0: never)");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -71,6 +80,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ftd: --metrics_job_retention must not be negative\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_checkpoint_interval) < absl::ZeroDuration()) {
+    std::fprintf(stderr, "ftd: --checkpoint_interval must not be negative\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_cpu_threads) < 1) {
     std::fprintf(stderr, "ftd: --cpu_threads must be at least 1\n");
     return 2;
@@ -89,10 +102,18 @@ int main(int argc, char** argv) {
   options.cache.tuning.block_cache_bytes = absl::GetFlag(FLAGS_cache_block_cache_mb) << 20;
   options.cache.tuning.write_buffer_bytes = absl::GetFlag(FLAGS_cache_write_buffer_mb) << 20;
   const int cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
-  options.make_trainer = [cpu_threads](ftd::storage::ActivationStore* store) {
+  const double checkpoint_seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_checkpoint_interval));
+  options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
+  if (options.max_job_crashes < 0) {
+    std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
+    return 2;
+  }
+  options.make_trainer = [cpu_threads, checkpoint_seconds](ftd::storage::ActivationStore* store) {
     ftd::training::BertTrainer::Options trainer;
     trainer.cpu_threads = cpu_threads;
     trainer.activation_store = store;
+    trainer.checkpoint_interval_seconds = checkpoint_seconds;
     return std::make_unique<ftd::training::BertTrainer>(trainer);
   };
   options.address = absl::GetFlag(FLAGS_address);

@@ -71,6 +71,10 @@ class JobStore {
   // INVALID_ARGUMENT for a bad token.
   virtual absl::StatusOr<EventPage> ListEvents(const std::string& job_id, int64_t after_sequence,
                                                int page_size, const std::string& page_token) = 0;
+
+  // The job's newest event; nullopt when it has none.
+  // Errors: NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<std::optional<v1::JobEvent>> LastEvent(const std::string& job_id) = 0;
 };
 
 }  // namespace ftd::storage

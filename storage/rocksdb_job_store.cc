@@ -231,6 +231,29 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
   return page;
 }
 
+absl::StatusOr<std::optional<v1::JobEvent>> RocksDbJobStore::LastEvent(const std::string& job_id) {
+  const uint64_t number = ParseJobId(job_id);
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  int64_t last = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+    ASSIGN_OR_RETURN(last, LastSequence(number));
+  }
+  if (last == 0) return std::optional<v1::JobEvent>();
+  std::string value;
+  RETURN_IF_ERROR(
+      FromRocksDb(database_->db()->Get(rocksdb::ReadOptions(), cf_,
+                                       EventKey(number, static_cast<uint64_t>(last)), &value),
+                  absl::StrCat("job store: reading the last event of ", job_id)));
+  v1::JobEvent event;
+  if (!event.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("job store: the last event of ", job_id, " does not parse"));
+  }
+  return std::optional<v1::JobEvent>(std::move(event));
+}
+
 absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
                                                       int64_t after_sequence, int page_size,
                                                       const std::string& page_token) {

@@ -34,6 +34,7 @@ class RocksDbJobStore final : public JobStore {
                                    const std::string& page_token) override;
   absl::StatusOr<EventPage> ListEvents(const std::string& job_id, int64_t after_sequence,
                                        int page_size, const std::string& page_token) override;
+  absl::StatusOr<std::optional<v1::JobEvent>> LastEvent(const std::string& job_id) override;
 
   // "job-<n>" <-> n. ParseJobId returns 0 for anything else.
   static std::string JobId(uint64_t number);

@@ -1,5 +1,6 @@
 #include "server/core/job_manager.h"
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <utility>
@@ -50,10 +51,6 @@ absl::StatusOr<int> PageSize(int requested, int default_size) {
 
 }  // namespace
 
-bool IsFinal(v1::JobState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
-}
-
 // The trainer's view of its job; forwards to the manager.
 class JobManager::RunContext final : public training::TrainingContext {
  public:
@@ -71,6 +68,12 @@ class JobManager::RunContext final : public training::TrainingContext {
   const std::string& device() const override { return device_; }
   const std::string& output_dir() const override { return output_dir_; }
   bool StopRequested() const override { return stop_.stop_requested(); }
+  bool StopForLater() const override { return stop_.reason() == scheduler::StopReason::kShutdown; }
+  std::string checkpoint_dir() const override { return manager_->CheckpointDir(job_id_); }
+  void Resumed(const v1::Resume& resume, const v1::JobResult& history,
+               const v1::CacheUsage& cache) override {
+    manager_->Resumed(job_id_, resume, history, cache);
+  }
   void ReportProgress(const v1::Progress& progress) override {
     manager_->ReportProgress(job_id_, progress);
   }
@@ -133,13 +136,54 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       const std::string id = job.id();
       ActiveJob& active = manager->active_[id];
       active.job = std::move(job);
+      if (active.job.state() == v1::RUNNING ||
+          (active.job.state() == v1::QUEUED && active.job.attempts() > 0)) {
+        // Where it was when the daemon stopped: its last event (a progress
+        // event while it trained, the requeue after a shutdown).
+        ASSIGN_OR_RETURN(std::optional<v1::JobEvent> last, manager->options_.store->LastEvent(id));
+        if (last.has_value()) {
+          active.interrupted = Interruption{
+              FromProto(last->time()),
+              last->has_progress() ? last->progress().step() : active.job.progress().step()};
+        }
+      }
       switch (active.job.state()) {
-        case v1::RUNNING:
-          active.job.set_device("");
-          manager->TransitionLocked(active, v1::QUEUED,
-                                    "the daemon stopped while the job was running; queued again");
+        case v1::RUNNING: {
+          // A crash: counted, so that a job that crashes the daemon fails.
+          v1::Job& job = active.job;
+          const int64_t newest =
+              job.checkpoints().empty() ? -1 : job.checkpoints().rbegin()->step();
+          const bool progressed = job.crashes() == 0 || newest != job.crash_checkpoint_step();
+          job.set_crashes(progressed ? 1 : job.crashes() + 1);
+          job.set_crash_checkpoint_step(newest);
+          job.set_device("");
+          const int max = manager->options_.max_crashes;
+          const std::string where = newest < 0
+                                        ? std::string("before its first checkpoint")
+                                        : absl::StrCat("since its checkpoint of step ", newest);
+          if (max > 0 && job.crashes() >= max) {
+            const std::string reason = absl::StrCat(
+                "the daemon stopped ", job.crashes(), " times in a row while this job ran ", where,
+                " (it may be what stops it: out of memory with batch_size ",
+                job.spec().hyperparameters().batch_size(), " and max_seq_length ",
+                job.spec().hyperparameters().max_seq_length(),
+                ", say); failed so that it does not stop the daemon again");
+            job.set_error(reason);
+            if (!manager->options_.keep_checkpoints) {
+              job.clear_checkpoints();
+              std::error_code ec;
+              std::filesystem::remove_all(manager->CheckpointDir(id), ec);
+            }
+            manager->TransitionLocked(active, v1::FAILED, reason);
+            break;
+          }
+          manager->TransitionLocked(
+              active, v1::QUEUED,
+              absl::StrCat("the daemon stopped while the job was running (", job.crashes(), " of ",
+                           max, " stops in a row ", where, "); queued again"));
           manager->EnqueueLocked(manager->active_[id].job);
           break;
+        }
         case v1::CANCELLING:
           manager->TransitionLocked(active, v1::CANCELLED,
                                     "cancelled (the daemon stopped before the job did)");
@@ -160,9 +204,10 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
     }
   }
   manager->CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_UNSPECIFIED);
-  manager->scheduler_->Start();
   return manager;
 }
+
+void JobManager::Start() { scheduler_->Start(); }
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -185,7 +230,7 @@ v1::Job JobManager::ViewLocked(const v1::Job& job) const {
 
 void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persist_job) {
   event.set_job_id(active.job.id());
-  *event.mutable_time() = ToProto(options_.now());
+  if (!event.has_time()) *event.mutable_time() = ToProto(options_.now());
   absl::StatusOr<v1::JobEvent> stored =
       options_.store->AppendEvent(std::move(event), persist_job ? &active.job : nullptr);
   if (!stored.ok()) {
@@ -197,13 +242,13 @@ void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persis
 
 void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason) {
   const v1::JobState from = active.job.state();
-  active.job.set_state(to);
-  if (IsFinal(to)) *active.job.mutable_end_time() = ToProto(options_.now());
   v1::JobEvent event;
+  *event.mutable_time() = ToProto(options_.now());
   auto* change = event.mutable_state_change();
   change->set_from(from);
   change->set_to(to);
   change->set_reason(reason);
+  ApplyEvent(event, &active.job);
   AppendLocked(active, std::move(event), /*persist_job=*/true);
   Log(LogLevel::kInfo, absl::StrCat(active.job.id(), ": ", v1::JobState_Name(from), " -> ",
                                     v1::JobState_Name(to), ": ", reason));
@@ -397,7 +442,9 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     active.job.set_device(device.name());
     active.job.set_attempts(active.job.attempts() + 1);
     *active.job.mutable_start_time() = ToProto(options_.now());
-    active.job.clear_progress();
+    // What an earlier attempt showed goes; a resume brings back what its
+    // checkpoint holds.
+    ClearAttempt(&active.job);
     active.last_progress_event = absl::InfinitePast();
     TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
     spec = active.job.spec();
@@ -430,32 +477,78 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     options_.metrics->JobStopped(job_id);
     options_.metrics->SetDeviceBusy(device.name(), false);
   }
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) return;
+    ActiveJob& active = it->second;
+    if (result.ok()) {
+      // Evaluations and freeze decisions were collected from the job's events.
+      v1::JobResult merged = *std::move(result);
+      if (merged.evaluations().empty()) {
+        *merged.mutable_evaluations() = active.job.result().evaluations();
+      }
+      if (merged.freeze_timeline().empty()) {
+        *merged.mutable_freeze_timeline() = active.job.result().freeze_timeline();
+      }
+      *active.job.mutable_result() = std::move(merged);
+      active.job.clear_error();
+      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
+      TransitionLocked(active, v1::SUCCEEDED, "finished");
+      ended = true;
+    } else if (stop.reason() == scheduler::StopReason::kShutdown) {
+      active.job.set_device("");
+      TransitionLocked(active, v1::QUEUED,
+                       "the daemon is shutting down; the job resumes from its checkpoint when it "
+                       "restarts");
+    } else if (stop.reason() == scheduler::StopReason::kCancelled) {
+      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
+      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
+      ended = true;
+    } else {
+      active.job.set_error(std::string(result.status().message()));
+      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
+      TransitionLocked(active, v1::FAILED, std::string(result.status().message()));
+      ended = true;
+    }
+  }
+  // Once the final state is durable, the checkpoints are not needed.
+  if (ended && !options_.keep_checkpoints) {
+    std::error_code ec;
+    std::filesystem::remove_all(CheckpointDir(job_id), ec);
+    if (ec) {
+      Log(LogLevel::kWarning,
+          absl::StrCat(job_id, ": cannot delete its checkpoints: ", ec.message()));
+    }
+  }
+}
+
+std::string JobManager::CheckpointDir(const std::string& job_id) const {
+  return (std::filesystem::path(options_.jobs_dir) / job_id / "checkpoints").string();
+}
+
+void JobManager::Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,
+                         const v1::CacheUsage& cache) {
   absl::MutexLock lock(&mu_);
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
-  if (result.ok()) {
-    // Evaluations and freeze decisions were collected from the job's events.
-    v1::JobResult merged = *std::move(result);
-    if (merged.evaluations().empty()) {
-      *merged.mutable_evaluations() = active.job.result().evaluations();
+  if (active.interrupted.has_value()) {
+    resume.set_lost_steps(std::max<int64_t>(0, active.interrupted->step - resume.step()));
+    if (resume.has_checkpoint_time() && resume.lost_steps() > 0) {
+      resume.set_lost_seconds(std::max(
+          0.0,
+          absl::ToDoubleSeconds(active.interrupted->time - FromProto(resume.checkpoint_time()))));
     }
-    if (merged.freeze_timeline().empty()) {
-      *merged.mutable_freeze_timeline() = active.job.result().freeze_timeline();
-    }
-    *active.job.mutable_result() = std::move(merged);
-    active.job.clear_error();
-    TransitionLocked(active, v1::SUCCEEDED, "finished");
-  } else if (stop.reason() == scheduler::StopReason::kShutdown) {
-    active.job.set_device("");
-    TransitionLocked(active, v1::QUEUED,
-                     "the daemon is shutting down; the job runs again when it restarts");
-  } else if (stop.reason() == scheduler::StopReason::kCancelled) {
-    TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
-  } else {
-    active.job.set_error(std::string(result.status().message()));
-    TransitionLocked(active, v1::FAILED, std::string(result.status().message()));
+    active.interrupted.reset();
   }
+  ApplyResume(history, cache, &active.job);
+  Log(LogLevel::kInfo, absl::StrCat(job_id, ": resumed from step ", resume.step(), " (epoch ",
+                                    resume.epoch(), "), lost ", resume.lost_steps(), " steps"));
+  v1::JobEvent event;
+  *event.mutable_resume() = std::move(resume);
+  AppendLocked(active, std::move(event), /*persist_job=*/true);
 }
 
 void JobManager::ReportProgress(const std::string& job_id, const v1::Progress& progress) {
@@ -463,7 +556,7 @@ void JobManager::ReportProgress(const std::string& job_id, const v1::Progress& p
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
-  *active.job.mutable_progress() = progress;
+  *active.job.mutable_progress() = progress;  // as a progress event would
   const absl::Time now = options_.now();
   const bool last = progress.total_steps() > 0 && progress.step() >= progress.total_steps();
   if (!last && now - active.last_progress_event < options_.progress_event_interval) return;
@@ -478,30 +571,16 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
-  if (event.has_evaluation()) {
-    *active.job.mutable_result()->add_evaluations() = event.evaluation();
-    if (options_.metrics != nullptr) options_.metrics->RecordEvaluation(job_id, event.evaluation());
+  if (options_.metrics != nullptr) {
+    if (event.has_evaluation()) options_.metrics->RecordEvaluation(job_id, event.evaluation());
+    if (event.has_freeze_decision())
+      options_.metrics->RecordFreezeDecision(job_id, event.freeze_decision());
   }
-  if (event.has_freeze_decision()) {
-    const v1::FreezeDecision& d = event.freeze_decision();
-    if (options_.metrics != nullptr) options_.metrics->RecordFreezeDecision(job_id, d);
-    *active.job.mutable_result()->add_freeze_timeline() = d;
-    v1::FreezeState* freeze = active.job.mutable_freeze();
-    freeze->set_frozen_layers(d.frozen_after());
-    freeze->set_total_layers(d.total_layers());
-    freeze->set_trainable_parameter_fraction(d.trainable_parameter_fraction());
-  }
-  if (event.has_cache()) {
-    const v1::CacheReport& report = event.cache();
-    v1::CacheUsage* usage = active.job.mutable_cache();
-    usage->set_enabled(true);
-    usage->set_dtype(active.job.spec().activation_cache().dtype());
-    *usage->mutable_totals() = report.totals();
-    if (report.epoch().epoch() > 0) *usage->add_epochs() = report.epoch();
-    *usage->mutable_segments() = report.segments();
-    if (!report.disabled_reason().empty()) usage->set_disabled_reason(report.disabled_reason());
-  }
-  AppendLocked(active, std::move(event), /*persist_job=*/false);
+  ApplyEvent(event, &active.job);
+  // A checkpoint is a point the record should survive at: the job's record
+  // is written with it.
+  const bool persist = event.has_checkpoint();
+  AppendLocked(active, std::move(event), persist);
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
+#include "server/core/job_projection.h"
 #include "server/core/job_spec_validator.h"
 #include "server/metrics/metrics.h"
 #include "server/scheduler/scheduler.h"
@@ -52,8 +54,16 @@ class JobManager {
     std::vector<scheduler::Device> devices;
     // Canonical folders that models and datasets must lie in.
     std::vector<std::string> data_roots;
-    // Each job writes its artifacts to <jobs_dir>/<job id>/.
+    // Each job writes its artifacts to <jobs_dir>/<job id>/, its checkpoints
+    // to <jobs_dir>/<job id>/checkpoints/.
     std::string jobs_dir;
+    // Keep a job's checkpoints once it has ended (by default they are
+    // deleted when its final state is recorded).
+    bool keep_checkpoints = false;
+    // A job the daemon stopped abnormally under this many times in a row,
+    // with no new checkpoint in between, fails instead of running again
+    // (0: never).
+    int max_crashes = 3;
     std::string version = "dev";
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
@@ -61,9 +71,14 @@ class JobManager {
   };
 
   // Recovers the store's unfinished jobs (queued jobs stay queued in their
-  // order; running ones are queued again, with an event that says so), then
-  // starts scheduling.
+  // order; running ones are queued again, with an event that says so, and
+  // resume from their last checkpoint when they run). Jobs start running at
+  // Start().
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(Options options);
+
+  // Starts running queued jobs (the daemon calls it once it serves, so that
+  // no job runs in a daemon that then fails to start).
+  void Start();
 
   // Shuts down if that has not happened.
   ~JobManager();
@@ -101,17 +116,24 @@ class JobManager {
   // UNAVAILABLE without a cache.
   absl::StatusOr<v1::ClearJobCacheResponse> ClearJobCache(const std::string& job_id);
 
-  // Stops taking jobs, asks running jobs to stop at their next step, waits,
-  // and leaves them queued for the next start; closes every watch with
-  // UNAVAILABLE. Idempotent.
+  // Stops taking jobs, asks running jobs to checkpoint and stop at their
+  // next step, waits, and leaves them queued for the next start; closes
+  // every watch with UNAVAILABLE. Idempotent.
   void Shutdown();
 
  private:
   class RunContext;
+  // Where a job was when the daemon last stopped while it ran (for the work
+  // a resume loses).
+  struct Interruption {
+    absl::Time time;
+    int64_t step = 0;
+  };
   struct ActiveJob {
     v1::Job job;
     std::map<uint64_t, EventSink*> watchers;
     absl::Time last_progress_event = absl::InfinitePast();
+    std::optional<Interruption> interrupted;
   };
 
   explicit JobManager(Options options);
@@ -123,6 +145,9 @@ class JobManager {
   void Emit(const std::string& job_id, v1::JobEvent event);
   void RecordFingerprint(const std::string& job_id, const std::string& role,
                          const std::string& sha256);
+  void Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,
+               const v1::CacheUsage& cache);
+  std::string CheckpointDir(const std::string& job_id) const;
 
   // Adds `event` to the job's history and sends it to its watchers; with
   // `persist_job` the job record is written in the same synced write.
@@ -153,7 +178,5 @@ class JobManager {
   std::map<v1::JobState, int64_t> state_counts_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
-
-bool IsFinal(v1::JobState state);
 
 }  // namespace ftd::core

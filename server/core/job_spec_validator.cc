@@ -220,6 +220,12 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
     return Invalid("hyperparameters.evaluations_per_epoch",
                    absl::StrCat("must be between 1 and 1000, got ", hp->evaluations_per_epoch()));
   }
+  if (!hp->has_checkpoint_every_steps()) hp->set_checkpoint_every_steps(0);
+  if (hp->checkpoint_every_steps() < 0 || hp->checkpoint_every_steps() > 1000000000) {
+    return Invalid("hyperparameters.checkpoint_every_steps",
+                   absl::StrCat("must be between 0 (none by steps) and 1000000000, got ",
+                                hp->checkpoint_every_steps()));
+  }
 
   // Freezing.
   v1::FreezePolicy* freeze = spec->mutable_freeze_policy();

@@ -86,6 +86,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
   manager_options.jobs_dir = (data_dir / "jobs").string();
+  manager_options.keep_checkpoints = options.keep_checkpoints;
+  manager_options.max_crashes = options.max_job_crashes;
   manager_options.version = options.version;
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
   daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get());
@@ -107,6 +109,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
   const std::string host = options.address.substr(0, options.address.rfind(':'));
   daemon->address_ = absl::StrCat(host, ":", port);
+  // Jobs run only in a daemon that serves.
+  daemon->manager_->Start();
 
   // Readings taken at each scrape. The metrics server goes first at
   // shutdown, so what they read outlives them.

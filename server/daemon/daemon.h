@@ -50,6 +50,10 @@ class Daemon {
     // Bytes in use on a CUDA device (by index), where the trainer can tell.
     std::function<std::optional<int64_t>(int)> cuda_memory_used;
     std::string version = "dev";
+    // Keep ended jobs' checkpoints (deleted by default).
+    bool keep_checkpoints = false;
+    // See core::JobManager::Options::max_crashes.
+    int max_job_crashes = 3;
   };
 
   // Opens the database, recovers jobs and starts serving.

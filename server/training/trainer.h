@@ -56,6 +56,22 @@ class TrainingContext {
   // True once the job should stop: poll at least once a training step, then
   // return absl::CancelledError() at the next safe point.
   virtual bool StopRequested() const = 0;
+  // True when the stop is for the daemon's shutdown or a preemption (the job
+  // runs again later): write a checkpoint before returning.
+  virtual bool StopForLater() const { return false; }
+
+  // The folder for the job's checkpoints (created when needed); a job
+  // resumes from the newest one there. Empty: no checkpoints.
+  virtual std::string checkpoint_dir() const { return ""; }
+  // The job continues from a checkpoint: `resume` says where (the caller
+  // fills in the work lost), `history` holds the evaluations and freeze
+  // decisions made before it, `cache` the activation cache's counts so far.
+  virtual void Resumed(const v1::Resume& resume, const v1::JobResult& history,
+                       const v1::CacheUsage& cache) {
+    (void)resume;
+    (void)history;
+    (void)cache;
+  }
 
   // Updates the job's progress; watchers see it at a bounded rate.
   virtual void ReportProgress(const v1::Progress& progress) = 0;

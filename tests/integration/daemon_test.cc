@@ -502,5 +502,109 @@ TEST_F(CacheTest, CorruptedCacheFilesAreRecomputedAndTheJobStillSucceeds) {
   EXPECT_NEAR(Number(get.out, "validation_accuracy"), first_accuracy, 0.05);
 }
 
+// A running job resumes from its last checkpoint after the daemon is
+// killed (kill -9) or stopped (SIGTERM), and ends as it would have.
+class ResumeTest : public CacheTest {
+ protected:
+  std::vector<std::string> LongJob() {
+    std::vector<std::string> args = CachedJob();
+    args.pop_back();  // no --watch
+    for (auto& a : args) {
+      if (a == "--epochs=8") a = "--epochs=20";
+      if (a == "--freeze=static:1") a = "--freeze=autofreeze:50:4";
+    }
+    args.push_back("--checkpoint_every_steps=25");
+    return args;
+  }
+
+  // The newest checkpoint's step in `ftctl get --json`, or -1.
+  static int64_t NewestCheckpoint(const std::string& json) {
+    size_t at = json.find("\"checkpoints\": [");
+    if (at == std::string::npos) return -1;
+    const size_t end = json.find(']', at);
+    int64_t step = -1;
+    while ((at = json.find("\"step\": \"", at)) != std::string::npos && at < end) {
+      at += 9;
+      step = std::stoll(json.substr(at));
+    }
+    return step;
+  }
+
+  // Waits until the job has a checkpoint at `min_step` or later and has
+  // trained on past it; returns that checkpoint's step.
+  int64_t WaitForCheckpoint(Daemon& daemon, int64_t min_step) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string json = daemon.Ftctl({"get", "job-1", "--json"}).out;
+      const int64_t step = NewestCheckpoint(json);
+      const size_t progress = json.find("\"progress\": {");
+      if (step >= min_step && progress != std::string::npos &&
+          Number(json.substr(progress), "step") > step + 3) {
+        return step;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "no checkpoint at step " << min_step << " or later";
+    return -1;
+  }
+};
+
+TEST_F(ResumeTest, AJobKilledWithTheDaemonResumesFromItsCheckpointNotFromStepOne) {
+  int64_t checkpoint = -1;
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/1);
+    ASSERT_EQ(daemon->Ftctl(LongJob()).exit_code, 0);
+    checkpoint = WaitForCheckpoint(*daemon, 50);
+    daemon->process().Signal(SIGKILL);
+    EXPECT_EQ(daemon->process().Wait(), 128 + SIGKILL);
+  }
+  ASSERT_GE(checkpoint, 50);
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  CommandResult watch = daemon->Ftctl({"watch", "job-1"});
+  ASSERT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  // The resume names the step (the newest checkpoint, or a later one the
+  // job recorded just before the kill) and the work lost.
+  const size_t at = watch.out.find("resumed from step ");
+  ASSERT_NE(at, std::string::npos) << watch.out;
+  const int64_t resumed = std::stoll(watch.out.substr(at + 18));
+  EXPECT_GE(resumed, checkpoint);
+  EXPECT_THAT(watch.out.substr(at),
+              AllOf(HasSubstr("seconds of work"), HasSubstr("RUNNING -> SUCCEEDED")));
+  // The resumed attempt's first progress is after the checkpoint.
+  EXPECT_THAT(watch.out.substr(at), Not(HasSubstr("step 1/320 ")));
+  CommandResult get = daemon->Ftctl({"get", "job-1", "--json"});
+  EXPECT_GT(Number(get.out, "validation_accuracy"), 0.6) << get.out;
+  EXPECT_EQ(NewestCheckpoint(get.out), -1) << "an ended job lists no checkpoints";
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-1/checkpoints")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-1/model/model.safetensors")));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("attempts:    2"));
+}
+
+TEST_F(ResumeTest, SigtermCheckpointsTheRunningJobWhichResumesLosingNothing) {
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/1);
+    ASSERT_EQ(daemon->Ftctl(LongJob()).exit_code, 0);
+    WaitForCheckpoint(*daemon, 25);
+    const auto stop = std::chrono::steady_clock::now();
+    daemon->process().Signal(SIGTERM);
+    EXPECT_EQ(daemon->process().Wait(), 0);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - stop).count(), 20);
+  }
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  CommandResult watch = daemon->Ftctl({"watch", "job-1"});
+  ASSERT_EQ(watch.exit_code, 0) << watch.out << watch.err;
+  // The stop wrote a checkpoint of where the job was (or found one there
+  // already, at an epoch's end), and the job resumes from exactly that step.
+  const size_t requeued = watch.out.find("RUNNING -> QUEUED: the daemon is shutting down");
+  ASSERT_NE(requeued, std::string::npos) << watch.out;
+  const size_t last = watch.out.rfind("checkpoint: step ", requeued);
+  ASSERT_NE(last, std::string::npos);
+  const std::string step = watch.out.substr(last + 17, watch.out.find(' ', last + 17) - last - 17);
+  EXPECT_THAT(watch.out.substr(requeued),
+              AllOf(HasSubstr("resumes from its checkpoint when it restarts"),
+                    HasSubstr("resumed from step " + step + " "),
+                    HasSubstr("lost 0.0 seconds of work"), HasSubstr("RUNNING -> SUCCEEDED")));
+}
+
 }  // namespace
 }  // namespace ftd

@@ -165,14 +165,15 @@ void JobActivationCache::MaybeDrop(int index) {
   options_.store->Release(options_.job_id, segment.key, /*drop=*/true).IgnoreError();
 }
 
-void JobActivationCache::StartEpoch(const std::vector<int64_t>& order, int64_t batch_size) {
+void JobActivationCache::StartEpoch(const std::vector<int64_t>& order, int64_t batch_size,
+                                    int64_t first_batch) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++generation_;
     order_ = order;
     batch_size_ = batch_size;
     num_batches_ = (static_cast<int64_t>(order.size()) + batch_size - 1) / batch_size;
-    next_fetch_ = next_take_ = 0;
+    next_fetch_ = next_take_ = std::clamp<int64_t>(first_batch, 0, num_batches_);
     fetched_.clear();
   }
   cv_.notify_all();
@@ -384,6 +385,81 @@ std::vector<v1::CacheSegment> JobActivationCache::DescribeSegments() const {
     if (s.ok()) out.push_back(*std::move(s));
   }
   return out;
+}
+
+internal::CacheProgress JobActivationCache::SaveProgress() const {
+  internal::CacheProgress progress;
+  progress.set_depth(depth_);
+  *progress.mutable_epoch_stats() = epoch_stats_;
+  *progress.mutable_totals() = totals_;
+  progress.set_disabled_reason(disabled_reason_);
+  progress.set_disabled_reported(disabled_reported_);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Segment& segment : segments_) {
+    internal::CacheProgress::Segment* s = progress.add_segments();
+    s->set_namespace_(segment.key.ns);
+    s->set_dataset(segment.key.dataset);
+    s->set_layer(segment.key.layer);
+    s->set_rows(segment.rows);
+    s->set_held(segment.held);
+  }
+  progress.mutable_level()->Reserve(static_cast<int>(level_.size()));
+  for (int level : level_) progress.add_level(level);
+  return progress;
+}
+
+absl::Status JobActivationCache::RestoreProgress(const internal::CacheProgress& progress) {
+  if (progress.level_size() != static_cast<int>(options_.lengths.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("the cache progress covers ",
+                                                   progress.level_size(), " examples, not ",
+                                                   options_.lengths.size()));
+  }
+  for (int level : progress.level()) {
+    if (level < -1 || level >= progress.segments_size()) {
+      return absl::InvalidArgumentError("the cache progress names a segment it lacks");
+    }
+  }
+  std::vector<Segment> segments;
+  for (const internal::CacheProgress::Segment& s : progress.segments()) {
+    if (s.dataset() != dataset_bytes_) {
+      return absl::InvalidArgumentError("the cache progress is of another dataset");
+    }
+    segments.push_back(
+        Segment{storage::SegmentKey{s.namespace_(), s.dataset(), s.layer()}, s.rows(), false});
+  }
+  epoch_stats_ = progress.epoch_stats();
+  totals_ = progress.totals();
+  disabled_reported_ = progress.disabled_reported();
+  if (!progress.disabled_reason().empty()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      segments_ = std::move(segments);
+      level_.assign(progress.level().begin(), progress.level().end());
+    }
+    depth_ = progress.depth();
+    Disable(progress.disabled_reason());
+    return absl::OkStatus();
+  }
+  v1::CacheSegment info;
+  info.set_dtype(ToProto(options_.dtype));
+  info.set_base_model(options_.base_model);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (!progress.segments(static_cast<int>(i)).held()) continue;
+    if (absl::Status s = options_.store->Acquire(options_.job_id, segments[i].key, info); !s.ok()) {
+      for (size_t j = 0; j < i; ++j) {
+        if (segments[j].held)
+          options_.store->Release(options_.job_id, segments[j].key, false).IgnoreError();
+      }
+      Disable(std::string(s.message()));
+      return absl::OkStatus();
+    }
+    segments[i].held = true;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  segments_ = std::move(segments);
+  level_.assign(progress.level().begin(), progress.level().end());
+  depth_ = progress.depth();
+  return absl::OkStatus();
 }
 
 v1::CacheReport JobActivationCache::EndEpoch(int epoch) {

@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "ftd/internal/training_checkpoint.pb.h"
 #include "ftd/v1/ftd.pb.h"
 #include "server/training/model/bert_model.h"
 #include "storage/activation_codec.h"
@@ -84,8 +86,9 @@ class JobActivationCache {
   void SetDepth(const std::vector<std::string>& block_digests);
   int depth() const { return depth_; }
 
-  // Starts reading an epoch's batches.
-  void StartEpoch(const std::vector<int64_t>& order, int64_t batch_size);
+  // Starts reading an epoch's batches, from batch `first_batch` (a resumed
+  // job's position).
+  void StartEpoch(const std::vector<int64_t>& order, int64_t batch_size, int64_t first_batch = 0);
   // Batch `b`'s entries in the order of its rows; waits for the reader.
   std::vector<CachedActivation> Take(int64_t b);
   // Stores `hidden`, the batch's input of the current depth ([rows, seq,
@@ -101,6 +104,17 @@ class JobActivationCache {
   v1::CacheReport EndEpoch(int epoch);
   // A report to emit once, when caching has just turned off.
   bool TakeDisabledReport(v1::CacheReport* report);
+
+  // Where the cache stands, for a checkpoint: its segments, which one holds
+  // each example's deepest entry, and the counts. Call between batches.
+  internal::CacheProgress SaveProgress() const;
+  // Continues from a checkpoint's progress instead of SetDepth(): holds its
+  // segments again and serves exactly the entries it knew of (entries
+  // written after the checkpoint are written again, so that a resumed job
+  // computes what an uninterrupted one does). A segment the store no longer
+  // has turns into recomputed misses. Errors: INVALID_ARGUMENT when it does
+  // not fit this dataset.
+  absl::Status RestoreProgress(const internal::CacheProgress& progress);
 
  private:
   struct Segment {

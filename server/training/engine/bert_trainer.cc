@@ -14,15 +14,20 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/training/cache/activation_cache.h"
 #include "server/training/cache/cache_key.h"
 #include "server/training/data/text_dataset.h"
+#include "server/training/engine/checkpointer.h"
 #include "server/training/engine/encoded_data.h"
 #include "server/training/engine/epoch_order.h"
 #include "server/training/engine/evaluator.h"
 #include "server/training/engine/freeze_controller.h"
 #include "server/training/engine/model_exporter.h"
+#include "server/training/engine/run_snapshot.h"
 #include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
@@ -100,21 +105,56 @@ std::vector<int64_t> EvaluationSteps(int64_t steps_per_epoch, int count) {
   return steps;
 }
 
+// What the run depends on besides its tensors: a checkpoint of another run
+// (another spec, model configuration or data) is not resumed from.
+std::string RunDigest(const v1::JobSpec& spec, const std::string& config_json,
+                      const std::string& train_fingerprint, const std::string& valid_fingerprint) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  Sha256 hash;
+  hash.Update("ftd-run/1\n");
+  for (const std::string* part : std::initializer_list<const std::string*>{
+           &bytes, &config_json, &train_fingerprint, &valid_fingerprint}) {
+    hash.Update(absl::StrCat(part->size(), ":"));
+    hash.Update(*part);
+  }
+  return hash.FinishHex();
+}
+
+google::protobuf::Timestamp WallNow() {
+  const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  google::protobuf::Timestamp t;
+  t.set_seconds(nanos / 1000000000);
+  t.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return t;
+}
+
 // Everything one Train() call holds.
 class Run {
  public:
   Run(TrainingContext& context, const BertTrainer::Options& options)
-      : context_(context), cpu_threads_(options.cpu_threads), store_(options.activation_store) {}
+      : context_(context),
+        cpu_threads_(options.cpu_threads),
+        checkpoint_interval_(options.checkpoint_interval_seconds),
+        store_(options.activation_store) {}
 
   absl::StatusOr<v1::JobResult> Execute() {
     const v1::JobSpec& spec = context_.spec();
     const v1::Hyperparameters& hp = spec.hyperparameters();
     device_ = ParseDevice(context_.device());
     if (device_.is_cpu()) torch::set_num_threads(cpu_threads_);
-    torch::manual_seed(hp.seed());
 
     // Model folder: config, tokenizer.
     ASSIGN_OR_RETURN(config_, BertConfig::FromModelFolder(spec.base_model()));
+    ASSIGN_OR_RETURN(const std::string config_json,
+                     ReadFile((fs::path(spec.base_model()) / "config.json").string()));
     ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer,
                      WordPieceTokenizer::FromModelFolder(spec.base_model()));
     if (tokenizer.vocab_size() > static_cast<size_t>(config_.vocab_size)) {
@@ -150,23 +190,24 @@ class Run {
             has_validation_ ? absl::StrCat(", ", valid_.ids.size(), " validation rows") : "", ", ",
             labels_.size(), " labels"));
 
-    // Weights.
+    // Weights; the job's own random streams (not the process's), from its seed.
     model_ = BertClassifier(config_, static_cast<int64_t>(labels_.size()));
-    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(spec.base_model(), config_, model_));
+    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(spec.base_model(), config_, model_, hp.seed()));
+    model_->dropout_stream().Reset(hp.seed());
     if (!report.initialized.empty()) {
       Log(context_, v1::JobEvent::Log::INFO,
           absl::StrCat("initialised ", report.initialized.size(),
-                       " weights the checkpoint lacks: ", Summary(report.initialized)));
+                       " weights the base model lacks: ", Summary(report.initialized)));
     }
     if (!report.unused.empty()) {
       Log(context_, v1::JobEvent::Log::INFO,
-          absl::StrCat("the checkpoint has ", report.unused.size(),
+          absl::StrCat("the base model has ", report.unused.size(),
                        " weights the classifier does not use: ", Summary(report.unused)));
     }
     model_->to(device_);
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
     if (spec.activation_cache().enabled()) {
-      RETURN_IF_ERROR(StartCache(train.fingerprint, valid_fingerprint));
+      RETURN_IF_ERROR(StartCache(config_json, train.fingerprint, valid_fingerprint));
     }
     const v1::FreezePolicy& fp = spec.freeze_policy();
     std::optional<AutoFreezePolicy> policy;
@@ -189,15 +230,103 @@ class Run {
     freeze_.emplace(*model_, std::move(policy), std::move(schedule), initially_frozen);
     frozen_ = initially_frozen;
 
+    if (!context_.checkpoint_dir().empty()) {
+      checkpointer_.emplace(context_.checkpoint_dir());
+      run_digest_ = RunDigest(spec, config_json, train.fingerprint, valid_fingerprint);
+      RETURN_IF_ERROR(Resume());
+    }
     RETURN_IF_ERROR(TrainEpochs());
     return Finish();
   }
 
  private:
+  RunParts Parts() { return RunParts{*model_, *freeze_, cache_.get(), valid_cache_.get()}; }
+
+  // Continues from the newest checkpoint that passes its checks, if any.
+  absl::Status Resume() {
+    Checkpointer::LoadResult loaded = checkpointer_->LoadLatest(run_digest_);
+    for (const std::string& why : loaded.skipped) {
+      Log(context_, v1::JobEvent::Log::WARNING,
+          absl::StrCat("checkpoint ", why, "; skipped for the one before it"));
+    }
+    if (!loaded.checkpoint.has_value()) return absl::OkStatus();
+    Checkpointer::Loaded& checkpoint = *loaded.checkpoint;
+    absl::StatusOr<RunProgress> progress =
+        RestoreRun(checkpoint.state, checkpoint.tensors, Parts());
+    if (!progress.ok()) {
+      return absl::Status(progress.status().code(),
+                          absl::StrCat("resuming from the checkpoint of step ",
+                                       checkpoint.state.step(), ": ", progress.status().message()));
+    }
+    progress_ = *std::move(progress);
+    frozen_ = freeze_->frozen();
+    last_checkpoint_step_ = progress_.step;
+
+    v1::Resume resume;
+    resume.set_step(progress_.step);
+    resume.set_epoch(progress_.epoch);
+    *resume.mutable_checkpoint_time() = checkpoint.state.time();
+    for (const std::string& why : loaded.skipped) resume.add_skipped(why);
+    v1::JobResult history;
+    for (const v1::Evaluation& e : progress_.evaluations) *history.add_evaluations() = e;
+    for (const v1::FreezeDecision& d : progress_.freeze_timeline)
+      *history.add_freeze_timeline() = d;
+    v1::CacheUsage cache;
+    if (cache_) {
+      cache.set_enabled(true);
+      cache.set_dtype(context_.spec().activation_cache().dtype());
+      *cache.mutable_totals() = progress_.last_cache_report.totals();
+      for (const v1::CacheStats& c : progress_.cache_epochs) *cache.add_epochs() = c;
+      *cache.mutable_segments() = progress_.last_cache_report.segments();
+      cache.set_disabled_reason(cache_->disabled_reason());
+    }
+    context_.Resumed(resume, history, cache);
+    resumed_ = std::move(checkpoint);  // its optimizer state, once the optimizer exists
+    return absl::OkStatus();
+  }
+
+  // Writes a checkpoint of the run as it stands between two steps. A failed
+  // write is a warning: training goes on, the earlier checkpoints stay.
+  void SaveCheckpoint(const FusedAdamW& optimizer, const std::string& reason) {
+    if (!checkpointer_ || progress_.step == last_checkpoint_step_) return;
+    auto [state, tensors] = CaptureRun(progress_, Parts(), optimizer);
+    state.set_job_id(context_.job_id());
+    state.set_run_digest(run_digest_);
+    *state.mutable_time() = WallNow();
+    state.set_reason(reason);
+    absl::StatusOr<v1::Checkpoint> info = checkpointer_->Save(std::move(state), tensors);
+    last_checkpoint_time_ = Clock::now();
+    freeze_since_checkpoint_ = false;
+    if (!info.ok()) {
+      Log(context_, v1::JobEvent::Log::WARNING,
+          absl::StrCat("the checkpoint of step ", progress_.step,
+                       " was not written (training goes on): ", info.status().message()));
+      return;
+    }
+    last_checkpoint_step_ = progress_.step;
+    v1::JobEvent event;
+    *event.mutable_checkpoint() = *info;
+    context_.Emit(std::move(event));
+  }
+
+  // Why a checkpoint is due before the next step, or nullptr.
+  const char* CheckpointDue(int64_t every_steps) const {
+    if (!checkpointer_ || progress_.step == 0 || progress_.step == last_checkpoint_step_)
+      return nullptr;
+    if (freeze_since_checkpoint_) return "freeze";
+    if (every_steps > 0 && progress_.step % every_steps == 0) return "steps";
+    if (checkpoint_interval_ > 0 &&
+        std::chrono::duration<double>(Clock::now() - last_checkpoint_time_).count() >=
+            checkpoint_interval_) {
+      return "interval";
+    }
+    return nullptr;
+  }
+
   // The activation cache for the training rows and, when there is a
   // validation set, one for its rows: evaluations start them at the frozen
   // depth too.
-  absl::Status StartCache(const std::string& train_fingerprint,
+  absl::Status StartCache(const std::string& config_json, const std::string& train_fingerprint,
                           const std::string& valid_fingerprint) {
     const v1::JobSpec& spec = context_.spec();
     if (store_ == nullptr) {
@@ -205,8 +334,6 @@ class Run {
           "activation_cache: this daemon runs without an activation cache; training without it");
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(std::string config_json,
-                     ReadFile((fs::path(spec.base_model()) / "config.json").string()));
     auto make = [&](const EncodedData& data, const std::string& fingerprint) {
       JobActivationCache::Options options;
       options.store = store_;
@@ -231,14 +358,13 @@ class Run {
   // the blocks that make it up.
   void UpdateCacheDepth() {
     if (!cache_ || frozen_ == 0) return;
-    if (block_digests_.empty())
-      block_digests_.push_back(ParameterDigest(*model_->bert->embeddings));
-    while (static_cast<int>(block_digests_.size()) <= frozen_) {
-      block_digests_.push_back(
-          ParameterDigest(model_->layer(static_cast<int>(block_digests_.size()) - 1)));
+    std::vector<std::string>& digests = progress_.block_digests;
+    if (digests.empty()) digests.push_back(ParameterDigest(*model_->bert->embeddings));
+    while (static_cast<int>(digests.size()) <= frozen_) {
+      digests.push_back(ParameterDigest(model_->layer(static_cast<int>(digests.size()) - 1)));
     }
-    cache_->SetDepth(block_digests_);
-    if (valid_cache_) valid_cache_->SetDepth(block_digests_);
+    cache_->SetDepth(digests);
+    if (valid_cache_) valid_cache_->SetDepth(digests);
     ReportCacheIfDisabled();
   }
 
@@ -290,6 +416,7 @@ class Run {
       f->set_threshold(change.decision->threshold);
       for (double r : change.decision->change_rates) f->add_layer_change_rates(r);
     }
+    progress_.freeze_timeline.push_back(*f);
     context_.Emit(std::move(event));
   }
 
@@ -306,9 +433,10 @@ class Run {
     stats.frozen_layers = frozen_;
     stats.total_layers = config_.num_hidden_layers;
     stats.trained_parameter_fraction = freeze_->TrainableFraction();
-    if (frozen_at_start >= static_cast<int>(seconds_by_depth_.size()))
-      seconds_by_depth_.resize(frozen_at_start + 1, 0.0);
-    seconds_by_depth_[frozen_at_start] += stats.seconds;
+    std::vector<double>& by_depth = progress_.seconds_by_depth;
+    if (frozen_at_start >= static_cast<int>(by_depth.size()))
+      by_depth.resize(frozen_at_start + 1, 0.0);
+    by_depth[frozen_at_start] += stats.seconds;
     stats.layer_backwards_skipped = int64_t{frozen_at_start} * examples;
     for (const CachedActivation& c : cached) stats.layer_forwards_skipped += std::max(0, c.layer);
     if (cache_) {
@@ -330,6 +458,7 @@ class Run {
       frozen_ = change.frozen_after;
       SetTrainMode();
       UpdateCacheDepth();
+      freeze_since_checkpoint_ = true;
     }
     EmitFreeze(step, epoch, change);
   }
@@ -344,7 +473,7 @@ class Run {
               ? valid_cache_.get()
               : nullptr;
       eval = Evaluate(*model_, valid_, batch_size, pad_id_, device_, prefix, frozen_);
-      if (prefix != nullptr) valid_segments_ = eval.cache_segments;
+      if (prefix != nullptr) progress_.validation_segments = eval.cache_segments;
     }
     SetTrainMode();
     v1::JobEvent event;
@@ -355,11 +484,16 @@ class Run {
     e->set_loss(eval.loss);
     e->set_accuracy(eval.accuracy);
     e->set_macro_f1(eval.macro_f1);
-    last_eval_ = *e;
-    if (evaluations_.empty() || e->accuracy() > best_eval_.accuracy()) best_eval_ = *e;
-    evaluations_.push_back(*e);
+    progress_.last_evaluation = *e;
+    if (progress_.evaluations.empty() || e->accuracy() > progress_.best_evaluation.accuracy())
+      progress_.best_evaluation = *e;
+    progress_.evaluations.push_back(*e);
     context_.Emit(std::move(event));
   }
+
+  // A user's cancel stops at once; a stop for later stops at the next step
+  // boundary, after a checkpoint.
+  bool CancelledByUser() const { return context_.StopRequested() && !context_.StopForLater(); }
 
   absl::Status TrainEpochs() {
     const v1::Hyperparameters& hp = context_.spec().hyperparameters();
@@ -372,7 +506,14 @@ class Run {
     adamw.lr = hp.learning_rate();
     adamw.eps = 1e-8;
     FusedAdamW optimizer(freeze_->TrainableGroups(hp.weight_decay()), adamw);
-    if (frozen_ > 0) {
+    if (resumed_.has_value()) {
+      if (absl::Status s = RestoreOptimizer(resumed_->state, resumed_->tensors, *model_, optimizer);
+          !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("resuming from the checkpoint of step ",
+                                                   resumed_->state.step(), ": ", s.message()));
+      }
+      resumed_.reset();
+    } else if (frozen_ > 0) {
       FreezeChange start;
       start.frozen_after = frozen_;
       EmitFreeze(0, 1, start);
@@ -389,28 +530,40 @@ class Run {
     const bool schedule = fp.has_geometric() || fp.has_linear();
     const std::vector<int64_t> eval_steps =
         EvaluationSteps(steps_per_epoch, std::max(1, hp.evaluations_per_epoch()));
+    const int64_t every_steps = hp.checkpoint_every_steps();
+    last_checkpoint_time_ = Clock::now();
 
-    int64_t step = 0;
-    double train_seconds = 0;  // training only, evaluations left out
-    for (int epoch = 1; epoch <= hp.epochs(); ++epoch) {
-      if (schedule) {
+    RunProgress& p = progress_;
+    while (p.epoch <= hp.epochs()) {
+      const int epoch = p.epoch;
+      if (schedule && p.next_batch == 0) {
         const FreezeChange change =
-            freeze_->Decide(optimizer, epoch, static_cast<double>(step) / total_steps);
-        if (change.changed()) ApplyFreezeChange(step, epoch, change);
+            freeze_->Decide(optimizer, epoch, static_cast<double>(p.step) / total_steps);
+        if (change.changed()) ApplyFreezeChange(p.step, epoch, change);
       }
       SetTrainMode();
       const std::vector<int64_t> order = EpochOrder(n, hp.seed(), epoch);
-      if (cache_) cache_->StartEpoch(order, batch_size);
-      double epoch_seconds = 0;
-      auto train_start = Clock::now();  // restarts after each evaluation
+      if (cache_) cache_->StartEpoch(order, batch_size, p.next_batch);
+      auto train_start = Clock::now();  // restarts after each evaluation and checkpoint
       auto seconds_so_far = [&] {
-        return epoch_seconds + std::chrono::duration<double>(Clock::now() - train_start).count();
+        return p.epoch_seconds + std::chrono::duration<double>(Clock::now() - train_start).count();
       };
-      double loss_sum = 0;
-      int64_t samples = 0;
       size_t next_eval = 0;
-      for (int64_t b = 0; b < steps_per_epoch; ++b) {
-        if (context_.StopRequested()) return absl::CancelledError("stopped on request");
+      while (next_eval < eval_steps.size() && eval_steps[next_eval] <= p.next_batch) ++next_eval;
+      for (; p.next_batch < steps_per_epoch; ++p.next_batch) {
+        const int64_t b = p.next_batch;
+        if (context_.StopRequested()) {
+          if (context_.StopForLater()) {
+            p.epoch_seconds = seconds_so_far();
+            SaveCheckpoint(optimizer, "shutdown");
+          }
+          return absl::CancelledError("stopped on request");
+        }
+        if (const char* why = CheckpointDue(every_steps)) {
+          p.epoch_seconds = seconds_so_far();
+          SaveCheckpoint(optimizer, why);
+          train_start = Clock::now();
+        }
         const int64_t start = b * batch_size;
         const size_t count = static_cast<size_t>(std::min(batch_size, n - start));
         const auto step_start = Clock::now();
@@ -432,33 +585,33 @@ class Run {
         optimizer.ZeroGrad();
         loss.backward();
         freeze_->Accumulate();  // raw, before clipping
-        optimizer.set_lr(hp.learning_rate() * LrFactor(step, warmup, total_steps));
+        optimizer.set_lr(hp.learning_rate() * LrFactor(p.step, warmup, total_steps));
         optimizer.Step(FusedAdamW::ClipScale(optimizer.GradNorm(), 1.0));
-        ++step;
-        if (decision_interval > 0 && step % decision_interval == 0) {
+        ++p.step;
+        if (decision_interval > 0 && p.step % decision_interval == 0) {
           const FreezeChange change =
-              freeze_->Decide(optimizer, epoch, static_cast<double>(step) / total_steps);
-          if (!schedule || change.changed()) ApplyFreezeChange(step, epoch, change);
+              freeze_->Decide(optimizer, epoch, static_cast<double>(p.step) / total_steps);
+          if (!schedule || change.changed()) ApplyFreezeChange(p.step, epoch, change);
         }
         const double loss_value = loss.item<double>();
         if (!std::isfinite(loss_value)) {
           return absl::FailedPreconditionError(
-              absl::StrCat("the training loss became ", loss_value, " at step ", step,
+              absl::StrCat("the training loss became ", loss_value, " at step ", p.step,
                            "; lower hyperparameters.learning_rate"));
         }
-        loss_sum += loss_value * count;
-        samples += static_cast<int64_t>(count);
+        p.epoch_loss_sum += loss_value * count;
+        p.epoch_samples += static_cast<int64_t>(count);
 
         const double elapsed = seconds_so_far();
         v1::Progress progress;
-        progress.set_step(step);
+        progress.set_step(p.step);
         progress.set_total_steps(total_steps);
         progress.set_epoch(epoch);
         progress.set_total_epochs(hp.epochs());
-        progress.set_loss(loss_sum / samples);
-        progress.set_samples_per_second(elapsed > 0 ? samples / elapsed : 0);
-        const double per_step = (train_seconds + elapsed) / step;
-        progress.set_eta_seconds(per_step * (total_steps - step));
+        progress.set_loss(p.epoch_loss_sum / p.epoch_samples);
+        progress.set_samples_per_second(elapsed > 0 ? p.epoch_samples / elapsed : 0);
+        const double per_step = (p.train_seconds + elapsed) / p.step;
+        progress.set_eta_seconds(per_step * (total_steps - p.step));
         context_.ReportProgress(progress);
         RecordStep(progress, Clock::now() - step_start, static_cast<int64_t>(count),
                    frozen_at_start, cached, cache_before);
@@ -468,42 +621,52 @@ class Run {
         if (has_validation_ && next_eval < eval_steps.size() && b + 1 == eval_steps[next_eval]) {
           ++next_eval;
           if (b + 1 < steps_per_epoch) {
-            epoch_seconds = seconds_so_far();
-            if (context_.StopRequested()) return absl::CancelledError("stopped on request");
-            Validate(epoch, step, train_seconds + epoch_seconds, static_cast<int>(batch_size));
+            p.epoch_seconds = seconds_so_far();
+            if (CancelledByUser()) return absl::CancelledError("stopped on request");
+            Validate(epoch, p.step, p.train_seconds + p.epoch_seconds,
+                     static_cast<int>(batch_size));
             train_start = Clock::now();
           }
         }
       }
-      epoch_seconds = seconds_so_far();
-      train_seconds += epoch_seconds;
-      train_loss_ = loss_sum / std::max<int64_t>(1, samples);
-      samples_trained_ += samples;
+      p.epoch_seconds = seconds_so_far();
+      p.train_seconds += p.epoch_seconds;
+      p.train_loss = p.epoch_loss_sum / std::max<int64_t>(1, p.epoch_samples);
+      p.samples_trained += p.epoch_samples;
       Log(context_, v1::JobEvent::Log::INFO,
           absl::StrFormat("epoch %d: %.1f s, %.1f samples/s, training loss %.4f", epoch,
-                          epoch_seconds, samples / epoch_seconds, train_loss_));
+                          p.epoch_seconds, p.epoch_samples / p.epoch_seconds, p.train_loss));
       if (cache_ && cache_->enabled()) {
         v1::JobEvent event;
         *event.mutable_cache() = cache_->EndEpoch(epoch);
-        last_cache_report_ = event.cache();
+        p.last_cache_report = event.cache();
         // The job's segments include its validation rows'.
-        for (const v1::CacheSegment& s : valid_segments_)
+        for (const v1::CacheSegment& s : p.validation_segments)
           *event.mutable_cache()->add_segments() = s;
         // Nothing to say while no layer is frozen.
-        if (event.cache().epoch().examples() > 0) context_.Emit(std::move(event));
+        if (event.cache().epoch().examples() > 0) {
+          p.cache_epochs.push_back(event.cache().epoch());
+          context_.Emit(std::move(event));
+        }
       }
       if (has_validation_) {
-        if (context_.StopRequested()) return absl::CancelledError("stopped on request");
-        Validate(epoch, step, train_seconds, static_cast<int>(batch_size));
+        if (CancelledByUser()) return absl::CancelledError("stopped on request");
+        Validate(epoch, p.step, p.train_seconds, static_cast<int>(batch_size));
       }
+      // The next epoch starts from here.
+      ++p.epoch;
+      p.next_batch = 0;
+      p.epoch_seconds = p.epoch_loss_sum = 0;
+      p.epoch_samples = 0;
+      SaveCheckpoint(optimizer, "epoch");
     }
-    train_seconds_ = train_seconds;
     // The last validation may have stored a segment the last report lacks.
-    if (cache_ && cache_->enabled() && !valid_segments_.empty()) {
+    if (cache_ && cache_->enabled() && !p.validation_segments.empty()) {
       v1::JobEvent event;
-      *event.mutable_cache() = last_cache_report_;
+      *event.mutable_cache() = p.last_cache_report;
       event.mutable_cache()->clear_epoch();
-      for (const v1::CacheSegment& s : valid_segments_) *event.mutable_cache()->add_segments() = s;
+      for (const v1::CacheSegment& s : p.validation_segments)
+        *event.mutable_cache()->add_segments() = s;
       context_.Emit(std::move(event));
     }
     return absl::OkStatus();
@@ -519,23 +682,26 @@ class Run {
     artifact.mutable_artifact()->set_path(model_dir);
     context_.Emit(artifact);
 
+    const RunProgress& p = progress_;
     v1::JobResult result;
     result.set_output_dir(model_dir);
+    for (const v1::Evaluation& e : p.evaluations) *result.add_evaluations() = e;
+    for (const v1::FreezeDecision& d : p.freeze_timeline) *result.add_freeze_timeline() = d;
     auto& m = *result.mutable_metrics();
-    m["train_loss"] = train_loss_;
-    m["train_seconds"] = train_seconds_;
-    m["train_samples_per_second"] = train_seconds_ > 0 ? samples_trained_ / train_seconds_ : 0;
+    m["train_loss"] = p.train_loss;
+    m["train_seconds"] = p.train_seconds;
+    m["train_samples_per_second"] = p.train_seconds > 0 ? p.samples_trained / p.train_seconds : 0;
     // Where the training time went, by the frozen depth each step ran at.
-    for (size_t k = 0; k < seconds_by_depth_.size(); ++k) {
-      if (seconds_by_depth_[k] > 0)
-        m[absl::StrCat("train_seconds_frozen_", k)] = seconds_by_depth_[k];
+    for (size_t k = 0; k < p.seconds_by_depth.size(); ++k) {
+      if (p.seconds_by_depth[k] > 0)
+        m[absl::StrCat("train_seconds_frozen_", k)] = p.seconds_by_depth[k];
     }
     if (has_validation_) {
-      m["validation_loss"] = last_eval_.loss();
-      m["validation_accuracy"] = last_eval_.accuracy();
-      m["validation_macro_f1"] = last_eval_.macro_f1();
-      m["best_validation_accuracy"] = best_eval_.accuracy();
-      m["best_validation_step"] = static_cast<double>(best_eval_.step());
+      m["validation_loss"] = p.last_evaluation.loss();
+      m["validation_accuracy"] = p.last_evaluation.accuracy();
+      m["validation_macro_f1"] = p.last_evaluation.macro_f1();
+      m["best_validation_accuracy"] = p.best_evaluation.accuracy();
+      m["best_validation_step"] = static_cast<double>(p.best_evaluation.step());
     }
     ASSIGN_OR_RETURN(
         const std::string metrics_path,
@@ -548,11 +714,9 @@ class Run {
 
   TrainingContext& context_;
   const int cpu_threads_;
+  const double checkpoint_interval_;
   storage::ActivationStore* const store_;
   std::unique_ptr<JobActivationCache> cache_, valid_cache_;
-  v1::CacheReport last_cache_report_;             // the training rows' last epoch report
-  std::vector<v1::CacheSegment> valid_segments_;  // the validation rows' segments
-  std::vector<std::string> block_digests_;        // of the frozen blocks, embeddings first
   torch::Device device_{torch::kCPU};
   BertConfig config_;
   LabelSet labels_;
@@ -563,11 +727,14 @@ class Run {
   std::optional<FreezeController> freeze_;
   bool autocast_ = false;
   BertClassifier model_{nullptr};
-  double train_loss_ = 0, train_seconds_ = 0;
-  int64_t samples_trained_ = 0;
-  std::vector<double> seconds_by_depth_;  // step time by the frozen depth it ran at
-  v1::Evaluation last_eval_, best_eval_;
-  std::vector<v1::Evaluation> evaluations_;
+  RunProgress progress_;
+  // Checkpoints (none without a checkpoint folder).
+  std::optional<Checkpointer> checkpointer_;
+  std::string run_digest_;
+  std::optional<Checkpointer::Loaded> resumed_;  // until the optimizer takes its state
+  int64_t last_checkpoint_step_ = -1;
+  Clock::time_point last_checkpoint_time_;
+  bool freeze_since_checkpoint_ = false;
 };
 
 }  // namespace

@@ -22,12 +22,17 @@ class BertTrainer final : public Trainer {
     // Where jobs with activation_cache.enabled keep the frozen prefix's
     // outputs; nullptr: such jobs train without it (and say so).
     storage::ActivationStore* activation_store = nullptr;
+    // A checkpoint at least this often (seconds of training; 0: none by
+    // time), besides a job's own checkpoint_every_steps, each epoch's end,
+    // each deeper freeze and a stop for later.
+    double checkpoint_interval_seconds = 600;
   };
 
   explicit BertTrainer(Options options) : options_(options) {}
 
   // Thread-safe: each call trains one job. Writes <output_dir>/model/ and
-  // <output_dir>/metrics.json.
+  // <output_dir>/metrics.json, and checkpoints to the context's
+  // checkpoint_dir(); resumes from the newest one there.
   absl::StatusOr<v1::JobResult> Train(TrainingContext& context) override;
 
  private:

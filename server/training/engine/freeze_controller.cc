@@ -1,6 +1,9 @@
 #include "server/training/engine/freeze_controller.h"
 
+#include <algorithm>
 #include <unordered_set>
+
+#include "absl/strings/str_cat.h"
 
 namespace ftd::training {
 
@@ -106,6 +109,55 @@ void FreezeController::Freeze(int to, FusedAdamW& optimizer) {
   optimizer.Remove(gone);
   frozen_ = to;
   CountTrainable();
+}
+
+FreezeController::Snapshot FreezeController::Save() const {
+  Snapshot snapshot;
+  snapshot.frozen = frozen_;
+  if (policy_) {
+    snapshot.policy = policy_->state();
+    snapshot.gradient_sums = gradient_sums_;
+  }
+  return snapshot;
+}
+
+absl::Status FreezeController::Restore(const Snapshot& snapshot) {
+  if (snapshot.frozen < frozen_ || snapshot.frozen >= std::max(1, num_layers_)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frozen depth ", snapshot.frozen, " does not fit ", num_layers_, " layers"));
+  }
+  if (policy_.has_value() != snapshot.policy.has_value()) {
+    return absl::InvalidArgumentError("the freeze policy's state does not match the job's policy");
+  }
+  if (policy_) {
+    if (snapshot.policy->frozen != snapshot.frozen || !policy_->Restore(*snapshot.policy)) {
+      return absl::InvalidArgumentError("the AutoFreeze state does not fit the model");
+    }
+    if (static_cast<int>(snapshot.gradient_sums.size()) != num_layers_) {
+      return absl::InvalidArgumentError("the gradient sums do not fit the model's layers");
+    }
+  }
+  frozen_ = snapshot.frozen;
+  if (policy_) {
+    ResetSums();
+    torch::NoGradGuard no_grad;
+    for (int l = frozen_; l < num_layers_; ++l) {
+      const auto& saved = snapshot.gradient_sums[l];
+      if (saved.size() != gradient_sums_[l].size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", l, "'s gradient sums: ", saved.size(), " tensors, expected ",
+                         gradient_sums_[l].size()));
+      }
+      for (size_t i = 0; i < saved.size(); ++i) {
+        if (saved[i].sizes() != gradient_sums_[l][i].sizes()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("layer ", l, "'s gradient sum ", i, " has another shape"));
+        }
+        gradient_sums_[l][i].copy_(saved[i]);
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 void FreezeController::CountTrainable() {

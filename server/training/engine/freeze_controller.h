@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/freeze/freeze_schedule.h"
 #include "server/training/model/bert_model.h"
@@ -45,6 +46,8 @@ class FreezeController {
   int num_layers() const { return num_layers_; }
   // Whether Decide() does anything: AutoFreeze or a schedule.
   bool decides() const { return policy_.has_value() || schedule_.has_value(); }
+  // Whether AutoFreeze decides (it keeps state between decision points).
+  bool has_policy() const { return policy_.has_value(); }
 
   // Marks the frozen prefix's parameters as not requiring gradients and
   // returns the others in two AdamW groups: with `weight_decay`, and without
@@ -66,6 +69,20 @@ class FreezeController {
 
   // The encoder layer a parameter name belongs to; a large number for none.
   static int LayerIndex(const std::string& name);
+
+  // What a checkpoint keeps: the frozen depth, the policy's state and the
+  // gradient sums since the last decision point.
+  struct Snapshot {
+    int frozen = 0;
+    std::optional<AutoFreezePolicy::State> policy;
+    // Per encoder layer: its parameters' summed gradients (empty for frozen
+    // layers and without a policy). Shared with the controller, not copied.
+    std::vector<std::vector<torch::Tensor>> gradient_sums;
+  };
+  Snapshot Save() const;
+  // Continues from `snapshot` (copies its tensors); call before
+  // TrainableGroups(). Errors: INVALID_ARGUMENT naming what does not fit.
+  absl::Status Restore(const Snapshot& snapshot);
 
  private:
   void Freeze(int to, FusedAdamW& optimizer);

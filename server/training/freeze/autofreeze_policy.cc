@@ -68,4 +68,13 @@ AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& r
   return d;
 }
 
+bool AutoFreezePolicy::Restore(const State& state) {
+  if (state.frozen < 0 || state.frozen > std::max(0, num_layers_ - 1)) return false;
+  if (state.has_baseline && static_cast<int>(state.previous.size()) != num_layers_) return false;
+  frozen_ = state.frozen;
+  has_baseline_ = state.has_baseline;
+  previous_ = state.previous;
+  return true;
+}
+
 }  // namespace ftd::training

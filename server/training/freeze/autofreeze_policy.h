@@ -62,6 +62,17 @@ class AutoFreezePolicy {
   // entries of frozen layers are ignored.
   Decision Decide(const std::vector<double>& gradient_norms);
 
+  // What the next decision depends on, for a checkpoint.
+  struct State {
+    int frozen = 0;
+    bool has_baseline = false;
+    std::vector<double> previous;  // one per encoder layer once has_baseline
+  };
+  State state() const { return State{frozen_, has_baseline_, previous_}; }
+  // Continues from a saved state. False (and no change) when it does not
+  // fit this policy's layers.
+  bool Restore(const State& state);
+
  private:
   const int num_layers_;
   const Options options_;

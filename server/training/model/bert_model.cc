@@ -1,5 +1,7 @@
 #include "server/training/model/bert_model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 #include <limits>
 #include <set>
@@ -11,7 +13,10 @@ namespace ftd::training {
 namespace nn = torch::nn;
 
 torch::Tensor DropoutImpl::forward(const torch::Tensor& x) {
-  if (fast) return FastDropout(x, p, is_training());
+  if (fast) {
+    if (!is_training() || p <= 0) return x;
+    return FastDropout(x, p, /*training=*/true, stream->Next());
+  }
   return torch::dropout(x, p, is_training());
 }
 
@@ -151,6 +156,9 @@ BertClassifierImpl::BertClassifierImpl(const BertConfig& c, int64_t num_labels)
   bert = register_module("bert", BertModel(c));
   dropout = register_module("dropout", Dropout(c.classifier_dropout));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_labels));
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* d = module->as<DropoutImpl>()) d->stream = dropout_stream_;
+  }
 }
 
 torch::Tensor BertClassifierImpl::MaskBias(const torch::Tensor& attention_mask,
@@ -197,9 +205,10 @@ void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
 }
 
 void InitializeParameters(BertClassifier& model, const BertConfig& config,
-                          const std::vector<std::string>& names) {
+                          const std::vector<std::string>& names, uint64_t seed) {
   std::set<std::string> wanted(names.begin(), names.end());
   torch::NoGradGuard no_grad;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();
     if (!wanted.count(name)) continue;
@@ -211,7 +220,7 @@ void InitializeParameters(BertClassifier& model, const BertConfig& config,
     } else if (bias) {
       p.zero_();
     } else {
-      p.normal_(0.0, config.initializer_range);
+      p.normal_(0.0, config.initializer_range, generator);
       if (name == "bert.embeddings.word_embeddings.weight") p[config.pad_token_id].zero_();
     }
   }

@@ -12,7 +12,10 @@
 
 #include <torch/torch.h>
 
+#include <memory>
+
 #include "server/training/model/bert_config.h"
+#include "server/training/model/fast_dropout.h"
 
 namespace ftd::training {
 
@@ -29,12 +32,15 @@ struct ComputeOptions {
   bool first_token_last_layer = true;
 };
 
-// A dropout layer without parameters, in the module's train/eval mode.
+// A dropout layer without parameters, in the module's train/eval mode. Its
+// CPU masks' seeds come from `stream` (the model's, shared by all its
+// dropout layers).
 struct DropoutImpl : torch::nn::Module {
   explicit DropoutImpl(double p) : p(p) {}
   torch::Tensor forward(const torch::Tensor& x);
   double p;
   bool fast = true;
+  std::shared_ptr<DropoutStream> stream = std::make_shared<DropoutStream>();
 };
 TORCH_MODULE(Dropout);
 
@@ -157,6 +163,10 @@ class BertClassifierImpl : public torch::nn::Module {
   const ComputeOptions& compute_options() const { return compute_; }
   void SetComputeOptions(const ComputeOptions& options);
 
+  // The seeds of every dropout mask the model draws on the CPU (a job seeds
+  // it; a checkpoint saves and restores it).
+  DropoutStream& dropout_stream() { return *dropout_stream_; }
+
   // The encoder layer `i` (0-based).
   BertLayerImpl& layer(int i) { return *bert->encoder->layer[i]->as<BertLayerImpl>(); }
 
@@ -167,12 +177,15 @@ class BertClassifierImpl : public torch::nn::Module {
  private:
   int num_layers_;
   ComputeOptions compute_;
+  std::shared_ptr<DropoutStream> dropout_stream_ = std::make_shared<DropoutStream>();
 };
 TORCH_MODULE(BertClassifier);
 
 // Hugging Face's _init_weights: Linear and Embedding weights ~ N(0, range),
-// biases 0, the padding row 0, LayerNorm 1 and 0. Applied to `names` only.
+// biases 0, the padding row 0, LayerNorm 1 and 0. Applied to `names` only,
+// the normal draws from a generator seeded with `seed` (the job's own, not
+// the process-wide one).
 void InitializeParameters(BertClassifier& model, const BertConfig& config,
-                          const std::vector<std::string>& names);
+                          const std::vector<std::string>& names, uint64_t seed = 0);
 
 }  // namespace ftd::training

@@ -107,7 +107,7 @@ absl::StatusOr<torch::Tensor> ToTensor(const SafetensorsFile& file, const Tensor
 }
 
 absl::StatusOr<LoadReport> LoadWeights(const std::string& dir, const BertConfig& config,
-                                       BertClassifier& model) {
+                                       BertClassifier& model, uint64_t init_seed) {
   ASSIGN_OR_RETURN(std::vector<std::string> files, WeightFiles(dir));
   std::map<std::string, torch::Tensor> params;
   for (auto& item : model->named_parameters()) params[item.key()] = item.value();
@@ -143,7 +143,7 @@ absl::StatusOr<LoadReport> LoadWeights(const std::string& dir, const BertConfig&
   for (const auto& [name, tensor] : params) {
     if (!loaded.count(name)) report.initialized.push_back(name);
   }
-  InitializeParameters(model, config, report.initialized);
+  InitializeParameters(model, config, report.initialized, init_seed);
   return report;
 }
 

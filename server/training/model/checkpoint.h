@@ -28,12 +28,13 @@ struct LoadReport {
 // Loads <dir>/model.safetensors, or the shards that
 // <dir>/model.safetensors.index.json names, into `model` (F32, F16 or BF16;
 // keys with or without the "bert." prefix; LayerNorm gamma/beta too).
-// Missing parameters are initialised with InitializeParameters.
+// Missing parameters are initialised with InitializeParameters, from
+// `init_seed`.
 // Errors name the file or the tensor: DATA_LOSS for a corrupt file,
 // INVALID_ARGUMENT for a shape mismatch or a malformed index, NOT_FOUND when
 // there are no weights.
 absl::StatusOr<LoadReport> LoadWeights(const std::string& dir, const BertConfig& config,
-                                       BertClassifier& model);
+                                       BertClassifier& model, uint64_t init_seed = 0);
 
 // Writes a Hugging Face BertForSequenceClassification folder into `out_dir`:
 // config.json (architectures, id2label, label2id), vocab.txt and

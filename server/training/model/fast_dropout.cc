@@ -1,10 +1,8 @@
 #include "server/training/model/fast_dropout.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
-#include <mutex>
 
 namespace ftd::training {
 namespace {
@@ -17,12 +15,6 @@ inline uint32_t Mix32(uint32_t x) {
   x *= 0x846ca68bU;
   x ^= x >> 16;
   return x;
-}
-
-uint64_t NextSeed() {
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return at::check_generator<at::CPUGeneratorImpl>(generator)->random64();
 }
 
 // Elements [begin, end): element i's uniform is two rounds of the mix over
@@ -56,12 +48,19 @@ torch::Tensor FastDropoutMask(torch::IntArrayRef sizes, double p, uint64_t seed)
   return mask;
 }
 
-torch::Tensor FastDropout(const torch::Tensor& x, double p, bool training) {
+uint64_t DropoutStream::Next() {
+  uint64_t z = seed_ + 0x9E3779B97F4A7C15ull * (++draws_);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+torch::Tensor FastDropout(const torch::Tensor& x, double p, bool training, uint64_t seed) {
   if (!training || p <= 0) return x;
   if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || p >= 1) {
     return torch::dropout(x, p, /*train=*/true);
   }
-  return x * FastDropoutMask(x.sizes(), p, NextSeed());
+  return x * FastDropoutMask(x.sizes(), p, seed);
 }
 
 }  // namespace ftd::training

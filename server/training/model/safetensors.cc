@@ -270,8 +270,13 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
     for (const TensorToWrite& t : tensors) {
       out.write(t.bytes.data(), static_cast<std::streamsize>(t.bytes.size()));
     }
-    out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+    out.close();
+    if (!out) {
+      const int err = errno;
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      return absl::UnavailableError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
+    }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);

@@ -100,4 +100,29 @@ size_t FusedAdamW::Remove(const std::unordered_set<c10::TensorImpl*>& gone) {
   return before - params_.size();
 }
 
+std::optional<FusedAdamW::ParamState> FusedAdamW::StateOf(const torch::Tensor& p) const {
+  for (const Param& param : params_) {
+    if (param.value.unsafeGetTensorImpl() == p.unsafeGetTensorImpl())
+      return ParamState{param.exp_avg, param.exp_avg_sq, param.step};
+  }
+  return std::nullopt;
+}
+
+bool FusedAdamW::RestoreState(const torch::Tensor& p, const ParamState& state) {
+  for (Param& param : params_) {
+    if (param.value.unsafeGetTensorImpl() != p.unsafeGetTensorImpl()) continue;
+    if (!state.exp_avg.defined() || !state.exp_avg_sq.defined() ||
+        state.exp_avg.sizes() != param.exp_avg.sizes() ||
+        state.exp_avg_sq.sizes() != param.exp_avg_sq.sizes()) {
+      return false;
+    }
+    torch::NoGradGuard no_grad;
+    param.exp_avg.copy_(state.exp_avg);
+    param.exp_avg_sq.copy_(state.exp_avg_sq);
+    param.step = state.step;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace ftd::training

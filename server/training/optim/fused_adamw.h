@@ -19,6 +19,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -62,6 +63,18 @@ class FusedAdamW {
   size_t Remove(const std::unordered_set<c10::TensorImpl*>& gone);
 
   size_t size() const { return params_.size(); }
+
+  // One parameter's state: its moment estimates and step count.
+  struct ParamState {
+    torch::Tensor exp_avg, exp_avg_sq;
+    int64_t step = 0;
+  };
+  // The state of parameter `p` (shared, not copied); nullopt when the
+  // optimizer does not update `p`.
+  std::optional<ParamState> StateOf(const torch::Tensor& p) const;
+  // Replaces `p`'s state with a copy of `state` (a checkpoint's). False when
+  // the optimizer does not update `p` or a shape differs.
+  bool RestoreState(const torch::Tensor& p, const ParamState& state);
 
  private:
   struct Param {

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "gmock/gmock.h"
@@ -16,6 +17,7 @@ namespace ftd::core {
 namespace {
 
 using ::ftd::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -160,6 +162,7 @@ class JobManagerTest : public ::testing::Test {
     options.progress_event_interval = progress_interval;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
+    manager_->Start();
   }
 
   v1::JobSpec Spec(const std::string& name) {
@@ -360,6 +363,44 @@ TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
   }()));
   ASSERT_EQ(events.events_size(), 2);
   EXPECT_THAT(events.events(1).state_change().reason(), HasSubstr("queued again"));
+}
+
+// A job that crashes the daemon (out of memory, say) would be queued again at
+// every restart and take the daemon down each time: after three stops in a
+// row without a new checkpoint it fails with the reason instead.
+TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
+  v1::Job crashed;
+  crashed.set_state(v1::RUNNING);
+  *crashed.mutable_spec() = Spec("ok");
+  crashed.mutable_spec()->mutable_hyperparameters()->set_batch_size(4096);
+  v1::JobEvent first;
+  first.mutable_state_change()->set_to(v1::RUNNING);
+  ASSERT_OK(store_->CreateJob(crashed, first));
+  // Each restart finds it RUNNING again, as a crash leaves it.
+  auto crash = [&](std::optional<int64_t> new_checkpoint) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, store_->GetJob("job-1"));
+    job.set_state(v1::RUNNING);
+    if (new_checkpoint.has_value()) job.add_checkpoints()->set_step(*new_checkpoint);
+    ASSERT_OK(store_->UpdateJob(job));
+    StartManager(/*cpu_slots=*/0);
+  };
+  StartManager(/*cpu_slots=*/0);  // 1st stop
+  crash(std::nullopt);            // 2nd
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.crashes(), 2);
+  // A new checkpoint in between: it made progress, the count starts over.
+  crash(40);
+  ASSERT_OK_AND_ASSIGN(job, manager_->Get("job-1"));
+  EXPECT_EQ(job.crashes(), 1);
+  EXPECT_EQ(job.crash_checkpoint_step(), 40);
+  crash(std::nullopt);
+  crash(std::nullopt);  // the 3rd in a row at step 40
+  ASSERT_OK_AND_ASSIGN(job, manager_->Get("job-1"));
+  EXPECT_EQ(job.state(), v1::FAILED);
+  EXPECT_THAT(job.error(),
+              AllOf(HasSubstr("3 times in a row"), HasSubstr("since its checkpoint of step 40"),
+                    HasSubstr("batch_size 4096")));
 }
 
 TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {

@@ -4,7 +4,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "common/fs_util.h"
 #include "gmock/gmock.h"
@@ -35,6 +37,14 @@ class FakeContext final : public TrainingContext {
   bool StopRequested() const override {
     return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_);
   }
+  bool StopForLater() const override { return stop_for_later_; }
+  std::string checkpoint_dir() const override { return checkpoint_dir_; }
+  void Resumed(const v1::Resume& resume, const v1::JobResult& history,
+               const v1::CacheUsage& cache) override {
+    resumed_.push_back(resume);
+    history_ = history;
+    (void)cache;
+  }
   void ReportProgress(const v1::Progress& progress) override { progress_.push_back(progress); }
   void Emit(v1::JobEvent event) override { events_.push_back(std::move(event)); }
   void RecordFingerprint(const std::string& role, const std::string& sha) override {
@@ -57,6 +67,10 @@ class FakeContext final : public TrainingContext {
   }
 
   int stop_after_ = -1;
+  bool stop_for_later_ = false;
+  std::string checkpoint_dir_;
+  std::vector<v1::Resume> resumed_;
+  v1::JobResult history_;
   std::vector<v1::Progress> progress_;
   std::vector<v1::JobEvent> events_;
   std::map<std::string, std::string> fingerprints_;
@@ -284,6 +298,144 @@ TEST_F(BertTrainerTest, AutoFreezeDecidesOnScheduleFreezesAPrefixAndStillLearns)
   ASSERT_OK_AND_ASSIGN(v1::Evaluation again,
                        EvaluateModelFolder(result.output_dir(), spec.validation_dataset(), 16, 16));
   EXPECT_DOUBLE_EQ(again.accuracy(), context.evaluations().back().accuracy());
+}
+
+std::vector<v1::Checkpoint> Checkpoints(const FakeContext& context) {
+  std::vector<v1::Checkpoint> out;
+  for (const auto& e : context.events_) {
+    if (e.has_checkpoint()) out.push_back(e.checkpoint());
+  }
+  return out;
+}
+
+// On the CPU in fp32 with the same threads, a job stopped for later and
+// resumed from its checkpoint ends with the weights, evaluations and freeze
+// decisions of the same job run without a stop: bit for bit, because every
+// input of every step is restored exactly (weights, AdamW's moments and
+// steps, the dropout stream, AutoFreeze's gradient sums, the data position
+// and the cache's record of which rows it holds at which depth).
+TEST_F(BertTrainerTest, ResumesFromItsCheckpointToTheSameWeightsBitForBit) {
+  FakeContext first(spec_, dir_.Sub("pretrained"));
+  ASSERT_OK(trainer_.Train(first).status());
+  v1::JobSpec spec = spec_;
+  spec.set_base_model(dir_.Sub("pretrained/model"));
+  spec.mutable_hyperparameters()->set_epochs(5);
+  spec.mutable_hyperparameters()->set_evaluations_per_epoch(2);
+  spec.mutable_hyperparameters()->set_checkpoint_every_steps(10);
+  auto* af = spec.mutable_freeze_policy()->mutable_autofreeze();
+  af->set_percentile(50);
+  af->set_evaluations_per_epoch(4);
+  spec.mutable_activation_cache()->set_enabled(true);
+  spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::FP32);
+
+  // Uninterrupted, with its own store.
+  ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore store_a,
+                       ftd::testing::OpenActivationStore(dir_.Sub("db-a")));
+  BertTrainer trainer_a({1, store_a.store.get(), 0});
+  FakeContext whole(spec, dir_.Sub("whole"));
+  whole.checkpoint_dir_ = dir_.Sub("whole/checkpoints");
+  ASSERT_OK_AND_ASSIGN(v1::JobResult expected, trainer_a.Train(whole));
+  ASSERT_GE(expected.freeze_timeline_size(), 2);
+  int64_t freeze_step = 0;
+  for (const auto& d : expected.freeze_timeline()) {
+    if (d.frozen_after() > d.frozen_before() && freeze_step == 0) freeze_step = d.step();
+  }
+  ASSERT_GT(freeze_step, 0);
+  ASSERT_LT(freeze_step, 43) << "the test wants a freeze (and cached rows) before the stop";
+  // Checkpoints every 10 steps, at each epoch's end and right after the freeze.
+  std::set<std::string> reasons;
+  std::set<int64_t> steps;
+  for (const auto& c : Checkpoints(whole)) {
+    reasons.insert(c.reason());
+    steps.insert(c.step());
+  }
+  EXPECT_TRUE(reasons.count("steps") && reasons.count("epoch"));
+  EXPECT_TRUE(steps.count(freeze_step)) << freeze_step;
+  EXPECT_TRUE(steps.count(80)) << "the last epoch's end";
+
+  // Stopped for later at step 43 (epoch 3, batch 11), then resumed.
+  ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore store_b,
+                       ftd::testing::OpenActivationStore(dir_.Sub("db-b")));
+  BertTrainer trainer_b({1, store_b.store.get(), 0});
+  FakeContext part(spec, dir_.Sub("part"));
+  part.checkpoint_dir_ = dir_.Sub("part/checkpoints");
+  part.stop_after_ = 43;
+  part.stop_for_later_ = true;
+  EXPECT_THAT(trainer_b.Train(part), StatusIs(absl::StatusCode::kCancelled, HasSubstr("stopped")));
+  ASSERT_FALSE(Checkpoints(part).empty());
+  EXPECT_EQ(Checkpoints(part).back().step(), 43);
+  EXPECT_EQ(Checkpoints(part).back().reason(), "shutdown");
+  // Only the last two stay on disk.
+  int folders = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("part/checkpoints"))) {
+    (void)entry;
+    ++folders;
+  }
+  EXPECT_EQ(folders, 2);
+
+  FakeContext rest(spec, dir_.Sub("part"));
+  rest.checkpoint_dir_ = dir_.Sub("part/checkpoints");
+  ASSERT_OK_AND_ASSIGN(v1::JobResult resumed, trainer_b.Train(rest));
+  ASSERT_EQ(rest.resumed_.size(), 1u);
+  EXPECT_EQ(rest.resumed_[0].step(), 43);
+  EXPECT_EQ(rest.resumed_[0].epoch(), 3);
+  ASSERT_FALSE(rest.progress_.empty());
+  EXPECT_EQ(rest.progress_.front().step(), 44);    // nothing trained twice
+  EXPECT_EQ(rest.history_.evaluations_size(), 5);  // two an epoch, the 5th at step 40
+
+  ASSERT_OK_AND_ASSIGN(std::string want, ReadFile(dir_.Sub("whole/model/model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(std::string got, ReadFile(dir_.Sub("part/model/model.safetensors")));
+  EXPECT_TRUE(want == got) << "the resumed job's weights differ";
+  ASSERT_EQ(resumed.evaluations_size(), expected.evaluations_size());
+  for (int i = 0; i < expected.evaluations_size(); ++i) {
+    EXPECT_EQ(resumed.evaluations(i).step(), expected.evaluations(i).step());
+    EXPECT_EQ(resumed.evaluations(i).loss(), expected.evaluations(i).loss()) << i;
+    EXPECT_EQ(resumed.evaluations(i).accuracy(), expected.evaluations(i).accuracy()) << i;
+  }
+  ASSERT_EQ(resumed.freeze_timeline_size(), expected.freeze_timeline_size());
+  for (int i = 0; i < expected.freeze_timeline_size(); ++i) {
+    const auto& a = expected.freeze_timeline(i);
+    const auto& b = resumed.freeze_timeline(i);
+    EXPECT_EQ(b.step(), a.step());
+    EXPECT_EQ(b.frozen_after(), a.frozen_after());
+    ASSERT_EQ(b.layer_change_rates_size(), a.layer_change_rates_size());
+    for (int l = 0; l < a.layer_change_rates_size(); ++l)
+      EXPECT_EQ(b.layer_change_rates(l), a.layer_change_rates(l)) << i << " " << l;
+  }
+  EXPECT_EQ(resumed.metrics().at("train_loss"), expected.metrics().at("train_loss"));
+  // The cache served and computed the same rows: the resumed job's counts
+  // over all epochs are the uninterrupted one's.
+  auto totals = [](const FakeContext& context) {
+    v1::CacheStats last;
+    for (const auto& e : context.events_) {
+      if (e.has_cache() && e.cache().epoch().epoch() > 0) last = e.cache().totals();
+    }
+    return last;
+  };
+  const v1::CacheStats want_cache = totals(whole), got_cache = totals(rest);
+  EXPECT_GT(want_cache.hits(), 0);
+  EXPECT_EQ(got_cache.hits(), want_cache.hits());
+  EXPECT_EQ(got_cache.partial_hits(), want_cache.partial_hits());
+  EXPECT_EQ(got_cache.misses(), want_cache.misses());
+  EXPECT_EQ(got_cache.entries_written(), want_cache.entries_written());
+}
+
+// A checkpoint of another run (here: another seed) is not resumed from.
+TEST_F(BertTrainerTest, StartsOverWhenTheCheckpointIsAnotherRuns) {
+  v1::JobSpec spec = spec_;
+  spec.mutable_hyperparameters()->set_epochs(2);
+  FakeContext part(spec, dir_.Sub("out"));
+  part.checkpoint_dir_ = dir_.Sub("out/checkpoints");
+  part.stop_after_ = 20;
+  part.stop_for_later_ = true;
+  EXPECT_THAT(trainer_.Train(part), StatusIs(absl::StatusCode::kCancelled, HasSubstr("stopped")));
+  spec.mutable_hyperparameters()->set_seed(4);
+  FakeContext other(spec, dir_.Sub("out"));
+  other.checkpoint_dir_ = dir_.Sub("out/checkpoints");
+  ASSERT_OK(trainer_.Train(other).status());
+  EXPECT_TRUE(other.resumed_.empty());
+  EXPECT_EQ(other.progress_.front().step(), 1);
+  EXPECT_THAT(other.logs(), HasSubstr("belongs to another run"));
 }
 
 // Runs where LibTorch sees a GPU (a CUDA build); skipped elsewhere.

@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <set>
+#include <vector>
+
 #include "gtest/gtest.h"
 
 namespace ftd::training {
@@ -45,19 +48,35 @@ TEST(FastDropoutTest, MasksLookIndependent) {
   EXPECT_LT(std::abs(correlation(a, b)), 5e-3);
 }
 
-TEST(FastDropoutTest, IsTheIdentityOutOfTrainingAndFollowsTheGeneratorSeed) {
+TEST(FastDropoutTest, IsTheIdentityOutOfTrainingAndFollowsItsSeed) {
   torch::Tensor x = torch::randn({64, 32}).requires_grad_();
-  EXPECT_TRUE(torch::equal(FastDropout(x, 0.1, /*training=*/false), x));
-  EXPECT_TRUE(torch::equal(FastDropout(x, 0.0, /*training=*/true), x));
-  torch::manual_seed(5);
-  torch::Tensor first = FastDropout(x, 0.3, true);
-  torch::manual_seed(5);
-  torch::Tensor again = FastDropout(x, 0.3, true);
+  EXPECT_TRUE(torch::equal(FastDropout(x, 0.1, /*training=*/false, 1), x));
+  EXPECT_TRUE(torch::equal(FastDropout(x, 0.0, /*training=*/true, 1), x));
+  torch::Tensor first = FastDropout(x, 0.3, true, 5);
+  torch::Tensor again = FastDropout(x, 0.3, true, 5);
   EXPECT_TRUE(torch::equal(first, again));
+  EXPECT_FALSE(torch::equal(first, FastDropout(x, 0.3, true, 6)));
   // The gradient is the mask: 0 where dropped, 1 / (1 - p) where kept.
   first.sum().backward();
   torch::Tensor expected = (first != 0).to(torch::kFloat) / 0.7;
   EXPECT_TRUE(torch::allclose(x.grad(), expected));
+}
+
+TEST(DropoutStreamTest, IsAPureFunctionOfItsSeedAndDrawsSoFar) {
+  DropoutStream a, b;
+  a.Reset(7);
+  std::vector<uint64_t> seeds;
+  for (int i = 0; i < 5; ++i) seeds.push_back(a.Next());
+  EXPECT_EQ(a.draws(), 5u);
+  // Restored from (seed, draws), it continues where it was.
+  b.Reset(7, 3);
+  EXPECT_EQ(b.Next(), seeds[3]);
+  EXPECT_EQ(b.Next(), seeds[4]);
+  // Distinct seeds a draw, and another stream for another seed.
+  EXPECT_EQ(std::set<uint64_t>(seeds.begin(), seeds.end()).size(), seeds.size());
+  DropoutStream c;
+  c.Reset(8);
+  EXPECT_NE(c.Next(), seeds[0]);
 }
 
 }  // namespace
