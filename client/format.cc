@@ -255,9 +255,9 @@ std::string FormatEvent(const v1::JobEvent& event) {
       break;
     case v1::JobEvent::kResume: {
       const v1::Resume& r = event.resume();
-      absl::StrAppendFormat(&line, "resumed from step %d (epoch %d), lost %.1f seconds of work",
-                            r.step(), r.epoch(), r.lost_seconds());
-      if (r.lost_steps() > 0) absl::StrAppendFormat(&line, " (%d steps)", r.lost_steps());
+      absl::StrAppendFormat(&line,
+                            "resumed from step %d (epoch %d), lost %d steps (%.1f s) of work",
+                            r.step(), r.epoch(), r.lost_steps(), r.lost_seconds());
       for (const std::string& why : r.skipped()) absl::StrAppend(&line, "; skipped ", why);
       break;
     }

@@ -46,6 +46,9 @@ ABSL_FLAG(bool, keep_checkpoints, false,
 ABSL_FLAG(int, max_job_crashes, 3,
           "a job the daemon stops abnormally under (a crash, kill -9) this many times in a row, "
           "with no new checkpoint in between, fails instead of running again (0: never)");
+ABSL_FLAG(bool, preemption, false,
+          "a queued job of higher priority that finds no free device makes the running job of "
+          "the lowest lower priority checkpoint and go back to the queue (it resumes later)");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   const double checkpoint_seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_checkpoint_interval));
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
+  options.preemption = absl::GetFlag(FLAGS_preemption);
   if (options.max_job_crashes < 0) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;

@@ -68,7 +68,16 @@ class JobManager::RunContext final : public training::TrainingContext {
   const std::string& device() const override { return device_; }
   const std::string& output_dir() const override { return output_dir_; }
   bool StopRequested() const override { return stop_.stop_requested(); }
-  bool StopForLater() const override { return stop_.reason() == scheduler::StopReason::kShutdown; }
+  std::string StopForLater() const override {
+    switch (stop_.reason()) {
+      case scheduler::StopReason::kShutdown:
+        return "shutdown";
+      case scheduler::StopReason::kPreempted:
+        return "preemption";
+      default:
+        return "";
+    }
+  }
   std::string checkpoint_dir() const override { return manager_->CheckpointDir(job_id_); }
   void Resumed(const v1::Resume& resume, const v1::JobResult& history,
                const v1::CacheUsage& cache) override {
@@ -106,7 +115,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   manager->scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler::Scheduler::Options{
       self->options_.devices,
       [self](const std::string& job_id, const scheduler::Device& device,
-             const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); }});
+             const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); },
+      self->options_.preemption});
   // The validator asks the scheduler whether a device request can be met.
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
       self->options_.data_roots, [self](const v1::DeviceRequest& request) {
@@ -142,9 +152,12 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
         // event while it trained, the requeue after a shutdown).
         ASSIGN_OR_RETURN(std::optional<v1::JobEvent> last, manager->options_.store->LastEvent(id));
         if (last.has_value()) {
-          active.interrupted = Interruption{
-              FromProto(last->time()),
-              last->has_progress() ? last->progress().step() : active.job.progress().step()};
+          int64_t step = active.job.progress().step();
+          if (last->has_progress()) step = last->progress().step();
+          if (last->has_freeze_decision()) step = last->freeze_decision().step();
+          if (last->has_evaluation()) step = last->evaluation().step();
+          if (last->has_checkpoint()) step = last->checkpoint().step();
+          active.interrupted = Interruption{FromProto(last->time()), step};
         }
       }
       switch (active.job.state()) {
@@ -181,7 +194,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
               active, v1::QUEUED,
               absl::StrCat("the daemon stopped while the job was running (", job.crashes(), " of ",
                            max, " stops in a row ", where, "); queued again"));
-          manager->EnqueueLocked(manager->active_[id].job);
+          manager->EnqueueLocked(manager->active_[id]);
           break;
         }
         case v1::CANCELLING:
@@ -189,7 +202,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
                                     "cancelled (the daemon stopped before the job did)");
           break;
         default:
-          manager->EnqueueLocked(active.job);
+          manager->EnqueueLocked(active);
           break;
       }
     }
@@ -211,8 +224,11 @@ void JobManager::Start() { scheduler_->Start(); }
 
 JobManager::~JobManager() { Shutdown(); }
 
-void JobManager::EnqueueLocked(const v1::Job& job) {
-  scheduler_->Enqueue(job.id(), job.spec().priority(), next_order_++, job.spec().device());
+void JobManager::EnqueueLocked(ActiveJob& active) {
+  // A job queued again (preempted) keeps its place among its priority.
+  if (active.order == 0) active.order = next_order_++;
+  const v1::Job& job = active.job;
+  scheduler_->Enqueue(job.id(), job.spec().priority(), active.order, job.spec().device());
 }
 
 void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
@@ -297,7 +313,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   ASSIGN_OR_RETURN(job, options_.store->CreateJob(std::move(job), std::move(first)));
   Log(LogLevel::kInfo, absl::StrCat(job.id(), ": submitted (", job.spec().display_name(), ")"));
   active_[job.id()].job = job;
-  EnqueueLocked(job);
+  EnqueueLocked(active_[job.id()]);
   if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
   CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::QUEUED);
   // The scheduler may already have handed the job to a thread; it waits for
@@ -497,12 +513,28 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
       if (!options_.keep_checkpoints) active.job.clear_checkpoints();
       TransitionLocked(active, v1::SUCCEEDED, "finished");
       ended = true;
-    } else if (stop.reason() == scheduler::StopReason::kShutdown) {
+    } else if (stop.reason() == scheduler::StopReason::kShutdown &&
+               active.job.state() != v1::CANCELLING) {
       active.job.set_device("");
       TransitionLocked(active, v1::QUEUED,
                        "the daemon is shutting down; the job resumes from its checkpoint when it "
                        "restarts");
-    } else if (stop.reason() == scheduler::StopReason::kCancelled) {
+    } else if (stop.reason() == scheduler::StopReason::kPreempted &&
+               active.job.state() != v1::CANCELLING) {
+      active.job.set_device("");
+      const std::string by = stop.by();
+      auto other = active_.find(by);
+      TransitionLocked(
+          active, v1::QUEUED,
+          absl::StrCat("preempted by ", by,
+                       other != active_.end()
+                           ? absl::StrCat(" (priority ", other->second.job.spec().priority(),
+                                          " over ", active.job.spec().priority(), ")")
+                           : std::string(),
+                       "; the job resumes from its checkpoint when a device is free"));
+      EnqueueLocked(active);
+    } else if (stop.reason() != scheduler::StopReason::kNone) {
+      // Cancelled, also when the cancel came during a shutdown.
       if (!options_.keep_checkpoints) active.job.clear_checkpoints();
       TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
       ended = true;
@@ -536,7 +568,7 @@ void JobManager::Resumed(const std::string& job_id, v1::Resume resume, const v1:
   ActiveJob& active = it->second;
   if (active.interrupted.has_value()) {
     resume.set_lost_steps(std::max<int64_t>(0, active.interrupted->step - resume.step()));
-    if (resume.has_checkpoint_time() && resume.lost_steps() > 0) {
+    if (resume.has_checkpoint_time()) {
       resume.set_lost_seconds(std::max(
           0.0,
           absl::ToDoubleSeconds(active.interrupted->time - FromProto(resume.checkpoint_time()))));

@@ -64,6 +64,9 @@ class JobManager {
     // with no new checkpoint in between, fails instead of running again
     // (0: never).
     int max_crashes = 3;
+    // A queued job of higher priority that finds no free device makes a
+    // running job of lower priority checkpoint and go back to the queue.
+    bool preemption = false;
     std::string version = "dev";
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
@@ -134,6 +137,7 @@ class JobManager {
     std::map<uint64_t, EventSink*> watchers;
     absl::Time last_progress_event = absl::InfinitePast();
     std::optional<Interruption> interrupted;
+    uint64_t order = 0;  // its place in the queue among its priority (0: not yet queued)
   };
 
   explicit JobManager(Options options);
@@ -157,7 +161,7 @@ class JobManager {
   // and drops the job from active_ (so `active` dangles afterwards).
   void TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EnqueueLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnqueueLocked(ActiveJob& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a job entering `to` (and leaving `from`) and publishes the counts.
   void CountLocked(v1::JobState from, v1::JobState to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job as clients see it (with its queue position).

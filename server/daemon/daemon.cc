@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.jobs_dir = (data_dir / "jobs").string();
   manager_options.keep_checkpoints = options.keep_checkpoints;
   manager_options.max_crashes = options.max_job_crashes;
+  manager_options.preemption = options.preemption;
   manager_options.version = options.version;
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
   daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get());

@@ -54,6 +54,8 @@ class Daemon {
     bool keep_checkpoints = false;
     // See core::JobManager::Options::max_crashes.
     int max_job_crashes = 3;
+    // See core::JobManager::Options::preemption.
+    bool preemption = false;
   };
 
   // Opens the database, recovers jobs and starts serving.

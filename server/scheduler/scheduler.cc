@@ -8,7 +8,8 @@
 
 namespace ftd::scheduler {
 
-Scheduler::Scheduler(Options options) : run_(std::move(options.run)) {
+Scheduler::Scheduler(Options options)
+    : run_(std::move(options.run)), preemption_(options.preemption) {
   std::stable_sort(options.devices.begin(), options.devices.end(),
                    [](const Device& a, const Device& b) {
                      return a.kind == Device::Kind::kCuda && b.kind != Device::Kind::kCuda;
@@ -101,9 +102,39 @@ void Scheduler::Dispatch() {
     }
     Slot& slot = slots_[chosen];
     slot.job_id = it->job_id;
+    slot.priority = it->priority;
+    slot.order = it->order;
     slot.stop = std::make_unique<StopToken>();
     slot.thread = std::thread(&Scheduler::RunOnSlot, this, chosen, it->job_id);
     it = queue_.erase(it);
+  }
+  if (preemption_) PreemptLocked();
+}
+
+void Scheduler::PreemptLocked() {
+  for (const QueuedJob& waiting : queue_) {
+    // One running job makes room for it at a time.
+    bool pending = false;
+    for (const Slot& slot : slots_) {
+      if (!slot.job_id.empty() && slot.stop->reason() == StopReason::kPreempted &&
+          slot.stop->by() == waiting.job_id) {
+        pending = true;
+      }
+    }
+    if (pending) continue;
+    // The lowest priority below its own; of those, the latest submitted.
+    Slot* victim = nullptr;
+    for (Slot& slot : slots_) {
+      if (slot.job_id.empty() || slot.stop->stop_requested() || slot.priority >= waiting.priority ||
+          !Fits(waiting.request, slot.device)) {
+        continue;
+      }
+      if (victim == nullptr || slot.priority < victim->priority ||
+          (slot.priority == victim->priority && slot.order > victim->order)) {
+        victim = &slot;
+      }
+    }
+    if (victim != nullptr) victim->stop->RequestStop(StopReason::kPreempted, waiting.job_id);
   }
 }
 

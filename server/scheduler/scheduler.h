@@ -38,6 +38,10 @@ class Scheduler {
     // The devices jobs run on; may be empty (jobs then wait).
     std::vector<Device> devices;
     RunFn run;
+    // A queued job that no free device fits asks the running job of the
+    // lowest priority below its own, on a device it fits, to stop for later
+    // (kPreempted); it then takes that device.
+    bool preemption = false;
   };
 
   explicit Scheduler(Options options);
@@ -88,19 +92,24 @@ class Scheduler {
   struct Slot {
     Device device;
     std::string job_id;
+    int priority = 0;
+    uint64_t order = 0;
     std::unique_ptr<StopToken> stop;
     std::thread thread;  // the running job's thread
   };
 
   static bool Before(const QueuedJob& a, const QueuedJob& b);
   static bool Fits(const v1::DeviceRequest& request, const Device& device);
-  // Starts queued jobs on free slots.
+  // Starts queued jobs on free slots; with preemption, asks lower-priority
+  // running jobs to make room for those that find none.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PreemptLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunOnSlot(size_t slot, std::string job_id);
   // Joins finished job threads other than the calling one.
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RunFn run_;
+  const bool preemption_;
   mutable absl::Mutex mu_;
   std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);       // sorted by Before
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);            // CUDA devices first

@@ -56,9 +56,10 @@ class TrainingContext {
   // True once the job should stop: poll at least once a training step, then
   // return absl::CancelledError() at the next safe point.
   virtual bool StopRequested() const = 0;
-  // True when the stop is for the daemon's shutdown or a preemption (the job
-  // runs again later): write a checkpoint before returning.
-  virtual bool StopForLater() const { return false; }
+  // Why the job stops to run again later ("shutdown" of the daemon,
+  // "preemption"): it writes a checkpoint before returning. Empty for a
+  // stop that ends it (a cancel).
+  virtual std::string StopForLater() const { return ""; }
 
   // The folder for the job's checkpoints (created when needed); a job
   // resumes from the newest one there. Empty: no checkpoints.

@@ -15,6 +15,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "tests/testing/ftd_daemon.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
@@ -30,45 +31,12 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // A running ftd and the ftctl that talks to it.
-class Daemon {
+class Daemon : public ftd::testing::FtdDaemon {
  public:
-  // Starts ftd on port 0 and waits until it has written its address.
   Daemon(const std::string& data_dir, const std::string& data_root, int cpu_slots,
-         const std::string& log_path)
-      : address_file_(data_dir + ".address") {
-    std::filesystem::remove(address_file_);
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{FTD_BINARY, "--address=127.0.0.1:0",
-                                 "--address_file=" + address_file_, "--metrics_address=127.0.0.1:0",
-                                 "--data_dir=" + data_dir, "--data_roots=" + data_root,
-                                 absl::StrCat("--cpu_slots=", cpu_slots)},
-        log_path);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream in(address_file_);
-      if (in >> address_) return;
-      if (process_->Wait(std::chrono::seconds(0)) != -1) break;  // it exited
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << "ftd did not start; see " << log_path;
-  }
-
-  CommandResult Ftctl(std::vector<std::string> args) const {
-    args.insert(args.begin(), {FTCTL_BINARY, "--address=" + address_});
-    return RunCommand(args);
-  }
-  std::vector<std::string> FtctlArgs(std::vector<std::string> args) const {
-    args.insert(args.begin(), {FTCTL_BINARY, "--address=" + address_});
-    return args;
-  }
-
-  Process& process() { return *process_; }
-  const std::string& address() const { return address_; }
-
- private:
-  std::string address_file_;
-  std::string address_;
-  std::unique_ptr<Process> process_;
+         const std::string& log_path, std::vector<std::string> flags = {})
+      : FtdDaemon({FTD_BINARY, FTCTL_BINARY, data_dir, data_root, cpu_slots, log_path,
+                   std::move(flags)}) {}
 };
 
 class DaemonTest : public ::testing::Test {
@@ -81,9 +49,9 @@ class DaemonTest : public ::testing::Test {
                             "train_dataset: {path: train.csv}\nlabels: {team: nlp}\n");
   }
 
-  std::unique_ptr<Daemon> StartDaemon(int cpu_slots) {
+  std::unique_ptr<Daemon> StartDaemon(int cpu_slots, std::vector<std::string> flags = {}) {
     return std::make_unique<Daemon>(dir_.Sub("ftd-data"), dir_.Sub("data"), cpu_slots,
-                                    dir_.Sub("ftd.log"));
+                                    dir_.Sub("ftd.log"), std::move(flags));
   }
 
   std::vector<std::string> SubmitArgs(const std::string& name) {
@@ -569,7 +537,7 @@ TEST_F(ResumeTest, AJobKilledWithTheDaemonResumesFromItsCheckpointNotFromStepOne
   const int64_t resumed = std::stoll(watch.out.substr(at + 18));
   EXPECT_GE(resumed, checkpoint);
   EXPECT_THAT(watch.out.substr(at),
-              AllOf(HasSubstr("seconds of work"), HasSubstr("RUNNING -> SUCCEEDED")));
+              AllOf(HasSubstr(" s) of work"), HasSubstr("RUNNING -> SUCCEEDED")));
   // The resumed attempt's first progress is after the checkpoint.
   EXPECT_THAT(watch.out.substr(at), Not(HasSubstr("step 1/320 ")));
   CommandResult get = daemon->Ftctl({"get", "job-1", "--json"});
@@ -602,8 +570,30 @@ TEST_F(ResumeTest, SigtermCheckpointsTheRunningJobWhichResumesLosingNothing) {
   const std::string step = watch.out.substr(last + 17, watch.out.find(' ', last + 17) - last - 17);
   EXPECT_THAT(watch.out.substr(requeued),
               AllOf(HasSubstr("resumes from its checkpoint when it restarts"),
-                    HasSubstr("resumed from step " + step + " "),
-                    HasSubstr("lost 0.0 seconds of work"), HasSubstr("RUNNING -> SUCCEEDED")));
+                    HasSubstr("resumed from step " + step + " "), HasSubstr("lost 0 steps ("),
+                    HasSubstr("RUNNING -> SUCCEEDED")));
+}
+
+TEST_F(ResumeTest, AHigherPriorityJobPreemptsARunningOneWhichResumesAfterIt) {
+  auto daemon = StartDaemon(/*cpu_slots=*/1, {"--preemption"});
+  ASSERT_EQ(daemon->Ftctl(LongJob()).exit_code, 0);
+  const int64_t checkpoint = WaitForCheckpoint(*daemon, 25);
+  std::vector<std::string> urgent = CachedJob();  // 8 epochs, watched
+  urgent.push_back("--priority=5");
+  CommandResult second = daemon->Ftctl(urgent);
+  ASSERT_EQ(second.exit_code, 0) << second.out << second.err;
+  CommandResult first = daemon->Ftctl({"watch", "job-1"});
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  const size_t preempted =
+      first.out.find("RUNNING -> QUEUED: preempted by job-2 (priority 5 over 0)");
+  ASSERT_NE(preempted, std::string::npos) << first.out;
+  const size_t resumed = first.out.find("resumed from step ", preempted);
+  ASSERT_NE(resumed, std::string::npos) << first.out;
+  EXPECT_GE(std::stoll(first.out.substr(resumed + 18)), checkpoint);
+  EXPECT_THAT(first.out.substr(resumed),
+              AllOf(HasSubstr("lost 0 steps ("), HasSubstr("RUNNING -> SUCCEEDED")));
+  // The preempting job ran in between: it ended before job-1 resumed.
+  EXPECT_THAT(daemon->Ftctl({"get", "job-2"}).out, HasSubstr("SUCCEEDED"));
 }
 
 }  // namespace

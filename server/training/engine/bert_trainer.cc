@@ -163,6 +163,13 @@ class Run {
                        " tokens but config.json's vocab_size is ", config_.vocab_size));
     }
     pad_id_ = tokenizer.pad_id();
+    // Checked at submit too; the model folder may have changed since.
+    if (hp.max_seq_length() > config_.max_position_embeddings) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("hyperparameters.max_seq_length: ", hp.max_seq_length(), " is more than ",
+                       spec.base_model(), "/config.json's max_position_embeddings (",
+                       config_.max_position_embeddings, ")"));
+    }
 
     // Data.
     ASSIGN_OR_RETURN(TextDataset train, ReadTextDataset(spec.train_dataset()));
@@ -493,7 +500,9 @@ class Run {
 
   // A user's cancel stops at once; a stop for later stops at the next step
   // boundary, after a checkpoint.
-  bool CancelledByUser() const { return context_.StopRequested() && !context_.StopForLater(); }
+  bool CancelledByUser() const {
+    return context_.StopRequested() && context_.StopForLater().empty();
+  }
 
   absl::Status TrainEpochs() {
     const v1::Hyperparameters& hp = context_.spec().hyperparameters();
@@ -553,9 +562,9 @@ class Run {
       for (; p.next_batch < steps_per_epoch; ++p.next_batch) {
         const int64_t b = p.next_batch;
         if (context_.StopRequested()) {
-          if (context_.StopForLater()) {
+          if (const std::string why = context_.StopForLater(); !why.empty()) {
             p.epoch_seconds = seconds_so_far();
-            SaveCheckpoint(optimizer, "shutdown");
+            SaveCheckpoint(optimizer, why);
           }
           return absl::CancelledError("stopped on request");
         }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,6 +37,14 @@ class FakeTrainer final : public training::Trainer {
     }
     if (name == "fail") return absl::FailedPreconditionError("train.csv line 3: no label");
     if (name == "throw") throw std::runtime_error("tensor shapes do not match");
+    if (name == "linger") {  // stops only once released after a stop request
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!context.StopRequested()) cv_.wait_for(lock, std::chrono::milliseconds(2));
+      stopped_.push_back(context.job_id());
+      cv_.notify_all();
+      while (!released_.count(context.job_id())) cv_.wait_for(lock, std::chrono::milliseconds(2));
+      return absl::CancelledError("stopped");
+    }
     if (name == "block") {
       std::unique_lock<std::mutex> lock(mu_);
       while (!released_.count(context.job_id()) && !context.StopRequested()) {
@@ -70,6 +79,10 @@ class FakeTrainer final : public training::Trainer {
     released_.insert(id);
     cv_.notify_all();
   }
+  bool AwaitStopped(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return stopped_.size() >= n; });
+  }
   bool AwaitStarted(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return started_.size() >= n; });
@@ -78,7 +91,7 @@ class FakeTrainer final : public training::Trainer {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::string> started_;
+  std::vector<std::string> started_, stopped_;
   std::set<std::string> released_;
 };
 
@@ -160,10 +173,13 @@ class JobManagerTest : public ::testing::Test {
     options.data_roots = {dir_.path()};
     options.jobs_dir = dir_.Sub("jobs");
     options.progress_event_interval = progress_interval;
+    options.preemption = preemption_;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
     manager_->Start();
   }
+
+  bool preemption_ = false;
 
   v1::JobSpec Spec(const std::string& name) {
     v1::JobSpec spec;
@@ -363,6 +379,81 @@ TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
   }()));
   ASSERT_EQ(events.events_size(), 2);
   EXPECT_THAT(events.events(1).state_change().reason(), HasSubstr("queued again"));
+}
+
+// A job run again after a crash shows only what its new attempt did, not the
+// earlier attempt's evaluations and freezes (a resume restores those from
+// its checkpoint instead).
+TEST_F(JobManagerTest, ARetriedJobForgetsTheEarlierAttemptsHistory) {
+  v1::Job crashed;
+  crashed.set_state(v1::RUNNING);
+  *crashed.mutable_spec() = Spec("ok");
+  crashed.mutable_result()->add_evaluations()->set_accuracy(0.1);
+  crashed.mutable_result()->add_evaluations()->set_accuracy(0.2);
+  crashed.mutable_freeze()->set_frozen_layers(3);
+  crashed.mutable_cache()->set_enabled(true);
+  v1::JobEvent first;
+  first.mutable_state_change()->set_to(v1::RUNNING);
+  ASSERT_OK(store_->CreateJob(crashed, first));
+  StartManager();
+  Recorder recorder;
+  ASSERT_OK(manager_->Watch("job-1", 0, &recorder).status());
+  ASSERT_TRUE(recorder.AwaitClose());
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  ASSERT_EQ(job.result().evaluations_size(), 1);
+  EXPECT_EQ(job.result().evaluations(0).accuracy(), 0.9);
+  EXPECT_FALSE(job.has_freeze());
+  EXPECT_FALSE(job.cache().enabled());
+}
+
+// With preemption on, a job of higher priority that finds no free device
+// sends the running lower-priority job back to the queue (it checkpoints and
+// resumes later); events say who preempted whom.
+TEST_F(JobManagerTest, APreemptedJobGoesBackToTheQueueAndRunsAgainAfterwards) {
+  preemption_ = true;
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job low, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  Recorder recorder;
+  ASSERT_OK(manager_->Watch(low.id(), 0, &recorder).status());
+  v1::JobSpec urgent = Spec("ok");
+  urgent.set_priority(5);
+  ASSERT_OK_AND_ASSIGN(v1::Job high, manager_->Submit(urgent));
+  ASSERT_TRUE(trainer_.AwaitStarted(3));  // low, high, low again
+  ASSERT_OK_AND_ASSIGN(v1::Job done, manager_->Get(high.id()));
+  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  trainer_.Release(low.id());
+  ASSERT_TRUE(recorder.AwaitClose());
+  EXPECT_THAT(recorder.Kinds(),
+              ::testing::IsSupersetOf({"QUEUED", "RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"}));
+  std::string reason;
+  for (const auto& e : recorder.events()) {
+    if (e.has_state_change() && e.state_change().from() == v1::RUNNING &&
+        e.state_change().to() == v1::QUEUED) {
+      reason = e.state_change().reason();
+    }
+  }
+  EXPECT_THAT(reason, AllOf(HasSubstr("preempted by " + high.id()), HasSubstr("priority 5 over 0"),
+                            HasSubstr("resumes from its checkpoint")));
+  ASSERT_OK_AND_ASSIGN(v1::Job after, manager_->Get(low.id()));
+  EXPECT_EQ(after.state(), v1::SUCCEEDED);
+  EXPECT_EQ(after.attempts(), 2);
+}
+
+// A cancel that comes while the daemon shuts down wins over the requeue.
+TEST_F(JobManagerTest, ACancelDuringShutdownIsNotLost) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("linger")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  std::thread shutdown([&] { manager_->Shutdown(); });
+  ASSERT_TRUE(trainer_.AwaitStopped(1));  // asked to stop for the shutdown
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(job.id()));
+  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  trainer_.Release(job.id());
+  shutdown.join();
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, store_->GetJob(job.id()));
+  EXPECT_EQ(stored.state(), v1::CANCELLED);
 }
 
 // A job that crashes the daemon (out of memory, say) would be queued again at

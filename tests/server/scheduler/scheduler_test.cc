@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -31,6 +32,7 @@ class FakeRunner {
       cv_.wait_for(lock, std::chrono::milliseconds(2));
     }
     reason_of_[id] = stop.reason();
+    by_of_[id] = stop.by();
     finished_.push_back(id);
     cv_.notify_all();
   }
@@ -61,6 +63,10 @@ class FakeRunner {
     std::lock_guard<std::mutex> lock(mu_);
     return reason_of_[id];
   }
+  std::string by_of(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return by_of_[id];
+  }
 
   Scheduler::RunFn fn() {
     return [this](const std::string& id, const Device& d, const StopToken& s) { Run(id, d, s); };
@@ -79,6 +85,7 @@ class FakeRunner {
   std::set<std::string> released_;
   std::map<std::string, std::string> device_of_;
   std::map<std::string, StopReason> reason_of_;
+  std::map<std::string, std::string> by_of_;
 };
 
 Device Cpu(int i) { return {Device::Kind::kCpu, i, "cpu slot"}; }
@@ -230,6 +237,52 @@ TEST(SchedulerTest, CancelRemovesAQueuedJobAndStopsARunningOne) {
   runner.Release("next");
   ASSERT_TRUE(runner.AwaitFinished(2));
   EXPECT_THAT(runner.started(), ElementsAre("running", "next"));
+}
+
+// With preemption, a queued job that no free device fits stops the running
+// job of the lowest priority below its own (the latest of equals), once.
+TEST(SchedulerTest, PreemptionStopsTheLowestPriorityRunningJobForAHigherOne) {
+  FakeRunner runner;
+  Scheduler::Options options{{Cpu(0), Cpu(1)}, runner.fn()};
+  options.preemption = true;
+  Scheduler scheduler(std::move(options));
+  scheduler.Start();
+  scheduler.Enqueue("low", 0, 1, Any());
+  scheduler.Enqueue("mid", 3, 2, Any());
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  scheduler.Enqueue("equal", 0, 3, Any());      // no higher than anyone running: waits
+  scheduler.Enqueue("gpu-only", 9, 4, Gpu(0));  // fits no device here: preempts no one
+  EXPECT_EQ(scheduler.QueuePosition("equal"), 2);
+  scheduler.Enqueue("high", 5, 5, Any());
+  ASSERT_TRUE(runner.AwaitFinished(1));
+  EXPECT_EQ(runner.reason_of("low"), StopReason::kPreempted);
+  EXPECT_EQ(runner.by_of("low"), "high");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.started()[2], "high");
+  EXPECT_EQ(runner.device_of("high"), runner.device_of("low"));
+  // "mid" runs on, and "equal" waits for a free device.
+  EXPECT_EQ(scheduler.QueuePosition("equal"), 2);
+  runner.Release("mid");
+  ASSERT_TRUE(runner.AwaitStarted(4));
+  EXPECT_EQ(runner.started()[3], "equal");
+  runner.Release("high");
+  runner.Release("equal");
+  ASSERT_TRUE(runner.AwaitFinished(4));
+}
+
+TEST(SchedulerTest, WithoutPreemptionAHigherPriorityJobWaits) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("low", 0, 1, Any());
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  scheduler.Enqueue("high", 5, 2, Any());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(runner.started(), ElementsAre("low"));
+  runner.Release("low");
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  runner.Release("high");
+  ASSERT_TRUE(runner.AwaitFinished(2));
 }
 
 TEST(SchedulerTest, ShutdownStopsRunningJobsAndLeavesTheQueue) {

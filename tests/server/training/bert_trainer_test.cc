@@ -37,7 +37,7 @@ class FakeContext final : public TrainingContext {
   bool StopRequested() const override {
     return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_);
   }
-  bool StopForLater() const override { return stop_for_later_; }
+  std::string StopForLater() const override { return stop_for_later_ ? "shutdown" : ""; }
   std::string checkpoint_dir() const override { return checkpoint_dir_; }
   void Resumed(const v1::Resume& resume, const v1::JobResult& history,
                const v1::CacheUsage& cache) override {
@@ -238,6 +238,17 @@ TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
 // PipeTransformer's schedule on the 2-layer model, alpha 0.5: nothing in
 // epoch 1, ceil(2 * 0.5) = 1 layer from epoch 2's start on; one event, at
 // the point that froze.
+// The submit-time check, again when the job starts (the model folder may
+// have changed in between).
+TEST_F(BertTrainerTest, ALengthBeyondTheModelsPositionsFailsNamingTheField) {
+  v1::JobSpec spec = spec_;
+  spec.mutable_hyperparameters()->set_max_seq_length(100000);
+  FakeContext context(spec, dir_.Sub("out"));
+  EXPECT_THAT(trainer_.Train(context),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("hyperparameters.max_seq_length: 100000 is more than")));
+}
+
 TEST_F(BertTrainerTest, AGeometricScheduleFreezesAtEpochStarts) {
   spec_.mutable_hyperparameters()->set_epochs(3);
   spec_.mutable_freeze_policy()->mutable_geometric()->set_alpha(0.5);
