@@ -49,6 +49,9 @@ ABSL_FLAG(int, max_job_crashes, 3,
 ABSL_FLAG(bool, preemption, false,
           "a queued job of higher priority that finds no free device makes the running job of "
           "the lowest lower priority checkpoint and go back to the queue (it resumes later)");
+ABSL_FLAG(int64_t, memory_limit_mb, 0,
+          "memory a CPU job may use, in MiB: a job whose estimated need is larger is refused at "
+          "submit (0: the machine's memory, or the container's limit where lower)");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -109,6 +112,11 @@ int main(int argc, char** argv) {
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
+  if (absl::GetFlag(FLAGS_memory_limit_mb) < 0) {
+    std::fprintf(stderr, "ftd: --memory_limit_mb must not be negative\n");
+    return 2;
+  }
+  options.memory_limit_bytes = absl::GetFlag(FLAGS_memory_limit_mb) << 20;
   if (options.max_job_crashes < 0) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;

@@ -91,8 +91,7 @@ class JobManager::RunContext final : public training::TrainingContext {
     manager_->RecordFingerprint(job_id_, role, sha256);
   }
   void RecordStep(const training::StepStats& stats) override {
-    if (manager_->options_.metrics != nullptr)
-      manager_->options_.metrics->RecordStep(job_id_, stats);
+    manager_->observer_->Step(job_id_, stats);
   }
 
  private:
@@ -104,7 +103,10 @@ class JobManager::RunContext final : public training::TrainingContext {
   const scheduler::StopToken& stop_;
 };
 
-JobManager::JobManager(Options options) : options_(std::move(options)) {}
+JobManager::JobManager(Options options)
+    : options_(std::move(options)),
+      observer_(options_.observer != nullptr ? options_.observer : &no_observer_),
+      cache_admin_(options_.activation_store) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) {
   if (options.store == nullptr || options.trainer == nullptr) {
@@ -118,14 +120,22 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
              const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); },
       self->options_.preemption});
   // The validator asks the scheduler whether a device request can be met.
+  bool has_cuda = false;
+  for (const scheduler::Device& d : self->options_.devices) {
+    if (d.kind == scheduler::Device::Kind::kCuda) has_cuda = true;
+  }
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
-      self->options_.data_roots, [self](const v1::DeviceRequest& request) {
-        return self->scheduler_->CheckRequest(request);
+      self->options_.data_roots,
+      [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); },
+      [self, has_cuda](const v1::DeviceRequest& request) -> int64_t {
+        const bool cpu = request.kind() == v1::DeviceRequest::CPU ||
+                         (request.kind() == v1::DeviceRequest::ANY && !has_cuda);
+        return cpu ? self->options_.cpu_memory_bytes : 0;
       }});
 
   absl::MutexLock lock(&manager->mu_);
-  // Every job's state, for the metrics.
-  if (manager->options_.metrics != nullptr) {
+  // Every job's state, for the observer (the metrics).
+  if (manager->options_.observer != nullptr) {
     std::string token;
     do {
       ASSIGN_OR_RETURN(storage::JobPage page,
@@ -211,10 +221,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   if (!manager->active_.empty()) {
     Log(LogLevel::kInfo, absl::StrCat("recovered ", manager->active_.size(), " unfinished jobs"));
   }
-  if (manager->options_.metrics != nullptr) {
-    for (const scheduler::Device& device : manager->options_.devices) {
-      manager->options_.metrics->SetDeviceBusy(device.name(), false);
-    }
+  for (const scheduler::Device& device : manager->options_.devices) {
+    manager->observer_->DeviceBusy(device.name(), false);
   }
   manager->CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_UNSPECIFIED);
   return manager;
@@ -232,10 +240,9 @@ void JobManager::EnqueueLocked(ActiveJob& active) {
 }
 
 void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
-  if (options_.metrics == nullptr) return;
   if (from != v1::JOB_STATE_UNSPECIFIED && --state_counts_[from] < 0) state_counts_[from] = 0;
   if (to != v1::JOB_STATE_UNSPECIFIED) ++state_counts_[to];
-  options_.metrics->SetJobCounts(state_counts_, scheduler_->QueueLength());
+  observer_->JobCounts(state_counts_, scheduler_->QueueLength());
 }
 
 v1::Job JobManager::ViewLocked(const v1::Job& job) const {
@@ -270,7 +277,7 @@ void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std:
                                     v1::JobState_Name(to), ": ", reason));
   CountLocked(from, to);
   if (IsFinal(to)) {
-    if (options_.metrics != nullptr) options_.metrics->JobFinished(to);
+    observer_->JobFinished(to);
     const std::string id = active.job.id();
     for (auto& [watch_id, sink] : active.watchers) {
       sink->OnClose(absl::OkStatus());
@@ -314,7 +321,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   Log(LogLevel::kInfo, absl::StrCat(job.id(), ": submitted (", job.spec().display_name(), ")"));
   active_[job.id()].job = job;
   EnqueueLocked(active_[job.id()]);
-  if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
+  observer_->JobSubmitted();
   CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::QUEUED);
   // The scheduler may already have handed the job to a thread; it waits for
   // mu_, so the job is still QUEUED here.
@@ -464,11 +471,9 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     active.last_progress_event = absl::InfinitePast();
     TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
     spec = active.job.spec();
-    if (options_.metrics != nullptr) {
-      options_.metrics->ObserveQueueWait(options_.now() - FromProto(active.job.create_time()));
-      options_.metrics->JobStarted(job_id, ModelName(spec.base_model()), device.name());
-      options_.metrics->SetDeviceBusy(device.name(), true);
-    }
+    observer_->QueueWait(options_.now() - FromProto(active.job.create_time()));
+    observer_->JobStarted(job_id, ModelName(spec.base_model()), device.name());
+    observer_->DeviceBusy(device.name(), true);
   }
 
   const std::string output_dir = (std::filesystem::path(options_.jobs_dir) / job_id).string();
@@ -489,10 +494,8 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     }
   }
 
-  if (options_.metrics != nullptr) {
-    options_.metrics->JobStopped(job_id);
-    options_.metrics->SetDeviceBusy(device.name(), false);
-  }
+  observer_->JobStopped(job_id);
+  observer_->DeviceBusy(device.name(), false);
   bool ended = false;
   {
     absl::MutexLock lock(&mu_);
@@ -513,14 +516,20 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
       if (!options_.keep_checkpoints) active.job.clear_checkpoints();
       TransitionLocked(active, v1::SUCCEEDED, "finished");
       ended = true;
-    } else if (stop.reason() == scheduler::StopReason::kShutdown &&
-               active.job.state() != v1::CANCELLING) {
+    } else if (active.job.state() == v1::CANCELLING ||
+               stop.reason() == scheduler::StopReason::kCancelled) {
+      // Cancelled, also when the cancel came during a shutdown or preemption.
+      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
+      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
+      ended = true;
+    } else if (absl::IsCancelled(result.status()) &&
+               stop.reason() == scheduler::StopReason::kShutdown) {
       active.job.set_device("");
       TransitionLocked(active, v1::QUEUED,
                        "the daemon is shutting down; the job resumes from its checkpoint when it "
                        "restarts");
-    } else if (stop.reason() == scheduler::StopReason::kPreempted &&
-               active.job.state() != v1::CANCELLING) {
+    } else if (absl::IsCancelled(result.status()) &&
+               stop.reason() == scheduler::StopReason::kPreempted) {
       active.job.set_device("");
       const std::string by = stop.by();
       auto other = active_.find(by);
@@ -533,11 +542,6 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
                            : std::string(),
                        "; the job resumes from its checkpoint when a device is free"));
       EnqueueLocked(active);
-    } else if (stop.reason() != scheduler::StopReason::kNone) {
-      // Cancelled, also when the cancel came during a shutdown.
-      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
-      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
-      ended = true;
     } else {
       active.job.set_error(std::string(result.status().message()));
       if (!options_.keep_checkpoints) active.job.clear_checkpoints();
@@ -603,11 +607,8 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
   auto it = active_.find(job_id);
   if (it == active_.end()) return;
   ActiveJob& active = it->second;
-  if (options_.metrics != nullptr) {
-    if (event.has_evaluation()) options_.metrics->RecordEvaluation(job_id, event.evaluation());
-    if (event.has_freeze_decision())
-      options_.metrics->RecordFreezeDecision(job_id, event.freeze_decision());
-  }
+  if (event.has_evaluation()) observer_->Evaluation(job_id, event.evaluation());
+  if (event.has_freeze_decision()) observer_->FreezeDecision(job_id, event.freeze_decision());
   ApplyEvent(event, &active.job);
   // A checkpoint is a point the record should survive at: the job's record
   // is written with it.
@@ -615,73 +616,23 @@ void JobManager::Emit(const std::string& job_id, v1::JobEvent event) {
   AppendLocked(active, std::move(event), persist);
 }
 
-namespace {
-
-bool SameSegment(const v1::CacheSegment& a, const v1::CacheSegment& b) {
-  return a.namespace_() == b.namespace_() && a.dataset_fingerprint() == b.dataset_fingerprint() &&
-         a.layer() == b.layer();
-}
-
-}  // namespace
-
 absl::StatusOr<v1::CacheInfo> JobManager::GetCache(const v1::GetCacheRequest& request) {
-  storage::ActivationStore* store = options_.activation_store;
-  if (store == nullptr) {
-    return absl::UnavailableError("this daemon runs without an activation cache");
-  }
-  v1::CacheInfo info;
-  info.set_capacity_bytes(store->capacity_bytes());
-  std::vector<v1::CacheSegment> segments = store->Segments();
-  for (const v1::CacheSegment& s : segments) info.set_bytes(info.bytes() + s.bytes());
-  if (request.job_id().empty()) {
-    for (v1::CacheSegment& s : segments) *info.add_segments() = std::move(s);
-    return info;
-  }
+  if (request.job_id().empty()) return cache_admin_.Info(nullptr);
   v1::Job job;
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(job, GetLocked(request.job_id()));
   }
-  *info.mutable_job() = job.cache();
-  // The job's segments as they are now (some may have been dropped since).
-  for (const v1::CacheSegment& mine : job.cache().segments()) {
-    for (const v1::CacheSegment& s : segments) {
-      if (SameSegment(s, mine)) *info.add_segments() = s;
-    }
-  }
-  return info;
+  return cache_admin_.Info(&job);
 }
 
 absl::StatusOr<v1::ClearJobCacheResponse> JobManager::ClearJobCache(const std::string& job_id) {
-  storage::ActivationStore* store = options_.activation_store;
-  if (store == nullptr) {
-    return absl::UnavailableError("this daemon runs without an activation cache");
-  }
   v1::Job job;
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(job, GetLocked(job_id));
   }
-  if (job.state() == v1::RUNNING || job.state() == v1::CANCELLING) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        job_id, " is ", v1::JobState_Name(job.state()), "; cancel it or let it finish first"));
-  }
-  std::vector<storage::SegmentKey> keys;
-  for (const v1::CacheSegment& s : job.cache().segments()) {
-    ASSIGN_OR_RETURN(
-        storage::SegmentKey key,
-        storage::SegmentKey::FromHex(s.namespace_(), s.dataset_fingerprint(), s.layer()));
-    keys.push_back(std::move(key));
-  }
-  std::vector<v1::CacheSegment> cleared, kept;
-  RETURN_IF_ERROR(store->Clear(keys, &cleared, &kept));
-  v1::ClearJobCacheResponse response;
-  for (v1::CacheSegment& s : cleared) {
-    response.set_bytes_freed(response.bytes_freed() + s.bytes());
-    *response.add_cleared() = std::move(s);
-  }
-  for (v1::CacheSegment& s : kept) *response.add_kept() = std::move(s);
-  return response;
+  return cache_admin_.Clear(job);
 }
 
 void JobManager::RecordFingerprint(const std::string& job_id, const std::string& role,

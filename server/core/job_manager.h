@@ -1,7 +1,11 @@
 // JobManager: the daemon's core. It validates and stores submitted jobs,
+// recovers them after a restart (running ones resume from their checkpoint),
 // queues them on the scheduler, runs them through the trainer, records every
 // state change and event in the job store, and streams events to watchers.
-// The gRPC service is a thin layer over it.
+// Its parts: the job record as events make it (job_projection.h), the
+// activation cache's administration (cache_admin.h), and an observer the
+// metrics implement (job_observer.h). The gRPC service is a thin layer over
+// it.
 //
 // Thread-safe. Lock order: JobManager, then Scheduler, then a watcher's sink.
 #pragma once
@@ -19,9 +23,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
+#include "server/core/cache_admin.h"
+#include "server/core/job_observer.h"
 #include "server/core/job_projection.h"
 #include "server/core/job_spec_validator.h"
-#include "server/metrics/metrics.h"
 #include "server/scheduler/scheduler.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -47,8 +52,9 @@ class JobManager {
     training::Trainer* trainer = nullptr;  // not owned; called on job threads
     // Not owned; nullptr when the daemon runs without an activation cache.
     storage::ActivationStore* activation_store = nullptr;
-    // Not owned; nullptr for none.
-    metrics::Metrics* metrics = nullptr;
+    // Told about jobs as they move (the daemon's metrics). Not owned;
+    // nullptr for none.
+    JobObserver* observer = nullptr;
     // Where Prometheus scrapes them ("host:port"), for ServerInfo.
     std::string metrics_address;
     std::vector<scheduler::Device> devices;
@@ -67,6 +73,10 @@ class JobManager {
     // A queued job of higher priority that finds no free device makes a
     // running job of lower priority checkpoint and go back to the queue.
     bool preemption = false;
+    // The memory a CPU job may use (0: unknown): a submitted job whose
+    // estimated need is larger is refused (INVALID_ARGUMENT naming
+    // batch_size). GPU memory is not checked yet.
+    int64_t cpu_memory_bytes = 0;
     std::string version = "dev";
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
@@ -169,6 +179,9 @@ class JobManager {
   absl::StatusOr<v1::Job> GetLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  JobObserver no_observer_;      // when Options has none
+  JobObserver* const observer_;  // never null
+  const CacheAdmin cache_admin_;
   std::unique_ptr<JobSpecValidator> validator_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
 

@@ -7,11 +7,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/core/memory_estimate.h"
 
 namespace ftd::core {
 namespace {
@@ -54,7 +56,21 @@ bool ValidLabelKey(const std::string& key) {
 struct ModelConfig {
   int num_hidden_layers = 0;
   int max_position_embeddings = 0;
+  ModelShape shape;  // for the memory estimate
 };
+
+// A positive integer `key`, or `fallback` when the config lacks it.
+int64_t IntOr(const google::protobuf::Struct& config, const std::string& key, int64_t fallback) {
+  auto it = config.fields().find(key);
+  if (it == config.fields().end() || !it->second.has_number_value()) return fallback;
+  const double v = it->second.number_value();
+  return v >= 1 && v <= 1e9 ? static_cast<int64_t>(v) : fallback;
+}
+
+std::string Bytes(int64_t bytes) {
+  if (bytes >= (int64_t{1} << 30)) return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
+  return absl::StrFormat("%.0f MiB", bytes / 1048576.0);
+}
 
 absl::StatusOr<int> PositiveInt(const google::protobuf::Struct& config, const std::string& key,
                                 const std::string& file) {
@@ -92,6 +108,14 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder) {
   ASSIGN_OR_RETURN(result.num_hidden_layers, PositiveInt(config, "num_hidden_layers", file));
   ASSIGN_OR_RETURN(result.max_position_embeddings,
                    PositiveInt(config, "max_position_embeddings", file));
+  ModelShape& shape = result.shape;
+  shape.num_hidden_layers = result.num_hidden_layers;
+  shape.max_position_embeddings = result.max_position_embeddings;
+  shape.hidden_size = IntOr(config, "hidden_size", shape.hidden_size);
+  shape.num_attention_heads = IntOr(config, "num_attention_heads", shape.num_attention_heads);
+  shape.intermediate_size = IntOr(config, "intermediate_size", 4 * shape.hidden_size);
+  shape.vocab_size = IntOr(config, "vocab_size", shape.vocab_size);
+  shape.type_vocab_size = IntOr(config, "type_vocab_size", shape.type_vocab_size);
   for (const char* required : {"vocab.txt"}) {
     if (!fs::is_regular_file(fs::path(folder) / required)) {
       return Invalid("base_model", absl::StrCat("\"", folder, "\" has no ", required));
@@ -213,6 +237,21 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
     return Invalid("hyperparameters.max_seq_length",
                    absl::StrCat("must be between 2 and the model's max_position_embeddings (",
                                 model.max_position_embeddings, "), got ", hp->max_seq_length()));
+  }
+  // A job that cannot fit is refused now, not when it takes the daemon down.
+  if (options_.memory_budget) {
+    const int64_t budget = options_.memory_budget(spec->device());
+    const MemoryEstimate need =
+        EstimateTrainingMemory(model.shape, hp->batch_size(), hp->max_seq_length());
+    if (budget > 0 && need.total_bytes() > budget) {
+      return Invalid(
+          "hyperparameters.batch_size",
+          absl::StrCat(hp->batch_size(), " sequences of max_seq_length ", hp->max_seq_length(),
+                       " need about ", Bytes(need.total_bytes()), " (weights and AdamW ",
+                       Bytes(need.weights_and_optimizer_bytes), ", activations ",
+                       Bytes(need.activation_bytes), "), more than the ", Bytes(budget),
+                       " a job may use here; lower batch_size or max_seq_length"));
+    }
   }
   if (!hp->has_seed()) hp->set_seed(0);
   if (!hp->has_evaluations_per_epoch()) hp->set_evaluations_per_epoch(1);

@@ -2,6 +2,7 @@
 // that run at submit, before a job is queued.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,6 +20,10 @@ class JobSpecValidator {
     // OK when the daemon has a device for the request; its error is returned
     // as it is (it names the `device` field).
     std::function<absl::Status(const v1::DeviceRequest&)> check_device;
+    // The memory a job with this request may use, in bytes (0: unknown, no
+    // check): a job whose estimated need (memory_estimate.h) is larger is
+    // refused.
+    std::function<int64_t(const v1::DeviceRequest&)> memory_budget;
   };
 
   explicit JobSpecValidator(Options options) : options_(std::move(options)) {}

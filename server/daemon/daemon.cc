@@ -32,6 +32,21 @@ int64_t ResidentBytes() {
   return read == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : -1;
 }
 
+// The memory this process may use: the machine's, or its cgroup's limit
+// where that is lower (a Kubernetes pod's); 0 where neither can be read.
+int64_t MemoryLimitBytes() {
+  int64_t limit = 0;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) limit = static_cast<int64_t>(pages) * page;
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    long long value = 0;
+    if (in >> value && value > 0 && (limit == 0 || value < limit)) limit = value;
+  }
+  return limit;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
@@ -81,7 +96,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.store = daemon->store_.get();
   manager_options.trainer = daemon->trainer_.get();
   manager_options.activation_store = daemon->activation_store_.get();
-  manager_options.metrics = daemon->metrics_.get();
+  daemon->metrics_observer_ = std::make_unique<metrics::MetricsObserver>(daemon->metrics_.get());
+  manager_options.observer = daemon->metrics_observer_.get();
   manager_options.metrics_address = daemon->metrics_address_;
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
@@ -90,6 +106,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.max_crashes = options.max_job_crashes;
   manager_options.preemption = options.preemption;
   manager_options.version = options.version;
+  manager_options.cpu_memory_bytes =
+      options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
   daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get());
 

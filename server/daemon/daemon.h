@@ -16,6 +16,7 @@
 #include "server/core/job_manager.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_http_server.h"
+#include "server/metrics/metrics_observer.h"
 #include "server/scheduler/device.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -56,6 +57,8 @@ class Daemon {
     int max_job_crashes = 3;
     // See core::JobManager::Options::preemption.
     bool preemption = false;
+    // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
+    int64_t memory_limit_bytes = 0;
   };
 
   // Opens the database, recovers jobs and starts serving.
@@ -81,6 +84,7 @@ class Daemon {
   std::string metrics_address_;
   // Written by every component below.
   std::unique_ptr<metrics::Metrics> metrics_;
+  std::unique_ptr<metrics::MetricsObserver> metrics_observer_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<storage::RocksDbJobStore> store_;
   std::unique_ptr<storage::ActivationStore> activation_store_;

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/metrics/metrics_observer.h"
 #include "storage/rocksdb_job_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -165,7 +166,10 @@ class JobManagerTest : public ::testing::Test {
                     metrics::Metrics* metrics = nullptr) {
     JobManager::Options options;
     options.store = store_.get();
-    options.metrics = metrics;
+    if (metrics != nullptr) {  // kept while any manager may still use it
+      observers_.push_back(std::make_unique<metrics::MetricsObserver>(metrics));
+      options.observer = observers_.back().get();
+    }
     options.trainer = &trainer_;
     for (int i = 0; i < cpu_slots; ++i) {
       options.devices.push_back({scheduler::Device::Kind::kCpu, i, "cpu"});
@@ -180,6 +184,7 @@ class JobManagerTest : public ::testing::Test {
   }
 
   bool preemption_ = false;
+  std::vector<std::unique_ptr<metrics::MetricsObserver>> observers_;
 
   v1::JobSpec Spec(const std::string& name) {
     v1::JobSpec spec;

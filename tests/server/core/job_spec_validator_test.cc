@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/memory_estimate.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -15,6 +16,7 @@ namespace {
 
 using ::ftd::testing::StatusIs;
 using ::ftd::testing::WriteFile;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -53,6 +55,18 @@ class JobSpecValidatorTest : public ::testing::Test {
   ftd::testing::TempDir outside_;
   v1::JobSpec spec_;
 };
+
+// The estimate's parameter count is exact: bert-base with a two-label head
+// has 109,483,778 parameters in transformers.
+TEST(MemoryEstimateTest, CountsBertBaseExactlyAndGrowsWithTheBatch) {
+  ModelShape base;  // the defaults are bert-base's
+  const MemoryEstimate e = EstimateTrainingMemory(base, 32, 128);
+  EXPECT_EQ(e.parameters, 109483778);
+  EXPECT_EQ(e.weights_and_optimizer_bytes, 16 * e.parameters);
+  EXPECT_GT(e.activation_bytes, int64_t{3} << 30);  // ~3.9 GB at 32 x 128
+  EXPECT_LT(e.activation_bytes, int64_t{5} << 30);
+  EXPECT_EQ(EstimateTrainingMemory(base, 64, 128).activation_bytes, 2 * e.activation_bytes);
+}
 
 TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
   v1::JobSpec spec = spec_;
@@ -247,6 +261,25 @@ TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
                 "at most 128");
   ExpectInvalid([](v1::JobSpec* s) { s->set_task(static_cast<v1::Task>(7)); }, "task",
                 "unsupported task");
+}
+
+TEST_F(JobSpecValidatorTest, AJobThatCannotFitInMemoryIsRefusedNamingTheBatchAndTheEstimate) {
+  JobSpecValidator validator({{root_.path()},
+                              [](const v1::DeviceRequest&) { return absl::OkStatus(); },
+                              [](const v1::DeviceRequest&) { return int64_t{1} << 30; }});
+  spec_.mutable_hyperparameters()->set_batch_size(32);
+  EXPECT_OK(validator.ValidateAndNormalize(&spec_));
+  spec_.mutable_hyperparameters()->set_batch_size(4096);
+  EXPECT_THAT(validator.ValidateAndNormalize(&spec_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("hyperparameters.batch_size: 4096 sequences of "
+                                        "max_seq_length 128 need about "),
+                             HasSubstr("activations"), HasSubstr("more than the 1.0 GiB"))));
+  // Unknown memory (0): no check.
+  JobSpecValidator unknown({{root_.path()},
+                            [](const v1::DeviceRequest&) { return absl::OkStatus(); },
+                            [](const v1::DeviceRequest&) { return int64_t{0}; }});
+  EXPECT_OK(unknown.ValidateAndNormalize(&spec_));
 }
 
 }  // namespace
