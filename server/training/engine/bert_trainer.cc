@@ -6,14 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -26,9 +24,9 @@
 #include "server/training/engine/epoch_order.h"
 #include "server/training/engine/evaluator.h"
 #include "server/training/engine/freeze_controller.h"
+#include "server/training/engine/job_inputs.h"
 #include "server/training/engine/model_exporter.h"
 #include "server/training/engine/run_snapshot.h"
-#include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
@@ -38,7 +36,6 @@
 namespace ftd::training {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 std::string Summary(const std::vector<std::string>& names) {
@@ -151,55 +148,12 @@ class Run {
     device_ = ParseDevice(context_.device());
     if (device_.is_cpu()) torch::set_num_threads(cpu_threads_);
 
-    // Model folder: config, tokenizer.
-    ASSIGN_OR_RETURN(config_, BertConfig::FromModelFolder(spec.base_model()));
-    ASSIGN_OR_RETURN(const std::string config_json,
-                     ReadFile((fs::path(spec.base_model()) / "config.json").string()));
-    ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer,
-                     WordPieceTokenizer::FromModelFolder(spec.base_model()));
-    if (tokenizer.vocab_size() > static_cast<size_t>(config_.vocab_size)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(spec.base_model(), ": vocab.txt has ", tokenizer.vocab_size(),
-                       " tokens but config.json's vocab_size is ", config_.vocab_size));
-    }
-    pad_id_ = tokenizer.pad_id();
-    // Checked at submit too; the model folder may have changed since.
-    if (hp.max_seq_length() > config_.max_position_embeddings) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("hyperparameters.max_seq_length: ", hp.max_seq_length(), " is more than ",
-                       spec.base_model(), "/config.json's max_position_embeddings (",
-                       config_.max_position_embeddings, ")"));
-    }
-
-    // Data.
-    ASSIGN_OR_RETURN(TextDataset train, ReadTextDataset(spec.train_dataset()));
-    context_.RecordFingerprint("train", train.fingerprint);
-    labels_ = LabelSet::FromLabels(train.labels, config_.labels);
-    if (labels_.size() < 2) {
-      return absl::InvalidArgumentError(absl::StrCat(train.path, ": every row has the label \"",
-                                                     labels_.names()[0],
-                                                     "\"; a classifier needs two or more"));
-    }
-    ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, labels_.Encode(train));
-    std::string valid_fingerprint;
-    train_ = Encode(tokenizer, train, std::move(train_labels), hp.max_seq_length());
-    if (spec.has_validation_dataset()) {
-      ASSIGN_OR_RETURN(TextDataset valid, ReadTextDataset(spec.validation_dataset()));
-      context_.RecordFingerprint("validation", valid.fingerprint);
-      ASSIGN_OR_RETURN(std::vector<int64_t> valid_labels, labels_.Encode(valid));
-      valid_ = Encode(tokenizer, valid, std::move(valid_labels), hp.max_seq_length());
-      valid_fingerprint = valid.fingerprint;
-      has_validation_ = true;
-    }
-    Log(context_, v1::JobEvent::Log::INFO,
-        absl::StrCat(
-            "data: ", train_.ids.size(), " training rows",
-            has_validation_ ? absl::StrCat(", ", valid_.ids.size(), " validation rows") : "", ", ",
-            labels_.size(), " labels"));
+    ASSIGN_OR_RETURN(in_, LoadJobInputs(context_));
 
     // Weights; the job's own random streams (not the process's), from its seed.
-    model_ = BertClassifier(config_, static_cast<int64_t>(labels_.size()));
-    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(spec.base_model(), config_, model_, hp.seed()));
+    model_ = BertClassifier(in_.config, static_cast<int64_t>(in_.labels.size()));
+    ASSIGN_OR_RETURN(LoadReport report,
+                     LoadWeights(spec.base_model(), in_.config, model_, hp.seed()));
     model_->dropout_stream().Reset(hp.seed());
     if (!report.initialized.empty()) {
       Log(context_, v1::JobEvent::Log::INFO,
@@ -214,32 +168,15 @@ class Run {
     model_->to(device_);
     autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
     if (spec.activation_cache().enabled()) {
-      RETURN_IF_ERROR(StartCache(config_json, train.fingerprint, valid_fingerprint));
+      RETURN_IF_ERROR(StartCache());
     }
-    const v1::FreezePolicy& fp = spec.freeze_policy();
-    std::optional<AutoFreezePolicy> policy;
-    if (fp.has_autofreeze()) {
-      AutoFreezePolicy::Options o;
-      o.percentile = fp.autofreeze().percentile();
-      o.freeze_through_first_above = fp.autofreeze().freeze_through_first_above();
-      o.max_layers_per_decision = fp.autofreeze().max_layers_per_decision();
-      o.smoothing = fp.autofreeze().smoothing();
-      policy.emplace(config_.num_hidden_layers, o);
-    }
-    std::optional<FreezeSchedule> schedule;
-    if (fp.has_geometric()) {
-      schedule = FreezeSchedule::Geometric(config_.num_hidden_layers, fp.geometric().alpha());
-    } else if (fp.has_linear()) {
-      schedule = FreezeSchedule::Linear(config_.num_hidden_layers, fp.linear().freeze_start(),
-                                        fp.linear().freeze_level());
-    }
-    const int initially_frozen = fp.has_static_() ? fp.static_().frozen_layers() : 0;
-    freeze_.emplace(*model_, std::move(policy), std::move(schedule), initially_frozen);
-    frozen_ = initially_frozen;
+    freeze_.emplace(FreezeController::FromSpec(*model_, spec.freeze_policy()));
+    frozen_ = freeze_->frozen();
 
     if (!context_.checkpoint_dir().empty()) {
       checkpointer_.emplace(context_.checkpoint_dir());
-      run_digest_ = RunDigest(spec, config_json, train.fingerprint, valid_fingerprint);
+      run_digest_ =
+          RunDigest(spec, in_.config_json, in_.train_fingerprint, in_.validation_fingerprint);
       RETURN_IF_ERROR(Resume());
     }
     RETURN_IF_ERROR(TrainEpochs());
@@ -333,8 +270,7 @@ class Run {
   // The activation cache for the training rows and, when there is a
   // validation set, one for its rows: evaluations start them at the frozen
   // depth too.
-  absl::Status StartCache(const std::string& config_json, const std::string& train_fingerprint,
-                          const std::string& valid_fingerprint) {
+  absl::Status StartCache() {
     const v1::JobSpec& spec = context_.spec();
     if (store_ == nullptr) {
       Log(context_, v1::JobEvent::Log::WARNING,
@@ -347,17 +283,17 @@ class Run {
       options.job_id = context_.job_id();
       options.dataset_fingerprint = fingerprint;
       options.inputs_digest =
-          InputsDigest(data.ids, config_json, autocast_ ? "bf16-autocast" : "fp32");
+          InputsDigest(data.ids, in_.config_json, autocast_ ? "bf16-autocast" : "fp32");
       options.base_model = spec.base_model();
       options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::FP32
                           ? storage::ActivationDtype::kFp32
                           : storage::ActivationDtype::kBf16;
       for (const auto& row : data.ids) options.lengths.push_back(static_cast<int64_t>(row.size()));
-      options.hidden_size = config_.hidden_size;
+      options.hidden_size = in_.config.hidden_size;
       return std::make_unique<JobActivationCache>(std::move(options));
     };
-    cache_ = make(train_, train_fingerprint);
-    if (has_validation_) valid_cache_ = make(valid_, valid_fingerprint);
+    cache_ = make(in_.train, in_.train_fingerprint);
+    if (in_.has_validation) valid_cache_ = make(in_.validation, in_.validation_fingerprint);
     return absl::OkStatus();
   }
 
@@ -416,7 +352,7 @@ class Run {
     f->set_epoch(epoch);
     f->set_frozen_before(change.frozen_before);
     f->set_frozen_after(change.frozen_after);
-    f->set_total_layers(config_.num_hidden_layers);
+    f->set_total_layers(in_.config.num_hidden_layers);
     f->set_trainable_parameter_fraction(freeze_->TrainableFraction());
     if (change.decision) {
       f->set_baseline(change.decision->baseline);
@@ -438,7 +374,7 @@ class Run {
     stats.loss = progress.loss();
     stats.samples_per_second = progress.samples_per_second();
     stats.frozen_layers = frozen_;
-    stats.total_layers = config_.num_hidden_layers;
+    stats.total_layers = in_.config.num_hidden_layers;
     stats.trained_parameter_fraction = freeze_->TrainableFraction();
     std::vector<double>& by_depth = progress_.seconds_by_depth;
     if (frozen_at_start >= static_cast<int>(by_depth.size()))
@@ -479,7 +415,7 @@ class Run {
           valid_cache_ && valid_cache_->enabled() && cache_ && cache_->enabled() && frozen_ > 0
               ? valid_cache_.get()
               : nullptr;
-      eval = Evaluate(*model_, valid_, batch_size, pad_id_, device_, prefix, frozen_);
+      eval = Evaluate(*model_, in_.validation, batch_size, in_.pad_id, device_, prefix, frozen_);
       if (prefix != nullptr) progress_.validation_segments = eval.cache_segments;
     }
     SetTrainMode();
@@ -506,7 +442,7 @@ class Run {
 
   absl::Status TrainEpochs() {
     const v1::Hyperparameters& hp = context_.spec().hyperparameters();
-    const int64_t n = static_cast<int64_t>(train_.ids.size());
+    const int64_t n = static_cast<int64_t>(in_.train.ids.size());
     const int64_t batch_size = hp.batch_size();
     const int64_t steps_per_epoch = (n + batch_size - 1) / batch_size;
     const int64_t total_steps = steps_per_epoch * hp.epochs();
@@ -577,7 +513,7 @@ class Run {
         const size_t count = static_cast<size_t>(std::min(batch_size, n - start));
         const auto step_start = Clock::now();
         const int frozen_at_start = frozen_;
-        Batch batch = MakeBatch(train_, order.data() + start, count, pad_id_, device_);
+        Batch batch = MakeBatch(in_.train, order.data() + start, count, in_.pad_id, device_);
         std::vector<CachedActivation> cached;
         v1::CacheStats cache_before;
         if (cache_) {
@@ -627,7 +563,7 @@ class Run {
 
         // Validation inside the epoch; the one at its end follows the
         // epoch's report below.
-        if (has_validation_ && next_eval < eval_steps.size() && b + 1 == eval_steps[next_eval]) {
+        if (in_.has_validation && next_eval < eval_steps.size() && b + 1 == eval_steps[next_eval]) {
           ++next_eval;
           if (b + 1 < steps_per_epoch) {
             p.epoch_seconds = seconds_so_far();
@@ -658,7 +594,7 @@ class Run {
           context_.Emit(std::move(event));
         }
       }
-      if (has_validation_) {
+      if (in_.has_validation) {
         if (CancelledByUser()) return absl::CancelledError("stopped on request");
         Validate(epoch, p.step, p.train_seconds, static_cast<int>(batch_size));
       }
@@ -684,8 +620,8 @@ class Run {
   absl::StatusOr<v1::JobResult> Finish() {
     model_->to(torch::kCPU);
     ASSIGN_OR_RETURN(const std::string model_dir,
-                     ExportModel(context_.output_dir(), context_.spec().base_model(), config_,
-                                 labels_.names(), model_));
+                     ExportModel(context_.output_dir(), context_.spec().base_model(), in_.config,
+                                 in_.labels.names(), model_));
     v1::JobEvent artifact;
     artifact.mutable_artifact()->set_kind("model");
     artifact.mutable_artifact()->set_path(model_dir);
@@ -705,7 +641,7 @@ class Run {
       if (p.seconds_by_depth[k] > 0)
         m[absl::StrCat("train_seconds_frozen_", k)] = p.seconds_by_depth[k];
     }
-    if (has_validation_) {
+    if (in_.has_validation) {
       m["validation_loss"] = p.last_evaluation.loss();
       m["validation_accuracy"] = p.last_evaluation.accuracy();
       m["validation_macro_f1"] = p.last_evaluation.macro_f1();
@@ -727,11 +663,7 @@ class Run {
   storage::ActivationStore* const store_;
   std::unique_ptr<JobActivationCache> cache_, valid_cache_;
   torch::Device device_{torch::kCPU};
-  BertConfig config_;
-  LabelSet labels_;
-  EncodedData train_, valid_;
-  bool has_validation_ = false;
-  int32_t pad_id_ = 0;
+  JobInputs in_;
   int frozen_ = 0;  // the controller's depth, as the loop last applied it
   std::optional<FreezeController> freeze_;
   bool autocast_ = false;

@@ -24,6 +24,28 @@ FreezeController::FreezeController(BertClassifierImpl& model,
   if (policy_) ResetSums();
 }
 
+FreezeController FreezeController::FromSpec(BertClassifierImpl& model, const v1::FreezePolicy& fp) {
+  const int layers = model.num_layers();
+  std::optional<AutoFreezePolicy> policy;
+  if (fp.has_autofreeze()) {
+    AutoFreezePolicy::Options o;
+    o.percentile = fp.autofreeze().percentile();
+    o.freeze_through_first_above = fp.autofreeze().freeze_through_first_above();
+    o.max_layers_per_decision = fp.autofreeze().max_layers_per_decision();
+    o.smoothing = fp.autofreeze().smoothing();
+    policy.emplace(layers, o);
+  }
+  std::optional<FreezeSchedule> schedule;
+  if (fp.has_geometric()) {
+    schedule = FreezeSchedule::Geometric(layers, fp.geometric().alpha());
+  } else if (fp.has_linear()) {
+    schedule =
+        FreezeSchedule::Linear(layers, fp.linear().freeze_start(), fp.linear().freeze_level());
+  }
+  const int initially_frozen = fp.has_static_() ? fp.static_().frozen_layers() : 0;
+  return FreezeController(model, std::move(policy), std::move(schedule), initially_frozen);
+}
+
 int FreezeController::LayerIndex(const std::string& name) {
   static const std::string prefix = "bert.encoder.layer.";
   if (name.rfind(prefix, 0) != 0) return 1 << 30;

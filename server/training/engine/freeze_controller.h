@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "ftd/v1/ftd.pb.h"
 #include "server/training/freeze/autofreeze_policy.h"
 #include "server/training/freeze/freeze_schedule.h"
 #include "server/training/model/bert_model.h"
@@ -41,6 +42,8 @@ class FreezeController {
   // prefix `initially_frozen`).
   FreezeController(BertClassifierImpl& model, std::optional<AutoFreezePolicy> policy,
                    std::optional<FreezeSchedule> schedule, int initially_frozen);
+  // The controller for a job's freeze policy (its defaults filled in).
+  static FreezeController FromSpec(BertClassifierImpl& model, const v1::FreezePolicy& policy);
 
   int frozen() const { return frozen_; }
   int num_layers() const { return num_layers_; }
