@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
@@ -49,14 +50,7 @@ std::string EntryKey(const SegmentKey& key, int64_t example, char prefix = kEntr
 
 std::string RecordKey(const SegmentKey& key) { return kRecordPrefix + SegmentBytes(key); }
 
-google::protobuf::Timestamp Now() {
-  const absl::Time now = absl::Now();
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(now));
-  ts.set_nanos(
-      static_cast<int32_t>((now - absl::FromUnixSeconds(ts.seconds())) / absl::Nanoseconds(1)));
-  return ts;
-}
+google::protobuf::Timestamp Now() { return ToTimestamp(absl::Now()); }
 
 bool Older(const google::protobuf::Timestamp& a, const google::protobuf::Timestamp& b) {
   return std::make_pair(a.seconds(), a.nanos()) < std::make_pair(b.seconds(), b.nanos());

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace ftd::core {
@@ -16,18 +17,6 @@ namespace {
 constexpr int kDefaultJobsPageSize = 50;
 constexpr int kDefaultEventsPageSize = 100;
 constexpr int kMaxPageSize = 1000;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts.set_seconds(nanos / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return ts;
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 // The model label of a job's metrics: the base model's folder name, with its
 // parent for a daemon's own output ("job-3/model").
@@ -167,7 +156,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
           if (last->has_freeze_decision()) step = last->freeze_decision().step();
           if (last->has_evaluation()) step = last->evaluation().step();
           if (last->has_checkpoint()) step = last->checkpoint().step();
-          active.interrupted = Interruption{FromProto(last->time()), step};
+          active.interrupted = Interruption{FromTimestamp(last->time()), step};
         }
       }
       switch (active.job.state()) {
@@ -253,7 +242,7 @@ v1::Job JobManager::ViewLocked(const v1::Job& job) const {
 
 void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persist_job) {
   event.set_job_id(active.job.id());
-  if (!event.has_time()) *event.mutable_time() = ToProto(options_.now());
+  if (!event.has_time()) *event.mutable_time() = ToTimestamp(options_.now());
   absl::StatusOr<v1::JobEvent> stored =
       options_.store->AppendEvent(std::move(event), persist_job ? &active.job : nullptr);
   if (!stored.ok()) {
@@ -266,7 +255,7 @@ void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persis
 void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason) {
   const v1::JobState from = active.job.state();
   v1::JobEvent event;
-  *event.mutable_time() = ToProto(options_.now());
+  *event.mutable_time() = ToTimestamp(options_.now());
   auto* change = event.mutable_state_change();
   change->set_from(from);
   change->set_to(to);
@@ -312,7 +301,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
   job.set_state(v1::QUEUED);
-  *job.mutable_create_time() = ToProto(options_.now());
+  *job.mutable_create_time() = ToTimestamp(options_.now());
   v1::JobEvent first;
   *first.mutable_time() = job.create_time();
   first.mutable_state_change()->set_to(v1::QUEUED);
@@ -464,14 +453,14 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     if (active.job.state() != v1::QUEUED) return;
     active.job.set_device(device.name());
     active.job.set_attempts(active.job.attempts() + 1);
-    *active.job.mutable_start_time() = ToProto(options_.now());
+    *active.job.mutable_start_time() = ToTimestamp(options_.now());
     // What an earlier attempt showed goes; a resume brings back what its
     // checkpoint holds.
     ClearAttempt(&active.job);
     active.last_progress_event = absl::InfinitePast();
     TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
     spec = active.job.spec();
-    observer_->QueueWait(options_.now() - FromProto(active.job.create_time()));
+    observer_->QueueWait(options_.now() - FromTimestamp(active.job.create_time()));
     observer_->JobStarted(job_id, ModelName(spec.base_model()), device.name());
     observer_->DeviceBusy(device.name(), true);
   }
@@ -573,9 +562,9 @@ void JobManager::Resumed(const std::string& job_id, v1::Resume resume, const v1:
   if (active.interrupted.has_value()) {
     resume.set_lost_steps(std::max<int64_t>(0, active.interrupted->step - resume.step()));
     if (resume.has_checkpoint_time()) {
-      resume.set_lost_seconds(std::max(
-          0.0,
-          absl::ToDoubleSeconds(active.interrupted->time - FromProto(resume.checkpoint_time()))));
+      resume.set_lost_seconds(
+          std::max(0.0, absl::ToDoubleSeconds(active.interrupted->time -
+                                              FromTimestamp(resume.checkpoint_time()))));
     }
     active.interrupted.reset();
   }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/training/cache/activation_cache.h"
@@ -123,16 +124,6 @@ std::string RunDigest(const v1::JobSpec& spec, const std::string& config_json,
   return hash.FinishHex();
 }
 
-google::protobuf::Timestamp WallNow() {
-  const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-  google::protobuf::Timestamp t;
-  t.set_seconds(nanos / 1000000000);
-  t.set_nanos(static_cast<int32_t>(nanos % 1000000000));
-  return t;
-}
-
 // Everything one Train() call holds.
 class Run {
  public:
@@ -236,7 +227,7 @@ class Run {
     auto [state, tensors] = CaptureRun(progress_, Parts(), optimizer);
     state.set_job_id(context_.job_id());
     state.set_run_digest(run_digest_);
-    *state.mutable_time() = WallNow();
+    *state.mutable_time() = ToTimestamp(absl::Now());
     state.set_reason(reason);
     absl::StatusOr<v1::Checkpoint> info = checkpointer_->Save(std::move(state), tensors);
     last_checkpoint_time_ = Clock::now();
