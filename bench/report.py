@@ -297,7 +297,7 @@ def plots(doc, out_dir):
         fig.savefig(os.path.join(out_dir, f"accuracy_vs_time.{ext}"), dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.45 * len(runs)))
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.45 * len(runs)))
     layers = w["layers"]
     cmap = plt.get_cmap("viridis", layers + 1)
     names = []
@@ -314,11 +314,13 @@ def plots(doc, out_dir):
     ax.set_yticks(range(len(runs)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("training seconds")
-    ax.set_title("Training time by frozen depth")
-    ax.legend(fontsize=7, ncol=min(layers + 1, 7), loc="lower right")
+    ax.set_title("Training time by frozen depth", pad=22)
+    # Above the bars, under the title, so that it never covers one.
+    ax.legend(fontsize=7, ncol=min(layers + 1, 7), loc="lower center", bbox_to_anchor=(0.5, 1.1),
+              frameon=False)
     fig.tight_layout()
     for ext in ("png", "svg"):
-        fig.savefig(os.path.join(out_dir, f"time_by_depth.{ext}"), dpi=110)
+        fig.savefig(os.path.join(out_dir, f"time_by_depth.{ext}"), dpi=110, bbox_inches="tight")
     plt.close(fig)
     return (("accuracy_vs_time.png", "validation accuracy against training time, freeze points marked"),
             ("time_by_depth.png", "training time by frozen depth"))
