@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +74,63 @@ def labels_of(path):
         header, *records = list(csv.reader(f))
     col = header.index("label")
     return {r[col] for r in records}
+
+
+# One core's float32 matrix-product speed, best of several bursts: what a
+# timed run's speed depends on. A sweep spans sessions, and a session may get
+# another kind of machine or a loaded one (one such session ran the same job
+# 3.5x slower), so runs are only compared with runs of the same speed.
+SPEED_PROBE = """
+import time, torch
+torch.set_num_threads(1)
+a, b = torch.randn(512, 512), torch.randn(512, 512)
+best = 0.0
+for _ in range(7):
+    t = time.perf_counter()
+    for _ in range(40):
+        a @ b
+    best = max(best, 2 * 512 ** 3 * 40 / (time.perf_counter() - t) / 1e9)
+print(best)
+"""
+SPEED_TOLERANCE = 0.15
+
+
+def machine_gflops():
+    """One core's best float32 GFLOP/s (a few seconds), or None without torch."""
+    try:
+        out = subprocess.run(["/usr/bin/python3", "-c", SPEED_PROBE], capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        return round(float(out.strip().splitlines()[-1]), 1)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def check_same_machine(saved, workload, runs_dir, allow):
+    """Refuses to add timed runs measured on another kind of machine or at
+    another speed than the saved ones (--allow-other-machine overrides)."""
+    problems = []
+    for key in ("cpu", "cores"):
+        if saved.get(key) != workload[key]:
+            problems.append(f"the saved runs ran on {key}={saved.get(key)!r}, this machine has "
+                            f"{workload[key]!r}")
+    speeds = []
+    for name in sorted(os.listdir(runs_dir)):
+        if name.endswith(".json"):
+            speed = json.load(open(os.path.join(runs_dir, name))).get("machine_gflops")
+            if speed:
+                speeds.append(speed)
+    now = workload.get("machine_gflops")
+    if speeds and now:
+        ref = statistics.median(speeds)
+        if abs(now - ref) / ref > SPEED_TOLERANCE:
+            problems.append(f"one core runs matrix products at {now} GFLOP/s here, {ref} GFLOP/s "
+                            f"(median) when the saved runs ran: more than "
+                            f"{SPEED_TOLERANCE:.0%} apart")
+    if problems and not allow:
+        raise SystemExit("--resume: " + "; ".join(problems) + ". Their times would not compare; "
+                         "use another --out, or --allow-other-machine to add them anyway")
+    for p in problems:
+        print(f"warning: {p} (--allow-other-machine)", flush=True)
 
 
 def timestamp(value):
@@ -343,6 +401,8 @@ def main():
     ap.add_argument("--resume", action="store_true", help="skip the runs already saved in OUT/runs/")
     ap.add_argument("--title", default="", help="a title for the report")
     ap.add_argument("--keep", action="store_true", help="keep the daemons' data folders")
+    ap.add_argument("--allow-other-machine", action="store_true",
+                    help="--resume even when this machine's CPU or speed differs from the saved runs'")
     args = ap.parse_args()
     w = WORKLOADS[args.workload]
     args.model = args.model or workload_path(w["model"])
@@ -389,7 +449,7 @@ def main():
             "max_length": args.max_length, "evaluations_per_epoch": args.evaluations_per_epoch,
             "decisions_per_epoch": args.decisions_per_epoch, "seeds": seeds,
             "cpu_threads": args.cpu_threads, "env": args.env,
-            "cpu": report.cpu_model(), "cores": os.cpu_count(),
+            "cpu": report.cpu_model(), "cores": os.cpu_count(), "machine_gflops": machine_gflops(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join(["/usr/bin/python3", "bench/finetune_bench.py"] + sys.argv[1:]),
         }
@@ -401,6 +461,8 @@ def main():
                 if previous.get(key) != workload[key]:
                     raise SystemExit(f"--resume: {saved} has {key}={previous.get(key)!r}, this run "
                                      f"{workload[key]!r}; use another --out")
+            check_same_machine(previous, workload, os.path.join(args.out, "runs"),
+                               args.allow_other_machine)
             workload["date"] = previous["date"] + " .. " + workload["date"]
         with open(saved, "w") as f:
             json.dump(workload, f, indent=1)
@@ -413,7 +475,9 @@ def main():
                 print(f"--- {v} seed {seed}: saved already", flush=True)
                 continue
             print(f"--- {v} seed {seed}", flush=True)
+            speed = machine_gflops()  # just before the run, as the saved runs were
             r = run_pytorch(args, seed, train, valid) if v == "pytorch" else run_ftd(args, v, seed, train, valid)
+            r["cpu"], r["machine_gflops"] = workload["cpu"], speed
             with open(path + ".tmp", "w") as f:
                 json.dump(r, f, indent=1)
             os.replace(path + ".tmp", path)
