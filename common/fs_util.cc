@@ -63,32 +63,51 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out.str();
 }
 
+absl::Status IoError(int err, const std::string& what) {
+  const std::string message = absl::StrCat(what, ": ", std::strerror(err));
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
+  return absl::UnavailableError(message);
+}
+
 absl::Status SyncPath(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
+  if (fd < 0) return IoError(errno, absl::StrCat("cannot open ", path));
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot sync ", path, ": ", std::strerror(err)));
+  if (rc != 0) return IoError(err, absl::StrCat("cannot sync ", path));
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot write ", path));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
   const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << contents;
-    out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", temp));
+  // A stale temporary (a crash mid-write) goes; a link planted in its place
+  // is removed, not followed.
+  ::unlink(temp.c_str());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError(errno, absl::StrCat("cannot create ", temp));
+  absl::Status status = WriteAll(fd, contents, temp);
+  if (status.ok() && ::fsync(fd) != 0) status = IoError(errno, absl::StrCat("cannot sync ", temp));
+  if (::close(fd) != 0 && status.ok()) status = IoError(errno, absl::StrCat("cannot close ", temp));
+  if (!status.ok()) {
+    ::unlink(temp.c_str());
+    return status;
   }
-  if (absl::Status s = SyncPath(temp); !s.ok()) return s;
   std::error_code ec;
   fs::rename(temp, path, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot rename ", temp, ": ", ec.message()));
+  if (ec) return IoError(ec.value(), absl::StrCat("cannot rename ", temp));
   return SyncPath(fs::path(path).parent_path().string());
 }
 
@@ -99,16 +118,16 @@ absl::Status ReplaceFolder(const std::string& staged, const std::string& path) {
       if (absl::Status s = SyncPath(entry.path().string()); !s.ok()) return s;
     }
   }
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot list ", staged, ": ", ec.message()));
+  if (ec) return IoError(ec.value(), absl::StrCat("cannot list ", staged));
   if (absl::Status s = SyncPath(staged); !s.ok()) return s;
   const std::string old = path + ".old";
   fs::remove_all(old, ec);
   if (fs::exists(path)) {
     fs::rename(path, old, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot move ", path, ": ", ec.message()));
+    if (ec) return IoError(ec.value(), absl::StrCat("cannot move ", path));
   }
   fs::rename(staged, path, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot rename ", staged, ": ", ec.message()));
+  if (ec) return IoError(ec.value(), absl::StrCat("cannot rename ", staged));
   const std::string parent = fs::path(path).parent_path().string();
   if (absl::Status s = SyncPath(parent); !s.ok()) return s;
   fs::remove_all(old, ec);

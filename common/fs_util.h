@@ -2,12 +2,19 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace ftd {
+
+// An I/O error `err` (an errno value) while doing `what` ("cannot write
+// /x"): RESOURCE_EXHAUSTED for a full disk or quota (ENOSPC, EDQUOT), so that
+// callers can tell it from other failures; UNAVAILABLE otherwise. The
+// message is `what` and the system's reason.
+absl::Status IoError(int err, const std::string& what);
 
 // The absolute, symlink-resolved form of `path` (which need not exist).
 // Errors: INVALID_ARGUMENT when `path` is relative or cannot be resolved.
@@ -22,18 +29,22 @@ bool IsWithin(const std::string& path, const std::string& root);
 // cannot be read. Messages name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// fsync of a file or a folder. Errors: UNAVAILABLE naming the path.
+// fsync of a file or a folder. Errors: IoError's, naming the path.
 absl::Status SyncPath(const std::string& path);
+
+// Writes all of `data` to the open file `fd` (named `path` in errors),
+// retrying short writes. Errors: IoError's.
+absl::Status WriteAll(int fd, std::string_view data, const std::string& path);
 
 // Writes `contents` to `path` so that a reader sees the old file or the new
 // one, never a part: a temporary file beside it, fsynced, renamed over
-// `path`, and the folder fsynced. Errors: UNAVAILABLE naming the path.
+// `path`, and the folder fsynced. Errors: IoError's, naming the path.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
 
 // Replaces folder `path` with the complete folder `staged` (beside it, on
 // the same file system): every file in `staged` and `staged` itself are
 // fsynced, an old `path` is moved aside and removed, `staged` renamed to
-// `path`, and the parent fsynced. Errors: UNAVAILABLE naming the path.
+// `path`, and the parent fsynced. Errors: IoError's, naming the path.
 absl::Status ReplaceFolder(const std::string& staged, const std::string& path);
 
 }  // namespace ftd

@@ -1,6 +1,6 @@
 #include "server/api/fine_tuning_service.h"
 
-#include <deque>
+#include <memory>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -24,83 +24,98 @@ absl::Status RequireJobId(const std::string& job_id) {
   return absl::OkStatus();
 }
 
-// Streams one job's events: history, then live events, then the end. The
-// manager pushes events in (under its lock); the reactor writes them one at
-// a time. Deletes itself in OnDone.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public core::EventSink {
+// Streams one job's events: history, then live events, then the end. It
+// pulls them from its subscription one write at a time (so a slow client
+// holds no more than the event hub's buffer); the hub wakes it when there
+// may be more. Deletes itself in OnDone.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
   explicit WatchReactor(core::JobManager* manager) : manager_(manager) {}
 
-  // Registers with the manager. Nothing is written before this returns, so
-  // the reactor cannot finish (and be deleted) while it runs.
+  // Subscribes. Nothing is written before this returns, so the reactor
+  // cannot finish (and be deleted) while it runs.
   void Start(const v1::WatchJobRequest& request) {
-    absl::StatusOr<uint64_t> watch_id =
-        RequireJobId(request.job_id()).ok()
-            ? manager_->Watch(request.job_id(), request.after_sequence(), this)
-            : absl::StatusOr<uint64_t>(RequireJobId(request.job_id()));
+    absl::Status valid = RequireJobId(request.job_id());
+    absl::StatusOr<std::unique_ptr<core::EventSubscription>> subscription =
+        valid.ok() ? manager_->Watch(request.job_id(), request.after_sequence(), [this] { Wake(); })
+                   : valid;
     absl::MutexLock lock(&mu_);
-    if (!watch_id.ok()) {
-      closed_ = true;
-      close_status_ = watch_id.status();
-    } else {
-      watch_id_ = *watch_id;
-    }
     started_ = true;
-    PumpLocked();
-  }
-
-  void OnEvent(const v1::JobEvent& event) override {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    queue_.push_back(event);
-    PumpLocked();
-  }
-
-  void OnClose(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-    close_status_ = status;
+    if (!subscription.ok()) {
+      FinishLocked(ToGrpcStatus(subscription.status()));
+      return;
+    }
+    subscription_ = *std::move(subscription);
+    more_ = true;
     PumpLocked();
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    queue_.pop_front();
     if (!ok) {  // the client is gone
       FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke"));
       return;
     }
+    more_ = true;
     PumpLocked();
   }
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (started_ && !writing_) FinishLocked(grpc::Status::CANCELLED);
+    if (started_ && !writing_ && !pulling_) FinishLocked(grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
-    uint64_t watch_id;
+    // After this, the hub does not call Wake again.
+    std::unique_ptr<core::EventSubscription> subscription;
     {
       absl::MutexLock lock(&mu_);
-      watch_id = watch_id_;
+      subscription = std::move(subscription_);
     }
-    if (watch_id != 0) manager_->Unwatch(watch_id);
+    subscription.reset();
     delete this;
   }
 
  private:
+  void Wake() {
+    absl::MutexLock lock(&mu_);
+    more_ = true;
+    PumpLocked();
+  }
+
+  // Pulls the next event and writes it, unless a write or a pull is under
+  // way (the one running pulls again when told there is more).
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!started_ || finished_ || writing_) return;
-    if (cancelled_) {
-      FinishLocked(grpc::Status::CANCELLED);
-    } else if (!queue_.empty()) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    } else if (closed_) {
-      FinishLocked(ToGrpcStatus(close_status_));
+    if (!started_ || finished_ || writing_ || pulling_ || subscription_ == nullptr) return;
+    pulling_ = true;
+    while (more_ && !finished_) {
+      if (cancelled_) {
+        FinishLocked(grpc::Status::CANCELLED);
+        break;
+      }
+      more_ = false;
+      v1::JobEvent event;
+      absl::Status status;
+      mu_.Unlock();  // the pull may read the store
+      const core::EventSubscription::Pull pull = subscription_->Next(&event, &status);
+      mu_.Lock();
+      if (pull == core::EventSubscription::Pull::kEvent) {
+        event_ = std::move(event);
+        writing_ = true;
+        StartWrite(&event_);
+        break;
+      }
+      if (pull == core::EventSubscription::Pull::kClosed) {
+        FinishLocked(ToGrpcStatus(status));
+        break;
+      }
+      // kWait: more_ is set if a wake came during the pull.
     }
+    pulling_ = false;
+    // A cancel that came during the pull.
+    if (cancelled_ && !writing_) FinishLocked(grpc::Status::CANCELLED);
   }
 
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -111,12 +126,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent>, public
 
   core::JobManager* const manager_;
   absl::Mutex mu_;
-  std::deque<v1::JobEvent> queue_ ABSL_GUARDED_BY(mu_);  // front is being written when writing_
-  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Status close_status_ ABSL_GUARDED_BY(mu_);
+  // Set once in Start; reset in OnDone.
+  std::unique_ptr<core::EventSubscription> subscription_;
+  v1::JobEvent event_ ABSL_GUARDED_BY(mu_);  // being written when writing_
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool more_ ABSL_GUARDED_BY(mu_) = false;     // the subscription may have events
+  bool pulling_ ABSL_GUARDED_BY(mu_) = false;  // a Next() call is under way
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };

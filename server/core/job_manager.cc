@@ -1,7 +1,6 @@
 #include "server/core/job_manager.h"
 
 #include <algorithm>
-#include <exception>
 #include <filesystem>
 #include <utility>
 
@@ -10,6 +9,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "server/core/job_runner.h"
 
 namespace ftd::core {
 namespace {
@@ -95,7 +95,9 @@ class JobManager::RunContext final : public training::TrainingContext {
 JobManager::JobManager(Options options)
     : options_(std::move(options)),
       observer_(options_.observer != nullptr ? options_.observer : &no_observer_),
-      cache_admin_(options_.activation_store) {}
+      cache_admin_(options_.activation_store),
+      events_(
+          EventHub::Options{options_.store, options_.max_buffered_events, options_.max_watches}) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) {
   if (options.store == nullptr || options.trainer == nullptr) {
@@ -186,19 +188,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
               std::error_code ec;
               std::filesystem::remove_all(manager->CheckpointDir(id), ec);
             }
-            manager->TransitionLocked(active, v1::FAILED, reason);
+            RETURN_IF_ERROR(manager->TransitionLocked(active, v1::FAILED, reason));
             break;
           }
-          manager->TransitionLocked(
+          RETURN_IF_ERROR(manager->TransitionLocked(
               active, v1::QUEUED,
               absl::StrCat("the daemon stopped while the job was running (", job.crashes(), " of ",
-                           max, " stops in a row ", where, "); queued again"));
+                           max, " stops in a row ", where, "); queued again")));
           manager->EnqueueLocked(manager->active_[id]);
           break;
         }
         case v1::CANCELLING:
-          manager->TransitionLocked(active, v1::CANCELLED,
-                                    "cancelled (the daemon stopped before the job did)");
+          RETURN_IF_ERROR(manager->TransitionLocked(
+              active, v1::CANCELLED, "cancelled (the daemon stopped before the job did)"));
           break;
         default:
           manager->EnqueueLocked(active);
@@ -249,31 +251,44 @@ void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persis
     Log(LogLevel::kError, absl::StrCat(active.job.id(), ": ", stored.status().ToString()));
     return;
   }
-  for (auto& [id, sink] : active.watchers) sink->OnEvent(*stored);
+  events_.Publish(*stored);
 }
 
-void JobManager::TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason) {
+absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
+                                          const std::string& reason,
+                                          const std::function<void(v1::Job&)>& change) {
   const v1::JobState from = active.job.state();
   v1::JobEvent event;
+  event.set_job_id(active.job.id());
   *event.mutable_time() = ToTimestamp(options_.now());
-  auto* change = event.mutable_state_change();
-  change->set_from(from);
-  change->set_to(to);
-  change->set_reason(reason);
-  ApplyEvent(event, &active.job);
-  AppendLocked(active, std::move(event), /*persist_job=*/true);
+  auto* state_change = event.mutable_state_change();
+  state_change->set_from(from);
+  state_change->set_to(to);
+  state_change->set_reason(reason);
+  // The change is made on a copy and kept only once it is stored: a failed
+  // write leaves the job as it was, and the caller says so.
+  v1::Job next = active.job;
+  if (change) change(next);
+  ApplyEvent(event, &next);
+  absl::StatusOr<v1::JobEvent> stored = options_.store->AppendEvent(std::move(event), &next);
+  if (!stored.ok()) {
+    Log(LogLevel::kError,
+        absl::StrCat(active.job.id(), ": cannot record ", v1::JobState_Name(from), " -> ",
+                     v1::JobState_Name(to), ": ", stored.status().ToString()));
+    return stored.status();
+  }
+  active.job = std::move(next);
+  events_.Publish(*stored);
   Log(LogLevel::kInfo, absl::StrCat(active.job.id(), ": ", v1::JobState_Name(from), " -> ",
                                     v1::JobState_Name(to), ": ", reason));
   CountLocked(from, to);
   if (IsFinal(to)) {
     observer_->JobFinished(to);
     const std::string id = active.job.id();
-    for (auto& [watch_id, sink] : active.watchers) {
-      sink->OnClose(absl::OkStatus());
-      watches_.erase(watch_id);
-    }
+    events_.CloseJob(id, absl::OkStatus());
     active_.erase(id);
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
@@ -360,16 +375,19 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   }
   ActiveJob& active = it->second;
   if (active.job.state() == v1::CANCELLING) return ViewLocked(active.job);
-  switch (scheduler_->Cancel(job_id)) {
-    case scheduler::Scheduler::CancelOutcome::kStopRequested:
-      TransitionLocked(active, v1::CANCELLING, "cancel requested; stopping at the next step");
-      return ViewLocked(active.job);
-    case scheduler::Scheduler::CancelOutcome::kRemovedFromQueue:
-    case scheduler::Scheduler::CancelOutcome::kNotFound:
-      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
-      return options_.store->GetJob(job_id);
+  // The cancel is recorded before it acts, so that an acknowledged cancel
+  // survives a crash and a cancel that cannot be recorded changes nothing.
+  if (active.job.state() == v1::RUNNING) {
+    RETURN_IF_ERROR(
+        TransitionLocked(active, v1::CANCELLING, "cancel requested; stopping at the next step"));
+    scheduler_->Cancel(job_id);  // the job ends CANCELLED when its trainer stops
+    return ViewLocked(active.job);
   }
-  return absl::InternalError("unreachable");
+  // Queued (or handed to a thread that has not started it: it finds the job
+  // gone and returns).
+  RETURN_IF_ERROR(TransitionLocked(active, v1::CANCELLED, "cancelled by a user"));
+  scheduler_->Cancel(job_id);
+  return options_.store->GetJob(job_id);
 }
 
 absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
@@ -384,40 +402,21 @@ absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
   return response;
 }
 
-absl::StatusOr<uint64_t> JobManager::Watch(const std::string& job_id, int64_t after_sequence,
-                                           EventSink* sink) {
-  absl::MutexLock lock(&mu_);
-  auto it = active_.find(job_id);
-  if (it == active_.end()) RETURN_IF_ERROR(options_.store->GetJob(job_id).status());
-  // History first, under the lock, so that no live event slips in between.
-  std::string token;
-  do {
-    ASSIGN_OR_RETURN(storage::EventPage page,
-                     options_.store->ListEvents(job_id, after_sequence, 500, token));
-    for (const v1::JobEvent& event : page.events) sink->OnEvent(event);
-    token = page.next_page_token;
-  } while (!token.empty());
-  if (it == active_.end()) {
-    sink->OnClose(absl::OkStatus());
-    return 0;
+absl::StatusOr<std::unique_ptr<EventSubscription>> JobManager::Watch(const std::string& job_id,
+                                                                     int64_t after_sequence,
+                                                                     std::function<void()> wake) {
+  if (after_sequence < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("after_sequence: must not be negative, got ", after_sequence));
   }
-  if (shutting_down_) {
-    sink->OnClose(absl::UnavailableError("the daemon is shutting down"));
-    return 0;
-  }
-  const uint64_t id = next_watch_id_++;
-  it->second.watchers[id] = sink;
-  watches_[id] = job_id;
-  return id;
-}
-
-void JobManager::Unwatch(uint64_t watch_id) {
+  // Under the lock, so that no event is published between reading the
+  // newest sequence and subscribing.
   absl::MutexLock lock(&mu_);
-  auto it = watches_.find(watch_id);
-  if (it == watches_.end()) return;
-  auto job = active_.find(it->second);
-  if (job != active_.end()) job->second.watchers.erase(watch_id);
-  watches_.erase(it);
+  const bool active = active_.count(job_id) > 0;
+  if (!active) RETURN_IF_ERROR(options_.store->GetJob(job_id).status());
+  ASSIGN_OR_RETURN(std::optional<v1::JobEvent> last, options_.store->LastEvent(job_id));
+  return events_.Subscribe(job_id, after_sequence, last.has_value() ? last->sequence() : 0,
+                           /*ended=*/!active, std::move(wake));
 }
 
 v1::ServerInfo JobManager::ServerInfo() const {
@@ -440,25 +439,45 @@ v1::ServerInfo JobManager::ServerInfo() const {
 void JobManager::RunJob(const std::string& job_id, const scheduler::Device& device,
                         const scheduler::StopToken& stop) {
   v1::JobSpec spec;
+  bool retry_start = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(job_id);
     if (it == active_.end()) return;
     ActiveJob& active = it->second;
-    if (active.job.state() == v1::CANCELLING) {
-      // Cancelled between the scheduler's pick and this thread's start.
-      TransitionLocked(active, v1::CANCELLED, "cancelled by a user before it started");
-      return;
-    }
     if (active.job.state() != v1::QUEUED) return;
-    active.job.set_device(device.name());
-    active.job.set_attempts(active.job.attempts() + 1);
-    *active.job.mutable_start_time() = ToTimestamp(options_.now());
-    // What an earlier attempt showed goes; a resume brings back what its
-    // checkpoint holds.
-    ClearAttempt(&active.job);
-    active.last_progress_event = absl::InfinitePast();
-    TransitionLocked(active, v1::RUNNING, absl::StrCat("started on ", device.name()));
+    const absl::Time now = options_.now();
+    absl::Status started = TransitionLocked(
+        active, v1::RUNNING, absl::StrCat("started on ", device.name()), [&](v1::Job& job) {
+          job.set_device(device.name());
+          job.set_attempts(job.attempts() + 1);
+          *job.mutable_start_time() = ToTimestamp(now);
+          // What an earlier attempt showed goes; a resume
+          // brings back what its checkpoint holds.
+          ClearAttempt(&job);
+        });
+    if (!started.ok()) {
+      // Not recorded as running, so it does not run: it stays queued and is
+      // tried again (after a pause, so that a failing disk is not spun on).
+      retry_start = true;
+    } else {
+      active.last_progress_event = absl::InfinitePast();
+    }
+  }
+  if (retry_start) {
+    absl::SleepFor(absl::Seconds(1));
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(job_id);
+    if (it != active_.end() && !shutting_down_ && it->second.job.state() == v1::QUEUED) {
+      EnqueueLocked(it->second);
+    }
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) return;
+    ActiveJob& active = it->second;
     spec = active.job.spec();
     observer_->QueueWait(options_.now() - FromTimestamp(active.job.create_time()));
     observer_->JobStarted(job_id, ModelName(spec.base_model()), device.name());
@@ -474,68 +493,83 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
         absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
   } else {
     RunContext context(this, job_id, std::move(spec), device.name(), output_dir, stop);
-    try {
-      result = options_.trainer->Train(context);
-    } catch (const std::exception& e) {
-      result = absl::InternalError(absl::StrCat("training stopped on an exception: ", e.what()));
-    } catch (...) {
-      result = absl::InternalError("training stopped on an unknown exception");
-    }
+    result = RunGuarded(*options_.trainer, context);
   }
 
   observer_->JobStopped(job_id);
   observer_->DeviceBusy(device.name(), false);
+  // The outcome is recorded before the device is given back; a write that
+  // fails is tried again each second (the job keeps its device meanwhile),
+  // until it lands or the daemon stops (the job is then recovered from the
+  // store as it was, RUNNING, at the next start).
   bool ended = false;
-  {
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) absl::SleepFor(absl::Seconds(1));
     absl::MutexLock lock(&mu_);
     auto it = active_.find(job_id);
     if (it == active_.end()) return;
     ActiveJob& active = it->second;
-    if (result.ok()) {
-      // Evaluations and freeze decisions were collected from the job's events.
-      v1::JobResult merged = *std::move(result);
-      if (merged.evaluations().empty()) {
-        *merged.mutable_evaluations() = active.job.result().evaluations();
+    if (attempt > 0 && shutting_down_) return;
+    const RunOutcome outcome =
+        ClassifyRun(result.status(), active.job.state() == v1::CANCELLING, stop.reason());
+    const bool keep = options_.keep_checkpoints;
+    absl::Status recorded;
+    switch (outcome) {
+      case RunOutcome::kSucceeded:
+        recorded = TransitionLocked(active, v1::SUCCEEDED, "finished", [&](v1::Job& job) {
+          // Evaluations and freeze decisions were collected from the job's events.
+          v1::JobResult merged = *result;
+          if (merged.evaluations().empty()) {
+            *merged.mutable_evaluations() = job.result().evaluations();
+          }
+          if (merged.freeze_timeline().empty()) {
+            *merged.mutable_freeze_timeline() = job.result().freeze_timeline();
+          }
+          *job.mutable_result() = std::move(merged);
+          job.clear_error();
+          if (!keep) job.clear_checkpoints();
+        });
+        break;
+      case RunOutcome::kCancelled:
+        recorded =
+            TransitionLocked(active, v1::CANCELLED, "cancelled by a user", [&](v1::Job& job) {
+              if (!keep) job.clear_checkpoints();
+            });
+        break;
+      case RunOutcome::kRequeuedForShutdown:
+        recorded = TransitionLocked(
+            active, v1::QUEUED,
+            "the daemon is shutting down; the job resumes from its checkpoint when it restarts",
+            [](v1::Job& job) { job.set_device(""); });
+        break;
+      case RunOutcome::kRequeuedPreempted: {
+        const std::string by = stop.by();
+        auto other = active_.find(by);
+        recorded = TransitionLocked(
+            active, v1::QUEUED,
+            absl::StrCat("preempted by ", by,
+                         other != active_.end()
+                             ? absl::StrCat(" (priority ", other->second.job.spec().priority(),
+                                            " over ", active.job.spec().priority(), ")")
+                             : std::string(),
+                         "; the job resumes from its checkpoint when a device is free"),
+            [](v1::Job& job) { job.set_device(""); });
+        if (recorded.ok()) EnqueueLocked(active_.at(job_id));
+        break;
       }
-      if (merged.freeze_timeline().empty()) {
-        *merged.mutable_freeze_timeline() = active.job.result().freeze_timeline();
+      case RunOutcome::kFailed: {
+        const std::string reason(result.status().message());
+        recorded = TransitionLocked(active, v1::FAILED, reason, [&](v1::Job& job) {
+          job.set_error(reason);
+          if (!keep) job.clear_checkpoints();
+        });
+        break;
       }
-      *active.job.mutable_result() = std::move(merged);
-      active.job.clear_error();
-      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
-      TransitionLocked(active, v1::SUCCEEDED, "finished");
-      ended = true;
-    } else if (active.job.state() == v1::CANCELLING ||
-               stop.reason() == scheduler::StopReason::kCancelled) {
-      // Cancelled, also when the cancel came during a shutdown or preemption.
-      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
-      TransitionLocked(active, v1::CANCELLED, "cancelled by a user");
-      ended = true;
-    } else if (absl::IsCancelled(result.status()) &&
-               stop.reason() == scheduler::StopReason::kShutdown) {
-      active.job.set_device("");
-      TransitionLocked(active, v1::QUEUED,
-                       "the daemon is shutting down; the job resumes from its checkpoint when it "
-                       "restarts");
-    } else if (absl::IsCancelled(result.status()) &&
-               stop.reason() == scheduler::StopReason::kPreempted) {
-      active.job.set_device("");
-      const std::string by = stop.by();
-      auto other = active_.find(by);
-      TransitionLocked(
-          active, v1::QUEUED,
-          absl::StrCat("preempted by ", by,
-                       other != active_.end()
-                           ? absl::StrCat(" (priority ", other->second.job.spec().priority(),
-                                          " over ", active.job.spec().priority(), ")")
-                           : std::string(),
-                       "; the job resumes from its checkpoint when a device is free"));
-      EnqueueLocked(active);
-    } else {
-      active.job.set_error(std::string(result.status().message()));
-      if (!options_.keep_checkpoints) active.job.clear_checkpoints();
-      TransitionLocked(active, v1::FAILED, std::string(result.status().message()));
-      ended = true;
+    }
+    if (recorded.ok()) {
+      ended = outcome == RunOutcome::kSucceeded || outcome == RunOutcome::kCancelled ||
+              outcome == RunOutcome::kFailed;
+      break;
     }
   }
   // Once the final state is durable, the checkpoints are not needed.
@@ -641,14 +675,8 @@ void JobManager::Shutdown() {
   }
   // Job threads finish under mu_, so it must not be held here.
   scheduler_->Shutdown();
-  absl::MutexLock lock(&mu_);
-  for (auto& [id, active] : active_) {
-    for (auto& [watch_id, sink] : active.watchers) {
-      sink->OnClose(absl::UnavailableError("the daemon is shutting down"));
-      watches_.erase(watch_id);
-    }
-    active.watchers.clear();
-  }
+  // Watchers get every event so far, then UNAVAILABLE.
+  events_.CloseAll(absl::UnavailableError("the daemon is shutting down"));
 }
 
 }  // namespace ftd::core

@@ -7,7 +7,7 @@
 // metrics implement (job_observer.h). The gRPC service is a thin layer over
 // it.
 //
-// Thread-safe. Lock order: JobManager, then Scheduler, then a watcher's sink.
+// Thread-safe. Lock order: JobManager, then Scheduler, then EventHub.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
 #include "server/core/cache_admin.h"
+#include "server/core/event_hub.h"
 #include "server/core/job_observer.h"
 #include "server/core/job_projection.h"
 #include "server/core/job_spec_validator.h"
@@ -33,17 +34,6 @@
 #include "storage/job_store.h"
 
 namespace ftd::core {
-
-// Receives one watched job's events. Called with the manager's lock held, so
-// it must return quickly and must not call back into the manager.
-class EventSink {
- public:
-  virtual ~EventSink() = default;
-  virtual void OnEvent(const v1::JobEvent& event) = 0;
-  // The last call: OK when the job has ended (after its last event),
-  // UNAVAILABLE when the daemon is shutting down.
-  virtual void OnClose(const absl::Status& status) = 0;
-};
 
 class JobManager {
  public:
@@ -78,6 +68,10 @@ class JobManager {
     // batch_size). GPU memory is not checked yet.
     int64_t cpu_memory_bytes = 0;
     std::string version = "dev";
+    // Live events one watch buffers before it reads from the store instead,
+    // and the open watches allowed (event_hub.h).
+    size_t max_buffered_events = 256;
+    size_t max_watches = 1024;
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
     std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -106,18 +100,21 @@ class JobManager {
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   // Errors: INVALID_ARGUMENT for a bad page size or token.
   absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
-  // Errors: NOT_FOUND; FAILED_PRECONDITION when the job has ended.
+  // Errors: NOT_FOUND; FAILED_PRECONDITION when the job has ended;
+  // UNAVAILABLE (or RESOURCE_EXHAUSTED) when the cancel cannot be stored,
+  // and then nothing changed.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   // Errors: NOT_FOUND; INVALID_ARGUMENT for a bad page size or token.
   absl::StatusOr<v1::ListJobEventsResponse> ListEvents(const v1::ListJobEventsRequest& request);
 
-  // Sends `sink` the job's events after `after_sequence`, then its live
-  // events, then OnClose. Returns an id for Unwatch. `sink` must stay valid
-  // until OnClose or Unwatch. Errors: NOT_FOUND (the sink is not called).
-  absl::StatusOr<uint64_t> Watch(const std::string& job_id, int64_t after_sequence,
-                                 EventSink* sink);
-  // After it returns the sink is not called again. Unknown ids are ignored.
-  void Unwatch(uint64_t watch_id);
+  // The job's events after `after_sequence`: its history, then its live
+  // events, then the end (OK once it has ended; UNAVAILABLE when the daemon
+  // shuts down). `wake` is called, on the event hub's thread and outside
+  // every lock, when the subscription may have more.
+  // Errors: NOT_FOUND; RESOURCE_EXHAUSTED when max_watches are open.
+  absl::StatusOr<std::unique_ptr<EventSubscription>> Watch(const std::string& job_id,
+                                                           int64_t after_sequence,
+                                                           std::function<void()> wake);
 
   v1::ServerInfo ServerInfo() const;
 
@@ -144,7 +141,6 @@ class JobManager {
   };
   struct ActiveJob {
     v1::Job job;
-    std::map<uint64_t, EventSink*> watchers;
     absl::Time last_progress_event = absl::InfinitePast();
     std::optional<Interruption> interrupted;
     uint64_t order = 0;  // its place in the queue among its priority (0: not yet queued)
@@ -163,13 +159,17 @@ class JobManager {
                const v1::CacheUsage& cache);
   std::string CheckpointDir(const std::string& job_id) const;
 
-  // Adds `event` to the job's history and sends it to its watchers; with
+  // Adds `event` to the job's history and publishes it to its watchers; with
   // `persist_job` the job record is written in the same synced write.
   void AppendLocked(ActiveJob& active, v1::JobEvent event, bool persist_job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves the job to `to` with an event. A final state closes the watchers
-  // and drops the job from active_ (so `active` dangles afterwards).
-  void TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason)
+  // Moves the job to `to` with an event, after `change` (if any) is made to
+  // it, in one synced write; only once that is stored is the job changed in
+  // memory, so on an error (the store's) the job is as it was. A final state
+  // closes its watches and drops the job from active_ (so `active` dangles
+  // afterwards).
+  absl::Status TransitionLocked(ActiveJob& active, v1::JobState to, const std::string& reason,
+                                const std::function<void(v1::Job&)>& change = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnqueueLocked(ActiveJob& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a job entering `to` (and leaving `from`) and publishes the counts.
@@ -184,12 +184,11 @@ class JobManager {
   const CacheAdmin cache_admin_;
   std::unique_ptr<JobSpecValidator> validator_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
+  EventHub events_;
 
   mutable absl::Mutex mu_;
   // Jobs not yet ended, by id.
   std::map<std::string, ActiveJob> active_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::string> watches_ ABSL_GUARDED_BY(mu_);  // watch id -> job id
-  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
   // Every stored job, by state (for the metrics).
   std::map<v1::JobState, int64_t> state_counts_ ABSL_GUARDED_BY(mu_);

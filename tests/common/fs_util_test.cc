@@ -1,5 +1,9 @@
 #include "common/fs_util.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -13,6 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::ftd::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(FsUtilTest, WriteFileAtomicallyReplacesTheFileAndLeavesNothingBehind) {
@@ -25,6 +30,34 @@ TEST(FsUtilTest, WriteFileAtomicallyReplacesTheFileAndLeavesNothingBehind) {
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   EXPECT_THAT(WriteFileAtomically(dir.Sub("missing/x.json"), "x"),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("missing/x.json")));
+}
+
+// A full disk is RESOURCE_EXHAUSTED, so that callers can tell it from other
+// failures: /dev/full fails every write with ENOSPC.
+TEST(FsUtilTest, AFullDiskIsResourceExhausted) {
+  const int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) GTEST_SKIP() << "no /dev/full";
+  EXPECT_THAT(WriteAll(fd, std::string(1 << 16, 'x'), "/data/model.safetensors"),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("cannot write /data/model.safetensors"),
+                             HasSubstr("No space left"))));
+  ::close(fd);
+  EXPECT_THAT(IoError(EDQUOT, "cannot write x"),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("cannot write x")));
+  EXPECT_THAT(IoError(EIO, "cannot write x"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot write x: ")));
+}
+
+// A link planted at the temporary name is replaced, not written through.
+TEST(FsUtilTest, WriteFileAtomicallyDoesNotFollowALinkAtItsTemporaryName) {
+  ftd::testing::TempDir dir;
+  std::ofstream(dir.Sub("secret")) << "keep";
+  fs::create_symlink(dir.Sub("secret"), dir.Sub("out.json.tmp"));
+  ASSERT_OK(WriteFileAtomically(dir.Sub("out.json"), "new"));
+  ASSERT_OK_AND_ASSIGN(std::string secret, ReadFile(dir.Sub("secret")));
+  EXPECT_EQ(secret, "keep");
+  ASSERT_OK_AND_ASSIGN(std::string out, ReadFile(dir.Sub("out.json")));
+  EXPECT_EQ(out, "new");
 }
 
 TEST(FsUtilTest, ReplaceFolderSwapsInTheStagedFolderWhole) {

@@ -42,16 +42,6 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return hash.FinishHex();
 }
 
-// A write error as the caller should see it: a full disk is RESOURCE_EXHAUSTED.
-absl::Status WriteError(const absl::Status& status) {
-  if (status.ok()) return status;
-  const std::string message(status.message());
-  if (message.find("No space left") != std::string::npos) {
-    return absl::ResourceExhaustedError(message);
-  }
-  return status;
-}
-
 int64_t FolderBytes(const fs::path& folder) {
   int64_t bytes = 0;
   std::error_code ec;
@@ -130,8 +120,7 @@ absl::StatusOr<v1::Checkpoint> Checkpointer::Save(
     writes.push_back(std::move(w));
   }
   const std::string tensors_path = (staged / kTensorsFile).string();
-  RETURN_IF_ERROR(
-      WriteError(WriteSafetensors(tensors_path, writes, {{"format", "ftd-checkpoint"}})));
+  RETURN_IF_ERROR(WriteSafetensors(tensors_path, writes, {{"format", "ftd-checkpoint"}}));
   held.clear();
   ASSIGN_OR_RETURN(std::string tensors_sha, FileSha256(tensors_path));
   state.set_tensors_sha256(tensors_sha);
@@ -149,14 +138,13 @@ absl::StatusOr<v1::Checkpoint> Checkpointer::Save(
     if (!out) {
       const int err = errno;
       fs::remove_all(staged, ec);
-      return WriteError(absl::UnavailableError(
-          absl::StrCat("cannot write ", state_path, ": ", std::strerror(err))));
+      return IoError(err != 0 ? err : EIO, absl::StrCat("cannot write ", state_path));
     }
   }
   const fs::path final_path = fs::path(dir_) / name;
   if (absl::Status s = ReplaceFolder(staged.string(), final_path.string()); !s.ok()) {
     fs::remove_all(staged, ec);
-    return WriteError(s);
+    return s;
   }
   const v1::Checkpoint info = Info(state, FolderBytes(final_path));
 

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
 #include "common/json_escape.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -275,12 +276,12 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
       const int err = errno;
       std::error_code ignored;
       std::filesystem::remove(tmp, ignored);
-      return absl::UnavailableError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
+      return IoError(err != 0 ? err : EIO, absl::StrCat("cannot write ", tmp));
     }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", ec.message()));
+  if (ec) return IoError(ec.value(), absl::StrCat("cannot write ", path));
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/metrics/metrics_observer.h"
 #include "storage/rocksdb_job_store.h"
+#include "tests/testing/fake_job_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -96,22 +97,37 @@ class FakeTrainer final : public training::Trainer {
   std::set<std::string> released_;
 };
 
-// Collects a watch's events; Await waits for OnClose.
-class Recorder final : public EventSink {
+// Watches a job and collects its events, pulled on the event hub's thread;
+// AwaitClose waits for the end. The subscription goes when the watch closes.
+class Recorder final {
  public:
-  void OnEvent(const v1::JobEvent& event) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    events_.push_back(event);
+  ~Recorder() {
+    std::unique_ptr<EventSubscription> subscription;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      subscription = std::move(subscription_);
+    }
   }
-  void OnClose(const absl::Status& status) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    status_ = status;
-    cv_.notify_all();
+
+  absl::Status Watch(JobManager* manager, const std::string& job_id, int64_t after_sequence) {
+    absl::StatusOr<std::unique_ptr<EventSubscription>> subscription =
+        manager->Watch(job_id, after_sequence, [this] { Pull(); });
+    if (!subscription.ok()) return subscription.status();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      subscription_ = *std::move(subscription);
+    }
+    Pull();
+    return absl::OkStatus();
   }
+
   bool AwaitClose() {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return closed_; });
+  }
+  bool AwaitEvents(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return events_.size() >= n; });
   }
   std::vector<v1::JobEvent> events() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -141,6 +157,28 @@ class Recorder final : public EventSink {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
+  void Pull() {
+    std::unique_ptr<EventSubscription> done;  // freed outside mu_
+    std::lock_guard<std::mutex> lock(mu_);
+    if (subscription_ == nullptr) return;
+    while (true) {
+      v1::JobEvent event;
+      absl::Status status;
+      const EventSubscription::Pull pull = subscription_->Next(&event, &status);
+      if (pull == EventSubscription::Pull::kWait) break;
+      if (pull == EventSubscription::Pull::kEvent) {
+        events_.push_back(std::move(event));
+      } else {
+        closed_ = true;
+        status_ = status;
+        done = std::move(subscription_);
+        break;
+      }
+    }
+    cv_.notify_all();
+  }
+
+  std::unique_ptr<EventSubscription> subscription_;
   std::vector<v1::JobEvent> events_;
   bool closed_ = false;
   absl::Status status_;
@@ -165,7 +203,7 @@ class JobManagerTest : public ::testing::Test {
   void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration(),
                     metrics::Metrics* metrics = nullptr) {
     JobManager::Options options;
-    options.store = store_.get();
+    options.store = use_fake_store_ ? static_cast<storage::JobStore*>(&fake_store_) : store_.get();
     if (metrics != nullptr) {  // kept while any manager may still use it
       observers_.push_back(std::make_unique<metrics::MetricsObserver>(metrics));
       options.observer = observers_.back().get();
@@ -184,6 +222,9 @@ class JobManagerTest : public ::testing::Test {
   }
 
   bool preemption_ = false;
+  // The in-memory store, whose writes can be made to fail, instead of RocksDB.
+  bool use_fake_store_ = false;
+  ftd::testing::FakeJobStore fake_store_;
   std::vector<std::unique_ptr<metrics::MetricsObserver>> observers_;
 
   v1::JobSpec Spec(const std::string& name) {
@@ -196,7 +237,7 @@ class JobManagerTest : public ::testing::Test {
 
   // Watches the job to its end and returns the final job.
   v1::Job AwaitEnd(const std::string& id, Recorder* recorder) {
-    EXPECT_OK(manager_->Watch(id, 0, recorder).status());
+    EXPECT_OK(recorder->Watch(manager_.get(), id, 0));
     EXPECT_TRUE(recorder->AwaitClose());
     absl::StatusOr<v1::Job> job = manager_->Get(id);
     EXPECT_OK(job.status());
@@ -301,7 +342,7 @@ TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
   EXPECT_EQ(cancelled.state(), v1::CANCELLED);
 
   Recorder recorder;
-  ASSERT_OK(manager_->Watch(running.id(), 0, &recorder).status());
+  ASSERT_OK(recorder.Watch(manager_.get(), running.id(), 0));
   ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(running.id()));
   EXPECT_EQ(cancelling.state(), v1::CANCELLING);
   ASSERT_TRUE(recorder.AwaitClose());
@@ -320,24 +361,26 @@ TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsW
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
   Recorder late;
-  ASSERT_OK(manager_->Watch(job.id(), 0, &late).status());
-  EXPECT_THAT(late.Kinds(), ElementsAre("QUEUED", "RUNNING"));  // history, synchronously
+  ASSERT_OK(late.Watch(manager_.get(), job.id(), 0));
+  ASSERT_TRUE(late.AwaitEvents(2));
+  EXPECT_THAT(late.Kinds(), ElementsAre("QUEUED", "RUNNING"));  // the history
   trainer_.Release(job.id());
   ASSERT_TRUE(late.AwaitClose());
   EXPECT_EQ(late.Kinds().back(), "SUCCEEDED");
 
   Recorder after_end;
-  ASSERT_OK(manager_->Watch(job.id(), 0, &after_end).status());
+  ASSERT_OK(after_end.Watch(manager_.get(), job.id(), 0));
   ASSERT_TRUE(after_end.AwaitClose());
   EXPECT_EQ(after_end.Kinds(), late.Kinds());
 
   Recorder tail;
-  ASSERT_OK(manager_->Watch(job.id(), 5, &tail).status());
+  ASSERT_OK(tail.Watch(manager_.get(), job.id(), 5));
+  ASSERT_TRUE(tail.AwaitClose());
   ASSERT_EQ(tail.events().size(), late.events().size() - 5);
   EXPECT_EQ(tail.events()[0].sequence(), 6);
 
   Recorder none;
-  EXPECT_THAT(manager_->Watch("job-404", 0, &none),
+  EXPECT_THAT(none.Watch(manager_.get(), "job-404", 0),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
 }
 
@@ -402,7 +445,7 @@ TEST_F(JobManagerTest, ARetriedJobForgetsTheEarlierAttemptsHistory) {
   ASSERT_OK(store_->CreateJob(crashed, first));
   StartManager();
   Recorder recorder;
-  ASSERT_OK(manager_->Watch("job-1", 0, &recorder).status());
+  ASSERT_OK(recorder.Watch(manager_.get(), "job-1", 0));
   ASSERT_TRUE(recorder.AwaitClose());
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
   EXPECT_EQ(job.state(), v1::SUCCEEDED);
@@ -421,7 +464,7 @@ TEST_F(JobManagerTest, APreemptedJobGoesBackToTheQueueAndRunsAgainAfterwards) {
   ASSERT_OK_AND_ASSIGN(v1::Job low, manager_->Submit(Spec("block")));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
   Recorder recorder;
-  ASSERT_OK(manager_->Watch(low.id(), 0, &recorder).status());
+  ASSERT_OK(recorder.Watch(manager_.get(), low.id(), 0));
   v1::JobSpec urgent = Spec("ok");
   urgent.set_priority(5);
   ASSERT_OK_AND_ASSIGN(v1::Job high, manager_->Submit(urgent));
@@ -532,12 +575,63 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
 }
 
+// A write the store refuses is an error to the caller, and nothing changes:
+// no job is acknowledged that was not stored, no cancel that was not.
+TEST_F(JobManagerTest, AWriteTheStoreRefusesIsAnErrorAndChangesNothing) {
+  use_fake_store_ = true;
+  StartManager();
+  fake_store_.FailWrites(absl::ResourceExhaustedError("job store: No space left on device"));
+  EXPECT_THAT(manager_->Submit(Spec("ok")),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("No space left")));
+  ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
+  EXPECT_EQ(list.jobs_size(), 0);
+
+  fake_store_.FailWrites(absl::OkStatus());
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  fake_store_.FailWrites(absl::UnavailableError("job store: IO error"));
+  EXPECT_THAT(manager_->Cancel(job.id()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("IO error")));
+  ASSERT_OK_AND_ASSIGN(v1::Job still, manager_->Get(job.id()));
+  EXPECT_EQ(still.state(), v1::RUNNING);  // not stopped: the cancel was not recorded
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, fake_store_.GetJob(job.id()));
+  EXPECT_EQ(stored.state(), v1::RUNNING);
+
+  fake_store_.FailWrites(absl::OkStatus());
+  ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(job.id()));
+  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  Recorder recorder;
+  EXPECT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::CANCELLED);
+}
+
+// A job whose outcome cannot be stored keeps its device and tries again
+// until the write lands: its result is never only in memory.
+TEST_F(JobManagerTest, AnOutcomeTheStoreRefusesIsRecordedOnceTheStoreRecovers) {
+  use_fake_store_ = true;
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  fake_store_.FailWrites(absl::UnavailableError("job store: IO error"));
+  trainer_.Release(job.id());
+  for (int i = 0; i < 500 && fake_store_.failed_writes() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Get(job.id()));
+  EXPECT_EQ(running.state(), v1::RUNNING);
+  fake_store_.FailWrites(absl::OkStatus());
+  Recorder recorder;
+  v1::Job done = AwaitEnd(job.id(), &recorder);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, fake_store_.GetJob(job.id()));
+  EXPECT_EQ(stored.state(), v1::SUCCEEDED);
+}
+
 TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
   Recorder recorder;
-  ASSERT_OK(manager_->Watch(job.id(), 0, &recorder).status());
+  ASSERT_OK(recorder.Watch(manager_.get(), job.id(), 0));
   manager_->Shutdown();
   ASSERT_TRUE(recorder.AwaitClose());
   EXPECT_THAT(recorder.status(),
