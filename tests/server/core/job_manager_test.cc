@@ -11,7 +11,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/metrics/metrics_observer.h"
-#include "storage/rocksdb_job_store.h"
 #include "tests/testing/fake_job_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -189,21 +188,12 @@ class JobManagerTest : public ::testing::Test {
   void SetUp() override {
     ftd::testing::WriteModelFolder(dir_.Sub("model"));
     ftd::testing::WriteFile(dir_.Sub("train.csv"), "text,label\nhi,a\n");
-    OpenStore();
-  }
-
-  void OpenStore() {
-    manager_.reset();
-    store_.reset();
-    database_.reset();
-    ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open({dir_.Sub("db"), {"jobs"}, {}}));
-    ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get()));
   }
 
   void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration(),
                     metrics::Metrics* metrics = nullptr) {
     JobManager::Options options;
-    options.store = use_fake_store_ ? static_cast<storage::JobStore*>(&fake_store_) : store_.get();
+    options.store = &store_;
     if (metrics != nullptr) {  // kept while any manager may still use it
       observers_.push_back(std::make_unique<metrics::MetricsObserver>(metrics));
       options.observer = observers_.back().get();
@@ -222,9 +212,9 @@ class JobManagerTest : public ::testing::Test {
   }
 
   bool preemption_ = false;
-  // The in-memory store, whose writes can be made to fail, instead of RocksDB.
-  bool use_fake_store_ = false;
-  ftd::testing::FakeJobStore fake_store_;
+  // In memory, with writes that can be made to fail (RocksDB's store has its
+  // own tests); it outlives each manager, as a database does a restart.
+  ftd::testing::FakeJobStore store_;
   std::vector<std::unique_ptr<metrics::MetricsObserver>> observers_;
 
   v1::JobSpec Spec(const std::string& name) {
@@ -247,8 +237,6 @@ class JobManagerTest : public ::testing::Test {
   ftd::testing::TempDir dir_;
   FakeTrainer trainer_;
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
-  std::unique_ptr<storage::Database> database_;
-  std::unique_ptr<storage::RocksDbJobStore> store_;
   std::unique_ptr<JobManager> manager_;
 };
 
@@ -394,7 +382,7 @@ TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
   ASSERT_OK_AND_ASSIGN(v1::Job third, manager_->Submit(urgent));
   // A graceful stop: the running job is asked to stop and queued again.
   manager_->Shutdown();
-  ASSERT_OK_AND_ASSIGN(v1::Job stopped, store_->GetJob(running.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job stopped, store_.GetJob(running.id()));
   EXPECT_EQ(stopped.state(), v1::QUEUED);
 
   StartManager(/*cpu_slots=*/0);
@@ -415,7 +403,7 @@ TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
   *crashed.mutable_spec() = Spec("ok");
   v1::JobEvent first;
   first.mutable_state_change()->set_to(v1::RUNNING);
-  ASSERT_OK(store_->CreateJob(crashed, first));
+  ASSERT_OK(store_.CreateJob(crashed, first));
   StartManager(/*cpu_slots=*/0);
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
   EXPECT_EQ(job.state(), v1::QUEUED);
@@ -442,7 +430,7 @@ TEST_F(JobManagerTest, ARetriedJobForgetsTheEarlierAttemptsHistory) {
   crashed.mutable_cache()->set_enabled(true);
   v1::JobEvent first;
   first.mutable_state_change()->set_to(v1::RUNNING);
-  ASSERT_OK(store_->CreateJob(crashed, first));
+  ASSERT_OK(store_.CreateJob(crashed, first));
   StartManager();
   Recorder recorder;
   ASSERT_OK(recorder.Watch(manager_.get(), "job-1", 0));
@@ -500,7 +488,7 @@ TEST_F(JobManagerTest, ACancelDuringShutdownIsNotLost) {
   EXPECT_EQ(cancelling.state(), v1::CANCELLING);
   trainer_.Release(job.id());
   shutdown.join();
-  ASSERT_OK_AND_ASSIGN(v1::Job stored, store_->GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
   EXPECT_EQ(stored.state(), v1::CANCELLED);
 }
 
@@ -514,13 +502,13 @@ TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
   crashed.mutable_spec()->mutable_hyperparameters()->set_batch_size(4096);
   v1::JobEvent first;
   first.mutable_state_change()->set_to(v1::RUNNING);
-  ASSERT_OK(store_->CreateJob(crashed, first));
+  ASSERT_OK(store_.CreateJob(crashed, first));
   // Each restart finds it RUNNING again, as a crash leaves it.
   auto crash = [&](std::optional<int64_t> new_checkpoint) {
-    ASSERT_OK_AND_ASSIGN(v1::Job job, store_->GetJob("job-1"));
+    ASSERT_OK_AND_ASSIGN(v1::Job job, store_.GetJob("job-1"));
     job.set_state(v1::RUNNING);
     if (new_checkpoint.has_value()) job.add_checkpoints()->set_step(*new_checkpoint);
-    ASSERT_OK(store_->UpdateJob(job));
+    ASSERT_OK(store_.UpdateJob(job));
     StartManager(/*cpu_slots=*/0);
   };
   StartManager(/*cpu_slots=*/0);  // 1st stop
@@ -578,26 +566,25 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
 // A write the store refuses is an error to the caller, and nothing changes:
 // no job is acknowledged that was not stored, no cancel that was not.
 TEST_F(JobManagerTest, AWriteTheStoreRefusesIsAnErrorAndChangesNothing) {
-  use_fake_store_ = true;
   StartManager();
-  fake_store_.FailWrites(absl::ResourceExhaustedError("job store: No space left on device"));
+  store_.FailWrites(absl::ResourceExhaustedError("job store: No space left on device"));
   EXPECT_THAT(manager_->Submit(Spec("ok")),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("No space left")));
   ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
   EXPECT_EQ(list.jobs_size(), 0);
 
-  fake_store_.FailWrites(absl::OkStatus());
+  store_.FailWrites(absl::OkStatus());
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
-  fake_store_.FailWrites(absl::UnavailableError("job store: IO error"));
+  store_.FailWrites(absl::UnavailableError("job store: IO error"));
   EXPECT_THAT(manager_->Cancel(job.id()),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("IO error")));
   ASSERT_OK_AND_ASSIGN(v1::Job still, manager_->Get(job.id()));
   EXPECT_EQ(still.state(), v1::RUNNING);  // not stopped: the cancel was not recorded
-  ASSERT_OK_AND_ASSIGN(v1::Job stored, fake_store_.GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
   EXPECT_EQ(stored.state(), v1::RUNNING);
 
-  fake_store_.FailWrites(absl::OkStatus());
+  store_.FailWrites(absl::OkStatus());
   ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(job.id()));
   EXPECT_EQ(cancelling.state(), v1::CANCELLING);
   Recorder recorder;
@@ -607,22 +594,21 @@ TEST_F(JobManagerTest, AWriteTheStoreRefusesIsAnErrorAndChangesNothing) {
 // A job whose outcome cannot be stored keeps its device and tries again
 // until the write lands: its result is never only in memory.
 TEST_F(JobManagerTest, AnOutcomeTheStoreRefusesIsRecordedOnceTheStoreRecovers) {
-  use_fake_store_ = true;
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
-  fake_store_.FailWrites(absl::UnavailableError("job store: IO error"));
+  store_.FailWrites(absl::UnavailableError("job store: IO error"));
   trainer_.Release(job.id());
-  for (int i = 0; i < 500 && fake_store_.failed_writes() < 2; ++i) {
+  for (int i = 0; i < 500 && store_.failed_writes() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Get(job.id()));
   EXPECT_EQ(running.state(), v1::RUNNING);
-  fake_store_.FailWrites(absl::OkStatus());
+  store_.FailWrites(absl::OkStatus());
   Recorder recorder;
   v1::Job done = AwaitEnd(job.id(), &recorder);
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
-  ASSERT_OK_AND_ASSIGN(v1::Job stored, fake_store_.GetJob(job.id()));
+  ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
   EXPECT_EQ(stored.state(), v1::SUCCEEDED);
 }
 
