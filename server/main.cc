@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/daemon/daemon.h"
 #include "server/scheduler/device_discovery.h"
@@ -136,6 +137,13 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.data_roots = absl::GetFlag(FLAGS_data_roots);
   options.devices = ftd::scheduler::DiscoverDevices(absl::GetFlag(FLAGS_cpu_slots));
+  for (ftd::scheduler::Device& device : options.devices) {
+    if (device.kind != ftd::scheduler::Device::Kind::kCuda) continue;
+    if (auto cuda = ftd::training::CudaDevice(device.index); cuda.has_value()) {
+      device.memory_bytes = cuda->memory_bytes;
+      device.description = absl::StrCat(cuda->name, " (", cuda->memory_bytes >> 30, " GiB)");
+    }
+  }
   options.version = FTD_VERSION;
 
   auto daemon = ftd::daemon::Daemon::Start(std::move(options));

@@ -24,6 +24,9 @@ struct JobFilter {
 
 struct JobPage {
   std::vector<v1::Job> jobs;
+  // Ids of records in the page's range that cannot be read (corrupt on
+  // disk): left out of `jobs`, so that one bad record does not hide the rest.
+  std::vector<std::string> unreadable;
   // Empty when there are no more matching jobs.
   std::string next_page_token;
 };

@@ -217,7 +217,8 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
        iter->Next()) {
     v1::Job job;
     if (!job.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()))) {
-      return absl::DataLossError("job store: a job record is corrupt");
+      page.unreadable.push_back(JobId(ReadBigEndian(iter->key().ToStringView().substr(1))));
+      continue;
     }
     if (!Matches(job, filter)) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {

@@ -10,6 +10,7 @@
 #include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/core/job_runner.h"
+#include "server/core/memory_estimate.h"
 
 namespace ftd::core {
 namespace {
@@ -110,18 +111,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       [self](const std::string& job_id, const scheduler::Device& device,
              const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); },
       self->options_.preemption});
-  // The validator asks the scheduler whether a device request can be met.
-  bool has_cuda = false;
-  for (const scheduler::Device& d : self->options_.devices) {
-    if (d.kind == scheduler::Device::Kind::kCuda) has_cuda = true;
-  }
+  // The validator asks the scheduler whether a device request can be met,
+  // and how much memory a job on it may use.
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
       self->options_.data_roots,
       [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); },
-      [self, has_cuda](const v1::DeviceRequest& request) -> int64_t {
-        const bool cpu = request.kind() == v1::DeviceRequest::CPU ||
-                         (request.kind() == v1::DeviceRequest::ANY && !has_cuda);
-        return cpu ? self->options_.cpu_memory_bytes : 0;
+      [self](const v1::DeviceRequest& request) {
+        return MemoryBudget(request, self->options_.devices, self->options_.cpu_memory_bytes);
       }});
 
   absl::MutexLock lock(&manager->mu_);
@@ -143,6 +139,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   do {
     ASSIGN_OR_RETURN(storage::JobPage page,
                      manager->options_.store->ListJobs(unfinished, 500, token));
+    for (const std::string& id : page.unreadable) manager->QuarantineLocked(id);
     for (v1::Job& job : page.jobs) {
       const std::string id = job.id();
       ActiveJob& active = manager->active_[id];
@@ -220,6 +217,25 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
 }
 
 void JobManager::Start() { scheduler_->Start(); }
+
+void JobManager::QuarantineLocked(const std::string& job_id) {
+  const std::string message =
+      "the job's record cannot be read (damaged on disk); it is left as it is and not run, and "
+      "the other jobs are served";
+  Log(LogLevel::kError, absl::StrCat(job_id, ": ", message));
+  // Said once in its history, not at every start.
+  absl::StatusOr<std::optional<v1::JobEvent>> last = options_.store->LastEvent(job_id);
+  if (last.ok() && last->has_value() && (*last)->log().message() == message) return;
+  v1::JobEvent event;
+  event.set_job_id(job_id);
+  *event.mutable_time() = ToTimestamp(options_.now());
+  event.mutable_log()->set_level(v1::JobEvent::Log::ERROR);
+  event.mutable_log()->set_message(message);
+  if (absl::StatusOr<v1::JobEvent> stored = options_.store->AppendEvent(event, nullptr);
+      !stored.ok()) {
+    Log(LogLevel::kError, absl::StrCat(job_id, ": ", stored.status().ToString()));
+  }
+}
 
 JobManager::~JobManager() { Shutdown(); }
 

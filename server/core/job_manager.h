@@ -64,8 +64,9 @@ class JobManager {
     // running job of lower priority checkpoint and go back to the queue.
     bool preemption = false;
     // The memory a CPU job may use (0: unknown): a submitted job whose
-    // estimated need is larger is refused (INVALID_ARGUMENT naming
-    // batch_size). GPU memory is not checked yet.
+    // estimated need is larger than this, or than the memory of the CUDA
+    // device it asks for (Device::memory_bytes), is refused
+    // (INVALID_ARGUMENT naming batch_size).
     int64_t cpu_memory_bytes = 0;
     std::string version = "dev";
     // Live events one watch buffers before it reads from the store instead,
@@ -172,6 +173,9 @@ class JobManager {
                                 const std::function<void(v1::Job&)>& change = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnqueueLocked(ActiveJob& active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A stored job whose record cannot be read: logged, said in its history,
+  // and left alone.
+  void QuarantineLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a job entering `to` (and leaving `from`) and publishes the counts.
   void CountLocked(v1::JobState from, v1::JobState to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job as clients see it (with its queue position).

@@ -20,20 +20,22 @@ class JobObserver {
   virtual ~JobObserver() = default;
 
   // How many stored jobs are in each state, and how many are queued.
-  virtual void JobCounts(const std::map<v1::JobState, int64_t>& counts, int64_t queue_length) {}
+  virtual void JobCounts(const std::map<v1::JobState, int64_t>& /*counts*/,
+                         int64_t /*queue_length*/) {}
   virtual void JobSubmitted() {}
-  virtual void JobFinished(v1::JobState state) {}
+  virtual void JobFinished(v1::JobState /*state*/) {}
   // From submission to the start.
-  virtual void QueueWait(absl::Duration wait) {}
+  virtual void QueueWait(absl::Duration /*wait*/) {}
   // `model`: the base model's folder name, a bounded label.
-  virtual void JobStarted(const std::string& job_id, const std::string& model,
-                          const std::string& device) {}
-  virtual void Step(const std::string& job_id, const training::StepStats& stats) {}
-  virtual void Evaluation(const std::string& job_id, const v1::Evaluation& evaluation) {}
-  virtual void FreezeDecision(const std::string& job_id, const v1::FreezeDecision& decision) {}
+  virtual void JobStarted(const std::string& /*job_id*/, const std::string& /*model*/,
+                          const std::string& /*device*/) {}
+  virtual void Step(const std::string& /*job_id*/, const training::StepStats& /*stats*/) {}
+  virtual void Evaluation(const std::string& /*job_id*/, const v1::Evaluation& /*evaluation*/) {}
+  virtual void FreezeDecision(const std::string& /*job_id*/,
+                              const v1::FreezeDecision& /*decision*/) {}
   // The job's run ended, however it ended.
-  virtual void JobStopped(const std::string& job_id) {}
-  virtual void DeviceBusy(const std::string& device, bool busy) {}
+  virtual void JobStopped(const std::string& /*job_id*/) {}
+  virtual void DeviceBusy(const std::string& /*device*/, bool /*busy*/) {}
 };
 
 }  // namespace ftd::core

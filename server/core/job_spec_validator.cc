@@ -250,7 +250,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
                        " need about ", Bytes(need.total_bytes()), " (weights and AdamW ",
                        Bytes(need.weights_and_optimizer_bytes), ", activations ",
                        Bytes(need.activation_bytes), "), more than the ", Bytes(budget),
-                       " a job may use here; lower batch_size or max_seq_length"));
+                       " a job may use on the devices it may run on (the smallest of them); lower "
+                       "batch_size or "
+                       "max_seq_length"));
     }
   }
   if (!hp->has_seed()) hp->set_seed(0);

@@ -1,5 +1,7 @@
 #include "server/core/memory_estimate.h"
 
+#include <algorithm>
+
 namespace ftd::core {
 
 MemoryEstimate EstimateTrainingMemory(const ModelShape& s, int64_t batch_size,
@@ -18,6 +20,29 @@ MemoryEstimate EstimateTrainingMemory(const ModelShape& s, int64_t batch_size,
   const int64_t per_token_layer = 11 * h + 2 * i + 2 * s.num_attention_heads * sequence_length;
   e.activation_bytes = 4 * tokens * (s.num_hidden_layers * per_token_layer + 3 * h);
   return e;
+}
+
+int64_t MemoryBudget(const v1::DeviceRequest& request,
+                     const std::vector<scheduler::Device>& devices, int64_t cpu_memory_bytes) {
+  int64_t budget = 0;
+  for (const scheduler::Device& d : devices) {
+    const bool cuda = d.kind == scheduler::Device::Kind::kCuda;
+    bool may_use = false;
+    switch (request.kind()) {
+      case v1::DeviceRequest::CPU:
+        may_use = !cuda;
+        break;
+      case v1::DeviceRequest::CUDA:
+        may_use = cuda && d.index == request.cuda_index();
+        break;
+      default:  // ANY: a GPU when one is free, else a CPU slot
+        may_use = true;
+        break;
+    }
+    const int64_t bytes = cuda ? d.memory_bytes : cpu_memory_bytes;
+    if (may_use && bytes > 0) budget = budget == 0 ? bytes : std::min(budget, bytes);
+  }
+  return budget;
 }
 
 }  // namespace ftd::core

@@ -4,6 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "ftd/v1/ftd.pb.h"
+#include "server/scheduler/device.h"
 
 namespace ftd::core {
 
@@ -39,5 +43,12 @@ struct MemoryEstimate {
 // RSS training it on 24,000 rows was 658 MB (docs/reliability.md).
 MemoryEstimate EstimateTrainingMemory(const ModelShape& shape, int64_t batch_size,
                                       int64_t sequence_length);
+
+// The memory a job with this device request may use (0: unknown, not
+// checked): the smallest of the devices it may be placed on, so that a job
+// admitted fits wherever it runs. CPU slots have `cpu_memory_bytes`, CUDA
+// devices their memory_bytes; devices whose memory is unknown are left out.
+int64_t MemoryBudget(const v1::DeviceRequest& request,
+                     const std::vector<scheduler::Device>& devices, int64_t cpu_memory_bytes);
 
 }  // namespace ftd::core

@@ -1,6 +1,7 @@
 // A place a job can run: one CUDA device, or one CPU slot.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace ftd::scheduler {
@@ -12,6 +13,8 @@ struct Device {
   int index = 0;
   // What an operator reads in `ftctl info`, for example "NVIDIA H100 (80 GiB)".
   std::string description;
+  // A CUDA device's memory (0: unknown; CPU slots share the daemon's limit).
+  int64_t memory_bytes = 0;
 
   // "cpu:0", "cuda:1", ...
   std::string name() const {

@@ -4,6 +4,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "storage/database.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -163,6 +165,23 @@ TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
 
   EXPECT_THAT(store_->ListJobs({}, 3, "not-a-token"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+// A record damaged on disk is reported, not fatal: listing serves the rest
+// and names it; reading it is DATA_LOSS naming it.
+TEST_F(RocksDbJobStoreTest, AnUnreadableRecordIsListedApartAndTheRestServed) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_OK(store_->CreateJob(NewJob(name), Log("x")));
+  std::string key(1, 'j');  // the record of job-2, as the store keys it
+  for (int shift = 56; shift >= 0; shift -= 8)
+    key.push_back(static_cast<char>((2 >> shift) & 0xff));
+  ASSERT_TRUE(database_->db()
+                  ->Put(rocksdb::WriteOptions(), database_->column_family("jobs"), key,
+                        std::string("\xff\xff\xff not a job", 15))
+                  .ok());
+  ASSERT_OK_AND_ASSIGN(JobPage page, store_->ListJobs({}, 10, ""));
+  EXPECT_THAT(Ids(page), ElementsAre("job-1", "job-3"));
+  EXPECT_THAT(page.unreadable, ElementsAre("job-2"));
+  EXPECT_THAT(store_->GetJob("job-2"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("job-2")));
 }
 
 TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {

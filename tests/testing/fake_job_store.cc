@@ -18,6 +18,12 @@ int64_t FakeJobStore::failed_writes() const {
   return failed_writes_;
 }
 
+void FakeJobStore::CorruptJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(Number(job_id));
+  if (it != jobs_.end()) it->second.corrupt = true;
+}
+
 uint64_t FakeJobStore::Number(const std::string& job_id) {
   uint64_t n = 0;
   if (!absl::StartsWith(job_id, "job-") || !absl::SimpleAtoi(job_id.substr(4), &n)) return 0;
@@ -46,6 +52,9 @@ absl::StatusOr<v1::Job> FakeJobStore::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(Number(job_id));
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (it->second.corrupt) {
+    return absl::DataLossError(absl::StrCat("job store: the record of ", job_id, " is corrupt"));
+  }
   return it->second.job;
 }
 
@@ -92,6 +101,10 @@ absl::StatusOr<storage::JobPage> FakeJobStore::ListJobs(const storage::JobFilter
   storage::JobPage page;
   for (auto it = jobs_.upper_bound(after); it != jobs_.end(); ++it) {
     const v1::Job& job = it->second.job;
+    if (it->second.corrupt) {
+      page.unreadable.push_back(job.id());
+      continue;
+    }
     if (!filter.states.empty() &&
         std::find(filter.states.begin(), filter.states.end(), job.state()) == filter.states.end()) {
       continue;

@@ -20,6 +20,9 @@ class FakeJobStore final : public storage::JobStore {
   // `status` and stores nothing, until ok is set again.
   void FailWrites(absl::Status status);
   int64_t failed_writes() const;
+  // The job's record becomes unreadable, as one damaged on disk: GetJob is
+  // DATA_LOSS, ListJobs names it in `unreadable`.
+  void CorruptJob(const std::string& job_id);
 
   absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
@@ -37,6 +40,7 @@ class FakeJobStore final : public storage::JobStore {
   struct Record {
     v1::Job job;
     std::vector<v1::JobEvent> events;  // events[i] has sequence i + 1
+    bool corrupt = false;
   };
   // The job's number in "job-N", or 0.
   static uint64_t Number(const std::string& job_id);

@@ -612,6 +612,27 @@ TEST_F(JobManagerTest, AnOutcomeTheStoreRefusesIsRecordedOnceTheStoreRecovers) {
   EXPECT_EQ(stored.state(), v1::SUCCEEDED);
 }
 
+// One damaged record does not keep the daemon from starting: it is left
+// alone with an event saying why (once), and the other jobs are served.
+TEST_F(JobManagerTest, AnUnreadableJobRecordIsQuarantinedAndTheRestServed) {
+  StartManager(/*cpu_slots=*/0);
+  for (const char* name : {"a", "b", "c"}) ASSERT_OK(manager_->Submit(Spec(name)).status());
+  manager_.reset();
+  store_.CorruptJob("job-2");
+  for (int restart = 0; restart < 2; ++restart) {
+    StartManager(/*cpu_slots=*/0);
+    ASSERT_OK_AND_ASSIGN(v1::Job a, manager_->Get("job-1"));
+    ASSERT_OK_AND_ASSIGN(v1::Job c, manager_->Get("job-3"));
+    EXPECT_EQ(a.queue_position(), 1);
+    EXPECT_EQ(c.queue_position(), 2);
+    EXPECT_THAT(manager_->Get("job-2"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("job-2")));
+    manager_.reset();
+  }
+  ASSERT_OK_AND_ASSIGN(storage::EventPage events, store_.ListEvents("job-2", 0, 10, ""));
+  ASSERT_EQ(events.events.size(), 2u);  // submitted; the quarantine, said once
+  EXPECT_THAT(events.events[1].log().message(), HasSubstr("cannot be read"));
+}
+
 TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));

@@ -68,6 +68,31 @@ TEST(MemoryEstimateTest, CountsBertBaseExactlyAndGrowsWithTheBatch) {
   EXPECT_EQ(EstimateTrainingMemory(base, 64, 128).activation_bytes, 2 * e.activation_bytes);
 }
 
+// A job is checked against the smallest memory of the devices it may run
+// on: its GPU's for CUDA, the daemon's limit for CPU, both for ANY.
+TEST(MemoryEstimateTest, TheBudgetIsTheSmallestDeviceTheRequestMayUse) {
+  using scheduler::Device;
+  const int64_t gib = int64_t{1} << 30;
+  std::vector<Device> devices = {{Device::Kind::kCuda, 0, "H100", 80 * gib},
+                                 {Device::Kind::kCuda, 1, "A10", 24 * gib},
+                                 {Device::Kind::kCpu, 0, "cpu", 0}};
+  v1::DeviceRequest request;
+  request.set_kind(v1::DeviceRequest::CUDA);
+  request.set_cuda_index(0);
+  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 80 * gib);
+  request.set_cuda_index(1);
+  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
+  request.set_kind(v1::DeviceRequest::CPU);
+  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 64 * gib);
+  request.set_kind(v1::DeviceRequest::ANY);
+  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
+  // Unknown memory is not checked.
+  devices[1].memory_bytes = 0;
+  EXPECT_EQ(MemoryBudget(request, devices, 0), 80 * gib);
+  request.set_kind(v1::DeviceRequest::CPU);
+  EXPECT_EQ(MemoryBudget(request, devices, 0), 0);
+}
+
 TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
   v1::JobSpec spec = spec_;
   ASSERT_OK(Validator().ValidateAndNormalize(&spec));
