@@ -7,31 +7,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace ftd::metrics {
 namespace {
-
-constexpr size_t kMaxRequestBytes = 16 * 1024;
-constexpr int kRequestTimeoutMs = 5000;
-
-// Writes all of `data`; false when the peer went away.
-bool WriteAll(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 std::string Response(int code, const std::string& reason, const std::string& content_type,
                      const std::string& body, bool head = false) {
@@ -42,8 +29,21 @@ std::string Response(int code, const std::string& reason, const std::string& con
 
 }  // namespace
 
+struct MetricsHttpServer::Connection {
+  int fd = -1;
+  std::string in;
+  std::string out;  // the answer, once the request is read
+  size_t sent = 0;
+  std::chrono::steady_clock::time_point deadline;
+};
+
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, const Metrics* metrics) {
+  return Start(address, metrics, Limits());
+}
+
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
+    const std::string& address, const Metrics* metrics, Limits limits) {
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
@@ -65,11 +65,11 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
         "metrics_address: \"", host, "\" is not an IPv4 address (such as 127.0.0.1 or 0.0.0.0)"));
   }
 
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("metrics_address: ", strerror(errno)));
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 16) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
     const std::string reason = strerror(errno);
     close(fd);
     return absl::UnavailableError(
@@ -82,16 +82,17 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     close(fd);
     return absl::UnavailableError(absl::StrCat("metrics: eventfd: ", strerror(errno)));
   }
-  return std::unique_ptr<MetricsHttpServer>(
-      new MetricsHttpServer(fd, wake, absl::StrCat(host, ":", ntohs(addr.sin_port)), metrics));
+  return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(
+      fd, wake, absl::StrCat(host, ":", ntohs(addr.sin_port)), metrics, limits));
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int wake_fd, std::string address,
-                                     const Metrics* metrics)
+                                     const Metrics* metrics, Limits limits)
     : listen_fd_(listen_fd),
       wake_fd_(wake_fd),
       address_(std::move(address)),
       metrics_(metrics),
+      limits_(limits),
       thread_([this] { Serve(); }) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
@@ -103,59 +104,117 @@ MetricsHttpServer::~MetricsHttpServer() {
 }
 
 void MetricsHttpServer::Serve() {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Connection> connections;
+  std::vector<pollfd> fds;
   while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
+    fds.assign({{wake_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}});
+    auto next_deadline = Clock::time_point::max();
+    for (const Connection& c : connections) {
+      fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+      next_deadline = std::min(next_deadline, c.deadline);
     }
-    if (fds[1].revents != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    Handle(fd);
-    close(fd);
+    int timeout = -1;
+    if (!connections.empty()) {
+      const int64_t left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now())
+              .count();
+      timeout = static_cast<int>(std::max<int64_t>(0, left + 1));
+    }
+    if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) break;  // stopping
+    // The open connections first; new ones join after.
+    const auto now = Clock::now();
+    std::vector<Connection> open;
+    for (size_t i = 0; i < connections.size(); ++i) {
+      Connection& c = connections[i];
+      const short revents = fds[i + 2].revents;
+      bool keep = now < c.deadline;  // past it: closed, whatever it was doing
+      if (keep && (revents & (POLLERR | POLLNVAL)) != 0) keep = false;
+      if (keep && c.out.empty() && (revents & (POLLIN | POLLHUP)) != 0) keep = Read(c);
+      if (keep && !c.out.empty() && (revents & POLLOUT) != 0) keep = Write(c);
+      if (keep) {
+        open.push_back(std::move(c));
+      } else {
+        close(c.fd);
+      }
+    }
+    connections = std::move(open);
+    if ((fds[1].revents & POLLIN) != 0) {
+      while (true) {
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;
+        if (connections.size() >= limits_.max_connections) {
+          // Best effort, without waiting: the client learns why.
+          const std::string busy = Response(503, "Service Unavailable", "text/plain",
+                                            absl::StrCat("more than ", limits_.max_connections,
+                                                         " connections are open; try again\n"));
+          (void)!send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          close(fd);
+          continue;
+        }
+        Connection c;
+        c.fd = fd;
+        c.deadline = Clock::now() + std::chrono::milliseconds(limits_.connection_timeout_ms);
+        connections.push_back(std::move(c));
+      }
+    }
+  }
+  for (const Connection& c : connections) close(c.fd);
+}
+
+bool MetricsHttpServer::Read(Connection& c) {
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = recv(c.fd, buffer, sizeof(buffer), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // more later
+    if (n <= 0) return false;  // closed or broken before its request ended
+    c.in.append(buffer, static_cast<size_t>(n));
+    const size_t head_end = c.in.find("\r\n\r\n");
+    if ((head_end == std::string::npos ? c.in.size() : head_end) > limits_.max_request_bytes) {
+      c.out = Response(
+          431, "Request Header Fields Too Large", "text/plain",
+          absl::StrCat("the request head is over ", limits_.max_request_bytes, " bytes\n"));
+      return Write(c);
+    }
+    if (head_end != std::string::npos) {
+      c.out = Answer(c.in);
+      return Write(c);
+    }
   }
 }
 
-void MetricsHttpServer::Handle(int fd) {
-  // The request head, up to the blank line, within the timeout and size.
-  std::string request;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(kRequestTimeoutMs);
-  while (request.find("\r\n\r\n") == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0 || request.size() > kMaxRequestBytes) return;
-    pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(fds, 2, static_cast<int>(left)) <= 0 || fds[1].revents != 0) return;
-    char buffer[4096];
-    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+bool MetricsHttpServer::Write(Connection& c) {
+  while (c.sent < c.out.size()) {
+    const ssize_t n =
+        send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    request.append(buffer, static_cast<size_t>(n));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // when it can take more
+    if (n <= 0) return false;
+    c.sent += static_cast<size_t>(n);
   }
+  return false;  // all sent: close
+}
+
+std::string MetricsHttpServer::Answer(const std::string& request) const {
   const std::string line = request.substr(0, request.find("\r\n"));
   const size_t sp1 = line.find(' ');
   const size_t sp2 = line.find(' ', sp1 == std::string::npos ? sp1 : sp1 + 1);
   if (sp1 == std::string::npos || sp2 == std::string::npos) {
-    WriteAll(fd, Response(400, "Bad Request", "text/plain", "bad request line\n"));
-    return;
+    return Response(400, "Bad Request", "text/plain", "bad request line\n");
   }
   const std::string method = line.substr(0, sp1);
   std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
   path = path.substr(0, path.find('?'));
   if (path != "/metrics") {
-    WriteAll(fd, Response(404, "Not Found", "text/plain", "ftd serves GET /metrics\n"));
-    return;
+    return Response(404, "Not Found", "text/plain", "ftd serves GET /metrics\n");
   }
   if (method != "GET" && method != "HEAD") {
-    WriteAll(fd, Response(405, "Method Not Allowed", "text/plain", "use GET\n"));
-    return;
+    return Response(405, "Method Not Allowed", "text/plain", "use GET\n");
   }
-  WriteAll(fd, Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                        metrics_->Serialize(), method == "HEAD"));
+  return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics_->Serialize(),
+                  method == "HEAD");
 }
 
 }  // namespace ftd::metrics

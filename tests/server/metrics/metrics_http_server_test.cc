@@ -1,0 +1,125 @@
+#include "server/metrics/metrics_http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace ftd::metrics {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using Clock = std::chrono::steady_clock;
+
+// A client socket connected to the server.
+int Connect(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(address.substr(colon + 1), &port));
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  return fd;
+}
+
+// Everything the server sends until it closes, or what came within `ms`.
+std::string ReadAll(int fd, int ms = 3000) {
+  std::string out;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    const int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (poll(&p, 1, std::max(left, 1)) <= 0) break;
+    char buffer[4096];
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string Get(const std::string& address, const std::string& request) {
+  const int fd = Connect(address);
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string answer = ReadAll(fd);
+  close(fd);
+  return answer;
+}
+
+class MetricsHttpServerTest : public ::testing::Test {
+ protected:
+  Metrics metrics_{Metrics::Options{"test", absl::Minutes(5), [] { return absl::Now(); }}};
+};
+
+// Clients that connect and send nothing do not hold up a scrape.
+TEST_F(MetricsHttpServerTest, IdleConnectionsDoNotHoldUpAScrape) {
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_));
+  std::vector<int> idle;
+  for (int i = 0; i < 3; ++i) idle.push_back(Connect(server->address()));
+  const auto start = Clock::now();
+  const std::string answer = Get(server->address(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(answer, HasSubstr("ftd_build_info"));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  for (int fd : idle) close(fd);
+}
+
+TEST_F(MetricsHttpServerTest, ConnectionsRequestsAndTimeAreLimited) {
+  MetricsHttpServer::Limits limits;
+  limits.max_connections = 2;
+  limits.max_request_bytes = 1024;
+  limits.connection_timeout_ms = 300;
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, limits));
+  const int a = Connect(server->address());
+  const int b = Connect(server->address());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // both accepted
+  EXPECT_THAT(Get(server->address(), "GET /metrics HTTP/1.1\r\n\r\n"),
+              AllOf(StartsWith("HTTP/1.1 503"), HasSubstr("more than 2 connections")));
+  // An idle connection is closed at its deadline.
+  const auto start = Clock::now();
+  EXPECT_EQ(ReadAll(a, 2000), "");
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
+  close(a);
+  close(b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(Get(server->address(),
+                  "GET /metrics HTTP/1.1\r\nX-Long: " + std::string(2000, 'x') + "\r\n\r\n"),
+              StartsWith("HTTP/1.1 431"));
+  EXPECT_THAT(Get(server->address(), "GET /other HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(Get(server->address(), "POST /metrics HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 405"));
+}
+
+// Stopping does not wait for a client that never finishes its request.
+TEST_F(MetricsHttpServerTest, StopsAtOnceWithAClientConnected) {
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_));
+  const int fd = Connect(server->address());
+  const std::string partial = "GET /metrics HTTP/1.1\r\n";
+  send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto start = Clock::now();
+  server.reset();
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(500));
+  close(fd);
+}
+
+}  // namespace
+}  // namespace ftd::metrics
