@@ -47,6 +47,9 @@ ABSL_FLAG(bool, keep_checkpoints, false,
 ABSL_FLAG(int, max_job_crashes, 3,
           "a job the daemon stops abnormally under (a crash, kill -9) this many times in a row, "
           "with no new checkpoint in between, fails instead of running again (0: never)");
+ABSL_FLAG(int, max_queued_jobs, 10000,
+          "jobs that may wait in the queue at once; a submission beyond is refused with "
+          "RESOURCE_EXHAUSTED (0: no limit)");
 ABSL_FLAG(bool, preemption, false,
           "a queued job of higher priority that finds no free device makes the running job of "
           "the lowest lower priority checkpoint and go back to the queue (it resumes later)");
@@ -113,6 +116,11 @@ int main(int argc, char** argv) {
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
+  options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  if (options.max_queued_jobs < 0) {
+    std::fprintf(stderr, "ftd: --max_queued_jobs must not be negative\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_memory_limit_mb) < 0) {
     std::fprintf(stderr, "ftd: --memory_limit_mb must not be negative\n");
     return 2;

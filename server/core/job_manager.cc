@@ -329,6 +329,12 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
       return GetLocked(earlier->id());
     }
   }
+  if (options_.max_queued_jobs > 0 && scheduler_->QueueLength() >= options_.max_queued_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the queue holds ", scheduler_->QueueLength(),
+                     " jobs, the most it takes (--max_queued_jobs=", options_.max_queued_jobs,
+                     "); submit again once some have started or been cancelled"));
+  }
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
   job.set_state(v1::QUEUED);

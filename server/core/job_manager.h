@@ -63,6 +63,9 @@ class JobManager {
     // A queued job of higher priority that finds no free device makes a
     // running job of lower priority checkpoint and go back to the queue.
     bool preemption = false;
+    // Jobs waiting in the queue at once; a submission beyond is refused with
+    // RESOURCE_EXHAUSTED naming the limit (0: none).
+    int max_queued_jobs = 10000;
     // The memory a CPU job may use (0: unknown): a submitted job whose
     // estimated need is larger than this, or than the memory of the CUDA
     // device it asks for (Device::memory_bytes), is refused
@@ -94,8 +97,9 @@ class JobManager {
   JobManager& operator=(const JobManager&) = delete;
 
   // Errors: INVALID_ARGUMENT naming the field; ALREADY_EXISTS when the
-  // request id belongs to a job with another spec; UNAVAILABLE while
-  // shutting down or when the store fails.
+  // request id belongs to a job with another spec; RESOURCE_EXHAUSTED when
+  // max_queued_jobs wait already; UNAVAILABLE while shutting down or when
+  // the store fails.
   absl::StatusOr<v1::Job> Submit(v1::JobSpec spec);
   // Errors: NOT_FOUND.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);

@@ -22,6 +22,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The largest gRPC message in or out.
+constexpr int kMaxMessageBytes = 4 << 20;
+
 // The process's resident memory, from /proc; -1 where it cannot be read.
 int64_t ResidentBytes() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
@@ -105,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.keep_checkpoints = options.keep_checkpoints;
   manager_options.max_crashes = options.max_job_crashes;
   manager_options.preemption = options.preemption;
+  manager_options.max_queued_jobs = options.max_queued_jobs;
   manager_options.version = options.version;
   manager_options.cpu_memory_bytes =
       options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();
@@ -117,6 +121,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   int port = 0;
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(daemon->service_.get());
+  // gRPC's default, said out loud: no request may be larger (a JobSpec is
+  // a few KiB), and no answer, which keeps a job's record small.
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(metrics::GrpcRequestCounter(daemon->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -57,6 +57,8 @@ class Daemon {
     int max_job_crashes = 3;
     // See core::JobManager::Options::preemption.
     bool preemption = false;
+    // See core::JobManager::Options::max_queued_jobs.
+    int max_queued_jobs = 10000;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
   };

@@ -206,12 +206,14 @@ class JobManagerTest : public ::testing::Test {
     options.jobs_dir = dir_.Sub("jobs");
     options.progress_event_interval = progress_interval;
     options.preemption = preemption_;
+    options.max_queued_jobs = max_queued_jobs_;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
     manager_->Start();
   }
 
   bool preemption_ = false;
+  int max_queued_jobs_ = 10000;
   // In memory, with writes that can be made to fail (RocksDB's store has its
   // own tests); it outlives each manager, as a database does a restart.
   ftd::testing::FakeJobStore store_;
@@ -631,6 +633,23 @@ TEST_F(JobManagerTest, AnUnreadableJobRecordIsQuarantinedAndTheRestServed) {
   ASSERT_OK_AND_ASSIGN(storage::EventPage events, store_.ListEvents("job-2", 0, 10, ""));
   ASSERT_EQ(events.events.size(), 2u);  // submitted; the quarantine, said once
   EXPECT_THAT(events.events[1].log().message(), HasSubstr("cannot be read"));
+}
+
+TEST_F(JobManagerTest, TheQueueIsLimitedAndARetriedSubmissionStillAnswers) {
+  max_queued_jobs_ = 2;
+  StartManager(/*cpu_slots=*/0);
+  v1::JobSpec first = Spec("a");
+  first.set_request_id("r-1");
+  ASSERT_OK(manager_->Submit(first).status());
+  ASSERT_OK(manager_->Submit(Spec("b")).status());
+  EXPECT_THAT(manager_->Submit(Spec("c")),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("holds 2 jobs"), HasSubstr("--max_queued_jobs=2"))));
+  // A retry of an acknowledged submission gets its job, queue full or not.
+  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(first));
+  EXPECT_EQ(again.id(), "job-1");
+  ASSERT_OK(manager_->Cancel("job-2").status());
+  EXPECT_OK(manager_->Submit(Spec("c")).status());
 }
 
 TEST_F(JobManagerTest, ShutdownClosesWatchesAndRefusesSubmissions) {
