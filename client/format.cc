@@ -184,6 +184,10 @@ std::string FormatJob(const v1::Job& job) {
     absl::StrAppendFormat(&out, "freeze:      step %d (epoch %d): %d -> %d layers frozen\n",
                           f.step(), f.epoch(), f.frozen_before(), f.frozen_after());
   }
+  if (job.result().evaluations_dropped() > 0) {
+    absl::StrAppend(&out, "eval:        (", job.result().evaluations_dropped(),
+                    " older evaluations: ftctl events ", job.id(), ")\n");
+  }
   for (const v1::Evaluation& e : job.result().evaluations()) {
     absl::StrAppendFormat(&out, "eval:        epoch %d: loss %.4f accuracy %.4f macro-F1 %.4f\n",
                           e.epoch(), e.loss(), e.accuracy(), e.macro_f1());

@@ -547,6 +547,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
           if (merged.freeze_timeline().empty()) {
             *merged.mutable_freeze_timeline() = job.result().freeze_timeline();
           }
+          BoundHistory(&merged);
           *job.mutable_result() = std::move(merged);
           job.clear_error();
           if (!keep) job.clear_checkpoints();

@@ -12,7 +12,8 @@ inline constexpr int kCheckpointsKept = 2;
 
 // Applies `event` to `job`: a state change sets the state (and the end time
 // of a final one); progress, evaluations, freeze decisions, cache reports
-// and checkpoints update what the record shows of them. Other events (logs,
+// and checkpoints update what the record shows of them (histories bounded,
+// see BoundHistory). Other events (logs,
 // artifacts) leave it as it is.
 void ApplyEvent(const v1::JobEvent& event, v1::Job* job);
 
@@ -25,5 +26,13 @@ void ApplyResume(const v1::JobResult& history, const v1::CacheUsage& cache, v1::
 void ClearAttempt(v1::Job* job);
 
 bool IsFinal(v1::JobState state);
+
+// Evaluations and freeze decisions a job's record holds at most.
+inline constexpr int kHistoryKept = 200;
+
+// Bounds the record's histories: the newest kHistoryKept evaluations; the
+// freeze decisions that changed the depth and the newest others,
+// kHistoryKept in all. Counts what it leaves out.
+void BoundHistory(v1::JobResult* result);
 
 }  // namespace ftd::core

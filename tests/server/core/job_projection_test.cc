@@ -94,3 +94,41 @@ TEST(JobProjectionTest, AResumeShowsTheCheckpointsHistoryAndDropsWhatCameAfter) 
 
 }  // namespace
 }  // namespace ftd::core
+
+namespace ftd::core {
+namespace {
+
+// A long job's record stays small: the histories are bounded, the decisions
+// that froze something are kept, and what went is counted.
+TEST(JobProjectionTest, ALongJobsRecordKeepsItsFreezesAndTheNewestHistory) {
+  v1::Job job;
+  for (int step = 1; step <= 1000; ++step) {
+    v1::JobEvent decision;
+    v1::FreezeDecision* d = decision.mutable_freeze_decision();
+    d->set_step(step);
+    d->set_total_layers(12);
+    d->set_frozen_before(step <= 3 ? step - 1 : 3);
+    d->set_frozen_after(step <= 3 ? step : 3);
+    for (int l = 0; l < 12; ++l) d->add_layer_change_rates(0.5);
+    ApplyEvent(decision, &job);
+    if (step % 2 == 0) {
+      v1::JobEvent evaluation;
+      evaluation.mutable_evaluation()->set_step(step);
+      ApplyEvent(evaluation, &job);
+    }
+  }
+  const v1::JobResult& result = job.result();
+  ASSERT_EQ(result.evaluations_size(), kHistoryKept);
+  EXPECT_EQ(result.evaluations_dropped(), 300);
+  EXPECT_EQ(result.evaluations(0).step(), 602);  // the newest 200
+  ASSERT_EQ(result.freeze_timeline_size(), kHistoryKept);
+  EXPECT_EQ(result.freeze_decisions_dropped(), 800);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(result.freeze_timeline(i).step(), i + 1);  // the freezes
+  EXPECT_EQ(result.freeze_timeline(3).step(), 804);
+  EXPECT_EQ(result.freeze_timeline(kHistoryKept - 1).step(), 1000);
+  EXPECT_EQ(job.freeze().frozen_layers(), 3);
+  EXPECT_LT(job.ByteSizeLong(), 64u * 1024);
+}
+
+}  // namespace
+}  // namespace ftd::core
