@@ -106,7 +106,40 @@ rocksdb::ColumnFamilyOptions ActivationStore::ColumnFamilyOptions(const Tuning& 
 }
 
 ActivationStore::ActivationStore(Database* database, const Options& options)
-    : database_(database), cf_(database->column_family(kColumnFamily)), options_(options) {}
+    : database_(database),
+      cf_(database->column_family(kColumnFamily)),
+      options_(options),
+      compactor_([this] { CompactLoop(); }) {}
+
+ActivationStore::~ActivationStore() {
+  {
+    absl::MutexLock lock(&compact_mu_);
+    stopping_ = true;  // what is still queued is left to RocksDB's own compactions
+  }
+  compactor_.join();
+}
+
+void ActivationStore::CompactLoop() {
+  while (true) {
+    std::pair<std::string, std::string> range;
+    {
+      absl::MutexLock lock(&compact_mu_);
+      compact_mu_.Await(absl::Condition(
+          +[](ActivationStore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->compact_mu_) {
+            return self->stopping_ || !self->compactions_.empty();
+          },
+          this));
+      if (stopping_) return;
+      range = std::move(compactions_.front());
+      compactions_.erase(compactions_.begin());
+    }
+    // The range's tables go, and blob files no table refers to any more.
+    rocksdb::Slice b(range.first), e(range.second);
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+    database_->db()->CompactRange(compact, cf_, &b, &e).PermitUncheckedError();
+  }
+}
 
 absl::StatusOr<std::unique_ptr<ActivationStore>> ActivationStore::Open(Database* database,
                                                                        const Options& options) {
@@ -210,12 +243,12 @@ absl::Status ActivationStore::DropLocked(const SegmentKey& key) {
     bytes_ -= it->second.info.bytes();
     segments_.erase(it);
   }
-  // Give the space back now rather than at some later compaction: the range's
-  // tables go, and blob files no table refers to any more with them.
-  rocksdb::Slice b(begin), e(end);
-  rocksdb::CompactRangeOptions compact;
-  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-  database_->db()->CompactRange(compact, cf_, &b, &e).PermitUncheckedError();
+  // Give the space back soon rather than at some later compaction, on the
+  // compactor's thread: not under mu_, which every cache read takes.
+  {
+    absl::MutexLock lock(&compact_mu_);
+    compactions_.emplace_back(begin, end);
+  }
   return absl::OkStatus();
 }
 

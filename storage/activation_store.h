@@ -20,6 +20,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +81,8 @@ class ActivationStore {
   // starts empty, with a warning in the log: it can always be rebuilt.
   static absl::StatusOr<std::unique_ptr<ActivationStore>> Open(Database* database,
                                                                const Options& options);
+  // Stops the background compactions (queued ones are left to RocksDB).
+  ~ActivationStore();
 
   // Registers `user` (a job id) as a reader and writer of the segment, and
   // creates its record when new (`info` gives its dtype and base model).
@@ -129,6 +132,9 @@ class ActivationStore {
   };
 
   ActivationStore(Database* database, const Options& options);
+  // Runs the compactions that drops queue, off the callers' path and
+  // outside mu_ (a compaction of a large segment takes seconds).
+  void CompactLoop();
   absl::Status LoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CacheSegment Describe(const SegmentKey& key, const Record& record) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -145,6 +151,12 @@ class ActivationStore {
   std::map<SegmentKey, Record> segments_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex compact_mu_;
+  // Key ranges whose space a drop gives back.
+  std::vector<std::pair<std::string, std::string>> compactions_ ABSL_GUARDED_BY(compact_mu_);
+  bool stopping_ ABSL_GUARDED_BY(compact_mu_) = false;
+  std::thread compactor_;
 };
 
 }  // namespace ftd::storage

@@ -375,9 +375,11 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
   filter.labels.insert(request.labels().begin(), request.labels().end());
-  absl::MutexLock lock(&mu_);
+  // The scan runs outside the lock that every training step takes; the
+  // page's running and queued jobs are then shown as they are now.
   ASSIGN_OR_RETURN(storage::JobPage page,
                    options_.store->ListJobs(filter, page_size, request.page_token()));
+  absl::MutexLock lock(&mu_);
   v1::ListJobsResponse response;
   for (v1::Job& job : page.jobs) {
     auto it = active_.find(job.id());
