@@ -32,12 +32,14 @@ class JobSpecValidatorTest : public ::testing::Test {
   }
 
   JobSpecValidator Validator() {
-    return JobSpecValidator({{root_.path()}, [](const v1::DeviceRequest& request) {
+    return JobSpecValidator({{root_.path()},
+                             [](const v1::DeviceRequest& request) {
                                if (request.kind() == v1::DeviceRequest::CUDA) {
                                  return absl::InvalidArgumentError("device: no CUDA device");
                                }
                                return absl::OkStatus();
-                             }});
+                             },
+                             /*memory_budget=*/nullptr});
   }
 
   // Applies `change` to a good spec and expects INVALID_ARGUMENT whose
