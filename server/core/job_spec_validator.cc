@@ -398,6 +398,24 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
     return Invalid("request_id",
                    absl::StrCat("must be at most ", kMaxRequestId, " printable characters"));
   }
+
+  // Last, as it reads the datasets whole: what the job would find wrong
+  // when it starts, found now.
+  absl::StatusOr<std::shared_ptr<const DatasetSummary>> train =
+      datasets_.Read(spec->train_dataset());
+  if (!train.ok()) return Invalid("train_dataset", std::string(train.status().message()));
+  if (spec->has_validation_dataset()) {
+    absl::StatusOr<std::shared_ptr<const DatasetSummary>> validation =
+        datasets_.Read(spec->validation_dataset());
+    if (!validation.ok()) {
+      return Invalid("validation_dataset", std::string(validation.status().message()));
+    }
+    if (absl::Status s =
+            DatasetChecker::CheckLabels(spec->validation_dataset().path(), **validation, **train);
+        !s.ok()) {
+      return Invalid("validation_dataset", std::string(s.message()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "ftd/v1/ftd.pb.h"
+#include "server/core/dataset_check.h"
 
 namespace ftd::core {
 
@@ -30,9 +31,12 @@ class JobSpecValidator {
 
   // Checks `spec` and fills in defaults. Every error is INVALID_ARGUMENT and
   // starts with the field's path ("hyperparameters.epochs: ..."); the first
-  // bad field is reported. Reads the model's config.json and checks that the
-  // model and dataset files exist and can be read; it does not parse the
-  // weights or the datasets (the job does, and fails with the reason).
+  // bad field is reported. Reads the model's config.json, checks that the
+  // model's files exist, and reads the datasets as the job will (a wrong
+  // column or format, an empty file, a malformed row, a validation label the
+  // training file lacks), recalling files read before while unchanged; it
+  // does not read the weights (the job does, and fails with the reason).
+  // Thread-safe.
   absl::Status ValidateAndNormalize(v1::JobSpec* spec) const;
 
  private:
@@ -40,6 +44,7 @@ class JobSpecValidator {
   absl::Status CheckDataset(const std::string& field, v1::Dataset* dataset) const;
 
   Options options_;
+  mutable DatasetChecker datasets_;
 };
 
 }  // namespace ftd::core

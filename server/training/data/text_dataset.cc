@@ -107,9 +107,11 @@ absl::StatusOr<TextDataset> ReadCsv(const v1::Dataset& spec, std::string_view te
   for (auto [name, col] :
        {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
     if (col < 0) {
+      // The header's own names are the file's contents: only their count.
       return RowError(path, 1,
-                      absl::StrCat("no column \"", name, "\" in the header (columns: ",
-                                   absl::StrJoin(header, ", "), ")"));
+                      absl::StrCat("no column \"", name, "\" in the header (it has ", header.size(),
+                                   header.size() == 1 ? " column" : " columns",
+                                   "; name the column with text_column or label_column)"));
     }
   }
   for (size_t r = 1; r < records.size(); ++r) {
@@ -228,9 +230,10 @@ absl::StatusOr<std::vector<int64_t>> LabelSet::Encode(const TextDataset& dataset
   for (size_t i = 0; i < dataset.labels.size(); ++i) {
     auto it = ids_.find(dataset.labels[i]);
     if (it == ids_.end()) {
-      return RowError(dataset.path, dataset.lines[i],
-                      absl::StrCat("label \"", dataset.labels[i],
-                                   "\" is not among the training file's labels"));
+      // The label itself is the file's contents: not repeated.
+      return RowError(
+          dataset.path, dataset.lines[i],
+          absl::StrCat("its label is not among the training file's ", names_.size(), " labels"));
     }
     ids.push_back(it->second);
   }

@@ -24,7 +24,8 @@ struct TextDataset {
 // Reads `spec` (format and columns already filled in by validation). Errors
 // are INVALID_ARGUMENT and name the file, the line and the reason: an empty
 // file, a missing column, a malformed row, an unterminated quote, an empty
-// label, invalid UTF-8 or JSON.
+// label, invalid UTF-8 or JSON. They never quote the file's contents (its
+// rows, header names or labels), which may be private.
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec);
 
 // The label set: the training file's labels, sorted, numbered from 0.

@@ -18,6 +18,7 @@ using ::ftd::testing::StatusIs;
 using ::ftd::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 class JobSpecValidatorTest : public ::testing::Test {
@@ -169,6 +170,53 @@ TEST_F(JobSpecValidatorTest, PathsOutsideTheDataRootsAreRejected) {
   ExpectInvalid(
       [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(outside_.Sub("secret.csv")); },
       "train_dataset.path", "outside");
+}
+
+// What the job would find wrong in its data when it starts, hours later
+// behind a queue, is refused at submit: naming the file, the line and the
+// reason, never the file's contents.
+TEST_F(JobSpecValidatorTest, BadDataIsRefusedAtSubmitWithoutQuotingIt) {
+  WriteFile(root_.Sub("columns.csv"), "sentence,category\nsecret words,a\n");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("columns.csv")); },
+      "train_dataset", root_.Sub("columns.csv") + ":1: no column \"text\" in the header");
+  WriteFile(root_.Sub("really.jsonl"), "text,label\nsecret words,a\n");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("really.jsonl")); },
+      "train_dataset", ":1: not a JSON object (is it CSV? name format CSV)");
+  WriteFile(root_.Sub("empty.csv"), "text,label\n");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("empty.csv")); },
+      "train_dataset", root_.Sub("empty.csv") + ": the file has no rows");
+  WriteFile(root_.Sub("other.jsonl"),
+            "{\"text\": \"x\", \"label\": \"a\"}\n{\"text\": \"y\", \"label\": \"secret-b\"}\n"
+            "{\"text\": \"z\", \"label\": \"secret-c\"}\n");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_validation_dataset()->set_path(root_.Sub("other.jsonl")); },
+      "validation_dataset",
+      root_.Sub("other.jsonl") +
+          ":2: 2 labels of the validation file (the first on this line) "
+          "are not among the training file's 1 labels");
+  for (const char* file : {"columns.csv", "really.jsonl", "other.jsonl"}) {
+    v1::JobSpec spec = spec_;
+    const bool train = std::string(file) != "other.jsonl";
+    (train ? spec.mutable_train_dataset() : spec.mutable_validation_dataset())
+        ->set_path(root_.Sub(file));
+    absl::Status status = Validator().ValidateAndNormalize(&spec);
+    EXPECT_THAT(std::string(status.message()), Not(HasSubstr("secret"))) << file;
+  }
+}
+
+// A file read at one submit is recalled at the next while it is unchanged,
+// and read again once it changes.
+TEST_F(JobSpecValidatorTest, ADatasetThatChangedIsReadAgain) {
+  JobSpecValidator validator = Validator();
+  v1::JobSpec spec = spec_;
+  ASSERT_OK(validator.ValidateAndNormalize(&spec));
+  WriteFile(root_.Sub("train.csv"), "text,label\nhello,a\nbye,\n");  // an empty label
+  spec = spec_;
+  EXPECT_THAT(validator.ValidateAndNormalize(&spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(":3: the label is empty")));
 }
 
 TEST_F(JobSpecValidatorTest, DatasetErrorsNameTheField) {

@@ -225,7 +225,7 @@ TEST_F(BertTrainerTest, BadInputsFailWithTheFileLineAndReason) {
   FakeContext unknown_label(spec_, dir_.Sub("out"));
   EXPECT_THAT(trainer_.Train(unknown_label),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(dir_.Sub("valid.csv") + ":3: label \"neutral\" is not among")));
+                       HasSubstr(dir_.Sub("valid.csv") + ":3: its label is not among")));
 
   ftd::testing::WriteSentimentCsv(dir_.Sub("valid.csv"), 128, 2);
   ftd::testing::WriteFile(dir_.Sub("model/model.safetensors"),
