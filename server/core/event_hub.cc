@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/error_details.h"
 
 namespace ftd::core {
 namespace {
@@ -39,9 +40,10 @@ absl::StatusOr<std::unique_ptr<EventSubscription>> EventHub::Subscribe(const std
                                                                        std::function<void()> wake) {
   absl::MutexLock lock(&mu_);
   if (subs_.size() >= options_.max_subscriptions) {
-    return absl::ResourceExhaustedError(absl::StrCat("too many open watches (the limit is ",
-                                                     options_.max_subscriptions,
-                                                     "); close one or try again later"));
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                          "too many open watches (the limit is ", options_.max_subscriptions,
+                          "); close one or try again later")),
+                      "TOO_MANY_WATCHES", {{"limit", absl::StrCat(options_.max_subscriptions)}});
   }
   const uint64_t id = next_id_++;
   auto sub = std::make_unique<Sub>();

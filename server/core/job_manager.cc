@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "server/core/error_details.h"
 #include "server/core/job_runner.h"
 #include "server/core/memory_estimate.h"
 
@@ -31,10 +32,14 @@ std::string ModelName(const std::string& base_model) {
   return name;
 }
 
+absl::Status ShuttingDown() {
+  return WithReason(absl::UnavailableError("the daemon is shutting down"), "SHUTTING_DOWN");
+}
+
 absl::StatusOr<int> PageSize(int requested, int default_size) {
   if (requested < 0 || requested > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: must be between 0 and ", kMaxPageSize, ", got ", requested));
+    return InvalidField("page_size",
+                        absl::StrCat("must be between 0 and ", kMaxPageSize, ", got ", requested));
   }
   return requested == 0 ? default_size : requested;
 }
@@ -310,30 +315,32 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
 absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   {
     absl::MutexLock lock(&mu_);
-    if (shutting_down_) return absl::UnavailableError("the daemon is shutting down");
+    if (shutting_down_) return ShuttingDown();
   }
   // File checks run outside the lock.
   RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec));
 
   absl::MutexLock lock(&mu_);
-  if (shutting_down_) return absl::UnavailableError("the daemon is shutting down");
+  if (shutting_down_) return ShuttingDown();
   if (!spec.request_id().empty()) {
     ASSIGN_OR_RETURN(std::optional<v1::Job> earlier,
                      options_.store->FindByRequestId(spec.request_id()));
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
-        return absl::AlreadyExistsError(absl::StrCat("request_id: \"", spec.request_id(),
-                                                     "\" was used for ", earlier->id(),
-                                                     " with a different spec"));
+        return WithReason(absl::AlreadyExistsError(absl::StrCat("request_id: \"", spec.request_id(),
+                                                                "\" was used for ", earlier->id(),
+                                                                " with a different spec")),
+                          "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
       }
       return GetLocked(earlier->id());
     }
   }
   if (options_.max_queued_jobs > 0 && scheduler_->QueueLength() >= options_.max_queued_jobs) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the queue holds ", scheduler_->QueueLength(),
-                     " jobs, the most it takes (--max_queued_jobs=", options_.max_queued_jobs,
-                     "); submit again once some have started or been cancelled"));
+    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                          "the queue holds ", scheduler_->QueueLength(),
+                          " jobs, the most it takes (--max_queued_jobs=", options_.max_queued_jobs,
+                          "); submit again once some have started or been cancelled")),
+                      "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
   }
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
@@ -370,7 +377,7 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
   storage::JobFilter filter;
   for (int state : request.states()) {
     if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
-      return absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state));
+      return InvalidField("states", absl::StrCat("unknown state ", state));
     }
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
@@ -394,8 +401,10 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   auto it = active_.find(job_id);
   if (it == active_.end()) {
     ASSIGN_OR_RETURN(v1::Job job, options_.store->GetJob(job_id));
-    return absl::FailedPreconditionError(absl::StrCat(
-        job_id, " has already ended (", v1::JobState_Name(job.state()), "); nothing to cancel"));
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(job_id, " has already ended (",
+                                                                 v1::JobState_Name(job.state()),
+                                                                 "); nothing to cancel")),
+                      "JOB_ENDED", {{"state", v1::JobState_Name(job.state())}});
   }
   ActiveJob& active = it->second;
   if (active.job.state() == v1::CANCELLING) return ViewLocked(active.job);
@@ -430,8 +439,8 @@ absl::StatusOr<std::unique_ptr<EventSubscription>> JobManager::Watch(const std::
                                                                      int64_t after_sequence,
                                                                      std::function<void()> wake) {
   if (after_sequence < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("after_sequence: must not be negative, got ", after_sequence));
+    return InvalidField("after_sequence",
+                        absl::StrCat("must not be negative, got ", after_sequence));
   }
   // Under the lock, so that no event is published between reading the
   // newest sequence and subscribing.

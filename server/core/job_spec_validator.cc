@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/core/error_details.h"
 #include "server/core/memory_estimate.h"
 
 namespace ftd::core {
@@ -30,7 +31,7 @@ constexpr size_t kMaxDisplayName = 200;
 constexpr size_t kMaxRequestId = 128;
 
 absl::Status Invalid(const std::string& field, const std::string& reason) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
+  return InvalidField(field, reason);
 }
 
 bool Printable(const std::string& s) {

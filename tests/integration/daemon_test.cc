@@ -11,7 +11,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "ftd/v1/ftd.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -331,6 +334,51 @@ TEST_F(DaemonTest, ServesTheStandardHealthService) {
   grpc::Status status = health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// Errors carry google.rpc.Status details a client can act on: an ErrorInfo
+// with a reason, and for a bad field a BadRequest naming it.
+TEST_F(DaemonTest, ErrorsCarryStructuredDetails) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  auto channel = grpc::CreateChannel(daemon->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::FineTuning::NewStub(channel);
+  auto details = [](const grpc::Status& status) {
+    google::rpc::Status parsed;
+    EXPECT_TRUE(parsed.ParseFromString(status.error_details()));
+    return parsed;
+  };
+
+  v1::JobSpec spec;
+  spec.set_base_model(dir_.Sub("data/model"));
+  spec.mutable_train_dataset()->set_path(dir_.Sub("data/train.csv"));
+  spec.mutable_hyperparameters()->set_epochs(0);
+  grpc::ClientContext submit;
+  v1::Job job;
+  grpc::Status bad = stub->SubmitJob(&submit, spec, &job);
+  ASSERT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  google::rpc::Status status = details(bad);
+  EXPECT_EQ(status.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(status.message(), bad.error_message());
+  google::rpc::BadRequest request;
+  google::rpc::ErrorInfo info;
+  for (const google::protobuf::Any& any : status.details()) {
+    if (any.Is<google::rpc::BadRequest>()) any.UnpackTo(&request);
+    if (any.Is<google::rpc::ErrorInfo>()) any.UnpackTo(&info);
+  }
+  ASSERT_EQ(request.field_violations_size(), 1);
+  EXPECT_EQ(request.field_violations(0).field(), "hyperparameters.epochs");
+  EXPECT_THAT(request.field_violations(0).description(), HasSubstr("got 0"));
+  EXPECT_EQ(info.reason(), "INVALID_FIELD");
+  EXPECT_EQ(info.domain(), "ftd");
+
+  grpc::ClientContext get;
+  v1::GetJobRequest missing;
+  missing.set_job_id("job-404");
+  grpc::Status not_found = stub->GetJob(&get, missing, &job);
+  ASSERT_EQ(not_found.error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_EQ(details(not_found).details_size(), 1);
+  ASSERT_TRUE(details(not_found).details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "NOT_FOUND");
 }
 
 TEST_F(DaemonTest, FtctlExplainsAnUnreachableDaemon) {

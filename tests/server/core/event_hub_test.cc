@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/error_details.h"
 #include "storage/database.h"
 #include "storage/rocksdb_job_store.h"
 #include "tests/testing/status_matchers.h"
@@ -122,6 +123,7 @@ TEST_F(EventHubTest, OpenWatchesAreLimited) {
   ASSERT_OK_AND_ASSIGN(auto b, hub.Subscribe(job_id_, 0, 1, false, [] {}));
   EXPECT_THAT(hub.Subscribe(job_id_, 0, 1, false, [] {}),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit is 2")));
+  EXPECT_EQ(ReasonOf(hub.Subscribe(job_id_, 0, 1, false, [] {}).status()), "TOO_MANY_WATCHES");
   b.reset();
   EXPECT_OK(hub.Subscribe(job_id_, 0, 1, false, [] {}).status());
 }

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/error_details.h"
 #include "server/metrics/metrics_observer.h"
 #include "tests/testing/fake_job_store.h"
 #include "tests/testing/status_matchers.h"
@@ -645,6 +646,7 @@ TEST_F(JobManagerTest, TheQueueIsLimitedAndARetriedSubmissionStillAnswers) {
   EXPECT_THAT(manager_->Submit(Spec("c")),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        AllOf(HasSubstr("holds 2 jobs"), HasSubstr("--max_queued_jobs=2"))));
+  EXPECT_EQ(ReasonOf(manager_->Submit(Spec("c")).status()), "QUEUE_FULL");
   // A retry of an acknowledged submission gets its job, queue full or not.
   ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(first));
   EXPECT_EQ(again.id(), "job-1");
