@@ -1,6 +1,7 @@
 #include "server/training/data/text_dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -133,9 +134,13 @@ absl::StatusOr<std::string> JsonScalar(const google::protobuf::Value& v) {
     case google::protobuf::Value::kStringValue:
       return v.string_value();
     case google::protobuf::Value::kNumberValue: {
-      double d = v.number_value();
-      if (d == static_cast<double>(static_cast<int64_t>(d)))
+      const double d = v.number_value();
+      // A whole number prints as one ("3", not "3.0"); only one that fits an
+      // int64 exactly is cast (a cast of 2.2e23 is undefined: found by the
+      // fuzz target).
+      if (std::isfinite(d) && std::fabs(d) < 9007199254740992.0 && d == std::trunc(d)) {
         return absl::StrCat(static_cast<int64_t>(d));
+      }
       return absl::StrCat(d);
     }
     case google::protobuf::Value::kBoolValue:
@@ -189,7 +194,11 @@ absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the dataset: ", content.status().message()));
   }
-  std::string_view text = *content;
+  return ParseTextDataset(spec, *content);
+}
+
+absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::string_view content) {
+  std::string_view text = content;
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte-order mark
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file is empty"));
@@ -200,7 +209,7 @@ absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
   }
   TextDataset dataset;
   dataset.path = spec.path();
-  dataset.fingerprint = Sha256::Hex(*content);
+  dataset.fingerprint = Sha256::Hex(content);
   absl::StatusOr<TextDataset> result = spec.format() == v1::JSONL
                                            ? ReadJsonl(spec, text, std::move(dataset))
                                            : ReadCsv(spec, text, std::move(dataset));

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,10 @@ struct TextDataset {
 // label, invalid UTF-8 or JSON. They never quote the file's contents (its
 // rows, header names or labels), which may be private.
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec);
+
+// The same, of a file's bytes already read (`spec.path()` names it in
+// errors).
+absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::string_view content);
 
 // The label set: the training file's labels, sorted, numbered from 0.
 class LabelSet {
