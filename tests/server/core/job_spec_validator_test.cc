@@ -207,8 +207,8 @@ TEST_F(JobSpecValidatorTest, BadDataIsRefusedAtSubmitWithoutQuotingIt) {
   }
 }
 
-// A file read at one submit is recalled at the next while it is unchanged,
-// and read again once it changes.
+// Files are recalled between submits while unchanged; a file that changed
+// (here its size) is read again, so a recalled summary is never stale.
 TEST_F(JobSpecValidatorTest, ADatasetThatChangedIsReadAgain) {
   JobSpecValidator validator = Validator();
   v1::JobSpec spec = spec_;
