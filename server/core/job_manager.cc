@@ -123,7 +123,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); },
       [self](const v1::DeviceRequest& request) {
         return MemoryBudget(request, self->options_.devices, self->options_.cpu_memory_bytes);
-      }});
+      },
+      self->options_.files});
 
   absl::MutexLock lock(&manager->mu_);
   // Every job's state, for the observer (the metrics).
@@ -147,6 +148,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
     for (const std::string& id : page.unreadable) manager->QuarantineLocked(id);
     for (v1::Job& job : page.jobs) {
       const std::string id = job.id();
+      if (manager->options_.files != nullptr) {
+        // Its uploaded files stay while it is unfinished. One deleted by hand
+        // fails the job when it starts, naming the file.
+        if (absl::Status pinned = manager->options_.files->Pin(id, FileIdsOf(job.spec()));
+            !pinned.ok()) {
+          Log(LogLevel::kWarning, absl::StrCat(id, ": ", pinned.message()));
+        }
+      }
       ActiveJob& active = manager->active_[id];
       active.job = std::move(job);
       if (active.job.state() == v1::RUNNING ||
@@ -306,6 +315,7 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
   if (IsFinal(to)) {
     observer_->JobFinished(to);
     const std::string id = active.job.id();
+    if (options_.files != nullptr) options_.files->Unpin(id);
     events_.CloseJob(id, absl::OkStatus());
     active_.erase(id);
   }
@@ -342,6 +352,13 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
                           "); submit again once some have started or been cancelled")),
                       "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
   }
+  // The uploaded files it names are kept from deletion from here on (the
+  // pin moves to the job's id once it has one; mu_ makes the key unique).
+  constexpr char kSubmitting[] = "a job being submitted";
+  const std::vector<std::string> file_ids = FileIdsOf(spec);
+  if (options_.files != nullptr && !file_ids.empty()) {
+    RETURN_IF_ERROR(options_.files->Pin(kSubmitting, file_ids));
+  }
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
   job.set_state(v1::QUEUED);
@@ -350,7 +367,16 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   *first.mutable_time() = job.create_time();
   first.mutable_state_change()->set_to(v1::QUEUED);
   first.mutable_state_change()->set_reason("submitted");
-  ASSIGN_OR_RETURN(job, options_.store->CreateJob(std::move(job), std::move(first)));
+  absl::StatusOr<v1::Job> created = options_.store->CreateJob(std::move(job), std::move(first));
+  if (options_.files != nullptr && !file_ids.empty()) {
+    if (created.ok()) {
+      options_.files->MovePins(kSubmitting, created->id());
+    } else {
+      options_.files->Unpin(kSubmitting);
+    }
+  }
+  RETURN_IF_ERROR(created.status());
+  job = *std::move(created);
   Log(LogLevel::kInfo, absl::StrCat(job.id(), ": submitted (", job.spec().display_name(), ")"));
   active_[job.id()].job = job;
   EnqueueLocked(active_[job.id()]);

@@ -7,7 +7,8 @@
 // metrics implement (job_observer.h). The gRPC service is a thin layer over
 // it.
 //
-// Thread-safe. Lock order: JobManager, then Scheduler, then EventHub.
+// Thread-safe. Lock order: JobManager, then Scheduler, then EventHub; and
+// JobManager, then FileManager.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include "ftd/v1/ftd.pb.h"
 #include "server/core/cache_admin.h"
 #include "server/core/event_hub.h"
+#include "server/core/file_manager.h"
 #include "server/core/job_observer.h"
 #include "server/core/job_projection.h"
 #include "server/core/job_spec_validator.h"
@@ -42,6 +44,9 @@ class JobManager {
     training::Trainer* trainer = nullptr;  // not owned; called on job threads
     // Not owned; nullptr when the daemon runs without an activation cache.
     storage::ActivationStore* activation_store = nullptr;
+    // Uploaded files, which specs may name by id; a job pins those it names
+    // while unfinished. Not owned; nullptr: none.
+    FileManager* files = nullptr;
     // Told about jobs as they move (the daemon's metrics). Not owned;
     // nullptr for none.
     JobObserver* observer = nullptr;

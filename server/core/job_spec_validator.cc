@@ -15,6 +15,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "server/core/error_details.h"
 #include "server/core/memory_estimate.h"
+#include "server/core/model_check.h"
 
 namespace ftd::core {
 namespace {
@@ -53,82 +54,9 @@ bool ValidLabelKey(const std::string& key) {
   return true;
 }
 
-// What the submit checks need from a checkpoint's config.json.
-struct ModelConfig {
-  int num_hidden_layers = 0;
-  int max_position_embeddings = 0;
-  ModelShape shape;  // for the memory estimate
-};
-
-// A positive integer `key`, or `fallback` when the config lacks it.
-int64_t IntOr(const google::protobuf::Struct& config, const std::string& key, int64_t fallback) {
-  auto it = config.fields().find(key);
-  if (it == config.fields().end() || !it->second.has_number_value()) return fallback;
-  const double v = it->second.number_value();
-  return v >= 1 && v <= 1e9 ? static_cast<int64_t>(v) : fallback;
-}
-
 std::string Bytes(int64_t bytes) {
   if (bytes >= (int64_t{1} << 30)) return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
   return absl::StrFormat("%.0f MiB", bytes / 1048576.0);
-}
-
-absl::StatusOr<int> PositiveInt(const google::protobuf::Struct& config, const std::string& key,
-                                const std::string& file) {
-  auto it = config.fields().find(key);
-  if (it == config.fields().end() || !it->second.has_number_value()) {
-    return Invalid("base_model", absl::StrCat(file, " has no number \"", key, "\""));
-  }
-  double v = it->second.number_value();
-  if (!(v >= 1) || v > 1e6 || v != std::floor(v)) {
-    return Invalid("base_model", absl::StrCat(file, ": \"", key, "\" must be a positive integer"));
-  }
-  return static_cast<int>(v);
-}
-
-absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder) {
-  const std::string file = (fs::path(folder) / "config.json").string();
-  absl::StatusOr<std::string> text = ReadFile(file);
-  if (!text.ok()) {
-    return Invalid("base_model",
-                   absl::StrCat("cannot read config.json: ", text.status().message()));
-  }
-  google::protobuf::Struct config;
-  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
-  if (!parsed.ok()) {
-    return Invalid("base_model",
-                   absl::StrCat(file, " is not a JSON object: ", parsed.message().as_string()));
-  }
-  auto type = config.fields().find("model_type");
-  if (type != config.fields().end() && type->second.string_value() != "bert") {
-    return Invalid("base_model",
-                   absl::StrCat(file, " has model_type \"", type->second.string_value(),
-                                "\"; ftd fine-tunes BERT checkpoints (model_type \"bert\")"));
-  }
-  ModelConfig result;
-  ASSIGN_OR_RETURN(result.num_hidden_layers, PositiveInt(config, "num_hidden_layers", file));
-  ASSIGN_OR_RETURN(result.max_position_embeddings,
-                   PositiveInt(config, "max_position_embeddings", file));
-  ModelShape& shape = result.shape;
-  shape.num_hidden_layers = result.num_hidden_layers;
-  shape.max_position_embeddings = result.max_position_embeddings;
-  shape.hidden_size = IntOr(config, "hidden_size", shape.hidden_size);
-  shape.num_attention_heads = IntOr(config, "num_attention_heads", shape.num_attention_heads);
-  shape.intermediate_size = IntOr(config, "intermediate_size", 4 * shape.hidden_size);
-  shape.vocab_size = IntOr(config, "vocab_size", shape.vocab_size);
-  shape.type_vocab_size = IntOr(config, "type_vocab_size", shape.type_vocab_size);
-  for (const char* required : {"vocab.txt"}) {
-    if (!fs::is_regular_file(fs::path(folder) / required)) {
-      return Invalid("base_model", absl::StrCat("\"", folder, "\" has no ", required));
-    }
-  }
-  if (!fs::is_regular_file(fs::path(folder) / "model.safetensors") &&
-      !fs::is_regular_file(fs::path(folder) / "model.safetensors.index.json")) {
-    return Invalid("base_model", absl::StrCat("\"", folder,
-                                              "\" has no weights (model.safetensors or "
-                                              "model.safetensors.index.json)"));
-  }
-  return result;
 }
 
 }  // namespace
@@ -148,8 +76,30 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   return absl::OkStatus();
 }
 
+absl::StatusOr<FileManager::Resolved> JobSpecValidator::ResolveFile(const std::string& field,
+                                                                    const std::string& file_id,
+                                                                    v1::FileKind kind) const {
+  if (options_.files == nullptr) return Invalid(field, "this daemon takes no uploaded files");
+  return options_.files->Resolve(field, file_id, kind);
+}
+
 absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Dataset* dataset) const {
-  RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
+  if (!dataset->file_id().empty()) {
+    ASSIGN_OR_RETURN(FileManager::Resolved file,
+                     ResolveFile(field + ".file_id", dataset->file_id(), v1::FILE_KIND_DATASET));
+    if (!dataset->path().empty() && dataset->path() != file.path) {
+      return Invalid(field, "name the dataset by path or by file_id, not both");
+    }
+    const v1::DatasetFormat uploaded = file.file.dataset().format();
+    if (dataset->format() != v1::DATASET_FORMAT_UNSPECIFIED && dataset->format() != uploaded) {
+      return Invalid(field + ".format", absl::StrCat(dataset->file_id(), " was uploaded as ",
+                                                     v1::DatasetFormat_Name(uploaded)));
+    }
+    dataset->set_path(file.path);
+    dataset->set_format(uploaded);
+  } else {
+    RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
+  }
   const std::string& path = dataset->path();
   std::error_code ec;
   if (!fs::exists(path, ec))
@@ -184,12 +134,23 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
 
 absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   // Model.
-  RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model()));
+  if (!spec->base_model_file_id().empty()) {
+    ASSIGN_OR_RETURN(
+        FileManager::Resolved file,
+        ResolveFile("base_model_file_id", spec->base_model_file_id(), v1::FILE_KIND_MODEL));
+    if (!spec->base_model().empty() && spec->base_model() != file.path) {
+      return Invalid("base_model", "name the model by base_model or base_model_file_id, not both");
+    }
+    spec->set_base_model(file.path);
+  } else {
+    RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model()));
+  }
   if (!fs::is_directory(spec->base_model())) {
     return Invalid("base_model",
                    absl::StrCat("\"", spec->base_model(), "\" is not a folder with a checkpoint"));
   }
-  ASSIGN_OR_RETURN(ModelConfig model, ReadModelConfig(spec->base_model()));
+  ASSIGN_OR_RETURN(ModelConfig model,
+                   ReadModelConfig(spec->base_model(), "base_model", spec->base_model()));
 
   // Data.
   RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset()));

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "ftd/v1/ftd.pb.h"
 #include "server/core/dataset_check.h"
+#include "server/core/file_manager.h"
 
 namespace ftd::core {
 
@@ -25,6 +26,9 @@ class JobSpecValidator {
     // check): a job whose estimated need (memory_estimate.h) is larger is
     // refused.
     std::function<int64_t(const v1::DeviceRequest&)> memory_budget;
+    // Uploaded files, which a spec may name by id instead of a path (not
+    // owned; nullptr: none).
+    const FileManager* files = nullptr;
   };
 
   explicit JobSpecValidator(Options options) : options_(std::move(options)) {}
@@ -41,6 +45,9 @@ class JobSpecValidator {
 
  private:
   absl::Status CheckPath(const std::string& field, std::string* path) const;
+  absl::StatusOr<FileManager::Resolved> ResolveFile(const std::string& field,
+                                                    const std::string& file_id,
+                                                    v1::FileKind kind) const;
   absl::Status CheckDataset(const std::string& field, v1::Dataset* dataset) const;
 
   Options options_;

@@ -219,6 +219,55 @@ absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::strin
   return result;
 }
 
+absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const std::string& name,
+                                                 std::string_view content) {
+  std::string_view text = content;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the file is empty"));
+  }
+  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return RowError(name, line, "not valid UTF-8");
+  }
+  DatasetShape shape;
+  if (format == v1::JSONL) {
+    int line = 0;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view row = text.substr(pos, end - pos);
+      pos = end + 1;
+      ++line;
+      if (row.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      google::protobuf::Struct object;
+      if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
+        return RowError(name, line, "not a JSON object");
+      }
+      if (shape.rows++ == 0) {
+        for (const auto& [key, value] : object.fields()) shape.columns.push_back(key);
+        std::sort(shape.columns.begin(), shape.columns.end());
+      }
+    }
+  } else {
+    ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(name, text));
+    if (records.empty()) return RowError(name, 1, "the file has no header row");
+    shape.columns = records[0].fields;
+    for (size_t r = 1; r < records.size(); ++r) {
+      if (records[r].fields.size() != shape.columns.size()) {
+        return RowError(name, records[r].line,
+                        absl::StrCat("expected ", shape.columns.size(), " fields, got ",
+                                     records[r].fields.size()));
+      }
+    }
+    shape.rows = static_cast<int64_t>(records.size()) - 1;
+  }
+  if (shape.rows == 0)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the file has no rows"));
+  return shape;
+}
+
 LabelSet LabelSet::FromLabels(const std::vector<std::string>& labels,
                               const std::vector<std::string>& preferred) {
   std::set<std::string> unique(labels.begin(), labels.end());

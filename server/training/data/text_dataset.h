@@ -2,6 +2,7 @@
 // (one JSON object a line), with a text and a label column.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -21,6 +22,19 @@ struct TextDataset {
   // SHA-256 of the file's bytes.
   std::string fingerprint;
 };
+
+// A dataset file's size and columns, whichever of them a job will use.
+struct DatasetShape {
+  int64_t rows = 0;
+  // The header's columns (CSV), or the keys of the first row (JSONL).
+  std::vector<std::string> columns;
+};
+
+// Parses a dataset file's bytes (named `name` in errors) as `format`:
+// UTF-8, rows of as many fields as the header (CSV) or JSON objects (JSONL),
+// at least one row. Errors as ParseTextDataset's.
+absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const std::string& name,
+                                                 std::string_view content);
 
 // Reads `spec` (format and columns already filled in by validation). Errors
 // are INVALID_ARGUMENT and name the file, the line and the reason: an empty

@@ -1,0 +1,462 @@
+#include "server/core/file_manager.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/fs_util.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/core/error_details.h"
+#include "server/core/model_check.h"
+#include "server/training/data/text_dataset.h"
+#include "server/training/model/safetensors.h"
+
+namespace ftd::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+// A dataset is parsed whole to describe it: at most this many bytes.
+constexpr int64_t kMaxDescribedDatasetBytes = int64_t{2} << 30;
+
+std::string Mib(int64_t bytes) {
+  if (bytes >= (int64_t{1} << 30)) return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
+  return absl::StrFormat("%.1f MiB", bytes / 1048576.0);
+}
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > FileManager::kMaxNameBytes || name[0] == '.') return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ValidDigest(const std::string& hex) {
+  if (hex.size() != 64) return false;
+  for (char c : hex) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool Printable(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+absl::Status Exhausted(const std::string& reason, const std::string& message, int64_t limit) {
+  return WithReason(absl::ResourceExhaustedError(message), reason,
+                    {{"limit", absl::StrCat(limit)}});
+}
+
+v1::DatasetFormat FormatFromName(const std::string& name) {
+  const std::string ext = absl::AsciiStrToLower(fs::path(name).extension().string());
+  if (ext == ".csv") return v1::CSV;
+  if (ext == ".jsonl" || ext == ".ndjson") return v1::JSONL;
+  return v1::DATASET_FORMAT_UNSPECIFIED;
+}
+
+// The names a model's index maps weights to.
+absl::StatusOr<std::set<std::string>> IndexShards(const std::string& path,
+                                                  const std::string& shown) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  google::protobuf::Struct index;
+  if (!google::protobuf::util::JsonStringToMessage(text, &index).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, " is not a JSON object"));
+  }
+  auto map = index.fields().find("weight_map");
+  if (map == index.fields().end() || !map->second.has_struct_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, " has no \"weight_map\" object"));
+  }
+  std::set<std::string> shards;
+  for (const auto& [tensor, file] : map->second.struct_value().fields()) {
+    if (!file.has_string_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, ": \"weight_map\" maps a tensor to something not a file name"));
+    }
+    shards.insert(file.string_value());
+  }
+  return shards;
+}
+
+}  // namespace
+
+std::vector<std::string> FileIdsOf(const v1::JobSpec& spec) {
+  std::vector<std::string> ids;
+  if (!spec.base_model_file_id().empty()) ids.push_back(spec.base_model_file_id());
+  if (!spec.train_dataset().file_id().empty()) ids.push_back(spec.train_dataset().file_id());
+  if (spec.has_validation_dataset() && !spec.validation_dataset().file_id().empty()) {
+    ids.push_back(spec.validation_dataset().file_id());
+  }
+  return ids;
+}
+
+// --- Upload -----------------------------------------------------------------
+
+FileManager::Upload::Upload(FileManager* manager, v1::UploadFileRequest::Header header,
+                            std::unique_ptr<storage::FileStore::Upload> staged)
+    : manager_(manager), header_(std::move(header)), staged_(std::move(staged)) {
+  reserved_bytes_ = staged_->total();
+}
+
+FileManager::Upload::~Upload() { manager_->Release(reserved_bytes_); }
+
+absl::Status FileManager::Upload::Write(std::string_view chunk) {
+  if (staged_ == nullptr) return absl::FailedPreconditionError("the upload has ended");
+  absl::Status written = staged_->Write(chunk);
+  if (written.ok()) return written;
+  const std::optional<size_t> entry = staged_->failed_entry();
+  staged_.reset();  // nothing of it is kept
+  if (written.code() != absl::StatusCode::kInvalidArgument) return written;
+  return InvalidField(entry.has_value() ? absl::StrCat("header.entries[", *entry, "].sha256")
+                                        : std::string("chunk"),
+                      std::string(written.message()));
+}
+
+absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
+  const auto& entries = header_.entries();
+  if (header_.kind() == v1::FILE_KIND_DATASET) {
+    const std::string& name = entries[0].name();
+    if (entries[0].size() > kMaxDescribedDatasetBytes) {
+      return InvalidField("header.entries[0].size", absl::StrCat("a dataset may have at most ",
+                                                                 Mib(kMaxDescribedDatasetBytes)));
+    }
+    ASSIGN_OR_RETURN(std::string content, ReadFile(staged_->StagedPath(0)));
+    const v1::DatasetFormat format = header_.format() != v1::DATASET_FORMAT_UNSPECIFIED
+                                         ? header_.format()
+                                         : FormatFromName(name);
+    absl::StatusOr<training::DatasetShape> shape =
+        training::DescribeTextDataset(format, name, content);
+    if (!shape.ok()) {
+      std::string message(shape.status().message());
+      if (format == v1::JSONL && absl::StrContains(message, ":1: not a JSON object")) {
+        absl::StrAppend(&message, " (is it CSV? name format CSV)");
+      }
+      return InvalidField("header.entries[0]", message);
+    }
+    v1::File::DatasetInfo* info = file->mutable_dataset();
+    info->set_format(format);
+    info->set_rows(shape->rows);
+    for (const std::string& column : shape->columns) info->add_columns(column);
+    file->set_sha256(entries[0].sha256());
+    return absl::OkStatus();
+  }
+
+  // A model: its config, vocabulary and weights as a job reads them.
+  const std::string folder = fs::path(staged_->StagedPath(0)).parent_path().string();
+  ASSIGN_OR_RETURN(ModelConfig config,
+                   ReadModelConfig(folder, "header.entries", header_.display_name()));
+  std::set<std::string> names;
+  std::set<std::string> shards;
+  for (const v1::FileEntry& e : entries) names.insert(e.name());
+  if (names.count("model.safetensors.index.json") > 0) {
+    absl::StatusOr<std::set<std::string>> mapped =
+        IndexShards((fs::path(folder) / "model.safetensors.index.json").string(),
+                    "model.safetensors.index.json");
+    if (!mapped.ok()) return InvalidField("header.entries", std::string(mapped.status().message()));
+    for (const std::string& shard : *mapped) {
+      if (names.count(shard) == 0) {
+        return InvalidField("header.entries",
+                            absl::StrCat("model.safetensors.index.json maps weights to \"", shard,
+                                         "\", which the upload does not have"));
+      }
+    }
+    shards = *std::move(mapped);
+  } else {
+    shards.insert("model.safetensors");
+  }
+  int64_t parameters = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (shards.count(entries[i].name()) == 0) continue;
+    absl::StatusOr<std::unique_ptr<training::SafetensorsFile>> weights =
+        training::SafetensorsFile::Open(staged_->StagedPath(i));
+    if (!weights.ok()) {
+      // Its message names the staged path; the entry's name is what the
+      // client knows.
+      return InvalidField(absl::StrCat("header.entries[", i, "]"),
+                          absl::StrCat("\"", entries[i].name(),
+                                       "\" is not a safetensors file this daemon can read (",
+                                       absl::StatusCodeToString(weights.status().code()), ")"));
+    }
+    for (const training::TensorInfo& t : (*weights)->tensors()) parameters += t.numel();
+  }
+  v1::File::ModelInfo* info = file->mutable_model();
+  info->set_model_type(config.model_type.empty() ? "bert" : config.model_type);
+  info->set_layers(config.num_hidden_layers);
+  info->set_hidden_size(static_cast<int32_t>(config.shape.hidden_size));
+  info->set_vocab_size(static_cast<int32_t>(config.shape.vocab_size));
+  info->set_max_position_embeddings(config.max_position_embeddings);
+  info->set_parameters(parameters);
+  Sha256 digest;
+  for (const v1::FileEntry& e : entries)
+    digest.Update(absl::StrCat(e.name(), " ", e.sha256(), "\n"));
+  file->set_sha256(digest.FinishHex());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::File> FileManager::Upload::Finish() {
+  if (staged_ == nullptr) return absl::FailedPreconditionError("the upload has ended");
+  if (!staged_->complete()) {
+    return absl::InvalidArgumentError(absl::StrCat("the upload ended after ", staged_->received(),
+                                                   " of the ", staged_->total(),
+                                                   " bytes its header declares; nothing was kept"));
+  }
+  v1::File file;
+  file.set_kind(header_.kind());
+  file.set_display_name(header_.display_name());
+  RETURN_IF_ERROR(CheckContent(&file));
+  ASSIGN_OR_RETURN(v1::File stored, manager_->options_.store->Commit(std::move(staged_), file));
+  Log(LogLevel::kInfo,
+      absl::StrCat(stored.id(), ": uploaded (",
+                   header_.kind() == v1::FILE_KIND_MODEL ? "model" : "dataset", ", ",
+                   stored.entries_size(), " files, ", Mib(stored.bytes()), ")"));
+  return stored;
+}
+
+// --- FileManager --------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
+    v1::UploadFileRequest::Header header) {
+  const bool dataset = header.kind() == v1::FILE_KIND_DATASET;
+  if (!dataset && header.kind() != v1::FILE_KIND_MODEL) {
+    return InvalidField("header.kind", "must be FILE_KIND_DATASET or FILE_KIND_MODEL");
+  }
+  if (header.entries().empty()) return InvalidField("header.entries", "is required");
+  if (dataset && header.entries_size() != 1) {
+    return InvalidField("header.entries",
+                        absl::StrCat("a dataset is one file, got ", header.entries_size()));
+  }
+  if (header.entries_size() > kMaxEntries) {
+    return InvalidField("header.entries", absl::StrCat("a model may have at most ", kMaxEntries,
+                                                       " files, got ", header.entries_size()));
+  }
+  std::set<std::string> names;
+  int64_t total = 0;
+  for (int i = 0; i < header.entries_size(); ++i) {
+    const v1::FileEntry& e = header.entries(i);
+    const std::string field = absl::StrCat("header.entries[", i, "]");
+    if (!ValidName(e.name())) {
+      return InvalidField(field + ".name",
+                          absl::StrCat("must be a plain file name of at most ", kMaxNameBytes,
+                                       " letters, digits, '.', '-' and '_', not starting with "
+                                       "'.'"));
+    }
+    if (!names.insert(e.name()).second) {
+      return InvalidField(field + ".name", absl::StrCat("\"", e.name(), "\" comes twice"));
+    }
+    if (e.size() < 0) return InvalidField(field + ".size", "must not be negative");
+    if (e.size() > options_.max_file_bytes) {
+      return Exhausted("FILE_TOO_LARGE",
+                       absl::StrCat(field, ".size: \"", e.name(), "\" has ", Mib(e.size()),
+                                    "; the daemon takes files of at most ",
+                                    Mib(options_.max_file_bytes), " (--max_file_mb)"),
+                       options_.max_file_bytes);
+    }
+    if (!ValidDigest(e.sha256())) {
+      return InvalidField(field + ".sha256", "must be the SHA-256 of the file in lower-case hex");
+    }
+    total += e.size();
+  }
+  if (dataset) {
+    if (header.format() == v1::DATASET_FORMAT_UNSPECIFIED) {
+      if (FormatFromName(header.entries(0).name()) == v1::DATASET_FORMAT_UNSPECIFIED) {
+        return InvalidField("header.format",
+                            absl::StrCat("cannot tell the format of \"", header.entries(0).name(),
+                                         "\" from its extension; name CSV or JSONL"));
+      }
+    } else if (header.format() != v1::CSV && header.format() != v1::JSONL) {
+      return InvalidField("header.format", absl::StrCat("unknown value ", header.format()));
+    }
+  } else {
+    if (header.format() != v1::DATASET_FORMAT_UNSPECIFIED) {
+      return InvalidField("header.format", "is for datasets");
+    }
+    for (const char* required : {"config.json", "vocab.txt"}) {
+      if (names.count(required) == 0) {
+        return InvalidField("header.entries", absl::StrCat("a model needs ", required));
+      }
+    }
+    if (names.count("model.safetensors") == 0 && names.count("model.safetensors.index.json") == 0) {
+      return InvalidField("header.entries",
+                          "a model needs its weights: model.safetensors, or "
+                          "model.safetensors.index.json and the shards it names");
+    }
+  }
+  if (header.display_name().empty()) {
+    header.set_display_name(dataset ? header.entries(0).name() : "model");
+  }
+  if (header.display_name().size() > kMaxDisplayName || !Printable(header.display_name())) {
+    return InvalidField("header.display_name",
+                        absl::StrCat("must be at most ", kMaxDisplayName, " printable characters"));
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    if (uploads_ >= options_.max_uploads) {
+      return Exhausted("TOO_MANY_UPLOADS",
+                       absl::StrCat(options_.max_uploads,
+                                    " uploads are under way, the daemon's limit (--max_uploads); "
+                                    "try again when one has ended"),
+                       options_.max_uploads);
+    }
+    if (options_.max_files > 0 &&
+        static_cast<int64_t>(options_.store->size()) + uploads_ >= options_.max_files) {
+      return Exhausted("TOO_MANY_FILES",
+                       absl::StrCat("the daemon keeps at most ", options_.max_files,
+                                    " files (--max_files); delete some first"),
+                       options_.max_files);
+    }
+    const int64_t stored = options_.store->stored_bytes();
+    if (options_.max_stored_bytes > 0 &&
+        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
+      return Exhausted(
+          "STORAGE_FULL",
+          absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_), " of ",
+                       Mib(options_.max_stored_bytes),
+                       " (--max_files_mb) are stored or being uploaded; delete files first"),
+          options_.max_stored_bytes);
+    }
+    ++uploads_;
+    reserved_bytes_ += total;
+  }
+  std::vector<v1::FileEntry> entries(header.entries().begin(), header.entries().end());
+  absl::StatusOr<std::unique_ptr<storage::FileStore::Upload>> staged =
+      options_.store->BeginUpload(std::move(entries));
+  if (!staged.ok()) {
+    Release(total);
+    return staged.status();
+  }
+  return std::unique_ptr<Upload>(new Upload(this, std::move(header), *std::move(staged)));
+}
+
+void FileManager::Release(int64_t reserved_bytes) {
+  absl::MutexLock lock(&mu_);
+  --uploads_;
+  reserved_bytes_ -= reserved_bytes;
+}
+
+std::vector<std::string> FileManager::UsersLocked(const std::string& file_id) const {
+  auto it = pins_.find(file_id);
+  if (it == pins_.end()) return {};
+  return std::vector<std::string>(it->second.begin(), it->second.end());
+}
+
+absl::StatusOr<v1::File> FileManager::Get(const std::string& file_id) const {
+  ASSIGN_OR_RETURN(v1::File file, options_.store->Get(file_id));
+  absl::MutexLock lock(&mu_);
+  for (const std::string& job : UsersLocked(file_id)) file.add_in_use_by(job);
+  return file;
+}
+
+absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesRequest& request) const {
+  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
+    return InvalidField("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize, ", got ",
+                                                  request.page_size()));
+  }
+  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  uint64_t before = 0;  // 0: from the newest
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &before) || before == 0)) {
+    return InvalidField("page_token", "is not a token from a previous page");
+  }
+  v1::ListFilesResponse response;
+  absl::MutexLock lock(&mu_);
+  for (v1::File& file : options_.store->List()) {
+    const uint64_t n = storage::FileNumber(file.id());
+    if (before != 0 && n >= before) continue;
+    if (request.kind() != v1::FILE_KIND_UNSPECIFIED && file.kind() != request.kind()) continue;
+    if (response.files_size() == page_size) {
+      response.set_next_page_token(
+          absl::StrCat(storage::FileNumber(response.files().rbegin()->id())));
+      break;
+    }
+    for (const std::string& job : UsersLocked(file.id())) file.add_in_use_by(job);
+    *response.add_files() = std::move(file);
+  }
+  response.set_stored_bytes(options_.store->stored_bytes());
+  response.set_capacity_bytes(options_.max_stored_bytes);
+  return response;
+}
+
+absl::StatusOr<v1::DeleteFileResponse> FileManager::Delete(const std::string& file_id) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(options_.store->Get(file_id).status());
+  if (std::vector<std::string> users = UsersLocked(file_id); !users.empty()) {
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          file_id, " is in use by ", absl::StrJoin(users, ", "),
+                          users.size() == 1 ? ", which has" : ", which have", " not ended; cancel ",
+                          users.size() == 1 ? "it" : "them", " or wait")),
+                      "FILE_IN_USE", {{"job_id", users[0]}});
+  }
+  ASSIGN_OR_RETURN(int64_t freed, options_.store->Delete(file_id));
+  Log(LogLevel::kInfo, absl::StrCat(file_id, ": deleted (", Mib(freed), " freed)"));
+  v1::DeleteFileResponse response;
+  response.set_bytes_freed(freed);
+  return response;
+}
+
+absl::StatusOr<FileManager::Resolved> FileManager::Resolve(const std::string& field,
+                                                           const std::string& file_id,
+                                                           v1::FileKind kind) const {
+  absl::StatusOr<v1::File> file = options_.store->Get(file_id);
+  if (!file.ok()) {
+    return InvalidField(field, absl::StrCat("no uploaded file \"", file_id, "\""));
+  }
+  if (file->kind() != kind) {
+    return InvalidField(
+        field,
+        absl::StrCat(file_id, " is a ", file->kind() == v1::FILE_KIND_MODEL ? "model" : "dataset",
+                     ", not a ", kind == v1::FILE_KIND_MODEL ? "model" : "dataset"));
+  }
+  Resolved resolved;
+  resolved.path = options_.store->ObjectPath(file_id);
+  if (kind == v1::FILE_KIND_DATASET) {
+    resolved.path = (fs::path(resolved.path) / file->entries(0).name()).string();
+  }
+  resolved.file = *std::move(file);
+  return resolved;
+}
+
+absl::Status FileManager::Pin(const std::string& job_id, const std::vector<std::string>& file_ids) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : file_ids) {
+    if (!options_.store->Get(id).ok()) {
+      return InvalidField("file_id", absl::StrCat(id, " was deleted"));
+    }
+  }
+  for (const std::string& id : file_ids) pins_[id].insert(job_id);
+  return absl::OkStatus();
+}
+
+void FileManager::Unpin(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = pins_.begin(); it != pins_.end();) {
+    it->second.erase(job_id);
+    it = it->second.empty() ? pins_.erase(it) : std::next(it);
+  }
+}
+
+void FileManager::MovePins(const std::string& from, const std::string& to) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, jobs] : pins_) {
+    if (jobs.erase(from) > 0) jobs.insert(to);
+  }
+}
+
+}  // namespace ftd::core

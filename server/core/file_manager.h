@@ -1,0 +1,126 @@
+// FileManager: datasets and models uploaded through the API, over the
+// content-addressed FileStore. It checks an upload's header and the
+// daemon's limits before a byte is stored, checks the content before it is
+// kept (a dataset parses; a model's config, vocabulary and weights' headers
+// read), describes files, resolves the ids a job spec names, and keeps a
+// file from deletion while a queued or running job uses it (a pin per job).
+//
+// Thread-safe. Lock order: JobManager, then FileManager.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "ftd/v1/ftd.pb.h"
+#include "storage/file_store.h"
+
+namespace ftd::core {
+
+class FileManager {
+ public:
+  struct Options {
+    storage::FileStore* store = nullptr;  // not owned; outlives the manager
+    // One entry's size at most (--max_file_mb).
+    int64_t max_file_bytes = int64_t{4} << 30;
+    // Stored bytes at most, with uploads under way counted at their
+    // declared size (--max_files_mb; 0: no limit).
+    int64_t max_stored_bytes = int64_t{100} << 30;
+    // Files at most, uploads under way included (--max_files; 0: no limit).
+    int64_t max_files = 10000;
+    // Uploads under way at once (--max_uploads).
+    int max_uploads = 8;
+  };
+
+  // Limits on a header, besides Options'.
+  static constexpr int kMaxEntries = 64;
+  static constexpr size_t kMaxNameBytes = 128;
+  static constexpr size_t kMaxDisplayName = 200;
+
+  // One upload stream. Destroyed before Finish succeeds, it keeps nothing.
+  class Upload {
+   public:
+    ~Upload();
+    Upload(const Upload&) = delete;
+    Upload& operator=(const Upload&) = delete;
+
+    // The next chunk. Errors: INVALID_ARGUMENT naming the field (a digest
+    // that does not match, bytes past the declared sizes); IoError's.
+    absl::Status Write(std::string_view chunk);
+    // The stream's end: checks that every byte came and the content, then
+    // stores the file. Errors: INVALID_ARGUMENT (an upload that ended
+    // early; content that does not parse, naming the entry); the store's.
+    absl::StatusOr<v1::File> Finish();
+
+   private:
+    friend class FileManager;
+    Upload(FileManager* manager, v1::UploadFileRequest::Header header,
+           std::unique_ptr<storage::FileStore::Upload> staged);
+    absl::Status CheckContent(v1::File* file) const;
+
+    FileManager* const manager_;
+    const v1::UploadFileRequest::Header header_;
+    std::unique_ptr<storage::FileStore::Upload> staged_;
+    int64_t reserved_bytes_ = 0;
+  };
+
+  explicit FileManager(Options options) : options_(std::move(options)) {}
+
+  // Checks `header` (kind, entries' names, sizes and digests, a dataset's
+  // format) and the limits, and starts the upload.
+  // Errors: INVALID_ARGUMENT naming the header's field; RESOURCE_EXHAUSTED
+  // with reason FILE_TOO_LARGE, STORAGE_FULL, TOO_MANY_FILES or
+  // TOO_MANY_UPLOADS; IoError's.
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(v1::UploadFileRequest::Header header);
+
+  // Errors: NOT_FOUND.
+  absl::StatusOr<v1::File> Get(const std::string& file_id) const;
+  // Errors: INVALID_ARGUMENT for a bad page size or token.
+  absl::StatusOr<v1::ListFilesResponse> List(const v1::ListFilesRequest& request) const;
+  // Errors: NOT_FOUND; FAILED_PRECONDITION (reason FILE_IN_USE) while a job
+  // holds a pin on it; the store's.
+  absl::StatusOr<v1::DeleteFileResponse> Delete(const std::string& file_id);
+
+  // Where a job finds an uploaded file of `kind`: a dataset's file, a
+  // model's folder; `file` is its record.
+  struct Resolved {
+    std::string path;
+    v1::File file;
+  };
+  // Errors: INVALID_ARGUMENT on `field` for an unknown id or a file of
+  // another kind.
+  absl::StatusOr<Resolved> Resolve(const std::string& field, const std::string& file_id,
+                                   v1::FileKind kind) const;
+
+  // Keeps `file_ids` while `job_id` is queued or running. Errors:
+  // INVALID_ARGUMENT when one no longer exists (nothing is pinned then).
+  absl::Status Pin(const std::string& job_id, const std::vector<std::string>& file_ids);
+  void Unpin(const std::string& job_id);
+  // The pins of `from` become `to`'s, at once.
+  void MovePins(const std::string& from, const std::string& to);
+
+ private:
+  void Release(int64_t reserved_bytes);
+  std::vector<std::string> UsersLocked(const std::string& file_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  int uploads_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // file id -> the jobs that pin it.
+  // Delete checks and deletes under mu_, so no pin comes in between.
+  std::map<std::string, std::set<std::string>> pins_ ABSL_GUARDED_BY(mu_);
+};
+
+// The uploaded files a spec names (dataset and model file ids).
+std::vector<std::string> FileIdsOf(const v1::JobSpec& spec);
+
+}  // namespace ftd::core

@@ -1,0 +1,306 @@
+#include "server/core/file_manager.h"
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "common/fs_util.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/error_details.h"
+#include "storage/database.h"
+#include "storage/file_store.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_bert.h"
+
+namespace ftd::core {
+namespace {
+
+namespace fs = std::filesystem;
+using ::ftd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+using Files = std::vector<std::pair<std::string, std::string>>;  // name, content
+
+v1::UploadFileRequest::Header Header(v1::FileKind kind, const Files& files) {
+  v1::UploadFileRequest::Header header;
+  header.set_kind(kind);
+  for (const auto& [name, content] : files) {
+    v1::FileEntry* e = header.add_entries();
+    e->set_name(name);
+    e->set_size(static_cast<int64_t>(content.size()));
+    e->set_sha256(Sha256::Hex(content));
+  }
+  return header;
+}
+
+std::string Concat(const Files& files) {
+  std::string all;
+  for (const auto& [name, content] : files) all += content;
+  return all;
+}
+
+class FileManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open(
+                                        {dir_.Sub("db"), {storage::FileStore::kColumnFamily}, {}}));
+    ASSERT_OK_AND_ASSIGN(store_, storage::FileStore::Open({dir_.Sub("files"), database_.get()}));
+    MakeManager({});
+    testing::WriteTinyBert(dir_.Sub("tiny"), 2);
+  }
+
+  void MakeManager(FileManager::Options options) {
+    options.store = store_.get();
+    manager_ = std::make_unique<FileManager>(options);
+  }
+
+  // The tiny model's files.
+  Files Model() {
+    Files files;
+    for (const char* name : {"config.json", "vocab.txt", "model.safetensors"}) {
+      files.emplace_back(name, *ReadFile(dir_.Sub(std::string("tiny/") + name)));
+    }
+    return files;
+  }
+
+  absl::StatusOr<v1::File> Upload(v1::UploadFileRequest::Header header, const std::string& bytes,
+                                  size_t chunk = 7) {
+    ASSIGN_OR_RETURN(std::unique_ptr<FileManager::Upload> upload,
+                     manager_->BeginUpload(std::move(header)));
+    for (size_t i = 0; i < bytes.size(); i += chunk) {
+      RETURN_IF_ERROR(upload->Write(std::string_view(bytes).substr(i, chunk)));
+    }
+    return upload->Finish();
+  }
+
+  absl::StatusOr<v1::File> Upload(v1::FileKind kind, const Files& files) {
+    return Upload(Header(kind, files), Concat(files));
+  }
+
+  // Nothing staged, no blob and no object is left.
+  void ExpectNothingKept() {
+    for (const char* sub : {"files/staging", "files/blobs", "files/objects"}) {
+      EXPECT_TRUE(fs::is_empty(dir_.Sub(sub))) << sub;
+    }
+    EXPECT_EQ(store_->size(), 0u);
+  }
+
+  ftd::testing::TempDir dir_;
+  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<storage::FileStore> store_;
+  std::unique_ptr<FileManager> manager_;
+};
+
+TEST_F(FileManagerTest, ADatasetIsDescribedByItsRowsAndColumns) {
+  ASSERT_OK_AND_ASSIGN(v1::File csv,
+                       Upload(v1::FILE_KIND_DATASET,
+                              {{"train.csv", "text,label,source\n\"a, b\",x,web\nc,y,web\n"}}));
+  EXPECT_EQ(csv.display_name(), "train.csv");
+  EXPECT_EQ(csv.dataset().format(), v1::CSV);
+  EXPECT_EQ(csv.dataset().rows(), 2);
+  EXPECT_THAT(csv.dataset().columns(), ElementsAre("text", "label", "source"));
+  EXPECT_EQ(csv.sha256(), csv.entries(0).sha256());
+  ASSERT_OK_AND_ASSIGN(
+      v1::File jsonl,
+      Upload(v1::FILE_KIND_DATASET,
+             {{"v.jsonl", "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\"}\n"}}));
+  EXPECT_EQ(jsonl.dataset().format(), v1::JSONL);
+  EXPECT_EQ(jsonl.dataset().rows(), 2);
+  EXPECT_THAT(jsonl.dataset().columns(), ElementsAre("label", "text"));
+  // A job finds it where the store keeps it.
+  ASSERT_OK_AND_ASSIGN(FileManager::Resolved resolved,
+                       manager_->Resolve("train_dataset.file_id", csv.id(), v1::FILE_KIND_DATASET));
+  EXPECT_EQ(*ReadFile(resolved.path), "text,label,source\n\"a, b\",x,web\nc,y,web\n");
+  EXPECT_THAT(manager_->Resolve("base_model_file_id", csv.id(), v1::FILE_KIND_MODEL),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("base_model_file_id: file-1 is a dataset, not a model")));
+  EXPECT_THAT(manager_->Resolve("train_dataset.file_id", "file-99", v1::FILE_KIND_DATASET),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no uploaded file")));
+}
+
+TEST_F(FileManagerTest, AModelIsCheckedAndDescribedAndLoadsFromItsFolder) {
+  v1::UploadFileRequest::Header header = Header(v1::FILE_KIND_MODEL, Model());
+  header.set_display_name("tiny-bert");
+  ASSERT_OK_AND_ASSIGN(v1::File model, Upload(header, Concat(Model()), 1000));
+  EXPECT_EQ(model.model().model_type(), "bert");
+  EXPECT_EQ(model.model().layers(), 2);
+  EXPECT_EQ(model.model().hidden_size(), 32);
+  EXPECT_EQ(model.sha256().size(), 64u);
+  ASSERT_OK_AND_ASSIGN(FileManager::Resolved resolved,
+                       manager_->Resolve("base_model_file_id", model.id(), v1::FILE_KIND_MODEL));
+  EXPECT_TRUE(fs::is_regular_file(resolved.path + "/config.json"));
+  EXPECT_TRUE(fs::is_regular_file(resolved.path + "/model.safetensors"));
+}
+
+TEST_F(FileManagerTest, BadHeadersAreRefusedNamingTheField) {
+  struct Case {
+    v1::UploadFileRequest::Header header;
+    std::string error;
+  };
+  std::vector<Case> cases;
+  cases.push_back({Header(v1::FILE_KIND_UNSPECIFIED, {{"a.csv", "x"}}), "header.kind:"});
+  cases.push_back({Header(v1::FILE_KIND_DATASET, {}), "header.entries: is required"});
+  cases.push_back({Header(v1::FILE_KIND_DATASET, {{"a.csv", "x"}, {"b.csv", "y"}}),
+                   "header.entries: a dataset is one file"});
+  for (const char* name : {"../a.csv", "a/b.csv", ".hidden.csv", ""}) {
+    cases.push_back({Header(v1::FILE_KIND_DATASET, {{name, "x"}}), "header.entries[0].name:"});
+  }
+  cases.push_back({Header(v1::FILE_KIND_DATASET, {{"a.txt", "x"}}), "header.format:"});
+  cases.push_back({Header(v1::FILE_KIND_MODEL, {{"config.json", "{}"}, {"config.json", "{}"}}),
+                   "header.entries[1].name: \"config.json\" comes twice"});
+  cases.push_back({Header(v1::FILE_KIND_MODEL, {{"config.json", "{}"}, {"model.safetensors", ""}}),
+                   "header.entries: a model needs vocab.txt"});
+  cases.push_back(
+      {Header(v1::FILE_KIND_MODEL, {{"config.json", "{}"}, {"vocab.txt", "a"}}), "weights"});
+  Case bad_digest{Header(v1::FILE_KIND_DATASET, {{"a.csv", "x"}}), "header.entries[0].sha256:"};
+  bad_digest.header.mutable_entries(0)->set_sha256("ABC");
+  cases.push_back(bad_digest);
+  Case negative{Header(v1::FILE_KIND_DATASET, {{"a.csv", "x"}}), "header.entries[0].size:"};
+  negative.header.mutable_entries(0)->set_size(-1);
+  cases.push_back(negative);
+  for (const Case& c : cases) {
+    absl::StatusOr<std::unique_ptr<FileManager::Upload>> upload = manager_->BeginUpload(c.header);
+    EXPECT_THAT(upload, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.error)))
+        << c.header.DebugString();
+    if (!upload.ok()) EXPECT_EQ(ReasonOf(upload.status()), "INVALID_FIELD");
+  }
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, WrongBytesOrContentOrAnEarlyEndKeepNothingAndSayWhy) {
+  // A digest that does not match the bytes sent.
+  v1::UploadFileRequest::Header header = Header(v1::FILE_KIND_DATASET, {{"a.csv", "text\nx\n"}});
+  EXPECT_THAT(Upload(header, "text\ny\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("header.entries[0].sha256:")));
+  // More bytes than declared.
+  EXPECT_THAT(Upload(header, "text\nx\nmore"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk: more bytes")));
+  // An upload that ends early.
+  {
+    ASSERT_OK_AND_ASSIGN(auto upload, manager_->BeginUpload(header));
+    ASSERT_OK(upload->Write("tex"));
+    EXPECT_THAT(upload->Finish(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("ended after 3 of the 7 bytes")));
+  }
+  // Content that does not parse; the error names the entry, not its rows.
+  const std::string secret = "text,label\nthe secret row,x,extra\n";
+  absl::StatusOr<v1::File> ragged = Upload(v1::FILE_KIND_DATASET, {{"a.csv", secret}});
+  EXPECT_THAT(ragged, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("a.csv:2: expected 2 fields, got 3")));
+  EXPECT_THAT(std::string(ragged.status().message()), Not(HasSubstr("secret")));
+  EXPECT_THAT(Upload(v1::FILE_KIND_DATASET, {{"a.jsonl", "text,label\na,b\n"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is it CSV?")));
+  EXPECT_THAT(Upload(v1::FILE_KIND_DATASET, {{"a.csv", "text,label\n"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no rows")));
+  Files gpt = Model();
+  gpt[0].second = "{\"model_type\": \"gpt2\", \"num_hidden_layers\": 2}";
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, gpt),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_type \"gpt2\"")));
+  Files broken = Model();
+  broken[0].second = "{\"num_hidden_layers\": secret-value}";
+  absl::StatusOr<v1::File> not_json = Upload(v1::FILE_KIND_MODEL, broken);
+  EXPECT_THAT(not_json, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("model/config.json is not a JSON object")));
+  EXPECT_THAT(std::string(not_json.status().message()), Not(HasSubstr("secret")));
+  Files garbage = Model();
+  garbage[2].second = "not safetensors at all";
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, garbage),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("header.entries[2]: \"model.safetensors\" is not a safetensors")));
+  Files sharded = Model();
+  sharded[2] = {"model.safetensors.index.json",
+                "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\"}}"};
+  EXPECT_THAT(
+      Upload(v1::FILE_KIND_MODEL, sharded),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"model-00001-of-00002.safetensors\", which the upload does not")));
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, LimitsAreNamedErrorsAndUploadsUnderWayCount) {
+  MakeManager({nullptr, /*max_file_bytes=*/100, /*max_stored_bytes=*/150, /*max_files=*/3,
+               /*max_uploads=*/2});
+  const std::string rows = "text,label\n" + std::string(60, 'a') + ",b\n";  // 74 bytes
+  EXPECT_THAT(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"a.csv", rows + rows}})),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_file_mb")));
+  ASSERT_OK_AND_ASSIGN(auto first,
+                       manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"a.csv", rows}})));
+  ASSERT_OK_AND_ASSIGN(auto second,
+                       manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"b.csv", rows}})));
+  absl::StatusOr<std::unique_ptr<FileManager::Upload>> third =
+      manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"c.csv", "text,label\na,b\n"}}));
+  EXPECT_THAT(third, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_uploads")));
+  EXPECT_EQ(ReasonOf(third.status()), "TOO_MANY_UPLOADS");
+  second.reset();  // abandoned: its slot and its bytes are free again
+  ASSERT_OK(first->Write(rows));
+  ASSERT_OK(first->Finish().status());
+  first.reset();
+  // 74 stored + 77 declared > 150.
+  absl::StatusOr<std::unique_ptr<FileManager::Upload>> full =
+      manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"d.csv", rows + "xyz"}}));
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_files_mb")));
+  EXPECT_EQ(ReasonOf(full.status()), "STORAGE_FULL");
+  // The same bytes again take no space: they are stored once.
+  ASSERT_OK(Upload(v1::FILE_KIND_DATASET, {{"again.csv", rows}}).status());
+  ASSERT_OK(Upload(v1::FILE_KIND_DATASET, {{"e.csv", "text,label\na,b\n"}}).status());
+  absl::StatusOr<std::unique_ptr<FileManager::Upload>> many =
+      manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, {{"f.csv", "text,label\nc,d\n"}}));
+  EXPECT_EQ(ReasonOf(many.status()), "TOO_MANY_FILES");
+}
+
+TEST_F(FileManagerTest, AFilePinnedByAJobCannotBeDeletedUntilTheJobEnds) {
+  ASSERT_OK_AND_ASSIGN(v1::File a, Upload(v1::FILE_KIND_DATASET, {{"a.csv", "text,label\na,b\n"}}));
+  ASSERT_OK(manager_->Pin("submitting", {a.id()}));
+  manager_->MovePins("submitting", "job-4");
+  ASSERT_OK_AND_ASSIGN(v1::File got, manager_->Get(a.id()));
+  EXPECT_THAT(got.in_use_by(), ElementsAre("job-4"));
+  absl::StatusOr<v1::DeleteFileResponse> refused = manager_->Delete(a.id());
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("job-4")));
+  EXPECT_EQ(ReasonOf(refused.status()), "FILE_IN_USE");
+  manager_->Unpin("job-4");
+  ASSERT_OK_AND_ASSIGN(v1::DeleteFileResponse deleted, manager_->Delete(a.id()));
+  EXPECT_EQ(deleted.bytes_freed(), a.bytes());
+  EXPECT_THAT(manager_->Pin("job-5", {a.id()}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("was deleted")));
+  EXPECT_THAT(manager_->Delete(a.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("file-1")));
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, ListingIsNewestFirstInPagesAndByKind) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(
+        Upload(v1::FILE_KIND_DATASET, {{"d.csv", "text,label\nrow" + std::to_string(i) + ",b\n"}})
+            .status());
+  }
+  ASSERT_OK(Upload(v1::FILE_KIND_MODEL, Model()).status());
+  v1::ListFilesRequest request;
+  request.set_page_size(4);
+  ASSERT_OK_AND_ASSIGN(v1::ListFilesResponse page, manager_->List(request));
+  std::vector<std::string> ids;
+  for (const auto& f : page.files()) ids.push_back(f.id());
+  EXPECT_THAT(ids, ElementsAre("file-6", "file-5", "file-4", "file-3"));
+  request.set_page_token(page.next_page_token());
+  ASSERT_OK_AND_ASSIGN(page, manager_->List(request));
+  ids.clear();
+  for (const auto& f : page.files()) ids.push_back(f.id());
+  EXPECT_THAT(ids, ElementsAre("file-2", "file-1"));
+  EXPECT_THAT(page.next_page_token(), IsEmpty());
+  v1::ListFilesRequest models;
+  models.set_kind(v1::FILE_KIND_MODEL);
+  ASSERT_OK_AND_ASSIGN(page, manager_->List(models));
+  ASSERT_EQ(page.files_size(), 1);
+  EXPECT_EQ(page.files(0).id(), "file-6");
+  request.set_page_token("x");
+  EXPECT_THAT(manager_->List(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+}  // namespace
+}  // namespace ftd::core
