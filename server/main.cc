@@ -56,6 +56,13 @@ ABSL_FLAG(bool, preemption, false,
 ABSL_FLAG(int64_t, memory_limit_mb, 0,
           "memory a CPU job may use, in MiB: a job whose estimated need is larger is refused at "
           "submit (0: the machine's memory, or the container's limit where lower)");
+ABSL_FLAG(int64_t, max_file_mb, 4096,
+          "uploads: the largest file (a dataset, or one file of a model folder), in MiB");
+ABSL_FLAG(int64_t, max_files_mb, 102400,
+          "uploads: bytes kept in all, in MiB (content shared by files counted once; uploads "
+          "under way count at their size; 0: no limit)");
+ABSL_FLAG(int64_t, max_files, 10000, "uploads: files kept at most (0: no limit)");
+ABSL_FLAG(int, max_uploads, 8, "uploads under way at once");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -126,6 +133,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.memory_limit_bytes = absl::GetFlag(FLAGS_memory_limit_mb) << 20;
+  options.files.max_file_bytes = absl::GetFlag(FLAGS_max_file_mb) << 20;
+  options.files.max_stored_bytes = absl::GetFlag(FLAGS_max_files_mb) << 20;
+  options.files.max_files = absl::GetFlag(FLAGS_max_files);
+  options.files.max_uploads = std::max(1, absl::GetFlag(FLAGS_max_uploads));
   if (options.max_job_crashes < 0) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;

@@ -137,7 +137,164 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Chunks of a download.
+constexpr size_t kChunkBytes = 1 << 20;
+
+absl::Status RequireFileId(const std::string& file_id) {
+  if (file_id.empty()) return absl::InvalidArgumentError("file_id: is required");
+  return absl::OkStatus();
+}
+
+// Takes one upload stream: the header, then chunks, then the end, each
+// read handed to the file manager. Deletes itself in OnDone; the upload,
+// unless it was kept, is removed with it.
+class UploadReactor final : public grpc::ServerReadReactor<v1::UploadFileRequest> {
+ public:
+  UploadReactor(core::FileManager* files, v1::File* response) : files_(files), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client's end of the stream (or a broken one)
+      if (upload_ == nullptr) {
+        Done(absl::InvalidArgumentError("header: the stream ended before a header came"));
+        return;
+      }
+      absl::StatusOr<v1::File> file = upload_->Finish();
+      if (file.ok()) *response_ = *std::move(file);
+      Done(file.status());
+      return;
+    }
+    absl::Status status;
+    if (upload_ == nullptr) {
+      if (!request_.has_header()) {
+        status = absl::InvalidArgumentError("header: the first message must be the header");
+      } else {
+        absl::StatusOr<std::unique_ptr<core::FileManager::Upload>> upload =
+            files_->BeginUpload(std::move(*request_.mutable_header()));
+        if (upload.ok()) upload_ = *std::move(upload);
+        status = upload.status();
+      }
+    } else if (request_.has_header()) {
+      status = absl::InvalidArgumentError("header: came again; only the first message is one");
+    } else {
+      status = upload_->Write(request_.chunk());
+    }
+    if (!status.ok()) {
+      upload_.reset();  // nothing is kept
+      Done(status);
+      return;
+    }
+    request_.Clear();
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Done(const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(ToGrpcStatus(status));
+  }
+
+  core::FileManager* const files_;
+  v1::File* const response_;
+  v1::UploadFileRequest request_;
+  std::unique_ptr<core::FileManager::Upload> upload_;
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Streams a job's output: the header, then the bytes a chunk at a time
+// (one write in flight). Deletes itself in OnDone.
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadJobOutputResponse> {
+ public:
+  DownloadReactor(core::JobManager* manager, const v1::DownloadJobOutputRequest& request) {
+    absl::Status valid = RequireJobId(request.job_id());
+    absl::StatusOr<std::unique_ptr<core::OutputReader>> reader =
+        valid.ok() ? manager->OpenOutput(request.job_id(), request.artifact()) : valid;
+    if (!reader.ok()) {
+      Finish(ToGrpcStatus(reader.status()));
+      return;
+    }
+    reader_ = *std::move(reader);
+    auto* header = message_.mutable_header();
+    header->set_artifact(request.artifact().empty() ? "model" : request.artifact());
+    for (const v1::FileEntry& entry : reader_->entries()) *header->add_entries() = entry;
+    StartWrite(&message_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke"));
+      return;
+    }
+    absl::StatusOr<std::string> chunk = reader_->Next(kChunkBytes);
+    if (!chunk.ok()) {
+      Finish(ToGrpcStatus(chunk.status()));
+      return;
+    }
+    if (chunk->empty()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    message_.Clear();
+    message_.set_chunk(*std::move(chunk));
+    StartWrite(&message_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  std::unique_ptr<core::OutputReader> reader_;
+  v1::DownloadJobOutputResponse message_;
+};
+
+absl::Status NoFiles() { return absl::UnimplementedError("this daemon takes no uploaded files"); }
+
 }  // namespace
+
+grpc::ServerReadReactor<v1::UploadFileRequest>* FineTuningService::UploadFile(
+    grpc::CallbackServerContext* /*context*/, v1::File* response) {
+  if (files_ == nullptr) {
+    class Refuse final : public grpc::ServerReadReactor<v1::UploadFileRequest> {
+     public:
+      Refuse() { Finish(ToGrpcStatus(NoFiles())); }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse();
+  }
+  return new UploadReactor(files_, response);
+}
+
+grpc::ServerUnaryReactor* FineTuningService::GetFile(grpc::CallbackServerContext* context,
+                                                     const v1::GetFileRequest* request,
+                                                     v1::File* response) {
+  absl::Status valid = files_ == nullptr ? NoFiles() : RequireFileId(request->file_id());
+  return Reply(context, valid.ok() ? files_->Get(request->file_id()) : valid, response);
+}
+
+grpc::ServerUnaryReactor* FineTuningService::ListFiles(grpc::CallbackServerContext* context,
+                                                       const v1::ListFilesRequest* request,
+                                                       v1::ListFilesResponse* response) {
+  if (files_ == nullptr)
+    return Reply(context, absl::StatusOr<v1::ListFilesResponse>(NoFiles()), response);
+  return Reply(context, files_->List(*request), response);
+}
+
+grpc::ServerUnaryReactor* FineTuningService::DeleteFile(grpc::CallbackServerContext* context,
+                                                        const v1::DeleteFileRequest* request,
+                                                        v1::DeleteFileResponse* response) {
+  absl::Status valid = files_ == nullptr ? NoFiles() : RequireFileId(request->file_id());
+  return Reply(context, valid.ok() ? files_->Delete(request->file_id()) : valid, response);
+}
+
+grpc::ServerWriteReactor<v1::DownloadJobOutputResponse>* FineTuningService::DownloadJobOutput(
+    grpc::CallbackServerContext* /*context*/, const v1::DownloadJobOutputRequest* request) {
+  return new DownloadReactor(manager_, *request);
+}
 
 grpc::ServerUnaryReactor* FineTuningService::SubmitJob(grpc::CallbackServerContext* context,
                                                        const v1::JobSpec* request,

@@ -4,14 +4,17 @@
 #pragma once
 
 #include "ftd/v1/ftd.grpc.pb.h"
+#include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
 
 namespace ftd::api {
 
 class FineTuningService final : public v1::FineTuning::CallbackService {
  public:
-  // `manager` must outlive the service.
-  explicit FineTuningService(core::JobManager* manager) : manager_(manager) {}
+  // `manager` and `files` must outlive the service; `files` may be null
+  // (the file RPCs are then UNIMPLEMENTED).
+  FineTuningService(core::JobManager* manager, core::FileManager* files)
+      : manager_(manager), files_(files) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::JobSpec* request, v1::Job* response) override;
@@ -37,9 +40,22 @@ class FineTuningService final : public v1::FineTuning::CallbackService {
   grpc::ServerUnaryReactor* ClearJobCache(grpc::CallbackServerContext* context,
                                           const v1::ClearJobCacheRequest* request,
                                           v1::ClearJobCacheResponse* response) override;
+  grpc::ServerReadReactor<v1::UploadFileRequest>* UploadFile(grpc::CallbackServerContext* context,
+                                                             v1::File* response) override;
+  grpc::ServerUnaryReactor* GetFile(grpc::CallbackServerContext* context,
+                                    const v1::GetFileRequest* request, v1::File* response) override;
+  grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* context,
+                                      const v1::ListFilesRequest* request,
+                                      v1::ListFilesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteFile(grpc::CallbackServerContext* context,
+                                       const v1::DeleteFileRequest* request,
+                                       v1::DeleteFileResponse* response) override;
+  grpc::ServerWriteReactor<v1::DownloadJobOutputResponse>* DownloadJobOutput(
+      grpc::CallbackServerContext* context, const v1::DownloadJobOutputRequest* request) override;
 
  private:
   core::JobManager* const manager_;
+  core::FileManager* const files_;
 };
 
 }  // namespace ftd::api

@@ -387,6 +387,30 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   return ViewLocked(job);
 }
 
+absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::string& job_id,
+                                                                     const std::string& artifact) {
+  if (!artifact.empty() && artifact != "model" && artifact != "metrics") {
+    return InvalidField("artifact",
+                        absl::StrCat("must be \"model\" or \"metrics\", got \"", artifact, "\""));
+  }
+  ASSIGN_OR_RETURN(v1::Job job, Get(job_id));
+  if (job.state() != v1::SUCCEEDED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(job_id, " is ", v1::JobState_Name(job.state()),
+                     "; its output can be downloaded once it has SUCCEEDED"));
+  }
+  // From the daemon's own layout, not from a path in the record.
+  const std::string folder = (std::filesystem::path(options_.jobs_dir) / job_id).string();
+  absl::StatusOr<std::unique_ptr<OutputReader>> reader =
+      artifact == "metrics" ? OutputReader::Open(folder, "metrics.json")
+                            : OutputReader::Open(folder + "/model");
+  if (absl::IsNotFound(reader.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        job_id, " has no ", artifact.empty() ? "model" : artifact, " output (was it deleted?)"));
+  }
+  return reader;
+}
+
 absl::StatusOr<v1::Job> JobManager::GetLocked(const std::string& job_id) {
   auto it = active_.find(job_id);
   if (it != active_.end()) return ViewLocked(it->second.job);

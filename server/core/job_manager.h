@@ -30,6 +30,7 @@
 #include "server/core/job_observer.h"
 #include "server/core/job_projection.h"
 #include "server/core/job_spec_validator.h"
+#include "server/core/output_reader.h"
 #include "server/scheduler/scheduler.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -127,6 +128,13 @@ class JobManager {
                                                            std::function<void()> wake);
 
   v1::ServerInfo ServerInfo() const;
+
+  // A succeeded job's output, to download: "model" (its model's folder;
+  // the default) or "metrics" (metrics.json). Errors: INVALID_ARGUMENT for
+  // another artifact; NOT_FOUND for an unknown job or an artifact it does
+  // not have; FAILED_PRECONDITION until it has SUCCEEDED.
+  absl::StatusOr<std::unique_ptr<OutputReader>> OpenOutput(const std::string& job_id,
+                                                           const std::string& artifact);
 
   // The activation cache's size, cap and segments; with a job id, the job's
   // use and its segments. Errors: NOT_FOUND; UNAVAILABLE without a cache.

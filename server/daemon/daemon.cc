@@ -86,13 +86,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
   storage::Database::Options db_options;
   db_options.path = (data_dir / "db").string();
-  db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily};
+  db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily,
+                                storage::FileStore::kColumnFamily};
   db_options.column_family_options[storage::ActivationStore::kColumnFamily] =
       storage::ActivationStore::ColumnFamilyOptions(options.cache.tuning);
   ASSIGN_OR_RETURN(daemon->database_, storage::Database::Open(db_options));
   ASSIGN_OR_RETURN(daemon->store_, storage::RocksDbJobStore::Create(daemon->database_.get()));
   ASSIGN_OR_RETURN(daemon->activation_store_,
                    storage::ActivationStore::Open(daemon->database_.get(), options.cache));
+  ASSIGN_OR_RETURN(daemon->file_store_, storage::FileStore::Open({(data_dir / "files").string(),
+                                                                  daemon->database_.get()}));
+  options.files.store = daemon->file_store_.get();
+  daemon->files_ = std::make_unique<core::FileManager>(options.files);
   daemon->trainer_ = options.make_trainer(daemon->activation_store_.get());
 
   core::JobManager::Options manager_options;
@@ -101,6 +106,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.activation_store = daemon->activation_store_.get();
   daemon->metrics_observer_ = std::make_unique<metrics::MetricsObserver>(daemon->metrics_.get());
   manager_options.observer = daemon->metrics_observer_.get();
+  manager_options.files = daemon->files_.get();
   manager_options.metrics_address = daemon->metrics_address_;
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
@@ -113,7 +119,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.cpu_memory_bytes =
       options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
-  daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get());
+  daemon->service_ =
+      std::make_unique<api::FineTuningService>(daemon->manager_.get(), daemon->files_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -220,6 +227,8 @@ void Daemon::Shutdown() {
   server_.reset();
   service_.reset();
   manager_.reset();
+  files_.reset();
+  file_store_.reset();
   trainer_.reset();
   if (activation_store_ != nullptr) activation_store_->Flush().IgnoreError();
   activation_store_.reset();

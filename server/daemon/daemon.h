@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/api/fine_tuning_service.h"
+#include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_http_server.h"
@@ -21,6 +22,7 @@
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
 #include "storage/database.h"
+#include "storage/file_store.h"
 #include "storage/rocksdb_job_store.h"
 
 namespace ftd::daemon {
@@ -33,7 +35,8 @@ class Daemon {
     // When set, the bound address ("127.0.0.1:40123") is written here once
     // the server is ready.
     std::string address_file;
-    // Holds the database (<data_dir>/db) and job outputs (<data_dir>/jobs).
+    // Holds the database (<data_dir>/db), job outputs (<data_dir>/jobs) and
+    // uploaded files (<data_dir>/files).
     std::string data_dir = "ftd-data";
     // Folders models and datasets may come from; empty: the working directory.
     std::vector<std::string> data_roots;
@@ -61,6 +64,9 @@ class Daemon {
     int max_queued_jobs = 10000;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
+    // Uploaded files' limits (kept in <data_dir>/files; `store` is set by
+    // the daemon).
+    core::FileManager::Options files;
   };
 
   // Opens the database, recovers jobs and starts serving.
@@ -90,6 +96,8 @@ class Daemon {
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<storage::RocksDbJobStore> store_;
   std::unique_ptr<storage::ActivationStore> activation_store_;
+  std::unique_ptr<storage::FileStore> file_store_;
+  std::unique_ptr<core::FileManager> files_;
   std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
