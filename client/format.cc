@@ -382,4 +382,42 @@ std::string ToJson(const google::protobuf::Message& message, bool multiline) {
   return out;
 }
 
+std::string FormatFile(const v1::File& file, bool detail) {
+  std::string out =
+      absl::StrCat(file.id(), "  ", file.kind() == v1::FILE_KIND_MODEL ? "model" : "dataset", "  ",
+                   file.display_name(), "  ", FormatBytes(file.bytes()));
+  if (file.has_dataset()) {
+    absl::StrAppend(&out, "  ", v1::DatasetFormat_Name(file.dataset().format()), ", ",
+                    file.dataset().rows(), " rows, columns ",
+                    absl::StrJoin(file.dataset().columns(), ","));
+  } else if (file.has_model()) {
+    absl::StrAppend(&out, "  ", file.model().model_type(), ", ", file.model().layers(),
+                    " layers, hidden ", file.model().hidden_size(), ", ", file.model().parameters(),
+                    " parameters");
+  }
+  if (!file.in_use_by().empty()) {
+    absl::StrAppend(&out, "  in use by ", absl::StrJoin(file.in_use_by(), ","));
+  }
+  absl::StrAppend(&out, "\n");
+  if (detail) {
+    absl::StrAppend(&out, "  sha256 ", file.sha256(), "\n");
+    for (const v1::FileEntry& e : file.entries()) {
+      absl::StrAppend(&out, "  ", e.name(), "  ", FormatBytes(e.size()), "  ", e.sha256(), "\n");
+    }
+  }
+  return out;
+}
+
+std::string FormatFileTable(const v1::ListFilesResponse& response) {
+  std::string out;
+  for (const v1::File& file : response.files()) absl::StrAppend(&out, FormatFile(file, false));
+  if (response.files().empty()) absl::StrAppend(&out, "no files\n");
+  absl::StrAppend(&out, "stored ", FormatBytes(response.stored_bytes()));
+  if (response.capacity_bytes() > 0) {
+    absl::StrAppend(&out, " of ", FormatBytes(response.capacity_bytes()));
+  }
+  absl::StrAppend(&out, "\n");
+  return out;
+}
+
 }  // namespace ftd::client

@@ -31,6 +31,11 @@ std::string FormatCheckpoint(const v1::Checkpoint& checkpoint);
 std::string FormatCacheInfo(const v1::CacheInfo& info, bool job);
 std::string FormatClearedCache(const v1::ClearJobCacheResponse& response);
 // Proto JSON, snake_case field names (as job files use them).
+// A file: its id, kind, name, size and what it holds; with `detail`, its
+// entries too.
+std::string FormatFile(const v1::File& file, bool detail);
+std::string FormatFileTable(const v1::ListFilesResponse& response);
+
 std::string ToJson(const google::protobuf::Message& message, bool multiline);
 
 }  // namespace ftd::client

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/format.h"
+#include "client/transfer.h"
 
 namespace ftd::client {
 
@@ -236,6 +237,88 @@ int Ftctl::ClearCache(const std::string& job_id) {
   grpc::Status status = stub_->ClearJobCache(&context, request, &response);
   if (!status.ok()) return Fail(status);
   *options_.out << (options_.json ? ToJson(response, true) + "\n" : FormatClearedCache(response));
+  return kExitOk;
+}
+
+absl::StatusOr<std::string> Ftctl::UploadForSpec(const std::string& path,
+                                                 v1::DatasetFormat format) {
+  absl::StatusOr<v1::UploadFileRequest::Header> header = DescribeLocal(path, format, "");
+  if (!header.ok()) return header.status();
+  v1::File file;
+  grpc::Status status = client::Upload(stub_, path, *header, &file);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat(path, ": ", status.error_message()));
+  }
+  *options_.err << "ftctl: uploaded " << path << " as " << file.id() << "\n";
+  return file.id();
+}
+
+int Ftctl::Upload(const std::string& path, v1::DatasetFormat format, const std::string& name) {
+  absl::StatusOr<v1::UploadFileRequest::Header> header = DescribeLocal(path, format, name);
+  if (!header.ok()) {
+    *options_.err << "ftctl: " << header.status().message() << "\n";
+    return kExitUsage;
+  }
+  v1::File file;
+  grpc::Status status = client::Upload(stub_, path, *header, &file);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(file, false) + "\n" : FormatFile(file, false));
+  return kExitOk;
+}
+
+int Ftctl::Files(const std::string& file_id, v1::FileKind kind) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  if (!file_id.empty()) {
+    v1::GetFileRequest request;
+    request.set_file_id(file_id);
+    v1::File file;
+    grpc::Status status = stub_->GetFile(&context, request, &file);
+    if (!status.ok()) return Fail(status);
+    *options_.out << (options_.json ? ToJson(file, true) + "\n" : FormatFile(file, true));
+    return kExitOk;
+  }
+  v1::ListFilesRequest request;
+  request.set_page_size(1000);
+  request.set_kind(kind);
+  v1::ListFilesResponse response;
+  grpc::Status status = stub_->ListFiles(&context, request, &response);
+  if (!status.ok()) return Fail(status);
+  *options_.out << (options_.json ? ToJson(response, true) + "\n" : FormatFileTable(response));
+  return kExitOk;
+}
+
+int Ftctl::DeleteFile(const std::string& file_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::DeleteFileRequest request;
+  request.set_file_id(file_id);
+  v1::DeleteFileResponse response;
+  grpc::Status status = stub_->DeleteFile(&context, request, &response);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    *options_.out << ToJson(response, false) << "\n";
+  } else {
+    *options_.out << "deleted " << file_id << " (" << FormatBytes(response.bytes_freed())
+                  << " freed)\n";
+  }
+  return kExitOk;
+}
+
+int Ftctl::Download(const std::string& job_id, const std::string& dest,
+                    const std::string& artifact) {
+  v1::DownloadJobOutputResponse::Header header;
+  grpc::Status status = client::Download(stub_, job_id, artifact, dest, &header);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    *options_.out << ToJson(header, false) << "\n";
+  } else {
+    int64_t bytes = 0;
+    for (const v1::FileEntry& e : header.entries()) bytes += e.size();
+    *options_.out << "downloaded " << job_id << " " << header.artifact() << " to " << dest << " ("
+                  << header.entries_size() << " files, " << FormatBytes(bytes) << ")\n";
+  }
   return kExitOk;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "ftd/v1/ftd.grpc.pb.h"
 
 namespace ftd::client {
@@ -47,6 +48,16 @@ class Ftctl {
   // The activation cache; with a job id, that job's use of it.
   int Cache(const std::string& job_id);
   int ClearCache(const std::string& job_id);
+
+  // Uploads a dataset file or a model folder and prints the file.
+  int Upload(const std::string& path, v1::DatasetFormat format, const std::string& name);
+  // Uploads `path` for a job spec: its id, with a line on `err` saying so.
+  absl::StatusOr<std::string> UploadForSpec(const std::string& path, v1::DatasetFormat format);
+  // One file, or (with an empty id) every file, newest first.
+  int Files(const std::string& file_id, v1::FileKind kind);
+  int DeleteFile(const std::string& file_id);
+  // Writes the job's artifact ("model" or "metrics") into folder `dest`.
+  int Download(const std::string& job_id, const std::string& dest, const std::string& artifact);
 
  private:
   // Prints "ftctl: CODE: message" and returns kExitError.

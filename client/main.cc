@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -28,9 +30,20 @@ ABSL_FLAG(int, timeout, 30, "seconds to wait for a reply (not for watch)");
 
 // submit: a job file and/or flags; flags override the file.
 ABSL_FLAG(std::string, file, "", "submit: a YAML or JSON job file");
-ABSL_FLAG(std::string, model, "", "submit: folder of the base model (Hugging Face checkpoint)");
-ABSL_FLAG(std::string, train, "", "submit: training dataset (.csv or .jsonl)");
-ABSL_FLAG(std::string, validation, "", "submit: validation dataset (.csv or .jsonl)");
+ABSL_FLAG(std::string, model, "",
+          "submit: folder of the base model (Hugging Face checkpoint), or an uploaded model's id");
+ABSL_FLAG(std::string, train, "",
+          "submit: training dataset (.csv or .jsonl), or an uploaded dataset's id");
+ABSL_FLAG(std::string, validation, "",
+          "submit: validation dataset (.csv or .jsonl), or an uploaded dataset's id");
+ABSL_FLAG(bool, upload, true,
+          "submit: upload --model, --train and --validation from this machine first (false: "
+          "they are paths on the daemon's machine, inside its data roots)");
+ABSL_FLAG(std::string, format, "",
+          "upload: a dataset's format, csv or jsonl (default: from its name)");
+ABSL_FLAG(std::string, kind, "", "files: only datasets or models");
+ABSL_FLAG(std::string, artifact, "model",
+          "download: model (the fine-tuned model's folder) or metrics");
 ABSL_FLAG(std::string, text_column, "", "submit: text column (default text)");
 ABSL_FLAG(std::string, label_column, "", "submit: label column (default label)");
 ABSL_FLAG(std::optional<int>, epochs, std::nullopt, "submit: epochs (default 3)");
@@ -57,7 +70,7 @@ ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activa
 ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
 ABSL_FLAG(std::optional<int>, priority, std::nullopt, "submit: priority, higher runs first");
-ABSL_FLAG(std::string, name, "", "submit: display name");
+ABSL_FLAG(std::string, name, "", "submit, upload: display name");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "submit, list: labels key=value,key=value");
 ABSL_FLAG(std::string, request_id, "", "submit: id that makes resubmission idempotent");
 ABSL_FLAG(bool, watch, false, "submit: watch the job after submitting it");
@@ -82,6 +95,12 @@ constexpr char kUsage[] =
     "  ftctl cache [JOB_ID]      the activation cache; with a job id, that job's use\n"
     "  ftctl cache clear JOB_ID  delete the job's cache segments no running job uses\n"
     "  ftctl health [SERVICE]    the gRPC health check; exit 0 when SERVING (for probes)\n"
+    "  ftctl upload FILE|DIR [--name=NAME] [--format=csv|jsonl]\n"
+    "                            a dataset file or a model folder; prints its file id\n"
+    "  ftctl files [FILE_ID] [--kind=dataset|model]\n"
+    "  ftctl files delete FILE_ID\n"
+    "  ftctl download JOB_ID DIR [--artifact=model|metrics]\n"
+    "                            a succeeded job's fine-tuned model (or metrics) into DIR\n"
     "Global: --address=HOST:PORT (or $FTD_ADDRESS), --json, --timeout=SECONDS";
 
 // The standard gRPC health check (grpc.health.v1.Health/Check), as
@@ -117,8 +136,22 @@ std::string Absolute(const std::string& path) {
   return std::filesystem::absolute(path, ec).lexically_normal().string();
 }
 
+bool IsFileId(const std::string& value) {
+  if (value.size() < 6 || value.compare(0, 5, "file-") != 0) return false;
+  for (size_t i = 5; i < value.size(); ++i) {
+    if (value[i] < '0' || value[i] > '9') return false;
+  }
+  return true;
+}
+
+// Local paths the submit flags name, to upload before submitting.
+struct LocalInputs {
+  std::string model, train, validation;
+};
+
 // The spec from the job file (if any) and the submit flags.
-absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& args) {
+absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& args,
+                                               LocalInputs* local) {
   std::string file = absl::GetFlag(FLAGS_file);
   if (file.empty() && args.size() > 2) file = args[2];
   ftd::v1::JobSpec spec;
@@ -127,23 +160,48 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     if (!parsed.ok()) return parsed.status();
     spec = *std::move(parsed);
   }
-  if (!absl::GetFlag(FLAGS_model).empty())
-    spec.set_base_model(Absolute(absl::GetFlag(FLAGS_model)));
-  if (!absl::GetFlag(FLAGS_train).empty()) {
-    spec.mutable_train_dataset()->set_path(Absolute(absl::GetFlag(FLAGS_train)));
+  const bool upload = absl::GetFlag(FLAGS_upload);
+  if (const std::string model = absl::GetFlag(FLAGS_model); !model.empty()) {
+    spec.clear_base_model();
+    spec.clear_base_model_file_id();
+    if (IsFileId(model)) {
+      spec.set_base_model_file_id(model);
+    } else if (upload) {
+      local->model = model;
+    } else {
+      spec.set_base_model(Absolute(model));
+    }
   }
-  if (!absl::GetFlag(FLAGS_validation).empty()) {
-    spec.mutable_validation_dataset()->set_path(Absolute(absl::GetFlag(FLAGS_validation)));
+  for (auto [flag, dataset, path] :
+       {std::tuple{absl::GetFlag(FLAGS_train), spec.mutable_train_dataset(), &local->train},
+        std::tuple{absl::GetFlag(FLAGS_validation), spec.mutable_validation_dataset(),
+                   &local->validation}}) {
+    if (flag.empty()) continue;
+    dataset->clear_path();
+    dataset->clear_file_id();
+    if (IsFileId(flag)) {
+      dataset->set_file_id(flag);
+    } else if (upload) {
+      *path = flag;
+    } else {
+      dataset->set_path(Absolute(flag));
+    }
   }
   for (ftd::v1::Dataset* d : {spec.mutable_train_dataset(), spec.mutable_validation_dataset()}) {
-    if (d->path().empty()) continue;
+    if (d->path().empty() && d->file_id().empty() &&
+        (d == spec.mutable_train_dataset() ? local->train : local->validation).empty()) {
+      continue;
+    }
     if (!absl::GetFlag(FLAGS_text_column).empty())
       d->set_text_column(absl::GetFlag(FLAGS_text_column));
     if (!absl::GetFlag(FLAGS_label_column).empty()) {
       d->set_label_column(absl::GetFlag(FLAGS_label_column));
     }
   }
-  if (spec.validation_dataset().path().empty()) spec.clear_validation_dataset();
+  if (spec.validation_dataset().path().empty() && spec.validation_dataset().file_id().empty() &&
+      local->validation.empty()) {
+    spec.clear_validation_dataset();
+  }
   auto* hp = spec.mutable_hyperparameters();
   if (auto v = absl::GetFlag(FLAGS_epochs)) hp->set_epochs(*v);
   if (auto v = absl::GetFlag(FLAGS_batch_size)) hp->set_batch_size(*v);
@@ -219,9 +277,59 @@ int main(int argc, char** argv) {
   };
 
   if (command == "submit") {
-    absl::StatusOr<ftd::v1::JobSpec> spec = SpecFromFlags(args);
+    LocalInputs local;
+    absl::StatusOr<ftd::v1::JobSpec> spec = SpecFromFlags(args, &local);
     if (!spec.ok()) return UsageError(std::string(spec.status().message()));
+    // Local files go up first; the same bytes are stored once however often.
+    for (auto [path, format, set] :
+         {std::tuple{local.model, ftd::v1::DATASET_FORMAT_UNSPECIFIED,
+                     std::function<void(const std::string&)>(
+                         [&](const std::string& id) { spec->set_base_model_file_id(id); })},
+          std::tuple{local.train, spec->train_dataset().format(),
+                     std::function<void(const std::string&)>([&](const std::string& id) {
+                       spec->mutable_train_dataset()->set_file_id(id);
+                     })},
+          std::tuple{local.validation, spec->validation_dataset().format(),
+                     std::function<void(const std::string&)>([&](const std::string& id) {
+                       spec->mutable_validation_dataset()->set_file_id(id);
+                     })}}) {
+      if (path.empty()) continue;
+      absl::StatusOr<std::string> id = ftctl.UploadForSpec(path, format);
+      if (!id.ok()) {
+        std::cerr << "ftctl: " << absl::StatusCodeToString(id.status().code()) << ": "
+                  << id.status().message() << "\n";
+        return ftd::client::kExitError;
+      }
+      set(*id);
+    }
     return ftctl.Submit(*spec, absl::GetFlag(FLAGS_watch));
+  }
+  if (command == "upload") {
+    if (args.size() < 3) return UsageError("upload needs a path: ftctl upload FILE|DIR");
+    ftd::v1::DatasetFormat format = ftd::v1::DATASET_FORMAT_UNSPECIFIED;
+    if (const std::string f = absl::GetFlag(FLAGS_format); !f.empty()) {
+      if (f != "csv" && f != "jsonl") return UsageError("--format: must be csv or jsonl");
+      format = f == "csv" ? ftd::v1::CSV : ftd::v1::JSONL;
+    }
+    return ftctl.Upload(args[2], format, absl::GetFlag(FLAGS_name));
+  }
+  if (command == "files") {
+    if (args.size() > 2 && args[2] == "delete") {
+      if (args.size() < 4)
+        return UsageError("files delete needs a file id: ftctl files delete FILE_ID");
+      return ftctl.DeleteFile(args[3]);
+    }
+    ftd::v1::FileKind kind = ftd::v1::FILE_KIND_UNSPECIFIED;
+    if (const std::string k = absl::GetFlag(FLAGS_kind); !k.empty()) {
+      if (k != "dataset" && k != "model") return UsageError("--kind: must be dataset or model");
+      kind = k == "model" ? ftd::v1::FILE_KIND_MODEL : ftd::v1::FILE_KIND_DATASET;
+    }
+    return ftctl.Files(args.size() > 2 ? args[2] : "", kind);
+  }
+  if (command == "download") {
+    if (args.size() < 4)
+      return UsageError("download needs a job id and a folder: ftctl download JOB_ID DIR");
+    return ftctl.Download(args[2], args[3], absl::GetFlag(FLAGS_artifact));
   }
   if (command == "get") return job_id().empty() ? needs_job(command) : ftctl.Get(job_id());
   if (command == "cancel") return job_id().empty() ? needs_job(command) : ftctl.Cancel(job_id());

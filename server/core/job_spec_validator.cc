@@ -363,19 +363,30 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
 
   // Last, as it reads the datasets whole: what the job would find wrong
   // when it starts, found now.
+  // An uploaded dataset is named by its id and name, not by where the
+  // daemon keeps it.
+  auto shown = [](const v1::Dataset& dataset, absl::Status status) {
+    std::string message(status.message());
+    if (!dataset.file_id().empty() && absl::StartsWith(message, dataset.path())) {
+      message = absl::StrCat(dataset.file_id(), " (",
+                             std::filesystem::path(dataset.path()).filename().string(), ")",
+                             message.substr(dataset.path().size()));
+    }
+    return message;
+  };
   absl::StatusOr<std::shared_ptr<const DatasetSummary>> train =
       datasets_.Read(spec->train_dataset());
-  if (!train.ok()) return Invalid("train_dataset", std::string(train.status().message()));
+  if (!train.ok()) return Invalid("train_dataset", shown(spec->train_dataset(), train.status()));
   if (spec->has_validation_dataset()) {
     absl::StatusOr<std::shared_ptr<const DatasetSummary>> validation =
         datasets_.Read(spec->validation_dataset());
     if (!validation.ok()) {
-      return Invalid("validation_dataset", std::string(validation.status().message()));
+      return Invalid("validation_dataset", shown(spec->validation_dataset(), validation.status()));
     }
     if (absl::Status s =
             DatasetChecker::CheckLabels(spec->validation_dataset().path(), **validation, **train);
         !s.ok()) {
-      return Invalid("validation_dataset", std::string(s.message()));
+      return Invalid("validation_dataset", shown(spec->validation_dataset(), s));
     }
   }
   return absl::OkStatus();
