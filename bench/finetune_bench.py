@@ -247,7 +247,7 @@ def run_ftd(args, name, seed, train, valid):
     work = tempfile.mkdtemp(prefix="ftd-bench-", dir=args.work)
     daemon = Daemon(args, work)
     try:
-        submit = ["submit", f"--model={args.model}", f"--train={train}", f"--validation={valid}",
+        submit = ["submit", "--upload=false", f"--model={args.model}", f"--train={train}", f"--validation={valid}",
                   f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
                   f"--learning_rate={args.lr}", f"--max_seq_length={args.max_length}",
                   f"--seed={seed}", f"--freeze={freeze}", "--device=cpu", f"--name={name}",

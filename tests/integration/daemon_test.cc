@@ -58,8 +58,8 @@ class DaemonTest : public ::testing::Test {
   }
 
   std::vector<std::string> SubmitArgs(const std::string& name) {
-    return {"submit", "--model=" + dir_.Sub("data/model"), "--train=" + dir_.Sub("data/train.csv"),
-            "--name=" + name};
+    return {"submit", "--upload=false", "--model=" + dir_.Sub("data/model"),
+            "--train=" + dir_.Sub("data/train.csv"), "--name=" + name};
   }
 
   // The job ids of `ftctl list` output, in order.
@@ -247,7 +247,7 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
   auto daemon = StartDaemon(/*cpu_slots=*/1);
   const auto start = std::chrono::steady_clock::now();
   CommandResult r =
-      daemon->Ftctl({"submit", "--model=" + dir_.Sub("data/tiny"),
+      daemon->Ftctl({"submit", "--upload=false", "--model=" + dir_.Sub("data/tiny"),
                      "--train=" + dir_.Sub("data/sentiment-train.csv"),
                      "--validation=" + dir_.Sub("data/sentiment-valid.csv"), "--epochs=8",
                      "--batch_size=16", "--learning_rate=0.003", "--warmup_ratio=0.1",
@@ -271,10 +271,10 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
 
   // Its output is a base model the daemon accepts; fine-tune it further with
   // AutoFreeze and watch the decisions.
-  CommandResult again = daemon->Ftctl({"submit", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
-                                       "--train=" + dir_.Sub("data/sentiment-train.csv"),
-                                       "--epochs=2", "--batch_size=16", "--max_seq_length=16",
-                                       "--freeze=autofreeze:50:4", "--watch"});
+  CommandResult again = daemon->Ftctl(
+      {"submit", "--upload=false", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
+       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=2", "--batch_size=16",
+       "--max_seq_length=16", "--freeze=autofreeze:50:4", "--watch"});
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_THAT(again.out,
               AllOf(HasSubstr("autofreeze at step 4 (epoch 1): gradient baseline recorded"),
@@ -405,6 +405,7 @@ class CacheTest : public DaemonTest {
 
   std::vector<std::string> CachedJob() {
     return {"submit",
+            "--upload=false",
             "--model=" + dir_.Sub("data/tiny"),
             "--train=" + dir_.Sub("data/sentiment-train.csv"),
             "--validation=" + dir_.Sub("data/sentiment-valid.csv"),

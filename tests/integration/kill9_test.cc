@@ -88,6 +88,7 @@ class Kill9Test : public ::testing::Test {
 
   std::vector<std::string> Submit(const std::string& request_id, int epochs) {
     return {"submit",
+            "--upload=false",
             "--model=" + dir_.Sub("data/tiny"),
             "--train=" + dir_.Sub("data/train.csv"),
             "--validation=" + dir_.Sub("data/valid.csv"),

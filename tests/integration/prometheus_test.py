@@ -215,7 +215,7 @@ def run(args, tmp, processes, prometheus, promtool):
 
     # A small job: static freezing of 2 layers with the activation cache, so
     # that the second epoch reads what the first wrote; and a failing request.
-    submitted = ftctl("submit", "--name=metrics", f"--model={examples}/models/bert-mini-6l-256h",
+    submitted = ftctl("submit", "--upload=false", "--name=metrics", f"--model={examples}/models/bert-mini-6l-256h",
                       f"--train={tmp}/train.csv", f"--validation={tmp}/validation.csv",
                       "--epochs=2", "--batch_size=16", "--max_seq_length=32", "--freeze=static:2",
                       "--cache=true").stdout
