@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -187,11 +188,9 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
       dataset->set_path(Absolute(flag));
     }
   }
-  for (ftd::v1::Dataset* d : {spec.mutable_train_dataset(), spec.mutable_validation_dataset()}) {
-    if (d->path().empty() && d->file_id().empty() &&
-        (d == spec.mutable_train_dataset() ? local->train : local->validation).empty()) {
-      continue;
-    }
+  for (auto [d, local_path] : {std::pair{spec.mutable_train_dataset(), &local->train},
+                               std::pair{spec.mutable_validation_dataset(), &local->validation}}) {
+    if (d->path().empty() && d->file_id().empty() && local_path->empty()) continue;
     if (!absl::GetFlag(FLAGS_text_column).empty())
       d->set_text_column(absl::GetFlag(FLAGS_text_column));
     if (!absl::GetFlag(FLAGS_label_column).empty()) {
@@ -281,26 +280,26 @@ int main(int argc, char** argv) {
     absl::StatusOr<ftd::v1::JobSpec> spec = SpecFromFlags(args, &local);
     if (!spec.ok()) return UsageError(std::string(spec.status().message()));
     // Local files go up first; the same bytes are stored once however often.
-    for (auto [path, format, set] :
-         {std::tuple{local.model, ftd::v1::DATASET_FORMAT_UNSPECIFIED,
-                     std::function<void(const std::string&)>(
-                         [&](const std::string& id) { spec->set_base_model_file_id(id); })},
-          std::tuple{local.train, spec->train_dataset().format(),
-                     std::function<void(const std::string&)>([&](const std::string& id) {
-                       spec->mutable_train_dataset()->set_file_id(id);
-                     })},
-          std::tuple{local.validation, spec->validation_dataset().format(),
-                     std::function<void(const std::string&)>([&](const std::string& id) {
-                       spec->mutable_validation_dataset()->set_file_id(id);
-                     })}}) {
-      if (path.empty()) continue;
-      absl::StatusOr<std::string> id = ftctl.UploadForSpec(path, format);
-      if (!id.ok()) {
-        std::cerr << "ftctl: " << absl::StatusCodeToString(id.status().code()) << ": "
-                  << id.status().message() << "\n";
-        return ftd::client::kExitError;
+    auto upload = [&](const std::string& path, ftd::v1::DatasetFormat format, std::string* id) {
+      if (path.empty()) return true;
+      absl::StatusOr<std::string> uploaded = ftctl.UploadForSpec(path, format);
+      if (!uploaded.ok()) {
+        std::cerr << "ftctl: " << absl::StatusCodeToString(uploaded.status().code()) << ": "
+                  << uploaded.status().message() << "\n";
+        return false;
       }
-      set(*id);
+      *id = *std::move(uploaded);
+      return true;
+    };
+    // (SpecFromFlags made the datasets a local path fills.)
+    if (!upload(local.model, ftd::v1::DATASET_FORMAT_UNSPECIFIED,
+                spec->mutable_base_model_file_id()) ||
+        (!local.train.empty() && !upload(local.train, spec->train_dataset().format(),
+                                         spec->mutable_train_dataset()->mutable_file_id())) ||
+        (!local.validation.empty() &&
+         !upload(local.validation, spec->validation_dataset().format(),
+                 spec->mutable_validation_dataset()->mutable_file_id()))) {
+      return ftd::client::kExitError;
     }
     return ftctl.Submit(*spec, absl::GetFlag(FLAGS_watch));
   }

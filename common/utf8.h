@@ -1,4 +1,5 @@
-// UTF-8 decoding, shared by the tokenizer and the dataset readers.
+// UTF-8 decoding, shared by the tokenizer and the dataset readers, and a
+// check of names for control characters.
 #pragma once
 
 #include <string>
@@ -12,5 +13,9 @@ std::u32string DecodeUtf8(std::string_view s);
 
 // The offset of the first malformed byte, or std::string_view::npos.
 size_t FirstInvalidUtf8(std::string_view s);
+
+// True when `s` has no ASCII control character (below 0x20, or DEL): a name
+// or label that prints on one line.
+bool Printable(std::string_view s);
 
 }  // namespace ftd

@@ -39,7 +39,7 @@ absl::Status MakeDir(const std::string& path) {
   return absl::OkStatus();
 }
 
-// Links `from` to `to`; EEXIST is not an error when `to` is a regular file.
+// A hard link `to` of `from`.
 absl::Status Link(const std::string& from, const std::string& to) {
   if (::link(from.c_str(), to.c_str()) == 0) return absl::OkStatus();
   return IoError(errno, absl::StrCat("cannot link ", to));

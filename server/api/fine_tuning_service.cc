@@ -252,42 +252,30 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadJobOut
   v1::DownloadJobOutputResponse message_;
 };
 
-absl::Status NoFiles() { return absl::UnimplementedError("this daemon takes no uploaded files"); }
-
 }  // namespace
 
 grpc::ServerReadReactor<v1::UploadFileRequest>* FineTuningService::UploadFile(
     grpc::CallbackServerContext* /*context*/, v1::File* response) {
-  if (files_ == nullptr) {
-    class Refuse final : public grpc::ServerReadReactor<v1::UploadFileRequest> {
-     public:
-      Refuse() { Finish(ToGrpcStatus(NoFiles())); }
-      void OnDone() override { delete this; }
-    };
-    return new Refuse();
-  }
   return new UploadReactor(files_, response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetFile(grpc::CallbackServerContext* context,
                                                      const v1::GetFileRequest* request,
                                                      v1::File* response) {
-  absl::Status valid = files_ == nullptr ? NoFiles() : RequireFileId(request->file_id());
+  absl::Status valid = RequireFileId(request->file_id());
   return Reply(context, valid.ok() ? files_->Get(request->file_id()) : valid, response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::ListFiles(grpc::CallbackServerContext* context,
                                                        const v1::ListFilesRequest* request,
                                                        v1::ListFilesResponse* response) {
-  if (files_ == nullptr)
-    return Reply(context, absl::StatusOr<v1::ListFilesResponse>(NoFiles()), response);
   return Reply(context, files_->List(*request), response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::DeleteFile(grpc::CallbackServerContext* context,
                                                         const v1::DeleteFileRequest* request,
                                                         v1::DeleteFileResponse* response) {
-  absl::Status valid = files_ == nullptr ? NoFiles() : RequireFileId(request->file_id());
+  absl::Status valid = RequireFileId(request->file_id());
   return Reply(context, valid.ok() ? files_->Delete(request->file_id()) : valid, response);
 }
 

@@ -11,8 +11,7 @@ namespace ftd::api {
 
 class FineTuningService final : public v1::FineTuning::CallbackService {
  public:
-  // `manager` and `files` must outlive the service; `files` may be null
-  // (the file RPCs are then UNIMPLEMENTED).
+  // `manager` and `files` must outlive the service.
   FineTuningService(core::JobManager* manager, core::FileManager* files)
       : manager_(manager), files_(files) {}
 

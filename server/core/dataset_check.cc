@@ -26,13 +26,7 @@ absl::StatusOr<std::shared_ptr<const DatasetSummary>> DatasetChecker::Read(
     if (it != summaries_.end()) return it->second;
   }
   absl::StatusOr<training::TextDataset> dataset = training::ReadTextDataset(spec);
-  if (!dataset.ok()) {
-    std::string message(dataset.status().message());
-    if (spec.format() == v1::JSONL && absl::StrContains(message, ":1: not a JSON object")) {
-      absl::StrAppend(&message, " (is it CSV? name format CSV)");
-    }
-    return absl::InvalidArgumentError(message);
-  }
+  if (!dataset.ok()) return absl::InvalidArgumentError(dataset.status().message());
   auto summary = std::make_shared<DatasetSummary>();
   summary->rows = static_cast<int64_t>(dataset->texts.size());
   for (size_t i = 0; i < dataset->labels.size(); ++i) {

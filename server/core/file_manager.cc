@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/core/error_details.h"
@@ -49,13 +50,6 @@ bool ValidDigest(const std::string& hex) {
   if (hex.size() != 64) return false;
   for (char c : hex) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-bool Printable(const std::string& s) {
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) return false;
   }
   return true;
 }
@@ -143,13 +137,8 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
                                          : FormatFromName(name);
     absl::StatusOr<training::DatasetShape> shape =
         training::DescribeTextDataset(format, name, content);
-    if (!shape.ok()) {
-      std::string message(shape.status().message());
-      if (format == v1::JSONL && absl::StrContains(message, ":1: not a JSON object")) {
-        absl::StrAppend(&message, " (is it CSV? name format CSV)");
-      }
-      return InvalidField("header.entries[0]", message);
-    }
+    if (!shape.ok())
+      return InvalidField("header.entries[0]", std::string(shape.status().message()));
     v1::File::DatasetInfo* info = file->mutable_dataset();
     info->set_format(format);
     info->set_rows(shape->rows);

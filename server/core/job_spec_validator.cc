@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/core/error_details.h"
@@ -33,13 +34,6 @@ constexpr size_t kMaxRequestId = 128;
 
 absl::Status Invalid(const std::string& field, const std::string& reason) {
   return InvalidField(field, reason);
-}
-
-bool Printable(const std::string& s) {
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) return false;
-  }
-  return true;
 }
 
 bool ValidLabelKey(const std::string& key) {

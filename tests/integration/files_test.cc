@@ -166,9 +166,9 @@ TEST_F(FilesTest, BadOrInterruptedUploadsKeepNothingAndAFileInUseStays) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr("header.entries[0].sha256: the bytes sent"));
   }
-  {
-    // Half the bytes, then the client goes away.
-    entry->set_sha256(Sha256::Hex(content));
+  // Half the bytes, then the client goes away or ends the stream.
+  entry->set_sha256(Sha256::Hex(content));
+  auto half_upload = [&](bool cancel) {
     grpc::ClientContext context;
     v1::File file;
     auto writer = stub->UploadFile(&context, &file);
@@ -176,23 +176,17 @@ TEST_F(FilesTest, BadOrInterruptedUploadsKeepNothingAndAFileInUseStays) {
     v1::UploadFileRequest half;
     half.set_chunk(content.substr(0, content.size() / 2));
     writer->Write(half);
-    context.TryCancel();
-    EXPECT_FALSE(writer->Finish().ok());
-  }
-  {
-    // Half the bytes, then the end of the stream.
-    grpc::ClientContext context;
-    v1::File file;
-    auto writer = stub->UploadFile(&context, &file);
-    writer->Write(header);
-    v1::UploadFileRequest half;
-    half.set_chunk(content.substr(0, content.size() / 2));
-    writer->Write(half);
-    writer->WritesDone();
-    grpc::Status status = writer->Finish();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(status.error_message(), HasSubstr("nothing was kept"));
-  }
+    if (cancel) {
+      context.TryCancel();
+    } else {
+      writer->WritesDone();
+    }
+    return writer->Finish();
+  };
+  EXPECT_FALSE(half_upload(/*cancel=*/true).ok());
+  grpc::Status ended = half_upload(/*cancel=*/false);
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(ended.error_message(), HasSubstr("nothing was kept"));
   // The server drops a cancelled stream's upload when the call is done.
   for (int i = 0; i < 50 && !fs::is_empty(dir_.Sub("ftd-data/files/staging")); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -150,9 +151,27 @@ absl::StatusOr<std::string> JsonScalar(const google::protobuf::Value& v) {
   }
 }
 
-absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view text,
-                                      TextDataset dataset) {
-  const std::string& path = spec.path();
+// The text of a dataset file's bytes, without a UTF-8 byte-order mark.
+// Errors: an empty file, invalid UTF-8 (naming `name` and the line).
+absl::StatusOr<std::string_view> DatasetText(const std::string& name, std::string_view content) {
+  std::string_view text = content;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the file is empty"));
+  }
+  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return RowError(name, line, "not valid UTF-8");
+  }
+  return text;
+}
+
+// Calls `row` with each non-blank line's object (and its 1-based line), in
+// order, until it returns an error. Errors: a line that is not a JSON
+// object (on line 1, with a hint that the file may be CSV).
+absl::Status ForEachJsonObject(
+    const std::string& name, std::string_view text,
+    const std::function<absl::Status(int, const google::protobuf::Struct&)>& row_fn) {
   int line = 0;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -165,24 +184,38 @@ absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view 
     if (row.find_first_not_of(" \t") == std::string_view::npos) continue;
     google::protobuf::Struct object;
     if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
-      return RowError(path, line, "not a JSON object");
+      return RowError(
+          name, line,
+          line == 1 ? "not a JSON object (is it CSV? name format CSV)" : "not a JSON object");
     }
-    std::string values[2];
-    const std::string* keys[2] = {&spec.text_column(), &spec.label_column()};
-    for (int k = 0; k < 2; ++k) {
-      auto it = object.fields().find(*keys[k]);
-      if (it == object.fields().end())
-        return RowError(path, line, absl::StrCat("no key \"", *keys[k], "\""));
-      absl::StatusOr<std::string> v = JsonScalar(it->second);
-      if (!v.ok())
-        return RowError(path, line, absl::StrCat("\"", *keys[k], "\" is ", v.status().message()));
-      values[k] = *std::move(v);
-    }
-    if (values[1].empty()) return RowError(path, line, "the label is empty");
-    dataset.texts.push_back(std::move(values[0]));
-    dataset.labels.push_back(std::move(values[1]));
-    dataset.lines.push_back(line);
+    RETURN_IF_ERROR(row_fn(line, object));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view text,
+                                      TextDataset dataset) {
+  const std::string& path = spec.path();
+  RETURN_IF_ERROR(
+      ForEachJsonObject(path, text, [&](int line, const google::protobuf::Struct& object) {
+        std::string values[2];
+        const std::string* keys[2] = {&spec.text_column(), &spec.label_column()};
+        for (int k = 0; k < 2; ++k) {
+          auto it = object.fields().find(*keys[k]);
+          if (it == object.fields().end())
+            return RowError(path, line, absl::StrCat("no key \"", *keys[k], "\""));
+          absl::StatusOr<std::string> v = JsonScalar(it->second);
+          if (!v.ok())
+            return RowError(path, line,
+                            absl::StrCat("\"", *keys[k], "\" is ", v.status().message()));
+          values[k] = *std::move(v);
+        }
+        if (values[1].empty()) return RowError(path, line, "the label is empty");
+        dataset.texts.push_back(std::move(values[0]));
+        dataset.labels.push_back(std::move(values[1]));
+        dataset.lines.push_back(line);
+        return absl::OkStatus();
+      }));
   return dataset;
 }
 
@@ -198,15 +231,7 @@ absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
 }
 
 absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::string_view content) {
-  std::string_view text = content;
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte-order mark
-  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file is empty"));
-  }
-  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
-    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
-    return RowError(spec.path(), line, "not valid UTF-8");
-  }
+  ASSIGN_OR_RETURN(std::string_view text, DatasetText(spec.path(), content));
   TextDataset dataset;
   dataset.path = spec.path();
   dataset.fingerprint = Sha256::Hex(content);
@@ -221,35 +246,16 @@ absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::strin
 
 absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const std::string& name,
                                                  std::string_view content) {
-  std::string_view text = content;
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
-  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": the file is empty"));
-  }
-  if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
-    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
-    return RowError(name, line, "not valid UTF-8");
-  }
+  ASSIGN_OR_RETURN(std::string_view text, DatasetText(name, content));
   DatasetShape shape;
   if (format == v1::JSONL) {
-    int line = 0;
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t end = text.find('\n', pos);
-      if (end == std::string_view::npos) end = text.size();
-      std::string_view row = text.substr(pos, end - pos);
-      pos = end + 1;
-      ++line;
-      if (row.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      google::protobuf::Struct object;
-      if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
-        return RowError(name, line, "not a JSON object");
-      }
+    RETURN_IF_ERROR(ForEachJsonObject(name, text, [&](int, const google::protobuf::Struct& object) {
       if (shape.rows++ == 0) {
         for (const auto& [key, value] : object.fields()) shape.columns.push_back(key);
         std::sort(shape.columns.begin(), shape.columns.end());
       }
-    }
+      return absl::OkStatus();
+    }));
   } else {
     ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(name, text));
     if (records.empty()) return RowError(name, 1, "the file has no header row");
@@ -263,8 +269,9 @@ absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const
     }
     shape.rows = static_cast<int64_t>(records.size()) - 1;
   }
-  if (shape.rows == 0)
+  if (shape.rows == 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": the file has no rows"));
+  }
   return shape;
 }
 
