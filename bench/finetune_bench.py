@@ -263,7 +263,8 @@ def run_ftd(args, name, seed, train, valid):
         wall = time.time() - start
     finally:
         peak_rss = daemon.stop()
-    if job["state"] != "SUCCEEDED":
+    # (A daemon before the v1 renames says "SUCCEEDED".)
+    if job["state"] not in ("JOB_STATE_SUCCEEDED", "SUCCEEDED"):
         raise SystemExit(f"{name}: the job ended {job['state']}: {job.get('error')}\n"
                          f"{open(daemon.log_path).read()[-3000:]}")
     if not args.keep:
@@ -323,7 +324,7 @@ def summarize_ftd(name, seed, job, events, wall, peak_rss):
         "seconds_by_depth": {k[len("train_seconds_frozen_"):]: v for k, v in metrics.items()
                              if k.startswith("train_seconds_frozen_")},
         "cache": None if not job.get("spec", {}).get("activation_cache", {}).get("enabled") else {
-            "dtype": cache.get("dtype", ""),
+            "dtype": cache.get("dtype", "").removeprefix("DTYPE_"),
             "bytes": sum(int(s.get("bytes", 0)) for s in segments),
             "entries": sum(int(s.get("entries", 0)) for s in segments),
             "disabled_reason": cache.get("disabled_reason", ""),

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/enum_names.h"
 #include "common/time_util.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -20,7 +21,7 @@ std::string FormatTime(const google::protobuf::Timestamp& ts) {
 }
 
 std::string ProgressCell(const v1::Job& job) {
-  if (job.state() == v1::QUEUED) return absl::StrCat("queued #", job.queue_position());
+  if (job.state() == v1::JOB_STATE_QUEUED) return absl::StrCat("queued #", job.queue_position());
   const v1::Progress& p = job.progress();
   if (p.total_steps() <= 0) return "-";
   return absl::StrFormat("%d%% (epoch %d/%d)", static_cast<int>(100.0 * p.step() / p.total_steps()),
@@ -53,9 +54,9 @@ std::string PolicyName(const v1::FreezePolicy& policy) {
 
 std::string DeviceRequestName(const v1::DeviceRequest& request) {
   switch (request.kind()) {
-    case v1::DeviceRequest::CPU:
+    case v1::DeviceRequest::KIND_CPU:
       return "cpu";
-    case v1::DeviceRequest::CUDA:
+    case v1::DeviceRequest::KIND_CUDA:
       return absl::StrCat("cuda:", request.cuda_index());
     default:
       return "any";
@@ -64,9 +65,7 @@ std::string DeviceRequestName(const v1::DeviceRequest& request) {
 
 }  // namespace
 
-std::string StateName(v1::JobState state) {
-  return v1::JobState_IsValid(state) ? v1::JobState_Name(state) : "?";
-}
+std::string StateName(v1::JobState state) { return ShortName(state); }
 
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -118,7 +117,8 @@ std::string FormatJob(const v1::Job& job) {
   if (!spec.display_name().empty())
     absl::StrAppend(&out, "name:        ", spec.display_name(), "\n");
   absl::StrAppend(&out, "state:       ", StateName(job.state()));
-  if (job.state() == v1::QUEUED) absl::StrAppend(&out, " (position ", job.queue_position(), ")");
+  if (job.state() == v1::JOB_STATE_QUEUED)
+    absl::StrAppend(&out, " (position ", job.queue_position(), ")");
   absl::StrAppend(&out, "\n");
   if (!job.error().empty()) absl::StrAppend(&out, "error:       ", job.error(), "\n");
   absl::StrAppend(&out, "model:       ", spec.base_model(), "\n");
@@ -139,9 +139,10 @@ std::string FormatJob(const v1::Job& job) {
                           100 * job.freeze().trainable_parameter_fraction());
   }
   absl::StrAppend(&out, "cache:       ",
-                  !spec.activation_cache().enabled()                             ? "off"
-                  : spec.activation_cache().dtype() == v1::ActivationCache::FP32 ? "on (fp32)"
-                                                                                 : "on (bf16)");
+                  !spec.activation_cache().enabled() ? "off"
+                  : spec.activation_cache().dtype() == v1::ActivationCache::DTYPE_FP32
+                      ? "on (fp32)"
+                      : "on (bf16)");
   if (job.cache().enabled()) {
     int64_t bytes = 0;
     for (const v1::CacheSegment& s : job.cache().segments()) bytes += s.bytes();
@@ -200,10 +201,10 @@ std::string FormatEvent(const v1::JobEvent& event) {
   switch (event.kind_case()) {
     case v1::JobEvent::kStateChange: {
       const auto& c = event.state_change();
-      if (c.from() == v1::JOB_STATE_UNSPECIFIED) {
-        absl::StrAppend(&line, StateName(c.to()));
+      if (c.from_state() == v1::JOB_STATE_UNSPECIFIED) {
+        absl::StrAppend(&line, StateName(c.to_state()));
       } else {
-        absl::StrAppend(&line, StateName(c.from()), " -> ", StateName(c.to()));
+        absl::StrAppend(&line, StateName(c.from_state()), " -> ", StateName(c.to_state()));
       }
       if (!c.reason().empty()) absl::StrAppend(&line, ": ", c.reason());
       break;
@@ -268,9 +269,9 @@ std::string FormatEvent(const v1::JobEvent& event) {
     }
     case v1::JobEvent::kLog:
       absl::StrAppend(&line,
-                      event.log().level() == v1::JobEvent::Log::ERROR     ? "error: "
-                      : event.log().level() == v1::JobEvent::Log::WARNING ? "warning: "
-                                                                          : "",
+                      event.log().level() == v1::JobEvent::Log::LEVEL_ERROR     ? "error: "
+                      : event.log().level() == v1::JobEvent::Log::LEVEL_WARNING ? "warning: "
+                                                                                : "",
                       event.log().message());
       break;
     default:
@@ -329,7 +330,8 @@ std::string SegmentLine(const v1::CacheSegment& s) {
   return absl::StrFormat(
       "  %s/%s/%d  %d entries  %s  %s  last used %s%s\n", s.namespace_().substr(0, 16),
       s.dataset_fingerprint().substr(0, 12), s.layer(), s.entries(), FormatBytes(s.bytes()),
-      s.dtype() == v1::ActivationCache::FP32 ? "fp32" : "bf16", FormatTime(s.last_used_time()),
+      s.dtype() == v1::ActivationCache::DTYPE_FP32 ? "fp32" : "bf16",
+      FormatTime(s.last_used_time()),
       s.in_use_by().empty() ? "" : absl::StrCat("  in use by ", absl::StrJoin(s.in_use_by(), ",")));
 }
 
@@ -387,9 +389,8 @@ std::string FormatFile(const v1::File& file, bool detail) {
       absl::StrCat(file.id(), "  ", file.kind() == v1::FILE_KIND_MODEL ? "model" : "dataset", "  ",
                    file.display_name(), "  ", FormatBytes(file.bytes()));
   if (file.has_dataset()) {
-    absl::StrAppend(&out, "  ", v1::DatasetFormat_Name(file.dataset().format()), ", ",
-                    file.dataset().rows(), " rows, columns ",
-                    absl::StrJoin(file.dataset().columns(), ","));
+    absl::StrAppend(&out, "  ", ShortName(file.dataset().format()), ", ", file.dataset().rows(),
+                    " rows, columns ", absl::StrJoin(file.dataset().columns(), ","));
   } else if (file.has_model()) {
     absl::StrAppend(&out, "  ", file.model().model_type(), ", ", file.model().layers(),
                     " layers, hidden ", file.model().hidden_size(), ", ", file.model().parameters(),

@@ -60,11 +60,11 @@ void Ftctl::SetDeadline(grpc::ClientContext* context) const {
   context->set_deadline(std::chrono::system_clock::now() + options_.timeout);
 }
 
-int Ftctl::Submit(const v1::JobSpec& spec, bool watch) {
+int Ftctl::Submit(const v1::SubmitJobRequest& request, bool watch) {
   grpc::ClientContext context;
   SetDeadline(&context);
   v1::Job job;
-  grpc::Status status = stub_->SubmitJob(&context, spec, &job);
+  grpc::Status status = stub_->SubmitJob(&context, request, &job);
   if (!status.ok()) return Fail(status);
   if (options_.json) {
     *options_.out << ToJson(job, !watch) << "\n";
@@ -145,8 +145,8 @@ int Ftctl::Watch(const std::string& job_id) {
   bool progress_line_open = false;
   while (reader->Read(&event)) {
     if (event.has_state_change()) {
-      last_state = event.state_change().to();
-      if (last_state == v1::FAILED) error = event.state_change().reason();
+      last_state = event.state_change().to_state();
+      if (last_state == v1::JOB_STATE_FAILED) error = event.state_change().reason();
     }
     if (options_.json) {
       *options_.out << ToJson(event, false) << "\n";
@@ -164,12 +164,12 @@ int Ftctl::Watch(const std::string& job_id) {
   grpc::Status status = reader->Finish();
   if (!status.ok()) return Fail(status);
   switch (last_state) {
-    case v1::SUCCEEDED:
+    case v1::JOB_STATE_SUCCEEDED:
       return kExitOk;
-    case v1::CANCELLED:
+    case v1::JOB_STATE_CANCELLED:
       *options_.err << "ftctl: " << job_id << " was cancelled\n";
       return kExitCancelled;
-    case v1::FAILED:
+    case v1::JOB_STATE_FAILED:
       *options_.err << "ftctl: " << job_id << " failed: " << error << "\n";
       return kExitError;
     default:

@@ -34,7 +34,7 @@ class Ftctl {
   Ftctl(v1::FineTuning::StubInterface* stub, Options options) : stub_(stub), options_(options) {}
 
   // With `watch`, follows the job after submitting (exit code as Watch).
-  int Submit(const v1::JobSpec& spec, bool watch);
+  int Submit(const v1::SubmitJobRequest& request, bool watch);
   int Get(const std::string& job_id);
   // With `all`, follows next_page_token to the end.
   int List(const v1::ListJobsRequest& request, bool all);

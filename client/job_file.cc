@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
@@ -16,9 +17,54 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// YAML -> JSON text. Plain scalars that read as numbers, booleans or null
-// become those; quoted scalars stay strings.
-absl::Status ToJson(const YAML::Node& node, std::string* out) {
+// The proto type a YAML node is read as: a message's fields, a map's values
+// or an enum's names (nothing known: kept as written, the parser decides).
+struct NodeType {
+  const google::protobuf::Descriptor* message = nullptr;
+  const google::protobuf::FieldDescriptor* map_value = nullptr;
+  const google::protobuf::EnumDescriptor* enumeration = nullptr;
+};
+
+NodeType TypeOf(const google::protobuf::FieldDescriptor* field) {
+  NodeType type;
+  if (field == nullptr) return type;
+  if (field->is_map()) {
+    type.map_value = field->message_type()->map_value();
+  } else if (field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+    type.message = field->message_type();
+  } else if (field->type() == google::protobuf::FieldDescriptor::TYPE_ENUM) {
+    type.enumeration = field->enum_type();
+  }
+  return type;
+}
+
+const google::protobuf::FieldDescriptor* FindField(const google::protobuf::Descriptor* message,
+                                                   const std::string& key) {
+  if (message == nullptr) return nullptr;
+  const google::protobuf::FieldDescriptor* field = message->FindFieldByName(key);
+  return field != nullptr ? field : message->FindFieldByCamelcaseName(key);
+}
+
+// An enum value by its name in any case, or without its enum's prefix
+// ("csv" for DATASET_FORMAT_CSV, "bf16" for DTYPE_BF16); the text as written
+// when no single value matches.
+std::string EnumName(const google::protobuf::EnumDescriptor* enumeration, const std::string& v) {
+  const std::string upper = absl::AsciiStrToUpper(v);
+  if (enumeration->FindValueByName(upper) != nullptr) return upper;
+  const google::protobuf::EnumValueDescriptor* match = nullptr;
+  for (int i = 0; i < enumeration->value_count(); ++i) {
+    const std::string& name = enumeration->value(i)->name();
+    if (absl::EndsWith(name, absl::StrCat("_", upper))) {
+      if (match != nullptr) return v;
+      match = enumeration->value(i);
+    }
+  }
+  return match != nullptr ? match->name() : v;
+}
+
+// YAML -> JSON text, read as `type`. Plain scalars that read as numbers,
+// booleans or null become those; quoted scalars stay strings.
+absl::Status ToJson(const YAML::Node& node, const NodeType& type, std::string* out) {
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
@@ -26,6 +72,10 @@ absl::Status ToJson(const YAML::Node& node, std::string* out) {
       return absl::OkStatus();
     case YAML::NodeType::Scalar: {
       const std::string& v = node.Scalar();
+      if (type.enumeration != nullptr) {
+        AppendJsonString(EnumName(type.enumeration, v), out);
+        return absl::OkStatus();
+      }
       if (node.Tag() == "?") {  // plain, unquoted
         std::string lower = absl::AsciiStrToLower(v);
         double number;
@@ -51,7 +101,7 @@ absl::Status ToJson(const YAML::Node& node, std::string* out) {
       for (const YAML::Node& item : node) {
         if (!first) *out += ",";
         first = false;
-        RETURN_IF_ERROR(ToJson(item, out));
+        RETURN_IF_ERROR(ToJson(item, type, out));
       }
       *out += "]";
       return absl::OkStatus();
@@ -65,7 +115,10 @@ absl::Status ToJson(const YAML::Node& node, std::string* out) {
         if (!entry.first.IsScalar()) return absl::InvalidArgumentError("a key is not a string");
         AppendJsonString(entry.first.Scalar(), out);
         *out += ":";
-        RETURN_IF_ERROR(ToJson(entry.second, out));
+        const NodeType child = type.map_value != nullptr
+                                   ? TypeOf(type.map_value)
+                                   : TypeOf(FindField(type.message, entry.first.Scalar()));
+        RETURN_IF_ERROR(ToJson(entry.second, child, out));
       }
       *out += "}";
       return absl::OkStatus();
@@ -93,7 +146,9 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text, const std::str
     return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping of job fields"));
   }
   std::string json;
-  absl::Status converted = ToJson(root, &json);
+  NodeType spec_type;
+  spec_type.message = v1::JobSpec::descriptor();
+  absl::Status converted = ToJson(root, spec_type, &json);
   if (!converted.ok())
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", converted.message()));
   google::protobuf::util::JsonParseOptions options;

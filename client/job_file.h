@@ -1,6 +1,7 @@
 // Job files: a JobSpec written as YAML or JSON, with the field names of
 // protos/ftd/v1/ftd.proto (snake_case or lowerCamelCase) and enum values by
-// name in any case. See examples/demo-job.yaml.
+// name in any case, with or without their prefix (`format: csv` for
+// DATASET_FORMAT_CSV). See examples/demo-job.yaml.
 #pragma once
 
 #include <string>

@@ -81,6 +81,8 @@ ABSL_FLAG(std::vector<std::string>, state, {}, "list: only jobs in these states"
 ABSL_FLAG(int, page_size, 0, "list, events: page size");
 ABSL_FLAG(std::string, page_token, "", "list, events: the page to start at");
 ABSL_FLAG(bool, all, false, "list: every page");
+ABSL_FLAG(std::string, order_by, "",
+          "list: \"create_time desc\" (newest first, the default) or \"create_time\"");
 
 namespace {
 
@@ -229,8 +231,9 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
       return absl::InvalidArgumentError("--cache_dtype: must be bf16 or fp32, got \"" + dtype +
                                         "\"");
     }
-    spec.mutable_activation_cache()->set_dtype(dtype == "fp32" ? ftd::v1::ActivationCache::FP32
-                                                               : ftd::v1::ActivationCache::BF16);
+    spec.mutable_activation_cache()->set_dtype(dtype == "fp32"
+                                                   ? ftd::v1::ActivationCache::DTYPE_FP32
+                                                   : ftd::v1::ActivationCache::DTYPE_BF16);
   }
   if (!absl::GetFlag(FLAGS_device).empty()) {
     auto device = ftd::client::ParseDeviceRequest(absl::GetFlag(FLAGS_device));
@@ -241,8 +244,6 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   if (!absl::GetFlag(FLAGS_name).empty()) spec.set_display_name(absl::GetFlag(FLAGS_name));
   absl::Status labels = ftd::client::ParseLabels(absl::GetFlag(FLAGS_labels), &spec);
   if (!labels.ok()) return labels;
-  if (!absl::GetFlag(FLAGS_request_id).empty())
-    spec.set_request_id(absl::GetFlag(FLAGS_request_id));
   return spec;
 }
 
@@ -301,14 +302,17 @@ int main(int argc, char** argv) {
                  spec->mutable_validation_dataset()->mutable_file_id()))) {
       return ftd::client::kExitError;
     }
-    return ftctl.Submit(*spec, absl::GetFlag(FLAGS_watch));
+    ftd::v1::SubmitJobRequest request;
+    *request.mutable_spec() = *std::move(spec);
+    request.set_request_id(absl::GetFlag(FLAGS_request_id));
+    return ftctl.Submit(request, absl::GetFlag(FLAGS_watch));
   }
   if (command == "upload") {
     if (args.size() < 3) return UsageError("upload needs a path: ftctl upload FILE|DIR");
     ftd::v1::DatasetFormat format = ftd::v1::DATASET_FORMAT_UNSPECIFIED;
     if (const std::string f = absl::GetFlag(FLAGS_format); !f.empty()) {
       if (f != "csv" && f != "jsonl") return UsageError("--format: must be csv or jsonl");
-      format = f == "csv" ? ftd::v1::CSV : ftd::v1::JSONL;
+      format = f == "csv" ? ftd::v1::DATASET_FORMAT_CSV : ftd::v1::DATASET_FORMAT_JSONL;
     }
     return ftctl.Upload(args[2], format, absl::GetFlag(FLAGS_name));
   }
@@ -341,6 +345,7 @@ int main(int argc, char** argv) {
     ftd::v1::ListJobsRequest request;
     request.set_page_size(absl::GetFlag(FLAGS_page_size));
     request.set_page_token(absl::GetFlag(FLAGS_page_token));
+    request.set_order_by(absl::GetFlag(FLAGS_order_by));
     for (const std::string& s : absl::GetFlag(FLAGS_state)) {
       auto state = ftd::client::ParseJobState(s);
       if (!state.ok()) return UsageError(std::string(state.status().message()));

@@ -63,18 +63,18 @@ absl::StatusOr<v1::DeviceRequest> ParseDeviceRequest(const std::string& text) {
   std::string lower = absl::AsciiStrToLower(text);
   v1::DeviceRequest request;
   if (lower == "any" || lower.empty()) {
-    request.set_kind(v1::DeviceRequest::ANY);
+    request.set_kind(v1::DeviceRequest::KIND_UNSPECIFIED);
   } else if (lower == "cpu") {
-    request.set_kind(v1::DeviceRequest::CPU);
+    request.set_kind(v1::DeviceRequest::KIND_CPU);
   } else if (lower == "cuda" || lower == "gpu") {
-    request.set_kind(v1::DeviceRequest::CUDA);
+    request.set_kind(v1::DeviceRequest::KIND_CUDA);
   } else if (absl::StartsWith(lower, "cuda:")) {
     int index;
     if (!absl::SimpleAtoi(lower.substr(5), &index) || index < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--device=", text, ": the CUDA index must be a whole number >= 0"));
     }
-    request.set_kind(v1::DeviceRequest::CUDA);
+    request.set_kind(v1::DeviceRequest::KIND_CUDA);
     request.set_cuda_index(index);
   } else {
     return absl::InvalidArgumentError(
@@ -97,7 +97,9 @@ absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spe
 
 absl::StatusOr<v1::JobState> ParseJobState(const std::string& text) {
   v1::JobState state;
-  if (!v1::JobState_Parse(absl::AsciiStrToUpper(text), &state) ||
+  const std::string upper = absl::AsciiStrToUpper(text);
+  if ((!v1::JobState_Parse(upper, &state) &&
+       !v1::JobState_Parse(absl::StrCat("JOB_STATE_", upper), &state)) ||
       state == v1::JOB_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError(
         absl::StrCat("--state: unknown state \"", text,

@@ -20,6 +20,8 @@ struct JobFilter {
   std::vector<v1::JobState> states;
   // Jobs whose spec carries every one of these labels with these values.
   std::map<std::string, std::string> labels;
+  // Newest first (else oldest first).
+  bool newest_first = false;
 };
 
 struct JobPage {
@@ -41,7 +43,7 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // Gives `job` the next id, stores it with `first_event` (which becomes
-  // event 1) and, when the spec has a request_id, indexes it by that id. The
+  // event 1) and, when it has a request_id, indexes it by that id. The
   // write is synced before it returns: an acknowledged job survives a crash.
   // Returns the job with its id set.
   // Errors: UNAVAILABLE / DATA_LOSS / RESOURCE_EXHAUSTED from the storage.
@@ -63,9 +65,10 @@ class JobStore {
   // Errors: NOT_FOUND for an unknown job.
   virtual absl::StatusOr<v1::JobEvent> AppendEvent(v1::JobEvent event, const v1::Job* job) = 0;
 
-  // Jobs in submission order, starting after `page_token` (empty: from the
-  // first). page_size must be positive.
-  // Errors: INVALID_ARGUMENT for a token this store did not produce.
+  // Jobs in submission order (or its reverse, filter.newest_first),
+  // starting after `page_token` (empty: from the first). page_size must be
+  // positive. Errors: INVALID_ARGUMENT for a token this store did not
+  // produce, or that it produced for the other order.
   virtual absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
                                            const std::string& page_token) = 0;
 

@@ -1,6 +1,7 @@
 #include "storage/rocksdb_job_store.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -68,6 +69,24 @@ absl::Status ParseToken(const std::string& token, uint64_t* out) {
   return absl::OkStatus();
 }
 
+// A page of jobs continues after job `N` ("aN", oldest first) or before it
+// ("dN", newest first); the letter keeps a token to the order it was made
+// for.
+absl::Status ParseJobsToken(const std::string& token, bool newest_first, uint64_t* out) {
+  *out = 0;
+  if (token.empty()) return absl::OkStatus();
+  const char order = newest_first ? 'd' : 'a';
+  if (token[0] != order && (token[0] == 'a' || token[0] == 'd')) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token: \"", token, "\" was made for the other order; list with the same order_by"));
+  }
+  if (token[0] != order || !absl::SimpleAtoi(token.substr(1), out) || *out == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string RocksDbJobStore::JobId(uint64_t number) { return absl::StrCat("job-", number); }
@@ -112,10 +131,10 @@ absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent fir
   batch.Put(cf_, kNextJobKey, counter);
   batch.Put(cf_, JobKey(number), job.SerializeAsString());
   batch.Put(cf_, EventKey(number, 1), first_event.SerializeAsString());
-  if (!job.spec().request_id().empty()) {
+  if (!job.request_id().empty()) {
     std::string value;
     AppendBigEndian(&value, number);
-    batch.Put(cf_, RequestKey(job.spec().request_id()), value);
+    batch.Put(cf_, RequestKey(job.request_id()), value);
   }
   rocksdb::WriteOptions options;
   options.sync = true;
@@ -207,14 +226,19 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
 absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int page_size,
                                                   const std::string& page_token) {
   if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
-  uint64_t after = 0;
-  RETURN_IF_ERROR(ParseToken(page_token, &after));
+  uint64_t from = 0;
+  RETURN_IF_ERROR(ParseJobsToken(page_token, filter.newest_first, &from));
   JobPage page;
   std::unique_ptr<rocksdb::Iterator> iter(
       database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
   const std::string prefix(1, kJobPrefix);
-  for (iter->Seek(JobKey(after + 1)); iter->Valid() && iter->key().starts_with(prefix);
-       iter->Next()) {
+  if (filter.newest_first) {
+    iter->SeekForPrev(JobKey(from == 0 ? std::numeric_limits<uint64_t>::max() : from - 1));
+  } else {
+    iter->Seek(JobKey(from + 1));
+  }
+  for (; iter->Valid() && iter->key().starts_with(prefix);
+       filter.newest_first ? iter->Prev() : iter->Next()) {
     v1::Job job;
     if (!job.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()))) {
       page.unreadable.push_back(JobId(ReadBigEndian(iter->key().ToStringView().substr(1))));
@@ -223,7 +247,8 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
     if (!Matches(job, filter)) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {
       // A further match exists: the page ends at the last job taken.
-      page.next_page_token = absl::StrCat(ParseJobId(page.jobs.back().id()));
+      page.next_page_token =
+          absl::StrCat(filter.newest_first ? "d" : "a", ParseJobId(page.jobs.back().id()));
       break;
     }
     page.jobs.push_back(std::move(job));

@@ -285,9 +285,9 @@ grpc::ServerWriteReactor<v1::DownloadJobOutputResponse>* FineTuningService::Down
 }
 
 grpc::ServerUnaryReactor* FineTuningService::SubmitJob(grpc::CallbackServerContext* context,
-                                                       const v1::JobSpec* request,
+                                                       const v1::SubmitJobRequest* request,
                                                        v1::Job* response) {
-  return Reply(context, manager_->Submit(*request), response);
+  return Reply(context, manager_->Submit(request->spec(), request->request_id()), response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetJob(grpc::CallbackServerContext* context,

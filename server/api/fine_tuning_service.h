@@ -16,7 +16,8 @@ class FineTuningService final : public v1::FineTuning::CallbackService {
       : manager_(manager), files_(files) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
-                                      const v1::JobSpec* request, v1::Job* response) override;
+                                      const v1::SubmitJobRequest* request,
+                                      v1::Job* response) override;
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
                                    const v1::GetJobRequest* request, v1::Job* response) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,

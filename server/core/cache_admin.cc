@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/enum_names.h"
 #include "common/status_macros.h"
 
 namespace ftd::core {
@@ -44,9 +45,9 @@ absl::StatusOr<v1::CacheInfo> CacheAdmin::Info(const v1::Job* job) const {
 
 absl::StatusOr<v1::ClearJobCacheResponse> CacheAdmin::Clear(const v1::Job& job) const {
   RETURN_IF_ERROR(Check());
-  if (job.state() == v1::RUNNING || job.state() == v1::CANCELLING) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        job.id(), " is ", v1::JobState_Name(job.state()), "; cancel it or let it finish first"));
+  if (job.state() == v1::JOB_STATE_RUNNING || job.state() == v1::JOB_STATE_CANCELLING) {
+    return absl::FailedPreconditionError(absl::StrCat(job.id(), " is ", ShortName(job.state()),
+                                                      "; cancel it or let it finish first"));
   }
   std::vector<storage::SegmentKey> keys;
   for (const v1::CacheSegment& s : job.cache().segments()) {

@@ -61,8 +61,8 @@ absl::Status Exhausted(const std::string& reason, const std::string& message, in
 
 v1::DatasetFormat FormatFromName(const std::string& name) {
   const std::string ext = absl::AsciiStrToLower(fs::path(name).extension().string());
-  if (ext == ".csv") return v1::CSV;
-  if (ext == ".jsonl" || ext == ".ndjson") return v1::JSONL;
+  if (ext == ".csv") return v1::DATASET_FORMAT_CSV;
+  if (ext == ".jsonl" || ext == ".ndjson") return v1::DATASET_FORMAT_JSONL;
   return v1::DATASET_FORMAT_UNSPECIFIED;
 }
 
@@ -269,7 +269,8 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                             absl::StrCat("cannot tell the format of \"", header.entries(0).name(),
                                          "\" from its extension; name CSV or JSONL"));
       }
-    } else if (header.format() != v1::CSV && header.format() != v1::JSONL) {
+    } else if (header.format() != v1::DATASET_FORMAT_CSV &&
+               header.format() != v1::DATASET_FORMAT_JSONL) {
       return InvalidField("header.format", absl::StrCat("unknown value ", header.format()));
     }
   } else {

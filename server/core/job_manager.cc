@@ -4,10 +4,13 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/enum_names.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "common/utf8.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/core/error_details.h"
 #include "server/core/job_runner.h"
@@ -140,7 +143,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
 
   // Recovery: unfinished jobs, in submission order.
   storage::JobFilter unfinished;
-  unfinished.states = {v1::QUEUED, v1::RUNNING, v1::CANCELLING};
+  unfinished.states = {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING};
   std::string token;
   do {
     ASSIGN_OR_RETURN(storage::JobPage page,
@@ -158,8 +161,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       }
       ActiveJob& active = manager->active_[id];
       active.job = std::move(job);
-      if (active.job.state() == v1::RUNNING ||
-          (active.job.state() == v1::QUEUED && active.job.attempts() > 0)) {
+      if (active.job.state() == v1::JOB_STATE_RUNNING ||
+          (active.job.state() == v1::JOB_STATE_QUEUED && active.job.attempts() > 0)) {
         // Where it was when the daemon stopped: its last event (a progress
         // event while it trained, the requeue after a shutdown).
         ASSIGN_OR_RETURN(std::optional<v1::JobEvent> last, manager->options_.store->LastEvent(id));
@@ -173,7 +176,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
         }
       }
       switch (active.job.state()) {
-        case v1::RUNNING: {
+        case v1::JOB_STATE_RUNNING: {
           // A crash: counted, so that a job that crashes the daemon fails.
           v1::Job& job = active.job;
           const int64_t newest =
@@ -199,19 +202,20 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
               std::error_code ec;
               std::filesystem::remove_all(manager->CheckpointDir(id), ec);
             }
-            RETURN_IF_ERROR(manager->TransitionLocked(active, v1::FAILED, reason));
+            RETURN_IF_ERROR(manager->TransitionLocked(active, v1::JOB_STATE_FAILED, reason));
             break;
           }
           RETURN_IF_ERROR(manager->TransitionLocked(
-              active, v1::QUEUED,
+              active, v1::JOB_STATE_QUEUED,
               absl::StrCat("the daemon stopped while the job was running (", job.crashes(), " of ",
                            max, " stops in a row ", where, "); queued again")));
           manager->EnqueueLocked(manager->active_[id]);
           break;
         }
-        case v1::CANCELLING:
-          RETURN_IF_ERROR(manager->TransitionLocked(
-              active, v1::CANCELLED, "cancelled (the daemon stopped before the job did)"));
+        case v1::JOB_STATE_CANCELLING:
+          RETURN_IF_ERROR(
+              manager->TransitionLocked(active, v1::JOB_STATE_CANCELLED,
+                                        "cancelled (the daemon stopped before the job did)"));
           break;
         default:
           manager->EnqueueLocked(active);
@@ -243,7 +247,7 @@ void JobManager::QuarantineLocked(const std::string& job_id) {
   v1::JobEvent event;
   event.set_job_id(job_id);
   *event.mutable_time() = ToTimestamp(options_.now());
-  event.mutable_log()->set_level(v1::JobEvent::Log::ERROR);
+  event.mutable_log()->set_level(v1::JobEvent::Log::LEVEL_ERROR);
   event.mutable_log()->set_message(message);
   if (absl::StatusOr<v1::JobEvent> stored = options_.store->AppendEvent(event, nullptr);
       !stored.ok()) {
@@ -268,7 +272,8 @@ void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
 
 v1::Job JobManager::ViewLocked(const v1::Job& job) const {
   v1::Job view = job;
-  view.set_queue_position(job.state() == v1::QUEUED ? scheduler_->QueuePosition(job.id()) : 0);
+  view.set_queue_position(job.state() == v1::JOB_STATE_QUEUED ? scheduler_->QueuePosition(job.id())
+                                                              : 0);
   return view;
 }
 
@@ -292,8 +297,8 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
   event.set_job_id(active.job.id());
   *event.mutable_time() = ToTimestamp(options_.now());
   auto* state_change = event.mutable_state_change();
-  state_change->set_from(from);
-  state_change->set_to(to);
+  state_change->set_from_state(from);
+  state_change->set_to_state(to);
   state_change->set_reason(reason);
   // The change is made on a copy and kept only once it is stored: a failed
   // write leaves the job as it was, and the caller says so.
@@ -302,15 +307,14 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
   ApplyEvent(event, &next);
   absl::StatusOr<v1::JobEvent> stored = options_.store->AppendEvent(std::move(event), &next);
   if (!stored.ok()) {
-    Log(LogLevel::kError,
-        absl::StrCat(active.job.id(), ": cannot record ", v1::JobState_Name(from), " -> ",
-                     v1::JobState_Name(to), ": ", stored.status().ToString()));
+    Log(LogLevel::kError, absl::StrCat(active.job.id(), ": cannot record ", ShortName(from), " -> ",
+                                       ShortName(to), ": ", stored.status().ToString()));
     return stored.status();
   }
   active.job = std::move(next);
   events_.Publish(*stored);
-  Log(LogLevel::kInfo, absl::StrCat(active.job.id(), ": ", v1::JobState_Name(from), " -> ",
-                                    v1::JobState_Name(to), ": ", reason));
+  Log(LogLevel::kInfo,
+      absl::StrCat(active.job.id(), ": ", ShortName(from), " -> ", ShortName(to), ": ", reason));
   CountLocked(from, to);
   if (IsFinal(to)) {
     observer_->JobFinished(to);
@@ -322,7 +326,12 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& request_id) {
+  constexpr size_t kMaxRequestId = 128;
+  if (request_id.size() > kMaxRequestId || !Printable(request_id)) {
+    return InvalidField("request_id",
+                        absl::StrCat("must be at most ", kMaxRequestId, " printable characters"));
+  }
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return ShuttingDown();
@@ -332,15 +341,14 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
 
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return ShuttingDown();
-  if (!spec.request_id().empty()) {
-    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier,
-                     options_.store->FindByRequestId(spec.request_id()));
+  if (!request_id.empty()) {
+    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, options_.store->FindByRequestId(request_id));
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
-        return WithReason(absl::AlreadyExistsError(absl::StrCat("request_id: \"", spec.request_id(),
-                                                                "\" was used for ", earlier->id(),
-                                                                " with a different spec")),
-                          "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
+        return WithReason(
+            absl::AlreadyExistsError(absl::StrCat("request_id: \"", request_id, "\" was used for ",
+                                                  earlier->id(), " with a different spec")),
+            "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
       }
       return GetLocked(earlier->id());
     }
@@ -361,11 +369,12 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   }
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
-  job.set_state(v1::QUEUED);
+  job.set_request_id(request_id);
+  job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToTimestamp(options_.now());
   v1::JobEvent first;
   *first.mutable_time() = job.create_time();
-  first.mutable_state_change()->set_to(v1::QUEUED);
+  first.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
   first.mutable_state_change()->set_reason("submitted");
   absl::StatusOr<v1::Job> created = options_.store->CreateJob(std::move(job), std::move(first));
   if (options_.files != nullptr && !file_ids.empty()) {
@@ -381,7 +390,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec) {
   active_[job.id()].job = job;
   EnqueueLocked(active_[job.id()]);
   observer_->JobSubmitted();
-  CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::QUEUED);
+  CountLocked(v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_QUEUED);
   // The scheduler may already have handed the job to a thread; it waits for
   // mu_, so the job is still QUEUED here.
   return ViewLocked(job);
@@ -394,9 +403,9 @@ absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::
                         absl::StrCat("must be \"model\" or \"metrics\", got \"", artifact, "\""));
   }
   ASSIGN_OR_RETURN(v1::Job job, Get(job_id));
-  if (job.state() != v1::SUCCEEDED) {
+  if (job.state() != v1::JOB_STATE_SUCCEEDED) {
     return absl::FailedPreconditionError(
-        absl::StrCat(job_id, " is ", v1::JobState_Name(job.state()),
+        absl::StrCat(job_id, " is ", ShortName(job.state()),
                      "; its output can be downloaded once it has SUCCEEDED"));
   }
   // From the daemon's own layout, not from a path in the record.
@@ -432,6 +441,14 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
   filter.labels.insert(request.labels().begin(), request.labels().end());
+  const std::string order_by = std::string(absl::StripAsciiWhitespace(request.order_by()));
+  if (order_by.empty() || order_by == "create_time desc") {
+    filter.newest_first = true;
+  } else if (order_by != "create_time" && order_by != "create_time asc") {
+    return InvalidField("order_by", absl::StrCat("\"", Printable(order_by) ? order_by : "?",
+                                                 "\" is not an order; use \"create_time desc\" "
+                                                 "(newest first, the default) or \"create_time\""));
+  }
   // The scan runs outside the lock that every training step takes; the
   // page's running and queued jobs are then shown as they are now.
   ASSIGN_OR_RETURN(storage::JobPage page,
@@ -451,24 +468,24 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   auto it = active_.find(job_id);
   if (it == active_.end()) {
     ASSIGN_OR_RETURN(v1::Job job, options_.store->GetJob(job_id));
-    return WithReason(absl::FailedPreconditionError(absl::StrCat(job_id, " has already ended (",
-                                                                 v1::JobState_Name(job.state()),
-                                                                 "); nothing to cancel")),
-                      "JOB_ENDED", {{"state", v1::JobState_Name(job.state())}});
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(job_id, " has already ended (",
+                                                   ShortName(job.state()), "); nothing to cancel")),
+        "JOB_ENDED", {{"state", v1::JobState_Name(job.state())}});
   }
   ActiveJob& active = it->second;
-  if (active.job.state() == v1::CANCELLING) return ViewLocked(active.job);
+  if (active.job.state() == v1::JOB_STATE_CANCELLING) return ViewLocked(active.job);
   // The cancel is recorded before it acts, so that an acknowledged cancel
   // survives a crash and a cancel that cannot be recorded changes nothing.
-  if (active.job.state() == v1::RUNNING) {
-    RETURN_IF_ERROR(
-        TransitionLocked(active, v1::CANCELLING, "cancel requested; stopping at the next step"));
+  if (active.job.state() == v1::JOB_STATE_RUNNING) {
+    RETURN_IF_ERROR(TransitionLocked(active, v1::JOB_STATE_CANCELLING,
+                                     "cancel requested; stopping at the next step"));
     scheduler_->Cancel(job_id);  // the job ends CANCELLED when its trainer stops
     return ViewLocked(active.job);
   }
   // Queued (or handed to a thread that has not started it: it finds the job
   // gone and returns).
-  RETURN_IF_ERROR(TransitionLocked(active, v1::CANCELLED, "cancelled by a user"));
+  RETURN_IF_ERROR(TransitionLocked(active, v1::JOB_STATE_CANCELLED, "cancelled by a user"));
   scheduler_->Cancel(job_id);
   return options_.store->GetJob(job_id);
 }
@@ -528,17 +545,18 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     auto it = active_.find(job_id);
     if (it == active_.end()) return;
     ActiveJob& active = it->second;
-    if (active.job.state() != v1::QUEUED) return;
+    if (active.job.state() != v1::JOB_STATE_QUEUED) return;
     const absl::Time now = options_.now();
-    absl::Status started = TransitionLocked(
-        active, v1::RUNNING, absl::StrCat("started on ", device.name()), [&](v1::Job& job) {
-          job.set_device(device.name());
-          job.set_attempts(job.attempts() + 1);
-          *job.mutable_start_time() = ToTimestamp(now);
-          // What an earlier attempt showed goes; a resume
-          // brings back what its checkpoint holds.
-          ClearAttempt(&job);
-        });
+    absl::Status started =
+        TransitionLocked(active, v1::JOB_STATE_RUNNING, absl::StrCat("started on ", device.name()),
+                         [&](v1::Job& job) {
+                           job.set_device(device.name());
+                           job.set_attempts(job.attempts() + 1);
+                           *job.mutable_start_time() = ToTimestamp(now);
+                           // What an earlier attempt showed goes; a resume
+                           // brings back what its checkpoint holds.
+                           ClearAttempt(&job);
+                         });
     if (!started.ok()) {
       // Not recorded as running, so it does not run: it stays queued and is
       // tried again (after a pause, so that a failing disk is not spun on).
@@ -551,7 +569,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     absl::SleepFor(absl::Seconds(1));
     absl::MutexLock lock(&mu_);
     auto it = active_.find(job_id);
-    if (it != active_.end() && !shutting_down_ && it->second.job.state() == v1::QUEUED) {
+    if (it != active_.end() && !shutting_down_ && it->second.job.state() == v1::JOB_STATE_QUEUED) {
       EnqueueLocked(it->second);
     }
     return;
@@ -594,12 +612,12 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     ActiveJob& active = it->second;
     if (attempt > 0 && shutting_down_) return;
     const RunOutcome outcome =
-        ClassifyRun(result.status(), active.job.state() == v1::CANCELLING, stop.reason());
+        ClassifyRun(result.status(), active.job.state() == v1::JOB_STATE_CANCELLING, stop.reason());
     const bool keep = options_.keep_checkpoints;
     absl::Status recorded;
     switch (outcome) {
       case RunOutcome::kSucceeded:
-        recorded = TransitionLocked(active, v1::SUCCEEDED, "finished", [&](v1::Job& job) {
+        recorded = TransitionLocked(active, v1::JOB_STATE_SUCCEEDED, "finished", [&](v1::Job& job) {
           // Evaluations and freeze decisions were collected from the job's events.
           v1::JobResult merged = *result;
           if (merged.evaluations().empty()) {
@@ -615,14 +633,14 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
         });
         break;
       case RunOutcome::kCancelled:
-        recorded =
-            TransitionLocked(active, v1::CANCELLED, "cancelled by a user", [&](v1::Job& job) {
-              if (!keep) job.clear_checkpoints();
-            });
+        recorded = TransitionLocked(active, v1::JOB_STATE_CANCELLED, "cancelled by a user",
+                                    [&](v1::Job& job) {
+                                      if (!keep) job.clear_checkpoints();
+                                    });
         break;
       case RunOutcome::kRequeuedForShutdown:
         recorded = TransitionLocked(
-            active, v1::QUEUED,
+            active, v1::JOB_STATE_QUEUED,
             "the daemon is shutting down; the job resumes from its checkpoint when it restarts",
             [](v1::Job& job) { job.set_device(""); });
         break;
@@ -630,7 +648,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
         const std::string by = stop.by();
         auto other = active_.find(by);
         recorded = TransitionLocked(
-            active, v1::QUEUED,
+            active, v1::JOB_STATE_QUEUED,
             absl::StrCat("preempted by ", by,
                          other != active_.end()
                              ? absl::StrCat(" (priority ", other->second.job.spec().priority(),
@@ -643,7 +661,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
       }
       case RunOutcome::kFailed: {
         const std::string reason(result.status().message());
-        recorded = TransitionLocked(active, v1::FAILED, reason, [&](v1::Job& job) {
+        recorded = TransitionLocked(active, v1::JOB_STATE_FAILED, reason, [&](v1::Job& job) {
           job.set_error(reason);
           if (!keep) job.clear_checkpoints();
         });

@@ -105,8 +105,9 @@ class JobManager {
   // Errors: INVALID_ARGUMENT naming the field; ALREADY_EXISTS when the
   // request id belongs to a job with another spec; RESOURCE_EXHAUSTED when
   // max_queued_jobs wait already; UNAVAILABLE while shutting down or when
-  // the store fails.
-  absl::StatusOr<v1::Job> Submit(v1::JobSpec spec);
+  // the store fails. `request_id` (at most 128 printable characters; empty:
+  // none) makes a resubmission return the job it created.
+  absl::StatusOr<v1::Job> Submit(v1::JobSpec spec, const std::string& request_id = "");
   // Errors: NOT_FOUND.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   // Errors: INVALID_ARGUMENT for a bad page size or token.

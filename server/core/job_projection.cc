@@ -3,7 +3,8 @@
 namespace ftd::core {
 
 bool IsFinal(v1::JobState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
 }
 
 namespace {
@@ -20,8 +21,8 @@ void SetFreeze(const v1::FreezeDecision& d, v1::Job* job) {
 void ApplyEvent(const v1::JobEvent& event, v1::Job* job) {
   switch (event.kind_case()) {
     case v1::JobEvent::kStateChange:
-      job->set_state(event.state_change().to());
-      if (IsFinal(event.state_change().to())) *job->mutable_end_time() = event.time();
+      job->set_state(event.state_change().to_state());
+      if (IsFinal(event.state_change().to_state())) *job->mutable_end_time() = event.time();
       break;
     case v1::JobEvent::kProgress:
       *job->mutable_progress() = event.progress();

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/enum_names.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
@@ -30,7 +31,6 @@ constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelKey = 63;
 constexpr size_t kMaxLabelValue = 256;
 constexpr size_t kMaxDisplayName = 200;
-constexpr size_t kMaxRequestId = 128;
 
 absl::Status Invalid(const std::string& field, const std::string& reason) {
   return InvalidField(field, reason);
@@ -86,8 +86,8 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
     }
     const v1::DatasetFormat uploaded = file.file.dataset().format();
     if (dataset->format() != v1::DATASET_FORMAT_UNSPECIFIED && dataset->format() != uploaded) {
-      return Invalid(field + ".format", absl::StrCat(dataset->file_id(), " was uploaded as ",
-                                                     v1::DatasetFormat_Name(uploaded)));
+      return Invalid(field + ".format",
+                     absl::StrCat(dataset->file_id(), " was uploaded as ", ShortName(uploaded)));
     }
     dataset->set_path(file.path);
     dataset->set_format(uploaded);
@@ -107,9 +107,9 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
   if (dataset->format() == v1::DATASET_FORMAT_UNSPECIFIED) {
     std::string ext = absl::AsciiStrToLower(fs::path(path).extension().string());
     if (ext == ".csv") {
-      dataset->set_format(v1::CSV);
+      dataset->set_format(v1::DATASET_FORMAT_CSV);
     } else if (ext == ".jsonl" || ext == ".ndjson") {
-      dataset->set_format(v1::JSONL);
+      dataset->set_format(v1::DATASET_FORMAT_JSONL);
     } else {
       return Invalid(field + ".format", absl::StrCat("cannot tell the format of \"", path,
                                                      "\" from its extension; name CSV or JSONL"));
@@ -153,8 +153,8 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   }
 
   // Task.
-  if (spec->task() == v1::TASK_UNSPECIFIED) spec->set_task(v1::SEQUENCE_CLASSIFICATION);
-  if (spec->task() != v1::SEQUENCE_CLASSIFICATION) {
+  if (spec->task() == v1::TASK_UNSPECIFIED) spec->set_task(v1::TASK_SEQUENCE_CLASSIFICATION);
+  if (spec->task() != v1::TASK_SEQUENCE_CLASSIFICATION) {
     return Invalid("task", absl::StrCat("unsupported task ", static_cast<int>(spec->task()),
                                         "; ftd supports SEQUENCE_CLASSIFICATION"));
   }
@@ -307,7 +307,7 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   }
   if (cache->enabled()) {
     if (cache->dtype() == v1::ActivationCache::DTYPE_UNSPECIFIED) {
-      cache->set_dtype(v1::ActivationCache::BF16);
+      cache->set_dtype(v1::ActivationCache::DTYPE_BF16);
     }
     if (freeze->has_none() || (freeze->has_static_() && freeze->static_().frozen_layers() == 0)) {
       return Invalid("activation_cache.enabled",
@@ -320,7 +320,7 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   if (!v1::DeviceRequest::Kind_IsValid(spec->device().kind())) {
     return Invalid("device.kind", absl::StrCat("unknown value ", spec->device().kind()));
   }
-  if (spec->device().kind() != v1::DeviceRequest::CUDA && spec->device().cuda_index() != 0) {
+  if (spec->device().kind() != v1::DeviceRequest::KIND_CUDA && spec->device().cuda_index() != 0) {
     return Invalid("device.cuda_index", "is only meaningful with kind CUDA");
   }
   if (options_.check_device) RETURN_IF_ERROR(options_.check_device(spec->device()));
@@ -349,10 +349,6 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
           absl::StrCat("labels[", key, "]"),
           absl::StrCat("the value must be at most ", kMaxLabelValue, " printable characters"));
     }
-  }
-  if (spec->request_id().size() > kMaxRequestId || !Printable(spec->request_id())) {
-    return Invalid("request_id",
-                   absl::StrCat("must be at most ", kMaxRequestId, " printable characters"));
   }
 
   // Last, as it reads the datasets whole: what the job would find wrong

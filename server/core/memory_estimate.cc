@@ -29,10 +29,10 @@ int64_t MemoryBudget(const v1::DeviceRequest& request,
     const bool cuda = d.kind == scheduler::Device::Kind::kCuda;
     bool may_use = false;
     switch (request.kind()) {
-      case v1::DeviceRequest::CPU:
+      case v1::DeviceRequest::KIND_CPU:
         may_use = !cuda;
         break;
-      case v1::DeviceRequest::CUDA:
+      case v1::DeviceRequest::KIND_CUDA:
         may_use = cuda && d.index == request.cuda_index();
         break;
       default:  // ANY: a GPU when one is free, else a CPU slot

@@ -54,25 +54,26 @@ void RaiseTo(Counter& counter, double total) {
 
 const char* StateLabel(v1::JobState state) {
   switch (state) {
-    case v1::QUEUED:
+    case v1::JOB_STATE_QUEUED:
       return "queued";
-    case v1::RUNNING:
+    case v1::JOB_STATE_RUNNING:
       return "running";
-    case v1::CANCELLING:
+    case v1::JOB_STATE_CANCELLING:
       return "cancelling";
-    case v1::SUCCEEDED:
+    case v1::JOB_STATE_SUCCEEDED:
       return "succeeded";
-    case v1::FAILED:
+    case v1::JOB_STATE_FAILED:
       return "failed";
-    case v1::CANCELLED:
+    case v1::JOB_STATE_CANCELLED:
       return "cancelled";
     default:
       return nullptr;
   }
 }
 
-constexpr v1::JobState kStates[] = {v1::QUEUED,    v1::RUNNING, v1::CANCELLING,
-                                    v1::SUCCEEDED, v1::FAILED,  v1::CANCELLED};
+constexpr v1::JobState kStates[] = {v1::JOB_STATE_QUEUED,     v1::JOB_STATE_RUNNING,
+                                    v1::JOB_STATE_CANCELLING, v1::JOB_STATE_SUCCEEDED,
+                                    v1::JOB_STATE_FAILED,     v1::JOB_STATE_CANCELLED};
 
 }  // namespace
 
@@ -216,8 +217,8 @@ void Metrics::JobSubmitted() { submitted_.Increment(); }
 
 void Metrics::JobFinished(v1::JobState state) {
   const char* label = StateLabel(state);
-  if (label == nullptr ||
-      (state != v1::SUCCEEDED && state != v1::FAILED && state != v1::CANCELLED)) {
+  if (label == nullptr || (state != v1::JOB_STATE_SUCCEEDED && state != v1::JOB_STATE_FAILED &&
+                           state != v1::JOB_STATE_CANCELLED)) {
     return;
   }
   finished_.Add({{"outcome", label}}).Increment();

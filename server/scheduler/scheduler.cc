@@ -31,9 +31,9 @@ bool Scheduler::Before(const QueuedJob& a, const QueuedJob& b) {
 
 bool Scheduler::Fits(const v1::DeviceRequest& request, const Device& device) {
   switch (request.kind()) {
-    case v1::DeviceRequest::CPU:
+    case v1::DeviceRequest::KIND_CPU:
       return device.kind == Device::Kind::kCpu;
-    case v1::DeviceRequest::CUDA:
+    case v1::DeviceRequest::KIND_CUDA:
       return device.kind == Device::Kind::kCuda && device.index == request.cuda_index();
     default:
       return true;
@@ -47,10 +47,10 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
     if (slot.device.kind == Device::Kind::kCuda) cuda.push_back(slot.device.name());
   }
   switch (request.kind()) {
-    case v1::DeviceRequest::ANY:
-    case v1::DeviceRequest::CPU:
+    case v1::DeviceRequest::KIND_UNSPECIFIED:
+    case v1::DeviceRequest::KIND_CPU:
       return absl::OkStatus();
-    case v1::DeviceRequest::CUDA:
+    case v1::DeviceRequest::KIND_CUDA:
       if (request.cuda_index() < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("device.cuda_index: must not be negative, got ", request.cuda_index()));

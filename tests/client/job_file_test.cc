@@ -27,11 +27,10 @@ hyperparameters:
   seed: 7
 freeze_policy:
   autofreeze: {percentile: 40}
-activation_cache: {enabled: true}
+activation_cache: {enabled: true, dtype: fp32}
 device: {kind: cuda, cuda_index: 1}
 priority: -5
 labels: {team: nlp, ticket: "0042"}
-request_id: abc
 )");
   ASSERT_OK_AND_ASSIGN(v1::JobSpec spec, ParseJobFile(dir.Sub("jobs/job.yaml")));
   EXPECT_EQ(spec.display_name(), "true");
@@ -39,18 +38,18 @@ request_id: abc
   EXPECT_EQ(spec.train_dataset().path(), dir.Sub("jobs/data/train.csv"));
   EXPECT_EQ(spec.train_dataset().text_column(), "sentence");
   EXPECT_EQ(spec.validation_dataset().path(), "/abs/valid.jsonl");
-  EXPECT_EQ(spec.validation_dataset().format(), v1::JSONL);
+  EXPECT_EQ(spec.validation_dataset().format(), v1::DATASET_FORMAT_JSONL);
   EXPECT_EQ(spec.hyperparameters().epochs(), 2);
   EXPECT_FALSE(spec.hyperparameters().has_batch_size());
   EXPECT_DOUBLE_EQ(spec.hyperparameters().learning_rate(), 1e-4);
   EXPECT_EQ(spec.hyperparameters().seed(), 7u);
   EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().percentile(), 40);
   EXPECT_TRUE(spec.activation_cache().enabled());
-  EXPECT_EQ(spec.device().kind(), v1::DeviceRequest::CUDA);
+  EXPECT_EQ(spec.activation_cache().dtype(), v1::ActivationCache::DTYPE_FP32);
+  EXPECT_EQ(spec.device().kind(), v1::DeviceRequest::KIND_CUDA);
   EXPECT_EQ(spec.device().cuda_index(), 1);
   EXPECT_EQ(spec.priority(), -5);
   EXPECT_EQ(spec.labels().at("ticket"), "0042");
-  EXPECT_EQ(spec.request_id(), "abc");
 }
 
 TEST(JobFileTest, JsonWorksToo) {
@@ -61,6 +60,15 @@ TEST(JobFileTest, JsonWorksToo) {
   EXPECT_EQ(spec.base_model(), "/m");
   EXPECT_EQ(spec.hyperparameters().batch_size(), 8);
   EXPECT_EQ(spec.freeze_policy().static_().frozen_layers(), 4);
+
+  // Enum values by their full names too, and in maps and lists.
+  ASSERT_OK_AND_ASSIGN(spec, ParseJobSpec(R"({"train_dataset": {"format": "DATASET_FORMAT_CSV"},
+                       "task": "sequence_classification"})",
+                                          "job.json"));
+  EXPECT_EQ(spec.train_dataset().format(), v1::DATASET_FORMAT_CSV);
+  EXPECT_EQ(spec.task(), v1::TASK_SEQUENCE_CLASSIFICATION);
+  EXPECT_THAT(ParseJobSpec("train_dataset: {format: parquet}\n", "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parquet")));
 }
 
 TEST(JobFileTest, ErrorsNameTheFileAndTheProblem) {
@@ -103,10 +111,10 @@ TEST(SpecOptionsTest, FreezePolicies) {
 
 TEST(SpecOptionsTest, DevicesLabelsAndStates) {
   ASSERT_OK_AND_ASSIGN(auto cuda, ParseDeviceRequest("cuda:2"));
-  EXPECT_EQ(cuda.kind(), v1::DeviceRequest::CUDA);
+  EXPECT_EQ(cuda.kind(), v1::DeviceRequest::KIND_CUDA);
   EXPECT_EQ(cuda.cuda_index(), 2);
   ASSERT_OK_AND_ASSIGN(auto cpu, ParseDeviceRequest("CPU"));
-  EXPECT_EQ(cpu.kind(), v1::DeviceRequest::CPU);
+  EXPECT_EQ(cpu.kind(), v1::DeviceRequest::KIND_CPU);
   EXPECT_THAT(ParseDeviceRequest("cuda:-1"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index")));
   EXPECT_THAT(ParseDeviceRequest("tpu"),
@@ -119,7 +127,9 @@ TEST(SpecOptionsTest, DevicesLabelsAndStates) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key=value")));
 
   ASSERT_OK_AND_ASSIGN(auto state, ParseJobState("running"));
-  EXPECT_EQ(state, v1::RUNNING);
+  EXPECT_EQ(state, v1::JOB_STATE_RUNNING);
+  ASSERT_OK_AND_ASSIGN(state, ParseJobState("JOB_STATE_QUEUED"));
+  EXPECT_EQ(state, v1::JOB_STATE_QUEUED);
   EXPECT_THAT(ParseJobState("done"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("done")));
 }

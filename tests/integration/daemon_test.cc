@@ -94,16 +94,24 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
 
   CommandResult page1 = daemon->Ftctl({"list", "--page_size=2"});
   ASSERT_EQ(page1.exit_code, 0) << page1.err;
-  EXPECT_THAT(ListedIds(page1.out), ::testing::ElementsAre("job-1", "job-2"));
+  // Newest first.
+  EXPECT_THAT(ListedIds(page1.out), ::testing::ElementsAre("job-5", "job-4"));
   EXPECT_THAT(page1.err, HasSubstr("--page_token="));
   const std::string token = page1.err.substr(
       page1.err.find("--page_token=") + 13,
       page1.err.find(' ', page1.err.find("--page_token=")) - page1.err.find("--page_token=") - 13);
   CommandResult page2 = daemon->Ftctl({"list", "--page_size=2", "--page_token=" + token});
-  EXPECT_THAT(ListedIds(page2.out), ::testing::ElementsAre("job-3", "job-4"));
+  EXPECT_THAT(ListedIds(page2.out), ::testing::ElementsAre("job-3", "job-2"));
   CommandResult all = daemon->Ftctl({"list", "--page_size=2", "--all"});
   EXPECT_THAT(ListedIds(all.out),
+              ::testing::ElementsAre("job-5", "job-4", "job-3", "job-2", "job-1"));
+  CommandResult oldest =
+      daemon->Ftctl({"list", "--page_size=2", "--all", "--order_by=create_time"});
+  EXPECT_THAT(ListedIds(oldest.out),
               ::testing::ElementsAre("job-1", "job-2", "job-3", "job-4", "job-5"));
+  CommandResult mixed = daemon->Ftctl({"list", "--order_by=create_time", "--page_token=" + token});
+  EXPECT_EQ(mixed.exit_code, 1);
+  EXPECT_THAT(mixed.err, HasSubstr("INVALID_ARGUMENT: page_token"));
   CommandResult labelled = daemon->Ftctl({"list", "--labels=team=nlp"});
   EXPECT_THAT(ListedIds(labelled.out), ::testing::ElementsAre("job-5"));
 
@@ -123,8 +131,8 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
   EXPECT_THAT(watch.out, AllOf(HasSubstr("#1  QUEUED: submitted"),
                                HasSubstr("#2  QUEUED -> CANCELLED: cancelled by a user")));
   CommandResult events = daemon->Ftctl({"events", "job-2", "--json"});
-  EXPECT_THAT(events.out,
-              AllOf(HasSubstr("\"sequence\":\"1\""), HasSubstr("\"to\":\"CANCELLED\"")));
+  EXPECT_THAT(events.out, AllOf(HasSubstr("\"sequence\":\"1\""),
+                                HasSubstr("\"to_state\":\"JOB_STATE_CANCELLED\"")));
 
   CommandResult info = daemon->Ftctl({"info"});
   EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running"),
@@ -303,7 +311,7 @@ TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {
   CommandResult after = daemon->Ftctl({"list"});
   ASSERT_EQ(after.exit_code, 0) << after.err;
   EXPECT_EQ(after.out, before);
-  EXPECT_THAT(ListedIds(after.out), ::testing::ElementsAre("job-1", "job-2", "job-3", "job-4"));
+  EXPECT_THAT(ListedIds(after.out), ::testing::ElementsAre("job-4", "job-3", "job-2", "job-1"));
   EXPECT_THAT(daemon->Ftctl({"get", "job-4"}).out, HasSubstr("QUEUED (position 1)"));
   EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("QUEUED (position 2)"));
   EXPECT_THAT(daemon->Ftctl({"get", "job-3"}).out, HasSubstr("QUEUED (position 3)"));
@@ -348,13 +356,14 @@ TEST_F(DaemonTest, ErrorsCarryStructuredDetails) {
     return parsed;
   };
 
-  v1::JobSpec spec;
+  v1::SubmitJobRequest submit_request;
+  v1::JobSpec& spec = *submit_request.mutable_spec();
   spec.set_base_model(dir_.Sub("data/model"));
   spec.mutable_train_dataset()->set_path(dir_.Sub("data/train.csv"));
   spec.mutable_hyperparameters()->set_epochs(0);
   grpc::ClientContext submit;
   v1::Job job;
-  grpc::Status bad = stub->SubmitJob(&submit, spec, &job);
+  grpc::Status bad = stub->SubmitJob(&submit, submit_request, &job);
   ASSERT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   google::rpc::Status status = details(bad);
   EXPECT_EQ(status.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));

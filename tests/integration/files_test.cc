@@ -115,7 +115,7 @@ TEST_F(FilesTest, AJobFromUploadsIsDownloadedAndItsModelScoresWhatTheJobReported
   }
   v1::Dataset valid;
   valid.set_path(dir_.Sub("client/valid.csv"));
-  valid.set_format(v1::CSV);
+  valid.set_format(v1::DATASET_FORMAT_CSV);
   valid.set_text_column("text");
   valid.set_label_column("label");
   absl::StatusOr<v1::Evaluation> again =

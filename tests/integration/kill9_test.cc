@@ -224,6 +224,7 @@ TEST_F(Kill9Test, EveryAcknowledgedJobExistsOnceAndEndsAsItsHistoryAllows) {
     while (std::chrono::steady_clock::now() < deadline) {
       json = daemon->Ftctl({"get", id, "--json"}).out;
       state = JsonField(json, "state");
+      if (absl::StartsWith(state, "JOB_STATE_")) state = state.substr(10);
       if (state == "SUCCEEDED" || state == "FAILED" || state == "CANCELLED") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
@@ -269,7 +270,7 @@ TEST_F(Kill9Test, EveryAcknowledgedJobExistsOnceAndEndsAsItsHistoryAllows) {
     EXPECT_FALSE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/" + id + "/checkpoints")));
     v1::Dataset valid;
     valid.set_path(dir_.Sub("data/valid.csv"));
-    valid.set_format(v1::CSV);
+    valid.set_format(v1::DATASET_FORMAT_CSV);
     valid.set_text_column("text");
     valid.set_label_column("label");
     absl::StatusOr<v1::Evaluation> again = training::EvaluateModelFolder(output, valid, 16, 16);

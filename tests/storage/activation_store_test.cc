@@ -54,7 +54,7 @@ class ActivationStoreTest : public ::testing::Test {
 
   v1::CacheSegment Info() {
     v1::CacheSegment info;
-    info.set_dtype(v1::ActivationCache::BF16);
+    info.set_dtype(v1::ActivationCache::DTYPE_BF16);
     info.set_base_model("/models/tiny");
     return info;
   }

@@ -16,7 +16,7 @@ using ::ftd::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-v1::Job NewJob(const std::string& name, v1::JobState state = v1::QUEUED) {
+v1::Job NewJob(const std::string& name, v1::JobState state = v1::JOB_STATE_QUEUED) {
   v1::Job job;
   job.mutable_spec()->set_display_name(name);
   job.set_state(state);
@@ -84,7 +84,7 @@ TEST_F(RocksDbJobStoreTest, UnknownAndMalformedIdsAreNotFound) {
 
 TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {
   v1::Job job = NewJob("a");
-  job.mutable_spec()->set_request_id("req-1");
+  job.set_request_id("req-1");
   ASSERT_OK(store_->CreateJob(job, Log("x")));
   ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("req-1"));
   ASSERT_TRUE(found.has_value());
@@ -95,13 +95,13 @@ TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {
 
 TEST_F(RocksDbJobStoreTest, AppendEventNumbersEventsAndUpdatesTheJobAtomically) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("a"), Log("0")));
-  job.set_state(v1::RUNNING);
+  job.set_state(v1::JOB_STATE_RUNNING);
   v1::JobEvent event = Log("1");
   event.set_job_id(job.id());
   ASSERT_OK_AND_ASSIGN(v1::JobEvent stored, store_->AppendEvent(event, &job));
   EXPECT_EQ(stored.sequence(), 2);
   ASSERT_OK_AND_ASSIGN(v1::Job read, store_->GetJob(job.id()));
-  EXPECT_EQ(read.state(), v1::RUNNING);
+  EXPECT_EQ(read.state(), v1::JOB_STATE_RUNNING);
   event.mutable_log()->set_message("2");
   ASSERT_OK_AND_ASSIGN(stored, store_->AppendEvent(event, nullptr));
   EXPECT_EQ(stored.sequence(), 3);
@@ -137,7 +137,8 @@ TEST_F(RocksDbJobStoreTest, EventsPageInOrderAndResumeAfterASequence) {
 
 TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
   for (int i = 1; i <= 7; ++i) {
-    v1::Job job = NewJob("j" + std::to_string(i), i % 2 == 0 ? v1::SUCCEEDED : v1::QUEUED);
+    v1::Job job = NewJob("j" + std::to_string(i),
+                         i % 2 == 0 ? v1::JOB_STATE_SUCCEEDED : v1::JOB_STATE_QUEUED);
     if (i >= 5) (*job.mutable_spec()->mutable_labels())["team"] = "nlp";
     ASSERT_OK(store_->CreateJob(job, Log("x")));
   }
@@ -151,7 +152,7 @@ TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
   EXPECT_TRUE(third.next_page_token.empty());
 
   JobFilter queued;
-  queued.states = {v1::QUEUED};
+  queued.states = {v1::JOB_STATE_QUEUED};
   ASSERT_OK_AND_ASSIGN(JobPage q, store_->ListJobs(queued, 10, ""));
   EXPECT_THAT(Ids(q), ElementsAre("job-1", "job-3", "job-5", "job-7"));
 
@@ -165,6 +166,22 @@ TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
 
   EXPECT_THAT(store_->ListJobs({}, 3, "not-a-token"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+
+  // Newest first, paged the same way; a token holds on to its order.
+  JobFilter newest;
+  newest.newest_first = true;
+  ASSERT_OK_AND_ASSIGN(JobPage n1, store_->ListJobs(newest, 3, ""));
+  EXPECT_THAT(Ids(n1), ElementsAre("job-7", "job-6", "job-5"));
+  ASSERT_OK_AND_ASSIGN(JobPage n2, store_->ListJobs(newest, 3, n1.next_page_token));
+  EXPECT_THAT(Ids(n2), ElementsAre("job-4", "job-3", "job-2"));
+  ASSERT_OK_AND_ASSIGN(JobPage n3, store_->ListJobs(newest, 3, n2.next_page_token));
+  EXPECT_THAT(Ids(n3), ElementsAre("job-1"));
+  EXPECT_TRUE(n3.next_page_token.empty());
+  newest.states = {v1::JOB_STATE_QUEUED};
+  ASSERT_OK_AND_ASSIGN(JobPage nq, store_->ListJobs(newest, 3, ""));
+  EXPECT_THAT(Ids(nq), ElementsAre("job-7", "job-5", "job-3"));
+  EXPECT_THAT(store_->ListJobs({}, 3, n1.next_page_token),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("other order")));
 }
 
 // A record damaged on disk is reported, not fatal: listing serves the rest

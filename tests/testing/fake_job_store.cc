@@ -43,7 +43,7 @@ absl::StatusOr<v1::Job> FakeJobStore::CreateJob(v1::Job job, v1::JobEvent first_
   job.set_id(absl::StrCat("job-", number));
   first_event.set_job_id(job.id());
   first_event.set_sequence(1);
-  if (!job.spec().request_id().empty()) request_ids_[job.spec().request_id()] = number;
+  if (!job.request_id().empty()) request_ids_[job.request_id()] = number;
   jobs_[number] = Record{job, {first_event}};
   return job;
 }
@@ -92,16 +92,26 @@ absl::StatusOr<storage::JobPage> FakeJobStore::ListJobs(const storage::JobFilter
                                                         int page_size,
                                                         const std::string& page_token) {
   if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
-  uint64_t after = 0;
-  if (!page_token.empty() && !absl::SimpleAtoi(page_token, &after)) {
+  // Tokens as the real store's: "aN" continues after job N, "dN" before it.
+  uint64_t from = 0;
+  const char order = filter.newest_first ? 'd' : 'a';
+  if (!page_token.empty() &&
+      (page_token[0] != order || !absl::SimpleAtoi(page_token.substr(1), &from))) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_token: \"", page_token, "\" is not valid"));
   }
   absl::MutexLock lock(&mu_);
+  std::vector<const Record*> ordered;
+  for (const auto& [number, record] : jobs_) {
+    if (from == 0 || (filter.newest_first ? number < from : number > from)) {
+      ordered.push_back(&record);
+    }
+  }
+  if (filter.newest_first) std::reverse(ordered.begin(), ordered.end());
   storage::JobPage page;
-  for (auto it = jobs_.upper_bound(after); it != jobs_.end(); ++it) {
-    const v1::Job& job = it->second.job;
-    if (it->second.corrupt) {
+  for (const Record* record : ordered) {
+    const v1::Job& job = record->job;
+    if (record->corrupt) {
       page.unreadable.push_back(job.id());
       continue;
     }
@@ -116,7 +126,7 @@ absl::StatusOr<storage::JobPage> FakeJobStore::ListJobs(const storage::JobFilter
     }
     if (!labels) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {
-      page.next_page_token = absl::StrCat(Number(page.jobs.back().id()));
+      page.next_page_token = absl::StrCat(std::string(1, order), Number(page.jobs.back().id()));
       break;
     }
     page.jobs.push_back(job);

@@ -18,7 +18,8 @@ namespace {
 using storage::ActivationDtype;
 
 v1::ActivationCache::Dtype ToProto(ActivationDtype dtype) {
-  return dtype == ActivationDtype::kFp32 ? v1::ActivationCache::FP32 : v1::ActivationCache::BF16;
+  return dtype == ActivationDtype::kFp32 ? v1::ActivationCache::DTYPE_FP32
+                                         : v1::ActivationCache::DTYPE_BF16;
 }
 
 }  // namespace

@@ -235,7 +235,7 @@ absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::strin
   TextDataset dataset;
   dataset.path = spec.path();
   dataset.fingerprint = Sha256::Hex(content);
-  absl::StatusOr<TextDataset> result = spec.format() == v1::JSONL
+  absl::StatusOr<TextDataset> result = spec.format() == v1::DATASET_FORMAT_JSONL
                                            ? ReadJsonl(spec, text, std::move(dataset))
                                            : ReadCsv(spec, text, std::move(dataset));
   if (result.ok() && result->texts.empty()) {
@@ -248,7 +248,7 @@ absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const
                                                  std::string_view content) {
   ASSIGN_OR_RETURN(std::string_view text, DatasetText(name, content));
   DatasetShape shape;
-  if (format == v1::JSONL) {
+  if (format == v1::DATASET_FORMAT_JSONL) {
     RETURN_IF_ERROR(ForEachJsonObject(name, text, [&](int, const google::protobuf::Struct& object) {
       if (shape.rows++ == 0) {
         for (const auto& [key, value] : object.fields()) shape.columns.push_back(key);

@@ -147,12 +147,12 @@ class Run {
                      LoadWeights(spec.base_model(), in_.config, model_, hp.seed()));
     model_->dropout_stream().Reset(hp.seed());
     if (!report.initialized.empty()) {
-      Log(context_, v1::JobEvent::Log::INFO,
+      Log(context_, v1::JobEvent::Log::LEVEL_INFO,
           absl::StrCat("initialised ", report.initialized.size(),
                        " weights the base model lacks: ", Summary(report.initialized)));
     }
     if (!report.unused.empty()) {
-      Log(context_, v1::JobEvent::Log::INFO,
+      Log(context_, v1::JobEvent::Log::LEVEL_INFO,
           absl::StrCat("the base model has ", report.unused.size(),
                        " weights the classifier does not use: ", Summary(report.unused)));
     }
@@ -181,7 +181,7 @@ class Run {
   absl::Status Resume() {
     Checkpointer::LoadResult loaded = checkpointer_->LoadLatest(run_digest_);
     for (const std::string& why : loaded.skipped) {
-      Log(context_, v1::JobEvent::Log::WARNING,
+      Log(context_, v1::JobEvent::Log::LEVEL_WARNING,
           absl::StrCat("checkpoint ", why, "; skipped for the one before it"));
     }
     if (!loaded.checkpoint.has_value()) return absl::OkStatus();
@@ -233,7 +233,7 @@ class Run {
     last_checkpoint_time_ = Clock::now();
     freeze_since_checkpoint_ = false;
     if (!info.ok()) {
-      Log(context_, v1::JobEvent::Log::WARNING,
+      Log(context_, v1::JobEvent::Log::LEVEL_WARNING,
           absl::StrCat("the checkpoint of step ", progress_.step,
                        " was not written (training goes on): ", info.status().message()));
       return;
@@ -264,7 +264,7 @@ class Run {
   absl::Status StartCache() {
     const v1::JobSpec& spec = context_.spec();
     if (store_ == nullptr) {
-      Log(context_, v1::JobEvent::Log::WARNING,
+      Log(context_, v1::JobEvent::Log::LEVEL_WARNING,
           "activation_cache: this daemon runs without an activation cache; training without it");
       return absl::OkStatus();
     }
@@ -276,7 +276,7 @@ class Run {
       options.inputs_digest =
           InputsDigest(data.ids, in_.config_json, autocast_ ? "bf16-autocast" : "fp32");
       options.base_model = spec.base_model();
-      options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::FP32
+      options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::DTYPE_FP32
                           ? storage::ActivationDtype::kFp32
                           : storage::ActivationDtype::kBf16;
       for (const auto& row : data.ids) options.lengths.push_back(static_cast<int64_t>(row.size()));
@@ -305,7 +305,7 @@ class Run {
   void ReportCacheIfDisabled() {
     v1::JobEvent event;
     if (!cache_ || !cache_->TakeDisabledReport(event.mutable_cache())) return;
-    Log(context_, v1::JobEvent::Log::WARNING,
+    Log(context_, v1::JobEvent::Log::LEVEL_WARNING,
         absl::StrCat("activation_cache: ", cache_->disabled_reason()));
     context_.Emit(std::move(event));
   }
@@ -569,7 +569,7 @@ class Run {
       p.train_seconds += p.epoch_seconds;
       p.train_loss = p.epoch_loss_sum / std::max<int64_t>(1, p.epoch_samples);
       p.samples_trained += p.epoch_samples;
-      Log(context_, v1::JobEvent::Log::INFO,
+      Log(context_, v1::JobEvent::Log::LEVEL_INFO,
           absl::StrFormat("epoch %d: %.1f s, %.1f samples/s, training loss %.4f", epoch,
                           p.epoch_seconds, p.epoch_samples / p.epoch_seconds, p.train_loss));
       if (cache_ && cache_->enabled()) {

@@ -57,7 +57,7 @@ absl::StatusOr<JobInputs> LoadJobInputs(TrainingContext& context) {
     in.has_validation = true;
   }
   v1::JobEvent event;
-  event.mutable_log()->set_level(v1::JobEvent::Log::INFO);
+  event.mutable_log()->set_level(v1::JobEvent::Log::LEVEL_INFO);
   event.mutable_log()->set_message(absl::StrCat(
       "data: ", in.train.ids.size(), " training rows",
       in.has_validation ? absl::StrCat(", ", in.validation.ids.size(), " validation rows") : "",

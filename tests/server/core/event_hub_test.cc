@@ -25,9 +25,9 @@ class EventHubTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(database_, storage::Database::Open({dir_.Sub("db"), {"jobs"}, {}}));
     ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get()));
     v1::Job job;
-    job.set_state(v1::QUEUED);
+    job.set_state(v1::JOB_STATE_QUEUED);
     v1::JobEvent first;
-    first.mutable_state_change()->set_to(v1::QUEUED);
+    first.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
     ASSERT_OK_AND_ASSIGN(v1::Job stored, store_->CreateJob(job, first));
     job_id_ = stored.id();
   }

@@ -103,7 +103,7 @@ TEST_F(FileManagerTest, ADatasetIsDescribedByItsRowsAndColumns) {
                        Upload(v1::FILE_KIND_DATASET,
                               {{"train.csv", "text,label,source\n\"a, b\",x,web\nc,y,web\n"}}));
   EXPECT_EQ(csv.display_name(), "train.csv");
-  EXPECT_EQ(csv.dataset().format(), v1::CSV);
+  EXPECT_EQ(csv.dataset().format(), v1::DATASET_FORMAT_CSV);
   EXPECT_EQ(csv.dataset().rows(), 2);
   EXPECT_THAT(csv.dataset().columns(), ElementsAre("text", "label", "source"));
   EXPECT_EQ(csv.sha256(), csv.entries(0).sha256());
@@ -111,7 +111,7 @@ TEST_F(FileManagerTest, ADatasetIsDescribedByItsRowsAndColumns) {
       v1::File jsonl,
       Upload(v1::FILE_KIND_DATASET,
              {{"v.jsonl", "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\"}\n"}}));
-  EXPECT_EQ(jsonl.dataset().format(), v1::JSONL);
+  EXPECT_EQ(jsonl.dataset().format(), v1::DATASET_FORMAT_JSONL);
   EXPECT_EQ(jsonl.dataset().rows(), 2);
   EXPECT_THAT(jsonl.dataset().columns(), ElementsAre("label", "text"));
   // A job finds it where the store keeps it.

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "common/enum_names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/error_details.h"
@@ -142,7 +143,7 @@ class Recorder final {
     std::vector<std::string> kinds;
     for (const auto& e : events()) {
       if (e.has_state_change()) {
-        kinds.push_back(v1::JobState_Name(e.state_change().to()));
+        kinds.push_back(ShortName(e.state_change().to_state()));
       } else if (e.has_progress()) {
         kinds.push_back("progress");
       } else if (e.has_evaluation()) {
@@ -250,7 +251,7 @@ TEST_F(JobManagerTest, AJobRunsToSuccessAndWatchersSeeEveryStep) {
   EXPECT_EQ(job.spec().hyperparameters().epochs(), 3);  // defaults filled in
   Recorder recorder;
   v1::Job done = AwaitEnd(job.id(), &recorder);
-  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(done.device(), "cpu:0");
   EXPECT_EQ(done.attempts(), 1);
   EXPECT_EQ(done.result().output_dir(), dir_.Sub("jobs/job-1"));
@@ -286,12 +287,12 @@ TEST_F(JobManagerTest, AFailingJobEndsFailedWithItsReasonAndOthersStillRun) {
   ASSERT_OK_AND_ASSIGN(v1::Job good, manager_->Submit(Spec("ok")));
   Recorder r1, r2, r3;
   v1::Job failed = AwaitEnd(bad.id(), &r1);
-  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(failed.error(), "train.csv line 3: no label");
   v1::Job threw = AwaitEnd(throws.id(), &r2);
-  EXPECT_EQ(threw.state(), v1::FAILED);
+  EXPECT_EQ(threw.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(threw.error(), HasSubstr("tensor shapes do not match"));
-  EXPECT_EQ(AwaitEnd(good.id(), &r3).state(), v1::SUCCEEDED);
+  EXPECT_EQ(AwaitEnd(good.id(), &r3).state(), v1::JOB_STATE_SUCCEEDED);
 }
 
 TEST_F(JobManagerTest, BadSpecsAreRejectedAndNothingIsStored) {
@@ -301,7 +302,7 @@ TEST_F(JobManagerTest, BadSpecsAreRejectedAndNothingIsStored) {
   EXPECT_THAT(manager_->Submit(spec),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hyperparameters.epochs")));
   spec = Spec("x");
-  spec.mutable_device()->set_kind(v1::DeviceRequest::CUDA);
+  spec.mutable_device()->set_kind(v1::DeviceRequest::KIND_CUDA);
   EXPECT_THAT(manager_->Submit(spec),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no CUDA device")));
   ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
@@ -311,15 +312,22 @@ TEST_F(JobManagerTest, BadSpecsAreRejectedAndNothingIsStored) {
 TEST_F(JobManagerTest, ARequestIdMakesSubmitIdempotent) {
   StartManager(/*cpu_slots=*/0);
   v1::JobSpec spec = Spec("x");
-  spec.set_request_id("client-42");
-  ASSERT_OK_AND_ASSIGN(v1::Job first, manager_->Submit(spec));
-  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(spec));
+  ASSERT_OK_AND_ASSIGN(v1::Job first, manager_->Submit(spec, "client-42"));
+  EXPECT_EQ(first.request_id(), "client-42");
+  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(spec, "client-42"));
   EXPECT_EQ(first.id(), again.id());
   ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
   EXPECT_EQ(list.jobs_size(), 1);
   spec.mutable_hyperparameters()->set_epochs(7);
-  EXPECT_THAT(manager_->Submit(spec),
+  EXPECT_THAT(manager_->Submit(spec, "client-42"),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("client-42")));
+  // Without the key, or with another, the same spec is a new job.
+  ASSERT_OK_AND_ASSIGN(v1::Job other, manager_->Submit(spec, "client-43"));
+  EXPECT_NE(other.id(), first.id());
+  EXPECT_THAT(manager_->Submit(spec, std::string(129, 'r')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  EXPECT_THAT(manager_->Submit(spec, "tab\there"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("printable")));
 }
 
 TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
@@ -330,16 +338,16 @@ TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
   EXPECT_EQ(queued.queue_position(), 1);
 
   ASSERT_OK_AND_ASSIGN(v1::Job cancelled, manager_->Cancel(queued.id()));
-  EXPECT_EQ(cancelled.state(), v1::CANCELLED);
+  EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
 
   Recorder recorder;
   ASSERT_OK(recorder.Watch(manager_.get(), running.id(), 0));
   ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(running.id()));
-  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  EXPECT_EQ(cancelling.state(), v1::JOB_STATE_CANCELLING);
   ASSERT_TRUE(recorder.AwaitClose());
   EXPECT_THAT(recorder.Kinds(), ElementsAre("QUEUED", "RUNNING", "CANCELLING", "CANCELLED"));
   ASSERT_OK_AND_ASSIGN(v1::Job ended, manager_->Get(running.id()));
-  EXPECT_EQ(ended.state(), v1::CANCELLED);
+  EXPECT_EQ(ended.state(), v1::JOB_STATE_CANCELLED);
 
   EXPECT_THAT(manager_->Cancel(running.id()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
@@ -386,7 +394,7 @@ TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
   // A graceful stop: the running job is asked to stop and queued again.
   manager_->Shutdown();
   ASSERT_OK_AND_ASSIGN(v1::Job stopped, store_.GetJob(running.id()));
-  EXPECT_EQ(stopped.state(), v1::QUEUED);
+  EXPECT_EQ(stopped.state(), v1::JOB_STATE_QUEUED);
 
   StartManager(/*cpu_slots=*/0);
   ASSERT_OK_AND_ASSIGN(v1::Job a, manager_->Get(running.id()));
@@ -401,15 +409,15 @@ TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
 TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
   // What a kill -9 leaves behind: a job stored as RUNNING.
   v1::Job crashed;
-  crashed.set_state(v1::RUNNING);
+  crashed.set_state(v1::JOB_STATE_RUNNING);
   crashed.set_device("cpu:0");
   *crashed.mutable_spec() = Spec("ok");
   v1::JobEvent first;
-  first.mutable_state_change()->set_to(v1::RUNNING);
+  first.mutable_state_change()->set_to_state(v1::JOB_STATE_RUNNING);
   ASSERT_OK(store_.CreateJob(crashed, first));
   StartManager(/*cpu_slots=*/0);
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
-  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
   EXPECT_EQ(job.queue_position(), 1);
   ASSERT_OK_AND_ASSIGN(auto events, manager_->ListEvents([] {
     v1::ListJobEventsRequest r;
@@ -425,21 +433,21 @@ TEST_F(JobManagerTest, AJobLeftRunningByACrashIsQueuedAgainWithAnEvent) {
 // its checkpoint instead).
 TEST_F(JobManagerTest, ARetriedJobForgetsTheEarlierAttemptsHistory) {
   v1::Job crashed;
-  crashed.set_state(v1::RUNNING);
+  crashed.set_state(v1::JOB_STATE_RUNNING);
   *crashed.mutable_spec() = Spec("ok");
   crashed.mutable_result()->add_evaluations()->set_accuracy(0.1);
   crashed.mutable_result()->add_evaluations()->set_accuracy(0.2);
   crashed.mutable_freeze()->set_frozen_layers(3);
   crashed.mutable_cache()->set_enabled(true);
   v1::JobEvent first;
-  first.mutable_state_change()->set_to(v1::RUNNING);
+  first.mutable_state_change()->set_to_state(v1::JOB_STATE_RUNNING);
   ASSERT_OK(store_.CreateJob(crashed, first));
   StartManager();
   Recorder recorder;
   ASSERT_OK(recorder.Watch(manager_.get(), "job-1", 0));
   ASSERT_TRUE(recorder.AwaitClose());
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
-  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_EQ(job.result().evaluations_size(), 1);
   EXPECT_EQ(job.result().evaluations(0).accuracy(), 0.9);
   EXPECT_FALSE(job.has_freeze());
@@ -461,22 +469,22 @@ TEST_F(JobManagerTest, APreemptedJobGoesBackToTheQueueAndRunsAgainAfterwards) {
   ASSERT_OK_AND_ASSIGN(v1::Job high, manager_->Submit(urgent));
   ASSERT_TRUE(trainer_.AwaitStarted(3));  // low, high, low again
   ASSERT_OK_AND_ASSIGN(v1::Job done, manager_->Get(high.id()));
-  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   trainer_.Release(low.id());
   ASSERT_TRUE(recorder.AwaitClose());
   EXPECT_THAT(recorder.Kinds(),
               ::testing::IsSupersetOf({"QUEUED", "RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"}));
   std::string reason;
   for (const auto& e : recorder.events()) {
-    if (e.has_state_change() && e.state_change().from() == v1::RUNNING &&
-        e.state_change().to() == v1::QUEUED) {
+    if (e.has_state_change() && e.state_change().from_state() == v1::JOB_STATE_RUNNING &&
+        e.state_change().to_state() == v1::JOB_STATE_QUEUED) {
       reason = e.state_change().reason();
     }
   }
   EXPECT_THAT(reason, AllOf(HasSubstr("preempted by " + high.id()), HasSubstr("priority 5 over 0"),
                             HasSubstr("resumes from its checkpoint")));
   ASSERT_OK_AND_ASSIGN(v1::Job after, manager_->Get(low.id()));
-  EXPECT_EQ(after.state(), v1::SUCCEEDED);
+  EXPECT_EQ(after.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(after.attempts(), 2);
 }
 
@@ -488,11 +496,11 @@ TEST_F(JobManagerTest, ACancelDuringShutdownIsNotLost) {
   std::thread shutdown([&] { manager_->Shutdown(); });
   ASSERT_TRUE(trainer_.AwaitStopped(1));  // asked to stop for the shutdown
   ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(job.id()));
-  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  EXPECT_EQ(cancelling.state(), v1::JOB_STATE_CANCELLING);
   trainer_.Release(job.id());
   shutdown.join();
   ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
-  EXPECT_EQ(stored.state(), v1::CANCELLED);
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_CANCELLED);
 }
 
 // A job that crashes the daemon (out of memory, say) would be queued again at
@@ -500,16 +508,16 @@ TEST_F(JobManagerTest, ACancelDuringShutdownIsNotLost) {
 // row without a new checkpoint it fails with the reason instead.
 TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
   v1::Job crashed;
-  crashed.set_state(v1::RUNNING);
+  crashed.set_state(v1::JOB_STATE_RUNNING);
   *crashed.mutable_spec() = Spec("ok");
   crashed.mutable_spec()->mutable_hyperparameters()->set_batch_size(4096);
   v1::JobEvent first;
-  first.mutable_state_change()->set_to(v1::RUNNING);
+  first.mutable_state_change()->set_to_state(v1::JOB_STATE_RUNNING);
   ASSERT_OK(store_.CreateJob(crashed, first));
   // Each restart finds it RUNNING again, as a crash leaves it.
   auto crash = [&](std::optional<int64_t> new_checkpoint) {
     ASSERT_OK_AND_ASSIGN(v1::Job job, store_.GetJob("job-1"));
-    job.set_state(v1::RUNNING);
+    job.set_state(v1::JOB_STATE_RUNNING);
     if (new_checkpoint.has_value()) job.add_checkpoints()->set_step(*new_checkpoint);
     ASSERT_OK(store_.UpdateJob(job));
     StartManager(/*cpu_slots=*/0);
@@ -517,7 +525,7 @@ TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
   StartManager(/*cpu_slots=*/0);  // 1st stop
   crash(std::nullopt);            // 2nd
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Get("job-1"));
-  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
   EXPECT_EQ(job.crashes(), 2);
   // A new checkpoint in between: it made progress, the count starts over.
   crash(40);
@@ -527,7 +535,7 @@ TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
   crash(std::nullopt);
   crash(std::nullopt);  // the 3rd in a row at step 40
   ASSERT_OK_AND_ASSIGN(job, manager_->Get("job-1"));
-  EXPECT_EQ(job.state(), v1::FAILED);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(job.error(),
               AllOf(HasSubstr("3 times in a row"), HasSubstr("since its checkpoint of step 40"),
                     HasSubstr("batch_size 4096")));
@@ -543,7 +551,13 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
   ASSERT_OK(manager_->Cancel("job-1").status());
   v1::ListJobsRequest request;
   request.set_page_size(2);
-  request.add_states(v1::QUEUED);
+  request.add_states(v1::JOB_STATE_QUEUED);
+  // Newest first by default.
+  ASSERT_OK_AND_ASSIGN(auto newest, manager_->List(request));
+  ASSERT_EQ(newest.jobs_size(), 2);
+  EXPECT_EQ(newest.jobs(0).id(), "job-5");
+  EXPECT_EQ(newest.jobs(0).queue_position(), 4);
+  request.set_order_by("create_time");
   ASSERT_OK_AND_ASSIGN(auto page, manager_->List(request));
   ASSERT_EQ(page.jobs_size(), 2);
   EXPECT_EQ(page.jobs(0).id(), "job-2");
@@ -559,7 +573,11 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
   (*by_label.mutable_labels())["team"] = "nlp";
   ASSERT_OK_AND_ASSIGN(auto labelled, manager_->List(by_label));
   ASSERT_EQ(labelled.jobs_size(), 3);
-  EXPECT_EQ(labelled.jobs(0).state(), v1::CANCELLED);
+  EXPECT_EQ(labelled.jobs(2).state(), v1::JOB_STATE_CANCELLED);
+
+  by_label.set_order_by("size");
+  EXPECT_THAT(manager_->List(by_label),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("order_by")));
 
   request.set_page_size(5000);
   EXPECT_THAT(manager_->List(request),
@@ -583,15 +601,15 @@ TEST_F(JobManagerTest, AWriteTheStoreRefusesIsAnErrorAndChangesNothing) {
   EXPECT_THAT(manager_->Cancel(job.id()),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("IO error")));
   ASSERT_OK_AND_ASSIGN(v1::Job still, manager_->Get(job.id()));
-  EXPECT_EQ(still.state(), v1::RUNNING);  // not stopped: the cancel was not recorded
+  EXPECT_EQ(still.state(), v1::JOB_STATE_RUNNING);  // not stopped: the cancel was not recorded
   ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
-  EXPECT_EQ(stored.state(), v1::RUNNING);
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_RUNNING);
 
   store_.FailWrites(absl::OkStatus());
   ASSERT_OK_AND_ASSIGN(v1::Job cancelling, manager_->Cancel(job.id()));
-  EXPECT_EQ(cancelling.state(), v1::CANCELLING);
+  EXPECT_EQ(cancelling.state(), v1::JOB_STATE_CANCELLING);
   Recorder recorder;
-  EXPECT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::CANCELLED);
+  EXPECT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::JOB_STATE_CANCELLED);
 }
 
 // A job whose outcome cannot be stored keeps its device and tries again
@@ -606,13 +624,13 @@ TEST_F(JobManagerTest, AnOutcomeTheStoreRefusesIsRecordedOnceTheStoreRecovers) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Get(job.id()));
-  EXPECT_EQ(running.state(), v1::RUNNING);
+  EXPECT_EQ(running.state(), v1::JOB_STATE_RUNNING);
   store_.FailWrites(absl::OkStatus());
   Recorder recorder;
   v1::Job done = AwaitEnd(job.id(), &recorder);
-  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_OK_AND_ASSIGN(v1::Job stored, store_.GetJob(job.id()));
-  EXPECT_EQ(stored.state(), v1::SUCCEEDED);
+  EXPECT_EQ(stored.state(), v1::JOB_STATE_SUCCEEDED);
 }
 
 // One damaged record does not keep the daemon from starting: it is left
@@ -640,15 +658,14 @@ TEST_F(JobManagerTest, TheQueueIsLimitedAndARetriedSubmissionStillAnswers) {
   max_queued_jobs_ = 2;
   StartManager(/*cpu_slots=*/0);
   v1::JobSpec first = Spec("a");
-  first.set_request_id("r-1");
-  ASSERT_OK(manager_->Submit(first).status());
+  ASSERT_OK(manager_->Submit(first, "r-1").status());
   ASSERT_OK(manager_->Submit(Spec("b")).status());
   EXPECT_THAT(manager_->Submit(Spec("c")),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        AllOf(HasSubstr("holds 2 jobs"), HasSubstr("--max_queued_jobs=2"))));
   EXPECT_EQ(ReasonOf(manager_->Submit(Spec("c")).status()), "QUEUE_FULL");
   // A retry of an acknowledged submission gets its job, queue full or not.
-  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(first));
+  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(first, "r-1"));
   EXPECT_EQ(again.id(), "job-1");
   ASSERT_OK(manager_->Cancel("job-2").status());
   EXPECT_OK(manager_->Submit(Spec("c")).status());

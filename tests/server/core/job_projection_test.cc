@@ -15,19 +15,19 @@ TEST(JobProjectionTest, StateChangesSetTheStateAndAFinalOneTheEndTime) {
   v1::Job job;
   v1::JobEvent event;
   event.mutable_time()->set_seconds(100);
-  event.mutable_state_change()->set_to(v1::RUNNING);
+  event.mutable_state_change()->set_to_state(v1::JOB_STATE_RUNNING);
   ApplyEvent(event, &job);
-  EXPECT_EQ(job.state(), v1::RUNNING);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
   EXPECT_FALSE(job.has_end_time());
-  event.mutable_state_change()->set_to(v1::SUCCEEDED);
+  event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
   ApplyEvent(event, &job);
-  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(job.end_time().seconds(), 100);
 }
 
 TEST(JobProjectionTest, EvaluationsFreezesAndCacheReportsBuildTheRecord) {
   v1::Job job;
-  job.mutable_spec()->mutable_activation_cache()->set_dtype(v1::ActivationCache::FP32);
+  job.mutable_spec()->mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_FP32);
   v1::JobEvent eval;
   eval.mutable_evaluation()->set_accuracy(0.7);
   ApplyEvent(eval, &job);
@@ -49,7 +49,7 @@ TEST(JobProjectionTest, EvaluationsFreezesAndCacheReportsBuildTheRecord) {
   EXPECT_EQ(job.freeze().frozen_layers(), 3);
   EXPECT_EQ(job.freeze().total_layers(), 6);
   EXPECT_TRUE(job.cache().enabled());
-  EXPECT_EQ(job.cache().dtype(), v1::ActivationCache::FP32);
+  EXPECT_EQ(job.cache().dtype(), v1::ActivationCache::DTYPE_FP32);
   EXPECT_EQ(job.cache().totals().hits(), 5);
   EXPECT_EQ(job.cache().epochs_size(), 1);
 }

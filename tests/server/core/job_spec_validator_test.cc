@@ -35,7 +35,7 @@ class JobSpecValidatorTest : public ::testing::Test {
   JobSpecValidator Validator() {
     return JobSpecValidator({{root_.path()},
                              [](const v1::DeviceRequest& request) {
-                               if (request.kind() == v1::DeviceRequest::CUDA) {
+                               if (request.kind() == v1::DeviceRequest::KIND_CUDA) {
                                  return absl::InvalidArgumentError("device: no CUDA device");
                                }
                                return absl::OkStatus();
@@ -80,19 +80,19 @@ TEST(MemoryEstimateTest, TheBudgetIsTheSmallestDeviceTheRequestMayUse) {
                                  {Device::Kind::kCuda, 1, "A10", 24 * gib},
                                  {Device::Kind::kCpu, 0, "cpu", 0}};
   v1::DeviceRequest request;
-  request.set_kind(v1::DeviceRequest::CUDA);
+  request.set_kind(v1::DeviceRequest::KIND_CUDA);
   request.set_cuda_index(0);
   EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 80 * gib);
   request.set_cuda_index(1);
   EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
-  request.set_kind(v1::DeviceRequest::CPU);
+  request.set_kind(v1::DeviceRequest::KIND_CPU);
   EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 64 * gib);
-  request.set_kind(v1::DeviceRequest::ANY);
+  request.set_kind(v1::DeviceRequest::KIND_UNSPECIFIED);
   EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
   // Unknown memory is not checked.
   devices[1].memory_bytes = 0;
   EXPECT_EQ(MemoryBudget(request, devices, 0), 80 * gib);
-  request.set_kind(v1::DeviceRequest::CPU);
+  request.set_kind(v1::DeviceRequest::KIND_CPU);
   EXPECT_EQ(MemoryBudget(request, devices, 0), 0);
 }
 
@@ -107,10 +107,10 @@ TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
   EXPECT_EQ(hp.max_seq_length(), 128);
   EXPECT_TRUE(hp.has_seed());
   EXPECT_EQ(hp.evaluations_per_epoch(), 1);
-  EXPECT_EQ(spec.task(), v1::SEQUENCE_CLASSIFICATION);
+  EXPECT_EQ(spec.task(), v1::TASK_SEQUENCE_CLASSIFICATION);
   EXPECT_TRUE(spec.freeze_policy().has_none());
-  EXPECT_EQ(spec.train_dataset().format(), v1::CSV);
-  EXPECT_EQ(spec.validation_dataset().format(), v1::JSONL);
+  EXPECT_EQ(spec.train_dataset().format(), v1::DATASET_FORMAT_CSV);
+  EXPECT_EQ(spec.validation_dataset().format(), v1::DATASET_FORMAT_JSONL);
   EXPECT_EQ(spec.train_dataset().text_column(), "text");
   EXPECT_EQ(spec.train_dataset().label_column(), "label");
 }
@@ -280,7 +280,7 @@ TEST_F(JobSpecValidatorTest, TheActivationCacheNeedsFrozenLayersAndAKnownDtype) 
   spec.mutable_activation_cache()->set_enabled(true);
   spec.mutable_freeze_policy()->mutable_autofreeze();
   ASSERT_OK(Validator().ValidateAndNormalize(&spec));
-  EXPECT_EQ(spec.activation_cache().dtype(), v1::ActivationCache::BF16);
+  EXPECT_EQ(spec.activation_cache().dtype(), v1::ActivationCache::DTYPE_BF16);
 }
 
 TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
@@ -321,7 +321,7 @@ TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
 }
 
 TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
-  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_kind(v1::DeviceRequest::CUDA); },
+  ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_kind(v1::DeviceRequest::KIND_CUDA); },
                 "device", "no CUDA device");
   ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_cuda_index(2); }, "device.cuda_index",
                 "only meaningful");
@@ -332,8 +332,6 @@ TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
                 "key \"bad key!\"");
   ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["team"] = "a\nb"; }, "labels[team]",
                 "printable");
-  ExpectInvalid([](v1::JobSpec* s) { s->set_request_id(std::string(129, 'r')); }, "request_id",
-                "at most 128");
   ExpectInvalid([](v1::JobSpec* s) { s->set_task(static_cast<v1::Task>(7)); }, "task",
                 "unsupported task");
 }

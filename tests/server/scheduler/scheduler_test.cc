@@ -94,12 +94,12 @@ Device Cuda(int i) { return {Device::Kind::kCuda, i, "fake gpu"}; }
 v1::DeviceRequest Any() { return v1::DeviceRequest(); }
 v1::DeviceRequest CpuOnly() {
   v1::DeviceRequest r;
-  r.set_kind(v1::DeviceRequest::CPU);
+  r.set_kind(v1::DeviceRequest::KIND_CPU);
   return r;
 }
 v1::DeviceRequest Gpu(int i) {
   v1::DeviceRequest r;
-  r.set_kind(v1::DeviceRequest::CUDA);
+  r.set_kind(v1::DeviceRequest::KIND_CUDA);
   r.set_cuda_index(i);
   return r;
 }

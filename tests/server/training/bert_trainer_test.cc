@@ -89,7 +89,7 @@ class BertTrainerTest : public ::testing::Test {
     spec_.set_base_model(dir_.Sub("model"));
     auto dataset = [&](v1::Dataset* d, const std::string& name) {
       d->set_path(dir_.Sub(name));
-      d->set_format(v1::CSV);
+      d->set_format(v1::DATASET_FORMAT_CSV);
       d->set_text_column("text");
       d->set_label_column("label");
     };
@@ -337,7 +337,7 @@ TEST_F(BertTrainerTest, ResumesFromItsCheckpointToTheSameWeightsBitForBit) {
   af->set_percentile(50);
   af->set_evaluations_per_epoch(4);
   spec.mutable_activation_cache()->set_enabled(true);
-  spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::FP32);
+  spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_FP32);
 
   // Uninterrupted, with its own store.
   ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore store_a,
@@ -507,7 +507,7 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     ASSERT_OK(trainer_.Train(plain).status());
 
     spec.mutable_activation_cache()->set_enabled(true);
-    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::FP32);
+    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_FP32);
     FakeContext first(spec, dir_.Sub(device + "-first"), device);
     ASSERT_OK(cached_trainer.Train(first).status());
     std::vector<v1::CacheStats> epochs = cache_epochs(first);
@@ -528,7 +528,7 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     // AutoFreeze: the prefix grows while the cache serves it.
     spec.mutable_freeze_policy()->mutable_autofreeze()->set_percentile(80);
     spec.mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(4);
-    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::BF16);
+    spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_BF16);
     FakeContext autofreeze(spec, dir_.Sub(device + "-autofreeze"), device);
     ASSERT_OK(cached_trainer.Train(autofreeze).status());
     int64_t served = 0;

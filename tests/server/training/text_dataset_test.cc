@@ -20,7 +20,8 @@ class TextDatasetTest : public ::testing::Test {
     WriteFile(dir_.Sub(name), content);
     v1::Dataset spec;
     spec.set_path(dir_.Sub(name));
-    spec.set_format(name.find(".jsonl") != std::string::npos ? v1::JSONL : v1::CSV);
+    spec.set_format(name.find(".jsonl") != std::string::npos ? v1::DATASET_FORMAT_JSONL
+                                                             : v1::DATASET_FORMAT_CSV);
     spec.set_text_column("text");
     spec.set_label_column("label");
     return spec;
@@ -79,12 +80,11 @@ TEST_F(TextDatasetTest, ErrorsNameTheFileTheLineAndTheReason) {
 // fails before the fix in an FTD_SANITIZE build, and the fuzz run's seed
 // fuzz/corpus/text_dataset/regression-label-2.2e23 in any).
 TEST_F(TextDatasetTest, JsonNumberLabelsOfAnySizeBecomeText) {
-  ASSERT_OK_AND_ASSIGN(
-      TextDataset d,
-      ReadTextDataset(Spec("n.jsonl", "{\"text\": \"a\", \"label\": 3}\n"
-                                      "{\"text\": \"b\", \"label\": 2.2e23}\n"
-                                      "{\"text\": \"c\", \"label\": -1e300}\n"
-                                      "{\"text\": \"d\", \"label\": 0.5}\n")));
+  ASSERT_OK_AND_ASSIGN(TextDataset d, ReadTextDataset(Spec("n.jsonl",
+                                                           "{\"text\": \"a\", \"label\": 3}\n"
+                                                           "{\"text\": \"b\", \"label\": 2.2e23}\n"
+                                                           "{\"text\": \"c\", \"label\": -1e300}\n"
+                                                           "{\"text\": \"d\", \"label\": 0.5}\n")));
   EXPECT_THAT(d.labels, ElementsAre("3", "2.2e+23", "-1e+300", "0.5"));
 }
 
