@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   ftd::v1::Dataset spec;
   spec.set_path("fuzz");
-  spec.set_format((data[0] & 1) != 0 ? ftd::v1::JSONL : ftd::v1::CSV);
+  spec.set_format((data[0] & 1) != 0 ? ftd::v1::DATASET_FORMAT_JSONL : ftd::v1::DATASET_FORMAT_CSV);
   spec.set_text_column("text");
   spec.set_label_column("label");
   const std::string_view content(reinterpret_cast<const char*>(data) + 1, size - 1);
