@@ -117,6 +117,31 @@ int Ftctl::List(const v1::ListJobsRequest& first, bool all) {
   return kExitOk;
 }
 
+int Ftctl::Delete(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::DeleteJobRequest request;
+  request.set_job_id(job_id);
+  v1::DeleteJobResponse response;
+  grpc::Status status = stub_->DeleteJob(&context, request, &response);
+  if (!status.ok()) return Fail(status);
+  if (options_.json) {
+    *options_.out << ToJson(response, true) << "\n";
+    return kExitOk;
+  }
+  *options_.out << "deleted " << job_id << ": " << FormatBytes(response.output_bytes_freed())
+                << " of outputs";
+  if (response.cache_cleared_size() > 0 || response.cache_kept_size() > 0) {
+    *options_.out << ", " << response.cache_cleared_size() << " cache segments ("
+                  << FormatBytes(response.cache_bytes_freed()) << ")";
+    if (response.cache_kept_size() > 0) {
+      *options_.out << "; " << response.cache_kept_size() << " kept for unfinished jobs";
+    }
+  }
+  *options_.out << "\n";
+  return kExitOk;
+}
+
 int Ftctl::Cancel(const std::string& job_id) {
   grpc::ClientContext context;
   SetDeadline(&context);

@@ -39,6 +39,8 @@ class Ftctl {
   // With `all`, follows next_page_token to the end.
   int List(const v1::ListJobsRequest& request, bool all);
   int Cancel(const std::string& job_id);
+  // Deletes an ended job, its outputs and the cache segments only it used.
+  int Delete(const std::string& job_id);
   // Prints the job's events, then its live ones, until it ends. Exit code:
   // 0 when it SUCCEEDED, kExitError when it FAILED (or the stream broke),
   // kExitCancelled when it was CANCELLED.

@@ -93,6 +93,7 @@ constexpr char kUsage[] =
     "  ftctl list [--state=queued,running] [--labels=k=v] [--page_size=N] [--all]\n"
     "  ftctl watch JOB_ID        exit 0: succeeded, 1: failed, 3: cancelled\n"
     "  ftctl cancel JOB_ID\n"
+    "  ftctl delete JOB_ID       an ended job, its outputs and the cache segments only it used\n"
     "  ftctl events JOB_ID\n"
     "  ftctl info\n"
     "  ftctl cache [JOB_ID]      the activation cache; with a job id, that job's use\n"
@@ -336,6 +337,7 @@ int main(int argc, char** argv) {
   }
   if (command == "get") return job_id().empty() ? needs_job(command) : ftctl.Get(job_id());
   if (command == "cancel") return job_id().empty() ? needs_job(command) : ftctl.Cancel(job_id());
+  if (command == "delete") return job_id().empty() ? needs_job(command) : ftctl.Delete(job_id());
   if (command == "watch") return job_id().empty() ? needs_job(command) : ftctl.Watch(job_id());
   if (command == "events") {
     if (job_id().empty()) return needs_job(command);

@@ -58,6 +58,10 @@ class JobStore {
   // Replaces a stored job (synced). Errors: NOT_FOUND for an unknown id.
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;
 
+  // Removes the job, its events and its request id (which a later job may
+  // then use), in one synced write. Errors: NOT_FOUND for an unknown job.
+  virtual absl::Status DeleteJob(const std::string& job_id) = 0;
+
   // Appends an event to `event.job_id()`'s history, giving it the next
   // sequence number, and returns it. When `job` is not null the job is
   // replaced in the same atomic, synced write (state changes use this, so a

@@ -186,6 +186,30 @@ absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
                      absl::StrCat("job store: writing ", job.id()));
 }
 
+absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
+  const uint64_t number = ParseJobId(job_id);
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(v1::Job job, ReadJob(number));
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_, JobKey(number));
+  batch.DeleteRange(cf_, EventKey(number, 0), EventKey(number + 1, 0));
+  if (!job.request_id().empty()) {
+    std::string value;
+    rocksdb::Status s =
+        database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(job.request_id()), &value);
+    RETURN_IF_ERROR(FromRocksDb(s.IsNotFound() ? rocksdb::Status::OK() : s,
+                                "job store: reading the request id index"));
+    if (s.ok() && ReadBigEndian(value) == number) batch.Delete(cf_, RequestKey(job.request_id()));
+  }
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+                              absl::StrCat("job store: deleting ", job_id)));
+  last_sequence_.erase(number);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
   auto it = last_sequence_.find(number);
   if (it != last_sequence_.end()) return it->second;

@@ -29,6 +29,7 @@ class RocksDbJobStore final : public JobStore {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
   absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) override;
   absl::Status UpdateJob(const v1::Job& job) override;
+  absl::Status DeleteJob(const std::string& job_id) override;
   absl::StatusOr<v1::JobEvent> AppendEvent(v1::JobEvent event, const v1::Job* job) override;
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
                                    const std::string& page_token) override;

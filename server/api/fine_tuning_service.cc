@@ -310,6 +310,13 @@ grpc::ServerUnaryReactor* FineTuningService::CancelJob(grpc::CallbackServerConte
   return Reply(context, valid.ok() ? manager_->Cancel(request->job_id()) : valid, response);
 }
 
+grpc::ServerUnaryReactor* FineTuningService::DeleteJob(grpc::CallbackServerContext* context,
+                                                       const v1::DeleteJobRequest* request,
+                                                       v1::DeleteJobResponse* response) {
+  absl::Status valid = RequireJobId(request->job_id());
+  return Reply(context, valid.ok() ? manager_->Delete(request->job_id()) : valid, response);
+}
+
 grpc::ServerWriteReactor<v1::JobEvent>* FineTuningService::WatchJob(
     grpc::CallbackServerContext* /*context*/, const v1::WatchJobRequest* request) {
   auto* reactor = new WatchReactor(manager_);

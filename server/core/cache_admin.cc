@@ -1,5 +1,6 @@
 #include "server/core/cache_admin.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -49,14 +50,30 @@ absl::StatusOr<v1::ClearJobCacheResponse> CacheAdmin::Clear(const v1::Job& job) 
     return absl::FailedPreconditionError(absl::StrCat(job.id(), " is ", ShortName(job.state()),
                                                       "; cancel it or let it finish first"));
   }
+  return ClearExcept(job, {});
+}
+
+absl::StatusOr<v1::ClearJobCacheResponse> CacheAdmin::ClearDeleted(
+    const v1::Job& job, const std::vector<v1::CacheSegment>& in_use) const {
+  if (store_ == nullptr) return v1::ClearJobCacheResponse();
+  return ClearExcept(job, in_use);
+}
+
+absl::StatusOr<v1::ClearJobCacheResponse> CacheAdmin::ClearExcept(
+    const v1::Job& job, const std::vector<v1::CacheSegment>& in_use) const {
   std::vector<storage::SegmentKey> keys;
+  std::vector<v1::CacheSegment> cleared, kept;
   for (const v1::CacheSegment& s : job.cache().segments()) {
+    if (std::any_of(in_use.begin(), in_use.end(),
+                    [&](const v1::CacheSegment& u) { return SameSegment(s, u); })) {
+      kept.push_back(s);
+      continue;
+    }
     ASSIGN_OR_RETURN(
         storage::SegmentKey key,
         storage::SegmentKey::FromHex(s.namespace_(), s.dataset_fingerprint(), s.layer()));
     keys.push_back(std::move(key));
   }
-  std::vector<v1::CacheSegment> cleared, kept;
   RETURN_IF_ERROR(store_->Clear(keys, &cleared, &kept));
   v1::ClearJobCacheResponse response;
   for (v1::CacheSegment& s : cleared) {

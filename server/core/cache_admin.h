@@ -2,6 +2,8 @@
 // and segments, a job's use of it, and clearing what a job stored.
 #pragma once
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "ftd/v1/ftd.pb.h"
 #include "storage/activation_store.h"
@@ -20,9 +22,15 @@ class CacheAdmin {
   // Deletes the segments `job` read or wrote, except those a running job
   // uses. Errors: FAILED_PRECONDITION while `job` itself runs.
   absl::StatusOr<v1::ClearJobCacheResponse> Clear(const v1::Job& job) const;
+  // As Clear, for a job being deleted; the segments in `in_use` (those of
+  // the jobs not ended) are kept too. Without a cache, clears nothing.
+  absl::StatusOr<v1::ClearJobCacheResponse> ClearDeleted(
+      const v1::Job& job, const std::vector<v1::CacheSegment>& in_use) const;
 
  private:
   absl::Status Check() const;
+  absl::StatusOr<v1::ClearJobCacheResponse> ClearExcept(
+      const v1::Job& job, const std::vector<v1::CacheSegment>& in_use) const;
   storage::ActivationStore* const store_;
 };
 

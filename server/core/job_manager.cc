@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/enum_names.h"
 #include "common/log.h"
@@ -227,6 +228,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   if (!manager->active_.empty()) {
     Log(LogLevel::kInfo, absl::StrCat("recovered ", manager->active_.size(), " unfinished jobs"));
   }
+  manager->RemoveOrphanedFoldersLocked();
   for (const scheduler::Device& device : manager->options_.devices) {
     manager->observer_->DeviceBusy(device.name(), false);
   }
@@ -235,6 +237,98 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
 }
 
 void JobManager::Start() { scheduler_->Start(); }
+
+namespace {
+
+// Bytes of the regular files under `folder`; symbolic links are not followed.
+int64_t TreeBytes(const std::filesystem::path& folder) {
+  int64_t bytes = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(folder, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->symlink_status(size_ec).type() == std::filesystem::file_type::regular) {
+      const uintmax_t size = it->file_size(size_ec);
+      if (!size_ec) bytes += static_cast<int64_t>(size);
+    }
+  }
+  return bytes;
+}
+
+bool IsJobFolderName(const std::string& name) {
+  if (!absl::StartsWith(name, "job-") || name.size() == 4) return false;
+  return std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+void JobManager::RemoveOrphanedFoldersLocked() {
+  if (options_.jobs_dir.empty()) return;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(options_.jobs_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!IsJobFolderName(name) || !absl::IsNotFound(options_.store->GetJob(name).status())) {
+      continue;
+    }
+    std::error_code removed;
+    std::filesystem::remove_all(it->path(), removed);
+    Log(removed ? LogLevel::kWarning : LogLevel::kInfo,
+        absl::StrCat(name, ": removed the folder of a deleted job",
+                     removed ? absl::StrCat(" failed: ", removed.message()) : ""));
+  }
+}
+
+absl::StatusOr<v1::DeleteJobResponse> JobManager::Delete(const std::string& job_id) {
+  v1::Job job;
+  std::vector<v1::CacheSegment> in_use;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = active_.find(job_id); it != active_.end()) {
+      const v1::JobState state = it->second.job.state();
+      return WithReason(absl::FailedPreconditionError(
+                            absl::StrCat(job_id, " is ", ShortName(state),
+                                         "; only an ended job can be deleted: cancel it first")),
+                        "JOB_NOT_ENDED", {{"state", v1::JobState_Name(state)}});
+    }
+    absl::StatusOr<v1::Job> stored = options_.store->GetJob(job_id);
+    // A damaged record can still be deleted (it is not running: recovery
+    // left it alone); its cache segments are not known.
+    if (!stored.ok() && !absl::IsDataLoss(stored.status())) return stored.status();
+    if (stored.ok()) job = *std::move(stored);
+    RETURN_IF_ERROR(options_.store->DeleteJob(job_id));
+    if (stored.ok()) CountLocked(job.state(), v1::JOB_STATE_UNSPECIFIED);
+    for (const auto& [id, active] : active_) {
+      in_use.insert(in_use.end(), active.job.cache().segments().begin(),
+                    active.job.cache().segments().end());
+    }
+  }
+  Log(LogLevel::kInfo, absl::StrCat(job_id, ": deleted"));
+  v1::DeleteJobResponse response;
+  if (!options_.jobs_dir.empty()) {
+    // From the daemon's own layout, not from a path in the record.
+    const std::filesystem::path folder = std::filesystem::path(options_.jobs_dir) / job_id;
+    response.set_output_bytes_freed(TreeBytes(folder));
+    std::error_code ec;
+    std::filesystem::remove_all(folder, ec);
+    if (ec) {
+      // The record is gone; the next start retries.
+      Log(LogLevel::kWarning, absl::StrCat(job_id, ": removing its folder failed: ", ec.message()));
+      response.set_output_bytes_freed(0);
+    }
+  }
+  absl::StatusOr<v1::ClearJobCacheResponse> cleared = cache_admin_.ClearDeleted(job, in_use);
+  if (!cleared.ok()) {
+    // The segments stay until the cache's size cap evicts them.
+    Log(LogLevel::kWarning, absl::StrCat(job_id, ": clearing its cache segments failed: ",
+                                         cleared.status().ToString()));
+    return response;
+  }
+  *response.mutable_cache_cleared() = std::move(*cleared->mutable_cleared());
+  *response.mutable_cache_kept() = std::move(*cleared->mutable_kept());
+  response.set_cache_bytes_freed(cleared->bytes_freed());
+  return response;
+}
 
 void JobManager::QuarantineLocked(const std::string& job_id) {
   const std::string message =

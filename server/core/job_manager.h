@@ -116,6 +116,14 @@ class JobManager {
   // UNAVAILABLE (or RESOURCE_EXHAUSTED) when the cancel cannot be stored,
   // and then nothing changed.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  // Deletes an ended job: its record and events (one synced write, the
+  // point of no return), then its folder under jobs_dir and the cache
+  // segments it read or wrote that no unfinished job uses. A folder left by a
+  // crash in between is removed at the next start. A record that cannot be
+  // read can be deleted too. Errors: NOT_FOUND; FAILED_PRECONDITION (reason
+  // JOB_NOT_ENDED) while it is queued or running; the store's errors, and
+  // then nothing changed.
+  absl::StatusOr<v1::DeleteJobResponse> Delete(const std::string& job_id);
   // Errors: NOT_FOUND; INVALID_ARGUMENT for a bad page size or token.
   absl::StatusOr<v1::ListJobEventsResponse> ListEvents(const v1::ListJobEventsRequest& request);
 
@@ -177,6 +185,9 @@ class JobManager {
   void Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,
                const v1::CacheUsage& cache);
   std::string CheckpointDir(const std::string& job_id) const;
+  // Removes job folders whose job is no longer stored (a delete interrupted
+  // by a crash).
+  void RemoveOrphanedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Adds `event` to the job's history and publishes it to its watchers; with
   // `persist_job` the job record is written in the same synced write.

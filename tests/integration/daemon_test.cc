@@ -490,6 +490,21 @@ TEST_F(CacheTest, ASecondIdenticalJobAfterARestartReadsTheFirstJobsEntries) {
   CommandResult unknown = daemon->Ftctl({"cache", "clear", "job-9"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
+
+  // Deleting an ended job takes its outputs and the segments it wrote with it.
+  CommandResult third = daemon->Ftctl(CachedJob());
+  ASSERT_EQ(third.exit_code, 0) << third.out << third.err;
+  ASSERT_TRUE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-3/model/config.json")));
+  CommandResult deleted = daemon->Ftctl({"delete", "job-3"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_THAT(deleted.out, AllOf(HasSubstr("deleted job-3: "), HasSubstr(" of outputs, 2 cache "
+                                                                         "segments (225.8 KiB)")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-3")));
+  EXPECT_THAT(daemon->Ftctl({"cache"}).out, HasSubstr("cache:       0 B of"));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-3"}).err, HasSubstr("NOT_FOUND: no job job-3"));
+  EXPECT_THAT(daemon->Ftctl({"download", "job-3", dir_.Sub("out")}).err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(daemon->Ftctl({"delete", "job-3"}).err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(ListedIds(daemon->Ftctl({"list"}).out), ::testing::ElementsAre("job-2", "job-1"));
 }
 
 TEST_F(CacheTest, CorruptedCacheFilesAreRecomputedAndTheJobStillSucceeds) {

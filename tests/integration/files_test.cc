@@ -207,6 +207,9 @@ TEST_F(FilesTest, BadOrInterruptedUploadsKeepNothingAndAFileInUseStays) {
   CommandResult early = daemon->Ftctl({"download", "job-1", dir_.Sub("client/early")});
   EXPECT_THAT(early.err, HasSubstr("FAILED_PRECONDITION: job-1 is QUEUED"));
   EXPECT_FALSE(fs::exists(dir_.Sub("client/early")));
+  CommandResult not_ended = daemon->Ftctl({"delete", "job-1"});
+  EXPECT_EQ(not_ended.exit_code, 1);
+  EXPECT_THAT(not_ended.err, HasSubstr("FAILED_PRECONDITION: job-1 is QUEUED; only an ended job"));
   ASSERT_EQ(daemon->Ftctl({"cancel", "job-1"}).exit_code, 0);
   CommandResult deleted = daemon->Ftctl({"files", "delete", "file-1"});
   EXPECT_EQ(deleted.exit_code, 0) << deleted.err;

@@ -93,6 +93,37 @@ TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {
   EXPECT_FALSE(missing.has_value());
 }
 
+TEST_F(RocksDbJobStoreTest, DeleteRemovesTheJobItsEventsAndItsRequestId) {
+  v1::Job a = NewJob("a");
+  a.set_request_id("req-a");
+  ASSERT_OK(store_->CreateJob(a, Log("a0")));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, store_->CreateJob(NewJob("b"), Log("b0")));
+  v1::JobEvent event = Log("a1");
+  event.set_job_id("job-1");
+  ASSERT_OK(store_->AppendEvent(event, nullptr).status());
+
+  ASSERT_OK(store_->DeleteJob("job-1"));
+  EXPECT_THAT(store_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  ASSERT_OK_AND_ASSIGN(auto request, store_->FindByRequestId("req-a"));
+  EXPECT_FALSE(request.has_value());
+  ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
+  EXPECT_TRUE(events.events.empty());
+  EXPECT_THAT(store_->DeleteJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  EXPECT_THAT(store_->DeleteJob("nonsense"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+
+  // The other job is untouched, and ids are not reused, across a reopen.
+  Open();
+  ASSERT_OK_AND_ASSIGN(EventPage b_events, store_->ListEvents("job-2", 0, 10, ""));
+  ASSERT_EQ(b_events.events.size(), 1u);
+  EXPECT_EQ(b_events.events[0].log().message(), "b0");
+  EXPECT_THAT(store_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  ASSERT_OK_AND_ASSIGN(v1::Job c, store_->CreateJob(NewJob("c"), Log("c0")));
+  EXPECT_EQ(c.id(), "job-3");
+  ASSERT_OK_AND_ASSIGN(JobPage page, store_->ListJobs({}, 10, ""));
+  EXPECT_THAT(Ids(page), ElementsAre("job-2", "job-3"));
+}
+
 TEST_F(RocksDbJobStoreTest, AppendEventNumbersEventsAndUpdatesTheJobAtomically) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("a"), Log("0")));
   job.set_state(v1::JOB_STATE_RUNNING);

@@ -75,6 +75,17 @@ absl::Status FakeJobStore::UpdateJob(const v1::Job& job) {
   return absl::OkStatus();
 }
 
+absl::Status FakeJobStore::DeleteJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(Number(job_id));
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (absl::Status s = WriteAllowedLocked(); !s.ok()) return s;
+  auto request = request_ids_.find(it->second.job.request_id());
+  if (request != request_ids_.end() && request->second == it->first) request_ids_.erase(request);
+  jobs_.erase(it);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::JobEvent> FakeJobStore::AppendEvent(v1::JobEvent event, const v1::Job* job) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(Number(event.job_id()));

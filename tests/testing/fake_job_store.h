@@ -35,6 +35,7 @@ class FakeJobStore final : public storage::JobStore {
                                                 int page_size,
                                                 const std::string& page_token) override;
   absl::StatusOr<std::optional<v1::JobEvent>> LastEvent(const std::string& job_id) override;
+  absl::Status DeleteJob(const std::string& job_id) override;
 
  private:
   struct Record {

@@ -355,6 +355,53 @@ TEST_F(JobManagerTest, CancelQueuedRunningAndFinishedJobs) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-99")));
 }
 
+TEST_F(JobManagerTest, OnlyEndedJobsAreDeletedWithTheirFolderAndTheirRequestIdFreed) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Submit(Spec("block"), "ticket-1"));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, manager_->Submit(Spec("ok")));
+  for (const v1::Job& job : {running, queued}) {
+    absl::Status refused = manager_->Delete(job.id()).status();
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                  HasSubstr("only an ended job can be deleted")));
+    EXPECT_EQ(ReasonOf(refused), "JOB_NOT_ENDED");
+  }
+  ASSERT_OK(manager_->Get(queued.id()).status());
+
+  trainer_.Release(running.id());
+  Recorder recorder;
+  ASSERT_EQ(AwaitEnd(running.id(), &recorder).state(), v1::JOB_STATE_SUCCEEDED);
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-1/model/weights.bin"), std::string(1000, 'w'));
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-1/metrics.json"), "{}");
+  std::filesystem::create_symlink(dir_.Sub("train.csv"), dir_.Sub("jobs/job-1/link"));
+  ASSERT_OK_AND_ASSIGN(v1::DeleteJobResponse deleted, manager_->Delete(running.id()));
+  EXPECT_EQ(deleted.output_bytes_freed(), 1002);  // the link's target is not counted, nor removed
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/job-1")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("train.csv")));
+  EXPECT_THAT(manager_->Get(running.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  EXPECT_THAT(manager_->Delete(running.id()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
+  ASSERT_EQ(list.jobs_size(), 1);
+  EXPECT_EQ(list.jobs(0).id(), queued.id());
+  // Its request id names a new job now.
+  ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(Spec("ok"), "ticket-1"));
+  EXPECT_NE(again.id(), running.id());
+}
+
+TEST_F(JobManagerTest, AFolderADeleteLeftBehindIsRemovedAtTheNextStart) {
+  StartManager(/*cpu_slots=*/0);
+  ASSERT_OK_AND_ASSIGN(v1::Job kept, manager_->Submit(Spec("ok")));
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-1/checkpoints/a"), "x");  // a stored job's
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-77/model/w"), "x");       // no such job
+  ftd::testing::WriteFile(dir_.Sub("jobs/notes/readme"), "x");         // not a job's folder
+  manager_.reset();
+  StartManager(/*cpu_slots=*/0);
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/job-1/checkpoints/a")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/job-77")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/notes/readme")));
+}
+
 TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsWatchEnds) {
   StartManager();
   ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
