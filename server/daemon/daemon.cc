@@ -122,12 +122,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   daemon->service_ =
       std::make_unique<api::FineTuningService>(daemon->manager_.get(), daemon->files_.get());
 
+  // Reflection in both versions: v1alpha from gRPC's plugin, v1 our own.
+  daemon->reflection_ = std::make_unique<api::ReflectionService>(std::vector<std::string>{
+      ftd::v1::FineTuning::service_full_name(), "grpc.health.v1.Health",
+      "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(daemon->service_.get());
+  builder.RegisterService(daemon->reflection_.get());
   // gRPC's default, said out loud: no request may be larger (a JobSpec is
   // a few KiB), and no answer, which keeps a job's record small.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -141,6 +146,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     return absl::UnavailableError(absl::StrCat("address: cannot listen on \"", options.address,
                                                "\" (in use, or not host:port)"));
   }
+  // Health by the service's name as well as the server's (""), as probes
+  // and load balancers ask either.
+  daemon->server_->GetHealthCheckService()->SetServingStatus(
+      ftd::v1::FineTuning::service_full_name(), true);
   const std::string host = options.address.substr(0, options.address.rfind(':'));
   daemon->address_ = absl::StrCat(host, ":", port);
   // Jobs run only in a daemon that serves.
@@ -226,6 +235,7 @@ void Daemon::Shutdown() {
   }
   server_.reset();
   service_.reset();
+  reflection_.reset();
   manager_.reset();
   files_.reset();
   file_store_.reset();

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/api/fine_tuning_service.h"
+#include "server/api/reflection_service.h"
 #include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
 #include "server/metrics/metrics.h"
@@ -101,6 +102,7 @@ class Daemon {
   std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
+  std::unique_ptr<api::ReflectionService> reflection_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
   bool shut_down_ = false;

@@ -13,9 +13,11 @@
 #include "absl/strings/str_split.h"
 #include "ftd/v1/ftd.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
@@ -336,12 +338,64 @@ TEST_F(DaemonTest, ServesTheStandardHealthService) {
   auto daemon = StartDaemon(/*cpu_slots=*/0);
   auto channel = grpc::CreateChannel(daemon->address(), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
+  // The server as a whole ("") and the service by name.
+  for (const char* service : {"", "ftd.v1.FineTuning"}) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status = health->Check(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest unknown;
+  unknown.set_service("ftd.v1.Nothing");
+  grpc::health::v1::HealthCheckResponse response;
+  EXPECT_EQ(health->Check(&context, unknown, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(daemon->Ftctl({"health", "ftd.v1.FineTuning"}).out, "SERVING\n");
+}
+
+// Reflection v1 (ours) answers as v1alpha (gRPC's) does: the services, and
+// the file defining a symbol with the files it imports.
+TEST_F(DaemonTest, ServesReflectionV1) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  auto channel = grpc::CreateChannel(daemon->address(), grpc::InsecureChannelCredentials());
+  auto reflection = grpc::reflection::v1::ServerReflection::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::health::v1::HealthCheckResponse response;
-  grpc::Status status = health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  auto stream = reflection->ServerReflectionInfo(&context);
+  grpc::reflection::v1::ServerReflectionRequest request;
+  grpc::reflection::v1::ServerReflectionResponse response;
+
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> services;
+  for (const auto& s : response.list_services_response().service()) services.push_back(s.name());
+  EXPECT_THAT(services, ::testing::IsSupersetOf({"ftd.v1.FineTuning", "grpc.health.v1.Health",
+                                                 "grpc.reflection.v1.ServerReflection",
+                                                 "grpc.reflection.v1alpha.ServerReflection"}));
+
+  request.set_file_containing_symbol("ftd.v1.FineTuning.SubmitJob");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> files;
+  for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    files.push_back(file.name());
+  }
+  EXPECT_THAT(files, ::testing::ElementsAre("ftd/v1/ftd.proto", "google/protobuf/timestamp.proto"));
+
+  request.set_file_containing_symbol("ftd.v1.Nothing");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.error_response().error_code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_EQ(response.original_request().file_containing_symbol(), "ftd.v1.Nothing");
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 // Errors carry google.rpc.Status details a client can act on: an ErrorInfo

@@ -1,0 +1,107 @@
+#include "server/api/reflection_service.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/descriptor.pb.h"
+
+namespace ftd::api {
+namespace {
+
+namespace v1 = grpc::reflection::v1;
+using google::protobuf::DescriptorPool;
+using google::protobuf::FileDescriptor;
+
+void SetError(grpc::StatusCode code, const std::string& message,
+              v1::ServerReflectionResponse* response) {
+  response->mutable_error_response()->set_error_code(static_cast<int>(code));
+  response->mutable_error_response()->set_error_message(message);
+}
+
+// `file` and the files it imports, transitively, except those this stream
+// has sent already (`sent`), as the reference implementation answers.
+void AddFiles(const FileDescriptor* file, std::set<std::string>* sent,
+              v1::ServerReflectionResponse* response) {
+  if (!sent->insert(file->name()).second) return;
+  google::protobuf::FileDescriptorProto proto;
+  file->CopyTo(&proto);
+  response->mutable_file_descriptor_response()->add_file_descriptor_proto(
+      proto.SerializeAsString());
+  for (int i = 0; i < file->dependency_count(); ++i) AddFiles(file->dependency(i), sent, response);
+}
+
+}  // namespace
+
+grpc::Status ReflectionService::ServerReflectionInfo(
+    grpc::ServerContext* /*context*/,
+    grpc::ServerReaderWriter<v1::ServerReflectionResponse, v1::ServerReflectionRequest>* stream) {
+  const DescriptorPool* pool = DescriptorPool::generated_pool();
+  std::set<std::string> sent;
+  v1::ServerReflectionRequest request;
+  while (stream->Read(&request)) {
+    v1::ServerReflectionResponse response;
+    response.set_valid_host(request.host());
+    *response.mutable_original_request() = request;
+    switch (request.message_request_case()) {
+      case v1::ServerReflectionRequest::kFileByFilename: {
+        const FileDescriptor* file = pool->FindFileByName(request.file_by_filename());
+        if (file == nullptr) {
+          SetError(grpc::StatusCode::NOT_FOUND, "File not found.", &response);
+        } else {
+          AddFiles(file, &sent, &response);
+        }
+        break;
+      }
+      case v1::ServerReflectionRequest::kFileContainingSymbol: {
+        const FileDescriptor* file =
+            pool->FindFileContainingSymbol(request.file_containing_symbol());
+        if (file == nullptr) {
+          SetError(grpc::StatusCode::NOT_FOUND, "Symbol not found.", &response);
+        } else {
+          AddFiles(file, &sent, &response);
+        }
+        break;
+      }
+      case v1::ServerReflectionRequest::kFileContainingExtension: {
+        const auto* type =
+            pool->FindMessageTypeByName(request.file_containing_extension().containing_type());
+        const auto* extension =
+            type == nullptr ? nullptr
+                            : pool->FindExtensionByNumber(
+                                  type, request.file_containing_extension().extension_number());
+        if (extension == nullptr) {
+          SetError(grpc::StatusCode::NOT_FOUND, "Extension not found.", &response);
+        } else {
+          AddFiles(extension->file(), &sent, &response);
+        }
+        break;
+      }
+      case v1::ServerReflectionRequest::kAllExtensionNumbersOfType: {
+        const auto* type = pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
+        if (type == nullptr) {
+          SetError(grpc::StatusCode::NOT_FOUND, "Type not found.", &response);
+          break;
+        }
+        std::vector<const google::protobuf::FieldDescriptor*> extensions;
+        pool->FindAllExtensions(type, &extensions);
+        auto* numbers = response.mutable_all_extension_numbers_response();
+        numbers->set_base_type_name(type->full_name());
+        for (const auto* extension : extensions) numbers->add_extension_number(extension->number());
+        break;
+      }
+      case v1::ServerReflectionRequest::kListServices:
+        for (const std::string& name : services_) {
+          response.mutable_list_services_response()->add_service()->set_name(name);
+        }
+        break;
+      default:
+        SetError(grpc::StatusCode::UNIMPLEMENTED, "The server does not support this method.",
+                 &response);
+    }
+    if (!stream->Write(response)) break;
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace ftd::api
