@@ -196,7 +196,7 @@ int Ftctl::Watch(const std::string& job_id) {
       return kExitCancelled;
     case v1::JOB_STATE_FAILED:
       *options_.err << "ftctl: " << job_id << " failed: " << error << "\n";
-      return kExitError;
+      return kExitJobFailed;
     default:
       *options_.err << "ftctl: the watch of " << job_id << " ended while it was "
                     << StateName(last_state) << "\n";

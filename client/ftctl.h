@@ -13,11 +13,12 @@
 
 namespace ftd::client {
 
-// Exit codes.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitError = 1;      // an RPC failed, or the watched job FAILED
+// Exit codes (the README and `ftctl --help` list them).
+inline constexpr int kExitError = 1;      // a request failed, or the connection was lost
 inline constexpr int kExitUsage = 2;      // bad command line or job file
 inline constexpr int kExitCancelled = 3;  // the watched job was CANCELLED
+inline constexpr int kExitJobFailed = 4;  // the watched job FAILED
 
 class Ftctl {
  public:
@@ -42,8 +43,9 @@ class Ftctl {
   // Deletes an ended job, its outputs and the cache segments only it used.
   int Delete(const std::string& job_id);
   // Prints the job's events, then its live ones, until it ends. Exit code:
-  // 0 when it SUCCEEDED, kExitError when it FAILED (or the stream broke),
-  // kExitCancelled when it was CANCELLED.
+  // 0 when it SUCCEEDED, kExitJobFailed when it FAILED, kExitCancelled when
+  // it was CANCELLED, kExitError when the stream broke (the outcome is then
+  // unknown).
   int Watch(const std::string& job_id);
   int Events(const std::string& job_id, int page_size, const std::string& page_token);
   int Info();

@@ -16,7 +16,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/commands.h"
 #include "client/ftctl.h"
 #include "client/job_file.h"
 #include "client/spec_options.h"
@@ -86,27 +90,6 @@ ABSL_FLAG(std::string, order_by, "",
 
 namespace {
 
-constexpr char kUsage[] =
-    "ftctl: the ftd client.\n"
-    "  ftctl submit [JOB_FILE] [--model=DIR --train=FILE ...] [--watch]\n"
-    "  ftctl get JOB_ID\n"
-    "  ftctl list [--state=queued,running] [--labels=k=v] [--page_size=N] [--all]\n"
-    "  ftctl watch JOB_ID        exit 0: succeeded, 1: failed, 3: cancelled\n"
-    "  ftctl cancel JOB_ID\n"
-    "  ftctl delete JOB_ID       an ended job, its outputs and the cache segments only it used\n"
-    "  ftctl events JOB_ID\n"
-    "  ftctl info\n"
-    "  ftctl cache [JOB_ID]      the activation cache; with a job id, that job's use\n"
-    "  ftctl cache clear JOB_ID  delete the job's cache segments no running job uses\n"
-    "  ftctl health [SERVICE]    the gRPC health check; exit 0 when SERVING (for probes)\n"
-    "  ftctl upload FILE|DIR [--name=NAME] [--format=csv|jsonl]\n"
-    "                            a dataset file or a model folder; prints its file id\n"
-    "  ftctl files [FILE_ID] [--kind=dataset|model]\n"
-    "  ftctl files delete FILE_ID\n"
-    "  ftctl download JOB_ID DIR [--artifact=model|metrics]\n"
-    "                            a succeeded job's fine-tuned model (or metrics) into DIR\n"
-    "Global: --address=HOST:PORT (or $FTD_ADDRESS), --json, --timeout=SECONDS";
-
 // The standard gRPC health check (grpc.health.v1.Health/Check), as
 // container health checks and probes use it.
 int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
@@ -132,6 +115,127 @@ int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& ser
 int UsageError(const std::string& message) {
   std::cerr << "ftctl: " << message << "\n(ftctl --help for usage)\n";
   return ftd::client::kExitUsage;
+}
+
+// A flag's help without the "submit, list: " prefix that says where it
+// applies, and its default.
+std::string DescribeFlag(const std::string& name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr) return "";
+  std::string help = flag->Help();
+  if (const size_t colon = help.find(": ");
+      colon != std::string::npos &&
+      help.find_first_not_of("abcdefghijklmnopqrstuvwxyz, ") == colon) {
+    help = help.substr(colon + 2);
+  }
+  const std::string default_value = flag->DefaultValue();
+  if (!default_value.empty() && default_value != "0" && default_value != "false") {
+    absl::StrAppend(&help, " (default: ", default_value, ")");
+  }
+  return help;
+}
+
+// absl's own flags, taken anywhere.
+bool IsAbslFlag(const std::string& name) {
+  for (const char* f : {"helpfull", "helpshort", "helppackage", "helpon", "helpmatch",
+                        "only_check_args", "flagfile", "fromenv", "tryfromenv", "undefok"}) {
+    if (name == f) return true;
+  }
+  return false;
+}
+
+// Help, the version, and the checks absl's parser does not make: the
+// command exists and takes the flags given, with the nearest name for a
+// typo. Returns the exit code when ftctl should stop here.
+std::optional<int> HelpVersionAndChecks(int argc, char** argv) {
+  using ftd::client::Command;
+  std::vector<std::string> positional, flags;
+  bool help = false, version = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") {
+      for (++i; i < argc; ++i) positional.push_back(argv[i]);
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(arg[1] == '-' ? 2 : 1);
+    const bool has_value = name.find('=') != std::string::npos;
+    name = name.substr(0, name.find('='));
+    if (name == "help" || name == "h") {
+      help = true;
+      continue;
+    }
+    if (name == "version") {
+      version = true;
+      continue;
+    }
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      const absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
+      if (negated != nullptr && negated->IsOfType<bool>()) {
+        name = name.substr(2);
+        flag = negated;
+      }
+    }
+    flags.push_back(name);
+    // "--flag value": the value is the next argument.
+    if (flag != nullptr && !has_value && !flag->IsOfType<bool>()) ++i;
+  }
+  std::vector<std::string> names;
+  for (const Command& c : ftd::client::Commands()) names.push_back(c.name);
+  auto unknown_command = [&](const std::string& name) {
+    const std::string near = ftd::client::Nearest(name, names);
+    return UsageError(
+        absl::StrCat("unknown command \"", name, "\"",
+                     near.empty() ? "" : absl::StrCat("; did you mean \"", near, "\"?")));
+  };
+  if (help || (!positional.empty() && positional[0] == "help")) {
+    std::string target = positional.empty() ? "" : positional[0];
+    if (target == "help" && positional.size() > 1) {
+      target = positional[1];
+    } else if (target == "help" && !help) {
+      target = "";  // plain `ftctl help`
+    }
+    if (target.empty()) {
+      std::cout << ftd::client::GeneralHelp(DescribeFlag);
+      return ftd::client::kExitOk;
+    }
+    const Command* command = ftd::client::FindCommand(target);
+    if (command == nullptr) return unknown_command(target);
+    std::cout << ftd::client::CommandHelp(*command, DescribeFlag);
+    return ftd::client::kExitOk;
+  }
+  if (version || (!positional.empty() && positional[0] == "version")) {
+    std::cout << "ftctl " << FTD_VERSION << "\n";
+    return ftd::client::kExitOk;
+  }
+  if (positional.empty()) {
+    std::cerr << ftd::client::GeneralHelp(DescribeFlag);
+    return UsageError("no command given");
+  }
+  const Command* command = ftd::client::FindCommand(positional[0]);
+  if (command == nullptr) return unknown_command(positional[0]);
+  const std::vector<std::string>& globals = ftd::client::GlobalFlags();
+  for (const std::string& name : flags) {
+    if (IsAbslFlag(name)) continue;
+    const bool global = std::find(globals.begin(), globals.end(), name) != globals.end();
+    const bool own =
+        std::find(command->flags.begin(), command->flags.end(), name) != command->flags.end();
+    if (global || own) continue;
+    std::vector<std::string> candidates = command->flags;
+    candidates.insert(candidates.end(), globals.begin(), globals.end());
+    const std::string near = ftd::client::Nearest(name, candidates);
+    const std::string hint = near.empty() ? "" : absl::StrCat("; did you mean --", near, "?");
+    if (absl::FindCommandLineFlag(name) == nullptr) {
+      return UsageError(absl::StrCat("unknown flag --", name, hint));
+    }
+    return UsageError(absl::StrCat("--", name, " is not a flag of ", command->name, hint,
+                                   " (ftctl ", command->name, " --help shows its flags)"));
+  }
+  return std::nullopt;
 }
 
 std::string Absolute(const std::string& path) {
@@ -251,7 +355,8 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
+  absl::SetProgramUsageMessage("the client of ftd; ftctl --help lists its commands");
+  if (std::optional<int> code = HelpVersionAndChecks(argc, argv)) return *code;
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   std::vector<std::string> args(positional.begin(), positional.end());
   if (args.size() < 2) return UsageError("no command given");

@@ -233,7 +233,7 @@ TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
   auto args = SubmitArgs("broken");
   args.push_back("--watch");
   CommandResult r = daemon->Ftctl(args);
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 4);  // the watched job FAILED
   EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
                            HasSubstr("RUNNING -> FAILED: ")));
   EXPECT_THAT(r.err, HasSubstr("ftctl: job-1 failed: " + dir_.Sub("data/model/model.safetensors") +
