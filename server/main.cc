@@ -63,6 +63,9 @@ ABSL_FLAG(int64_t, max_files_mb, 102400,
           "under way count at their size; 0: no limit)");
 ABSL_FLAG(int64_t, max_files, 10000, "uploads: files kept at most (0: no limit)");
 ABSL_FLAG(int, max_uploads, 8, "uploads under way at once");
+ABSL_FLAG(absl::Duration, upload_idle_timeout, absl::Seconds(60),
+          "uploads: one that sends nothing for this long gives up its place when another "
+          "upload needs it (0: never)");
 ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   options.files.max_stored_bytes = absl::GetFlag(FLAGS_max_files_mb) << 20;
   options.files.max_files = absl::GetFlag(FLAGS_max_files);
   options.files.max_uploads = std::max(1, absl::GetFlag(FLAGS_max_uploads));
+  options.files.upload_idle_timeout = absl::GetFlag(FLAGS_upload_idle_timeout);
   if (options.max_job_crashes < 0) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;

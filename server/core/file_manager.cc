@@ -105,14 +105,42 @@ std::vector<std::string> FileIdsOf(const v1::JobSpec& spec) {
 
 FileManager::Upload::Upload(FileManager* manager, v1::UploadFileRequest::Header header,
                             std::unique_ptr<storage::FileStore::Upload> staged)
-    : manager_(manager), header_(std::move(header)), staged_(std::move(staged)) {
+    : manager_(manager), header_(std::move(header)) {
+  absl::MutexLock manager_lock(&manager_->mu_);
+  absl::MutexLock lock(&mu_);
+  staged_ = std::move(staged);
   reserved_bytes_ = staged_->total();
+  last_activity_ = manager_->options_.now();
+  manager_->live_.insert(this);
 }
 
-FileManager::Upload::~Upload() { manager_->Release(reserved_bytes_); }
+FileManager::Upload::~Upload() {
+  absl::MutexLock manager_lock(&manager_->mu_);
+  absl::MutexLock lock(&mu_);
+  manager_->live_.erase(this);
+  if (!dropped_) {
+    --manager_->uploads_;
+    manager_->reserved_bytes_ -= reserved_bytes_;
+  }
+  staged_.reset();
+}
+
+absl::Status FileManager::Upload::DroppedError() const {
+  return WithReason(
+      absl::AbortedError(absl::StrCat(
+          "the upload sent nothing for ",
+          absl::FormatDuration(manager_->options_.upload_idle_timeout),
+          " (--upload_idle_timeout) and was dropped to make room for another; nothing was "
+          "kept; upload again")),
+      "UPLOAD_IDLE",
+      {{"idle_timeout", absl::FormatDuration(manager_->options_.upload_idle_timeout)}});
+}
 
 absl::Status FileManager::Upload::Write(std::string_view chunk) {
+  absl::MutexLock lock(&mu_);
+  if (dropped_) return DroppedError();
   if (staged_ == nullptr) return absl::FailedPreconditionError("the upload has ended");
+  last_activity_ = manager_->options_.now();
   absl::Status written = staged_->Write(chunk);
   if (written.ok()) return written;
   const std::optional<size_t> entry = staged_->failed_entry();
@@ -200,6 +228,8 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
 }
 
 absl::StatusOr<v1::File> FileManager::Upload::Finish() {
+  absl::MutexLock lock(&mu_);
+  if (dropped_) return DroppedError();
   if (staged_ == nullptr) return absl::FailedPreconditionError("the upload has ended");
   if (!staged_->complete()) {
     return absl::InvalidArgumentError(absl::StrCat("the upload ended after ", staged_->received(),
@@ -298,6 +328,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
 
   {
     absl::MutexLock lock(&mu_);
+    if (uploads_ >= options_.max_uploads) DropIdleUploadsLocked();
     if (uploads_ >= options_.max_uploads) {
       return Exhausted("TOO_MANY_UPLOADS",
                        absl::StrCat(options_.max_uploads,
@@ -315,6 +346,10 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     const int64_t stored = options_.store->stored_bytes();
     if (options_.max_stored_bytes > 0 &&
         stored + reserved_bytes_ + total > options_.max_stored_bytes) {
+      DropIdleUploadsLocked();
+    }
+    if (options_.max_stored_bytes > 0 &&
+        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
       return Exhausted(
           "STORAGE_FULL",
           absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_), " of ",
@@ -329,16 +364,36 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
   absl::StatusOr<std::unique_ptr<storage::FileStore::Upload>> staged =
       options_.store->BeginUpload(std::move(entries));
   if (!staged.ok()) {
-    Release(total);
+    absl::MutexLock lock(&mu_);
+    --uploads_;
+    reserved_bytes_ -= total;
     return staged.status();
   }
   return std::unique_ptr<Upload>(new Upload(this, std::move(header), *std::move(staged)));
 }
 
-void FileManager::Release(int64_t reserved_bytes) {
-  absl::MutexLock lock(&mu_);
-  --uploads_;
-  reserved_bytes_ -= reserved_bytes;
+bool FileManager::DropIdleUploadsLocked() {
+  if (options_.upload_idle_timeout <= absl::ZeroDuration()) return false;
+  const absl::Time now = options_.now();
+  bool dropped = false;
+  for (Upload* upload : live_) {
+    // One busy writing or finishing is not idle: not waited for.
+    if (!upload->mu_.TryLock()) continue;
+    if (!upload->dropped_ && now - upload->last_activity_ >= options_.upload_idle_timeout) {
+      upload->dropped_ = true;
+      upload->staged_.reset();  // its staged bytes go now
+      --uploads_;
+      reserved_bytes_ -= upload->reserved_bytes_;
+      upload->reserved_bytes_ = 0;
+      dropped = true;
+      Log(LogLevel::kWarning,
+          absl::StrCat("an upload (", upload->header_.display_name(), ") sent nothing for ",
+                       absl::FormatDuration(now - upload->last_activity_),
+                       " and was dropped to make room for another"));
+    }
+    upload->mu_.Unlock();
+  }
+  return dropped;
 }
 
 std::vector<std::string> FileManager::UsersLocked(const std::string& file_id) const {

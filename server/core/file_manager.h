@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -19,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
 #include "storage/file_store.h"
 
@@ -37,6 +39,12 @@ class FileManager {
     int64_t max_files = 10000;
     // Uploads under way at once (--max_uploads).
     int max_uploads = 8;
+    // An upload that has sent nothing for this long gives up its place (and
+    // its staged bytes) when another upload needs the place or the space
+    // (--upload_idle_timeout; zero: never), so that stalled clients cannot
+    // hold every place.
+    absl::Duration upload_idle_timeout = absl::Seconds(60);
+    std::function<absl::Time()> now = [] { return absl::Now(); };
   };
 
   // Limits on a header, besides Options'.
@@ -45,6 +53,9 @@ class FileManager {
   static constexpr size_t kMaxDisplayName = 200;
 
   // One upload stream. Destroyed before Finish succeeds, it keeps nothing.
+  // Its calls come from one thread at a time; the manager may drop it when
+  // it is idle (see upload_idle_timeout), and its calls then fail with
+  // ABORTED, reason UPLOAD_IDLE.
   class Upload {
    public:
     ~Upload();
@@ -63,12 +74,20 @@ class FileManager {
     friend class FileManager;
     Upload(FileManager* manager, v1::UploadFileRequest::Header header,
            std::unique_ptr<storage::FileStore::Upload> staged);
-    absl::Status CheckContent(v1::File* file) const;
+    absl::Status CheckContent(v1::File* file) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+    absl::Status DroppedError() const;
 
     FileManager* const manager_;
     const v1::UploadFileRequest::Header header_;
-    std::unique_ptr<storage::FileStore::Upload> staged_;
-    int64_t reserved_bytes_ = 0;
+    // Taken after the manager's mu_ (which the manager holds when it drops
+    // an idle upload, with TryLock, so a busy upload is never waited for).
+    absl::Mutex mu_;
+    std::unique_ptr<storage::FileStore::Upload> staged_ ABSL_GUARDED_BY(mu_);
+    int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+    absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
+    // Dropped for idleness: its place and bytes are given back already.
+    bool dropped_ ABSL_GUARDED_BY(mu_) = false;
   };
 
   explicit FileManager(Options options) : options_(std::move(options)) {}
@@ -107,13 +126,15 @@ class FileManager {
   void MovePins(const std::string& from, const std::string& to);
 
  private:
-  void Release(int64_t reserved_bytes);
+  // Drops the uploads idle for upload_idle_timeout; true when one was.
+  bool DropIdleUploadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> UsersLocked(const std::string& file_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;
   int uploads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<Upload*> live_ ABSL_GUARDED_BY(mu_);
   int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // file id -> the jobs that pin it.
   // Delete checks and deletes under mu_, so no pin comes in between.

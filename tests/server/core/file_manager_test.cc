@@ -255,6 +255,50 @@ TEST_F(FileManagerTest, LimitsAreNamedErrorsAndUploadsUnderWayCount) {
   EXPECT_EQ(ReasonOf(many.status()), "TOO_MANY_FILES");
 }
 
+// A stalled client cannot hold an upload's place: once idle for the
+// timeout, its place and staged bytes go to the next upload that needs
+// them, and it is told why.
+TEST_F(FileManagerTest, AnIdleUploadGivesUpItsPlaceToTheNextOne) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  FileManager::Options options;
+  options.max_uploads = 1;
+  options.upload_idle_timeout = absl::Seconds(60);
+  options.now = [&now] { return now; };
+  MakeManager(options);
+  const Files data = {{"train.csv", "text,label\nhi,a\nho,b\n"}};
+  ASSERT_OK_AND_ASSIGN(auto stalled, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data)));
+  ASSERT_OK(stalled->Write(Concat(data).substr(0, 5)));
+  now += absl::Seconds(59);  // not idle long enough yet
+  absl::Status busy = manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data)).status();
+  EXPECT_EQ(ReasonOf(busy), "TOO_MANY_UPLOADS");
+  now += absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(auto next, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data)));
+  // The stalled one's staged bytes are gone; only the new one's are there.
+  EXPECT_EQ(
+      std::distance(fs::directory_iterator(dir_.Sub("files/staging")), fs::directory_iterator()),
+      1);
+  absl::Status dropped = stalled->Write(Concat(data).substr(5));
+  EXPECT_THAT(dropped, StatusIs(absl::StatusCode::kAborted,
+                                HasSubstr("sent nothing for 1m (--upload_idle_timeout)")));
+  EXPECT_EQ(ReasonOf(dropped), "UPLOAD_IDLE");
+  EXPECT_EQ(ReasonOf(stalled->Finish().status()), "UPLOAD_IDLE");
+  stalled.reset();  // gives back nothing twice: the place is the new one's
+  ASSERT_OK(next->Write(Concat(data)));
+  ASSERT_OK(next->Finish().status());
+  next.reset();
+  ASSERT_OK(Upload(Header(v1::FILE_KIND_DATASET, data), Concat(data)).status());
+
+  // An upload that keeps sending is never dropped.
+  ASSERT_OK_AND_ASSIGN(auto steady, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data)));
+  for (char c : Concat(data)) {
+    now += absl::Seconds(30);
+    ASSERT_OK(steady->Write(std::string(1, c)));
+    EXPECT_EQ(ReasonOf(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data)).status()),
+              "TOO_MANY_UPLOADS");
+  }
+  ASSERT_OK(steady->Finish().status());
+}
+
 TEST_F(FileManagerTest, AFilePinnedByAJobCannotBeDeletedUntilTheJobEnds) {
   ASSERT_OK_AND_ASSIGN(v1::File a, Upload(v1::FILE_KIND_DATASET, {{"a.csv", "text,label\na,b\n"}}));
   ASSERT_OK(manager_->Pin("submitting", {a.id()}));
