@@ -15,7 +15,7 @@ absl::StatusOr<std::shared_ptr<const DatasetSummary>> DatasetChecker::Read(
     const v1::Dataset& spec) {
   struct stat st;
   if (::stat(spec.path().c_str(), &st) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", spec.path(), "\" cannot be read"));
+    return absl::InvalidArgumentError(absl::StrCat(training::DatasetName(spec), " cannot be read"));
   }
   const std::string key = absl::StrCat(spec.path(), "\n", spec.format(), "\n", spec.text_column(),
                                        "\n", spec.label_column(), "\n", st.st_size, "\n",
@@ -43,7 +43,7 @@ absl::StatusOr<std::shared_ptr<const DatasetSummary>> DatasetChecker::Read(
   return summary;
 }
 
-absl::Status DatasetChecker::CheckLabels(const std::string& validation_path,
+absl::Status DatasetChecker::CheckLabels(const std::string& validation_name,
                                          const DatasetSummary& validation,
                                          const DatasetSummary& train) {
   int missing = 0;
@@ -55,7 +55,7 @@ absl::Status DatasetChecker::CheckLabels(const std::string& validation_path,
   }
   if (missing == 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      validation_path, ":", first_line, ": ", missing, missing == 1 ? " label" : " labels",
+      validation_name, ":", first_line, ": ", missing, missing == 1 ? " label" : " labels",
       " of the validation file (the first on this line) ", missing == 1 ? "is" : "are",
       " not among the training file's ", train.labels.size(), " labels"));
 }

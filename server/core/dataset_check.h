@@ -38,7 +38,7 @@ class DatasetChecker {
   // OK when every label of `validation` is among `train`'s; else
   // INVALID_ARGUMENT naming the file, how many labels are missing and the
   // line of the first.
-  static absl::Status CheckLabels(const std::string& validation_path,
+  static absl::Status CheckLabels(const std::string& validation_name,
                                   const DatasetSummary& validation, const DatasetSummary& train);
 
  private:

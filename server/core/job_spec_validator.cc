@@ -18,6 +18,7 @@
 #include "server/core/error_details.h"
 #include "server/core/memory_estimate.h"
 #include "server/core/model_check.h"
+#include "server/training/data/text_dataset.h"
 
 namespace ftd::core {
 namespace {
@@ -95,14 +96,17 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
     RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
   }
   const std::string& path = dataset->path();
+  // An upload by its id, not by where the daemon keeps it.
+  const std::string shown =
+      dataset->file_id().empty() ? absl::StrCat("\"", path, "\"") : training::DatasetName(*dataset);
+  const std::string where = dataset->file_id().empty() ? ".path" : ".file_id";
   std::error_code ec;
-  if (!fs::exists(path, ec))
-    return Invalid(field + ".path", absl::StrCat("\"", path, "\" does not exist"));
+  if (!fs::exists(path, ec)) return Invalid(field + where, absl::StrCat(shown, " does not exist"));
   if (!fs::is_regular_file(path, ec)) {
-    return Invalid(field + ".path", absl::StrCat("\"", path, "\" is not a regular file"));
+    return Invalid(field + where, absl::StrCat(shown, " is not a regular file"));
   }
   if (!std::ifstream(path).good()) {
-    return Invalid(field + ".path", absl::StrCat("\"", path, "\" cannot be read"));
+    return Invalid(field + where, absl::StrCat(shown, " cannot be read"));
   }
   if (dataset->format() == v1::DATASET_FORMAT_UNSPECIFIED) {
     std::string ext = absl::AsciiStrToLower(fs::path(path).extension().string());
@@ -353,30 +357,26 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
 
   // Last, as it reads the datasets whole: what the job would find wrong
   // when it starts, found now.
-  // An uploaded dataset is named by its id and name, not by where the
-  // daemon keeps it.
-  auto shown = [](const v1::Dataset& dataset, absl::Status status) {
-    std::string message(status.message());
-    if (!dataset.file_id().empty() && absl::StartsWith(message, dataset.path())) {
-      message = absl::StrCat(dataset.file_id(), " (",
-                             std::filesystem::path(dataset.path()).filename().string(), ")",
-                             message.substr(dataset.path().size()));
-    }
-    return message;
-  };
+  // (An uploaded dataset's errors name its id and file name, not where the
+  // daemon keeps it: training::DatasetName.)
   absl::StatusOr<std::shared_ptr<const DatasetSummary>> train =
       datasets_.Read(spec->train_dataset());
-  if (!train.ok()) return Invalid("train_dataset", shown(spec->train_dataset(), train.status()));
+  if (!train.ok()) return Invalid("train_dataset", std::string(train.status().message()));
+  if ((*train)->labels.size() < 2) {
+    return Invalid("train_dataset",
+                   absl::StrCat(training::DatasetName(spec->train_dataset()),
+                                ": every row has the same label; a classifier needs two or more"));
+  }
   if (spec->has_validation_dataset()) {
     absl::StatusOr<std::shared_ptr<const DatasetSummary>> validation =
         datasets_.Read(spec->validation_dataset());
     if (!validation.ok()) {
-      return Invalid("validation_dataset", shown(spec->validation_dataset(), validation.status()));
+      return Invalid("validation_dataset", std::string(validation.status().message()));
     }
-    if (absl::Status s =
-            DatasetChecker::CheckLabels(spec->validation_dataset().path(), **validation, **train);
+    if (absl::Status s = DatasetChecker::CheckLabels(
+            training::DatasetName(spec->validation_dataset()), **validation, **train);
         !s.ok()) {
-      return Invalid("validation_dataset", shown(spec->validation_dataset(), s));
+      return Invalid("validation_dataset", std::string(s.message()));
     }
   }
   return absl::OkStatus();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <set>
 
@@ -96,7 +97,7 @@ absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::st
 
 absl::StatusOr<TextDataset> ReadCsv(const v1::Dataset& spec, std::string_view text,
                                     TextDataset dataset) {
-  const std::string& path = spec.path();
+  const std::string path = DatasetName(spec);
   ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(path, text));
   if (records.empty()) return RowError(path, 1, "the file has no header row");
   const std::vector<std::string>& header = records[0].fields;
@@ -195,7 +196,7 @@ absl::Status ForEachJsonObject(
 
 absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view text,
                                       TextDataset dataset) {
-  const std::string& path = spec.path();
+  const std::string path = DatasetName(spec);
   RETURN_IF_ERROR(
       ForEachJsonObject(path, text, [&](int line, const google::protobuf::Struct& object) {
         std::string values[2];
@@ -221,25 +222,33 @@ absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view 
 
 }  // namespace
 
+std::string DatasetName(const v1::Dataset& spec) {
+  if (spec.file_id().empty()) return spec.path();
+  return absl::StrCat(spec.file_id(), " (", std::filesystem::path(spec.path()).filename().string(),
+                      ")");
+}
+
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
   absl::StatusOr<std::string> content = ReadFile(spec.path());
   if (!content.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cannot read the dataset: ", content.status().message()));
+        absl::StrCat("cannot read the dataset ", DatasetName(spec),
+                     spec.file_id().empty() ? absl::StrCat(": ", content.status().message()) : ""));
   }
   return ParseTextDataset(spec, *content);
 }
 
 absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::string_view content) {
-  ASSIGN_OR_RETURN(std::string_view text, DatasetText(spec.path(), content));
+  const std::string name = DatasetName(spec);
+  ASSIGN_OR_RETURN(std::string_view text, DatasetText(name, content));
   TextDataset dataset;
-  dataset.path = spec.path();
+  dataset.name = name;
   dataset.fingerprint = Sha256::Hex(content);
   absl::StatusOr<TextDataset> result = spec.format() == v1::DATASET_FORMAT_JSONL
                                            ? ReadJsonl(spec, text, std::move(dataset))
                                            : ReadCsv(spec, text, std::move(dataset));
   if (result.ok() && result->texts.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(spec.path(), ": the file has no rows"));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": the file has no rows"));
   }
   return result;
 }
@@ -297,7 +306,7 @@ absl::StatusOr<std::vector<int64_t>> LabelSet::Encode(const TextDataset& dataset
     if (it == ids_.end()) {
       // The label itself is the file's contents: not repeated.
       return RowError(
-          dataset.path, dataset.lines[i],
+          dataset.name, dataset.lines[i],
           absl::StrCat("its label is not among the training file's ", names_.size(), " labels"));
     }
     ids.push_back(it->second);

@@ -14,7 +14,8 @@
 namespace ftd::training {
 
 struct TextDataset {
-  std::string path;
+  // The file as errors name it (DatasetName).
+  std::string name;
   std::vector<std::string> texts;
   std::vector<std::string> labels;
   // Line (1-based) where each row starts, for error messages.
@@ -36,6 +37,10 @@ struct DatasetShape {
 absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const std::string& name,
                                                  std::string_view content);
 
+// The dataset as messages name it: its path, or for an uploaded dataset
+// (file_id) "file-3 (train.csv)", not where the daemon keeps it.
+std::string DatasetName(const v1::Dataset& spec);
+
 // Reads `spec` (format and columns already filled in by validation). Errors
 // are INVALID_ARGUMENT and name the file, the line and the reason: an empty
 // file, a missing column, a malformed row, an unterminated quote, an empty
@@ -43,8 +48,7 @@ absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const
 // rows, header names or labels), which may be private.
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec);
 
-// The same, of a file's bytes already read (`spec.path()` names it in
-// errors).
+// The same, of a file's bytes already read.
 absl::StatusOr<TextDataset> ParseTextDataset(const v1::Dataset& spec, std::string_view content);
 
 // The label set: the training file's labels, sorted, numbered from 0.

@@ -42,9 +42,9 @@ absl::StatusOr<JobInputs> LoadJobInputs(TrainingContext& context) {
   in.train_fingerprint = train.fingerprint;
   in.labels = LabelSet::FromLabels(train.labels, in.config.labels);
   if (in.labels.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(train.path, ": every row has the label \"",
-                                                   in.labels.names()[0],
-                                                   "\"; a classifier needs two or more"));
+    // (Not the label itself: a file's contents stay out of messages.)
+    return absl::InvalidArgumentError(
+        absl::StrCat(train.name, ": every row has the same label; a classifier needs two or more"));
   }
   ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, in.labels.Encode(train));
   in.train = Encode(tokenizer, train, std::move(train_labels), hp.max_seq_length());

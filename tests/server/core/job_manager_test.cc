@@ -189,7 +189,7 @@ class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ftd::testing::WriteModelFolder(dir_.Sub("model"));
-    ftd::testing::WriteFile(dir_.Sub("train.csv"), "text,label\nhi,a\n");
+    ftd::testing::WriteFile(dir_.Sub("train.csv"), "text,label\nhi,a\nho,b\n");
   }
 
   void StartManager(int cpu_slots = 1, absl::Duration progress_interval = absl::ZeroDuration(),

@@ -5,11 +5,17 @@
 #include <functional>
 #include <limits>
 
+#include "common/fs_util.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/file_manager.h"
 #include "server/core/memory_estimate.h"
+#include "storage/database.h"
+#include "storage/file_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_bert.h"
 
 namespace ftd::core {
 namespace {
@@ -25,7 +31,7 @@ class JobSpecValidatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ftd::testing::WriteModelFolder(root_.Sub("model"), /*layers=*/6, /*max_positions=*/128);
-    WriteFile(root_.Sub("train.csv"), "text,label\nhello,a\n");
+    WriteFile(root_.Sub("train.csv"), "text,label\nhello,a\nbye,b\n");
     WriteFile(root_.Sub("valid.jsonl"), "{\"text\": \"x\", \"label\": \"a\"}\n");
     spec_.set_base_model(root_.Sub("model"));
     spec_.mutable_train_dataset()->set_path(root_.Sub("train.csv"));
@@ -196,10 +202,15 @@ TEST_F(JobSpecValidatorTest, BadDataIsRefusedAtSubmitWithoutQuotingIt) {
       "validation_dataset",
       root_.Sub("other.jsonl") +
           ":2: 2 labels of the validation file (the first on this line) "
-          "are not among the training file's 1 labels");
-  for (const char* file : {"columns.csv", "really.jsonl", "other.jsonl"}) {
+          "are not among the training file's 2 labels");
+  WriteFile(root_.Sub("one.csv"), "text,label\nx,secret-a\ny,secret-a\n");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("one.csv")); },
+      "train_dataset",
+      root_.Sub("one.csv") + ": every row has the same label; a classifier needs two or more");
+  for (const char* file : {"columns.csv", "really.jsonl", "other.jsonl", "one.csv"}) {
     v1::JobSpec spec = spec_;
-    const bool train = std::string(file) != "other.jsonl";
+    const bool train = std::string(file) != "other.jsonl";  // the others are training files
     (train ? spec.mutable_train_dataset() : spec.mutable_validation_dataset())
         ->set_path(root_.Sub(file));
     absl::Status status = Validator().ValidateAndNormalize(&spec);
@@ -353,6 +364,120 @@ TEST_F(JobSpecValidatorTest, AJobThatCannotFitInMemoryIsRefusedNamingTheBatchAnd
                             [](const v1::DeviceRequest&) { return absl::OkStatus(); },
                             [](const v1::DeviceRequest&) { return int64_t{0}; }});
   EXPECT_OK(unknown.ValidateAndNormalize(&spec_));
+}
+
+// Specs that name uploads by id: resolved to where the daemon keeps them,
+// checked as path-named files are, and their errors name the upload
+// ("file-1 (train.csv)"), never the daemon's storage path.
+class UploadedFilesTest : public JobSpecValidatorTest {
+ protected:
+  void SetUp() override {
+    JobSpecValidatorTest::SetUp();
+    ASSERT_OK_AND_ASSIGN(
+        database_,
+        storage::Database::Open({store_.Sub("db"), {storage::FileStore::kColumnFamily}, {}}));
+    ASSERT_OK_AND_ASSIGN(file_store_,
+                         storage::FileStore::Open({store_.Sub("files"), database_.get()}));
+    files_ = std::make_unique<FileManager>(FileManager::Options{file_store_.get()});
+  }
+
+  std::string UploadFile(v1::FileKind kind, const std::vector<std::string>& paths) {
+    v1::UploadFileRequest::Header header;
+    header.set_kind(kind);
+    std::string bytes;
+    for (const std::string& path : paths) {
+      const std::string content = *ReadFile(path);
+      v1::FileEntry* entry = header.add_entries();
+      entry->set_name(std::filesystem::path(path).filename().string());
+      entry->set_size(static_cast<int64_t>(content.size()));
+      entry->set_sha256(Sha256::Hex(content));
+      bytes += content;
+    }
+    absl::StatusOr<std::unique_ptr<FileManager::Upload>> upload = files_->BeginUpload(header);
+    EXPECT_OK(upload.status());
+    if (!upload.ok()) return "";
+    EXPECT_OK((*upload)->Write(bytes));
+    absl::StatusOr<v1::File> file = (*upload)->Finish();
+    EXPECT_OK(file.status());
+    return file.ok() ? file->id() : "";
+  }
+
+  JobSpecValidator ValidatorWithFiles() {
+    return JobSpecValidator({{root_.path()}, nullptr, nullptr, files_.get()});
+  }
+
+  ftd::testing::TempDir store_;  // outside the data roots
+  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<storage::FileStore> file_store_;
+  std::unique_ptr<FileManager> files_;
+};
+
+TEST_F(UploadedFilesTest, IdsResolveToTheStoredFilesAndAreCheckedLikePaths) {
+  ftd::testing::WriteTinyBert(store_.Sub("tiny"));
+  const std::string model =
+      UploadFile(v1::FILE_KIND_MODEL, {store_.Sub("tiny/config.json"), store_.Sub("tiny/vocab.txt"),
+                                       store_.Sub("tiny/model.safetensors")});
+  const std::string train = UploadFile(v1::FILE_KIND_DATASET, {root_.Sub("train.csv")});
+  const std::string valid = UploadFile(v1::FILE_KIND_DATASET, {root_.Sub("valid.jsonl")});
+  JobSpecValidator validator = ValidatorWithFiles();
+
+  v1::JobSpec spec;
+  spec.set_base_model_file_id(model);
+  spec.mutable_train_dataset()->set_file_id(train);
+  spec.mutable_validation_dataset()->set_file_id(valid);
+  ASSERT_OK(validator.ValidateAndNormalize(&spec));
+  EXPECT_THAT(spec.base_model(), StartsWith(store_.Sub("files/objects/")));
+  EXPECT_THAT(spec.train_dataset().path(), StartsWith(store_.Sub("files/objects/")));
+  EXPECT_EQ(spec.train_dataset().format(), v1::DATASET_FORMAT_CSV);
+  EXPECT_EQ(spec.validation_dataset().format(), v1::DATASET_FORMAT_JSONL);
+  // Normalizing again (as at recovery) changes nothing.
+  v1::JobSpec again = spec;
+  ASSERT_OK(validator.ValidateAndNormalize(&again));
+  EXPECT_EQ(again.SerializeAsString(), spec.SerializeAsString());
+
+  auto expect_invalid = [&](const std::function<void(v1::JobSpec*)>& change,
+                            const std::string& field, const std::string& reason) {
+    v1::JobSpec bad;
+    bad.set_base_model_file_id(model);
+    bad.mutable_train_dataset()->set_file_id(train);
+    change(&bad);
+    absl::Status status = validator.ValidateAndNormalize(&bad);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 AllOf(StartsWith(field + ":"), HasSubstr(reason))))
+        << field;
+    EXPECT_THAT(std::string(status.message()), Not(HasSubstr(store_.path()))) << field;
+  };
+  expect_invalid([](v1::JobSpec* s) { s->set_base_model_file_id("file-99"); }, "base_model_file_id",
+                 "file-99");
+  expect_invalid([&](v1::JobSpec* s) { s->set_base_model_file_id(train); }, "base_model_file_id",
+                 train + " is a dataset");
+  expect_invalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_file_id(model); },
+                 "train_dataset.file_id", model + " is a model");
+  expect_invalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_path(root_.Sub("train.csv")); },
+      "train_dataset", "not both");
+  expect_invalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_format(v1::DATASET_FORMAT_JSONL); },
+      "train_dataset.format", train + " was uploaded as CSV");
+  expect_invalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_text_column("sentence"); },
+                 "train_dataset", train + " (train.csv):1: no column \"sentence\" in the header");
+  expect_invalid(
+      [&](v1::JobSpec* s) {
+        s->mutable_train_dataset()->set_file_id(valid);  // one label only
+      },
+      "train_dataset", valid + " (valid.jsonl): every row has the same label");
+  expect_invalid(
+      [&](v1::JobSpec* s) {
+        s->mutable_validation_dataset()->set_file_id(train);
+        s->mutable_train_dataset()->set_file_id(valid);
+      },
+      "train_dataset", valid + " (valid.jsonl)");
+  // Without a FileManager, ids are refused by name.
+  v1::JobSpec no_files;
+  no_files.set_base_model_file_id(model);
+  no_files.mutable_train_dataset()->set_file_id(train);
+  EXPECT_THAT(Validator().ValidateAndNormalize(&no_files),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("base_model_file_id")));
 }
 
 }  // namespace
