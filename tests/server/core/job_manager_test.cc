@@ -9,10 +9,14 @@
 #include <thread>
 
 #include "common/enum_names.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/error_details.h"
+#include "server/core/file_manager.h"
 #include "server/metrics/metrics_observer.h"
+#include "storage/database.h"
+#include "storage/file_store.h"
 #include "tests/testing/fake_job_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -209,6 +213,7 @@ class JobManagerTest : public ::testing::Test {
     options.progress_event_interval = progress_interval;
     options.preemption = preemption_;
     options.max_queued_jobs = max_queued_jobs_;
+    options.files = files_;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
     manager_->Start();
@@ -216,6 +221,7 @@ class JobManagerTest : public ::testing::Test {
 
   bool preemption_ = false;
   int max_queued_jobs_ = 10000;
+  FileManager* files_ = nullptr;
   // In memory, with writes that can be made to fail (RocksDB's store has its
   // own tests); it outlives each manager, as a database does a restart.
   ftd::testing::FakeJobStore store_;
@@ -400,6 +406,78 @@ TEST_F(JobManagerTest, AFolderADeleteLeftBehindIsRemovedAtTheNextStart) {
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/job-1/checkpoints/a")));
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/job-77")));
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/notes/readme")));
+}
+
+// A job keeps the uploaded files it names from deletion from its submission
+// until its end, across a restart; a submission that is refused pins nothing.
+TEST_F(JobManagerTest, AJobPinsItsUploadedFilesUntilItEndsAndAcrossARestart) {
+  ftd::testing::TempDir storage_dir;
+  ASSERT_OK_AND_ASSIGN(
+      auto database,
+      storage::Database::Open({storage_dir.Sub("db"), {storage::FileStore::kColumnFamily}, {}}));
+  ASSERT_OK_AND_ASSIGN(auto file_store,
+                       storage::FileStore::Open({storage_dir.Sub("files"), database.get()}));
+  auto files = std::make_unique<FileManager>(FileManager::Options{file_store.get()});
+  const std::string content = "text,label\nhi,a\nho,b\n";
+  auto upload = [&](FileManager* manager) {
+    v1::UploadFileRequest::Header header;
+    header.set_kind(v1::FILE_KIND_DATASET);
+    v1::FileEntry* entry = header.add_entries();
+    entry->set_name("train.csv");
+    entry->set_size(static_cast<int64_t>(content.size()));
+    entry->set_sha256(Sha256::Hex(content));
+    auto started = manager->BeginUpload(header);
+    EXPECT_OK(started.status());
+    EXPECT_OK((*started)->Write(content));
+    absl::StatusOr<v1::File> file = (*started)->Finish();
+    EXPECT_OK(file.status());
+    return file.ok() ? file->id() : std::string();
+  };
+  const std::string id = upload(files.get());
+  files_ = files.get();
+  max_queued_jobs_ = 2;
+  StartManager(/*cpu_slots=*/0);
+  auto uploaded_spec = [&](const std::string& name) {
+    v1::JobSpec spec = Spec(name);
+    spec.mutable_train_dataset()->clear_path();
+    spec.mutable_train_dataset()->set_file_id(id);
+    return spec;
+  };
+  auto users = [&] {
+    absl::StatusOr<v1::File> file = files_->Get(id);
+    EXPECT_OK(file.status());
+    return file.ok() ? std::vector<std::string>(file->in_use_by().begin(), file->in_use_by().end())
+                     : std::vector<std::string>();
+  };
+  ASSERT_OK_AND_ASSIGN(v1::Job first, manager_->Submit(uploaded_spec("a")));
+  ASSERT_OK_AND_ASSIGN(v1::Job second, manager_->Submit(uploaded_spec("b")));
+  EXPECT_THAT(users(), ElementsAre("job-1", "job-2"));
+  EXPECT_EQ(ReasonOf(files_->Delete(id).status()), "FILE_IN_USE");
+  // Refused for the full queue: it pins nothing.
+  EXPECT_THAT(manager_->Submit(uploaded_spec("c")),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("queue")));
+  EXPECT_THAT(users(), ElementsAre("job-1", "job-2"));
+  ASSERT_OK(manager_->Cancel(first.id()).status());
+  EXPECT_THAT(users(), ElementsAre("job-2"));
+  // Refused by the store after the pin was taken: the pin goes too.
+  store_.FailWrites(absl::UnavailableError("job store: IO error"));
+  EXPECT_THAT(manager_->Submit(uploaded_spec("d")),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("IO error")));
+  store_.FailWrites(absl::OkStatus());
+  EXPECT_THAT(users(), ElementsAre("job-2"));
+
+  // A restart (a new FileManager too: pins live in memory) pins again.
+  manager_.reset();
+  files = std::make_unique<FileManager>(FileManager::Options{file_store.get()});
+  files_ = files.get();
+  StartManager(/*cpu_slots=*/0);
+  EXPECT_THAT(users(), ElementsAre("job-2"));
+  EXPECT_EQ(ReasonOf(files_->Delete(id).status()), "FILE_IN_USE");
+  ASSERT_OK(manager_->Cancel(second.id()).status());
+  EXPECT_THAT(users(), ::testing::IsEmpty());
+  EXPECT_OK(files_->Delete(id).status());
+  manager_.reset();
+  files_ = nullptr;
 }
 
 TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsWatchEnds) {
