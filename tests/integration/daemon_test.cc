@@ -227,6 +227,65 @@ TEST_F(DaemonTest, BadRequestsGetOneReadableLineNamingTheField) {
   EXPECT_EQ(ListedIds(daemon->Ftctl({"list"}).out).size(), 0u);
 }
 
+// Data a job would trip over when it starts, possibly hours later behind a
+// queue, is refused at submit: INVALID_ARGUMENT naming the field, the file,
+// the line and the reason, never the file's contents; nothing is queued.
+TEST_F(DaemonTest, BadDataIsRefusedAtSubmitNamingTheFileAndTheLine) {
+  auto daemon = StartDaemon(/*cpu_slots=*/0);
+  auto write = [&](const std::string& name, const std::string& content) {
+    ftd::testing::WriteFile(dir_.Sub("data/" + name), content);
+    return dir_.Sub("data/" + name);
+  };
+  const std::string columns = write("columns.csv", "sentence,label\nsecret words,pos\n");
+  const std::string csv_as_jsonl = write("rows.jsonl", "text,label\nsecret words,pos\n");
+  const std::string empty = write("empty.csv", "text,label\n");
+  const std::string one_label = write("one.csv", "text,label\nx,secret\ny,secret\n");
+  const std::string unseen = write("valid.csv", "text,label\nfine,pos\nodd,secret-label\n");
+  ftd::testing::WriteModelFolder(dir_.Sub("data/no-vocab"));
+  std::filesystem::remove(dir_.Sub("data/no-vocab/vocab.txt"));
+  struct Case {
+    std::vector<std::string> extra;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--train=" + columns},
+       "INVALID_ARGUMENT: train_dataset: " + columns + ":1: no column \"text\" in the header"},
+      {{"--train=" + csv_as_jsonl},
+       "INVALID_ARGUMENT: train_dataset: " + csv_as_jsonl +
+           ":1: not a JSON object (is it CSV? name format CSV)"},
+      {{"--train=" + empty},
+       "INVALID_ARGUMENT: train_dataset: " + empty + ": the file has no rows"},
+      {{"--train=" + one_label},
+       "INVALID_ARGUMENT: train_dataset: " + one_label +
+           ": every row has the same label; a classifier needs two or more"},
+      {{"--validation=" + unseen},
+       "INVALID_ARGUMENT: validation_dataset: " + unseen +
+           ":3: 1 label of the validation file (the first on this line) is not among the "
+           "training file's 2 labels"},
+      {{"--model=" + dir_.Sub("data/no-vocab")},
+       "INVALID_ARGUMENT: base_model: \"" + dir_.Sub("data/no-vocab") + "\" has no vocab.txt"},
+  };
+  for (const Case& c : cases) {
+    auto args = SubmitArgs("bad-data");
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    CommandResult r = daemon->Ftctl(args);
+    EXPECT_EQ(r.exit_code, 1) << c.expected;
+    EXPECT_THAT(r.err, HasSubstr("ftctl: " + c.expected));
+    EXPECT_THAT(r.err, Not(HasSubstr("secret")));
+  }
+  // An uploaded dataset is named by its id, not by where the daemon keeps it.
+  ASSERT_EQ(daemon->Ftctl({"upload", columns}).exit_code, 0);
+  auto args = SubmitArgs("uploaded");
+  args.push_back("--train=file-1");
+  CommandResult uploaded = daemon->Ftctl(args);
+  EXPECT_EQ(uploaded.exit_code, 1);
+  EXPECT_THAT(uploaded.err,
+              HasSubstr("INVALID_ARGUMENT: train_dataset: file-1 (columns.csv):1: no column "
+                        "\"text\" in the header"));
+  EXPECT_THAT(uploaded.err, Not(HasSubstr(dir_.Sub("ftd-data"))));
+  EXPECT_EQ(ListedIds(daemon->Ftctl({"list"}).out).size(), 0u);
+}
+
 TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
   auto daemon = StartDaemon(/*cpu_slots=*/1);
   // The weights file is empty: whatever trains this job cannot load it.
