@@ -51,6 +51,10 @@ const google::protobuf::FieldDescriptor* FindField(const google::protobuf::Descr
 std::string EnumName(const google::protobuf::EnumDescriptor* enumeration, const std::string& v) {
   const std::string upper = absl::AsciiStrToUpper(v);
   if (enumeration->FindValueByName(upper) != nullptr) return upper;
+  // The device kind's zero value means any device, as ftctl's --device=any.
+  if (enumeration == v1::DeviceRequest::Kind_descriptor() && upper == "ANY") {
+    return "KIND_UNSPECIFIED";
+  }
   const google::protobuf::EnumValueDescriptor* match = nullptr;
   for (int i = 0; i < enumeration->value_count(); ++i) {
     const std::string& name = enumeration->value(i)->name();

@@ -59,8 +59,14 @@ class JobStore {
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;
 
   // Removes the job, its events and its request id (which a later job may
-  // then use), in one synced write. Errors: NOT_FOUND for an unknown job.
+  // then use), in one synced write that also marks it deleted until
+  // ForgetDeleted (its folder is removed after: a crash in between leaves
+  // the mark for the next start). A record that cannot be read is deleted
+  // too. Errors: NOT_FOUND for an unknown job.
   virtual absl::Status DeleteJob(const std::string& job_id) = 0;
+  // The jobs marked deleted, whose folders may still be on disk.
+  virtual absl::StatusOr<std::vector<std::string>> DeletedJobs() = 0;
+  virtual absl::Status ForgetDeleted(const std::string& job_id) = 0;
 
   // Appends an event to `event.job_id()`'s history, giving it the next
   // sequence number, and returns it. When `job` is not null the job is

@@ -6,7 +6,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/status_macros.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "rocksdb/write_batch.h"
 
 namespace ftd::storage {
@@ -15,7 +17,12 @@ namespace {
 constexpr char kJobPrefix = 'j';
 constexpr char kEventPrefix = 'e';
 constexpr char kRequestPrefix = 'r';
+// A deleted job whose folder may still be on disk (its delete's last step).
+constexpr char kDeletedPrefix = 'd';
 constexpr char kNextJobKey[] = "m:next_job";
+// The records' layout: absent before v1 was settled (1), then 2.
+constexpr char kSchemaKey[] = "m:schema";
+constexpr char kSchema[] = "2";
 
 void AppendBigEndian(std::string* out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8)
@@ -38,6 +45,12 @@ std::string EventKey(uint64_t number, uint64_t sequence) {
   std::string key(1, kEventPrefix);
   AppendBigEndian(&key, number);
   AppendBigEndian(&key, sequence);
+  return key;
+}
+
+std::string DeletedKey(uint64_t number) {
+  std::string key(1, kDeletedPrefix);
+  AppendBigEndian(&key, number);
   return key;
 }
 
@@ -95,7 +108,11 @@ uint64_t RocksDbJobStore::ParseJobId(const std::string& job_id) {
   uint64_t number = 0;
   if (!absl::StartsWith(job_id, "job-")) return 0;
   std::string digits = job_id.substr(4);
-  if (digits.empty() || digits[0] == '0' || digits[0] == '+') return 0;
+  // Digits only: SimpleAtoi would take " 3" or "3\n" for job 3.
+  if (digits.empty() || digits[0] == '0' || digits.size() > 19 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return 0;
+  }
   if (!absl::SimpleAtoi(digits, &number)) return 0;
   return number;
 }
@@ -112,7 +129,70 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Databas
   } else if (!s.IsNotFound()) {
     return FromRocksDb(s, "job store: reading the next-job counter");
   }
+  RETURN_IF_ERROR(Migrate(database, cf));
   return std::unique_ptr<RocksDbJobStore>(new RocksDbJobStore(database, next_job));
+}
+
+// Schema 1 -> 2 (the v1 API settled): a job's request_id moved out of its
+// spec (JobSpec field 12, now reserved) into Job.request_id, and log levels
+// moved up one so that 0 is LEVEL_UNSPECIFIED (INFO 0 -> 1, WARNING 1 -> 2,
+// ERROR 2 -> 3). Idempotent until the schema mark, written last, is there.
+absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyHandle* cf) {
+  std::string schema;
+  rocksdb::Status s = database->db()->Get(rocksdb::ReadOptions(), cf, kSchemaKey, &schema);
+  if (s.ok() && schema == kSchema) return absl::OkStatus();
+  if (!s.ok() && !s.IsNotFound()) return FromRocksDb(s, "job store: reading its schema");
+  if (s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job store: schema ", schema, " is newer than this ftd's (", kSchema, ")"));
+  }
+  rocksdb::WriteBatch batch;
+  int64_t jobs = 0, events = 0;
+  std::unique_ptr<rocksdb::Iterator> iter(database->db()->NewIterator(rocksdb::ReadOptions(), cf));
+  for (iter->SeekToFirst(); iter->Valid(); iter->Next()) {
+    const char prefix = iter->key().empty() ? '\0' : iter->key()[0];
+    if (prefix == kJobPrefix) {
+      v1::Job job;
+      if (!job.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()))) {
+        continue;  // damaged: left as it is (it is quarantined)
+      }
+      const google::protobuf::UnknownFieldSet& unknown =
+          job.spec().GetReflection()->GetUnknownFields(job.spec());
+      for (int i = 0; i < unknown.field_count(); ++i) {
+        if (unknown.field(i).number() == 12 &&
+            unknown.field(i).type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED &&
+            job.request_id().empty()) {
+          job.set_request_id(unknown.field(i).length_delimited());
+        }
+      }
+      job.mutable_spec()->GetReflection()->MutableUnknownFields(job.mutable_spec())->Clear();
+      batch.Put(cf, iter->key(), job.SerializeAsString());
+      ++jobs;
+    } else if (prefix == kEventPrefix) {
+      v1::JobEvent event;
+      if (!event.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size())) ||
+          !event.has_log()) {
+        continue;
+      }
+      const int level = static_cast<int>(event.log().level());
+      if (level >= 0 && level <= 2) {
+        event.mutable_log()->set_level(static_cast<v1::JobEvent::Log::Level>(level + 1));
+        batch.Put(cf, iter->key(), event.SerializeAsString());
+        ++events;
+      }
+    }
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: reading records to migrate"));
+  batch.Put(cf, kSchemaKey, kSchema);
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  RETURN_IF_ERROR(
+      FromRocksDb(database->db()->Write(options, &batch), "job store: migrating its records"));
+  if (jobs + events > 0) {
+    Log(LogLevel::kInfo, absl::StrCat("job store: migrated ", jobs, " jobs and ", events,
+                                      " log events to schema ", kSchema));
+  }
+  return absl::OkStatus();
 }
 
 RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job)
@@ -171,8 +251,11 @@ absl::StatusOr<std::optional<v1::Job>> RocksDbJobStore::FindByRequestId(
       database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(request_id), &value);
   if (s.IsNotFound()) return std::optional<v1::Job>();
   RETURN_IF_ERROR(FromRocksDb(s, "job store: reading the request id index"));
-  ASSIGN_OR_RETURN(v1::Job job, ReadJob(ReadBigEndian(value)));
-  return std::optional<v1::Job>(std::move(job));
+  absl::StatusOr<v1::Job> job = ReadJob(ReadBigEndian(value));
+  // The job was deleted (its record unreadable then): the id is free.
+  if (absl::IsNotFound(job.status())) return std::optional<v1::Job>();
+  RETURN_IF_ERROR(job.status());
+  return std::optional<v1::Job>(*std::move(job));
 }
 
 absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
@@ -190,10 +273,15 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(v1::Job job, ReadJob(number));
+  // A damaged record is deleted too; its request id (unreadable) stays
+  // indexed, and FindByRequestId then reports the job as gone.
+  absl::StatusOr<v1::Job> read = ReadJob(number);
+  if (!read.ok() && !absl::IsDataLoss(read.status())) return read.status();
+  const v1::Job job = read.ok() ? *std::move(read) : v1::Job();
   rocksdb::WriteBatch batch;
   batch.Delete(cf_, JobKey(number));
   batch.DeleteRange(cf_, EventKey(number, 0), EventKey(number + 1, 0));
+  batch.Put(cf_, DeletedKey(number), "");
   if (!job.request_id().empty()) {
     std::string value;
     rocksdb::Status s =
@@ -208,6 +296,27 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
                               absl::StrCat("job store: deleting ", job_id)));
   last_sequence_.erase(number);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> RocksDbJobStore::DeletedJobs() {
+  std::vector<std::string> ids;
+  std::unique_ptr<rocksdb::Iterator> iter(
+      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const std::string prefix(1, kDeletedPrefix);
+  for (iter->Seek(prefix); iter->Valid() && iter->key().starts_with(prefix); iter->Next()) {
+    ids.push_back(JobId(ReadBigEndian(iter->key().ToStringView().substr(1))));
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: listing deleted jobs"));
+  return ids;
+}
+
+absl::Status RocksDbJobStore::ForgetDeleted(const std::string& job_id) {
+  const uint64_t number = ParseJobId(job_id);
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocksDb(database_->db()->Delete(options, cf_, DeletedKey(number)),
+                     absl::StrCat("job store: forgetting deleted ", job_id));
 }
 
 absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {

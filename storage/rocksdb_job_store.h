@@ -30,6 +30,8 @@ class RocksDbJobStore final : public JobStore {
   absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::Status DeleteJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<std::string>> DeletedJobs() override;
+  absl::Status ForgetDeleted(const std::string& job_id) override;
   absl::StatusOr<v1::JobEvent> AppendEvent(v1::JobEvent event, const v1::Job* job) override;
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
                                    const std::string& page_token) override;
@@ -44,6 +46,7 @@ class RocksDbJobStore final : public JobStore {
  private:
   RocksDbJobStore(Database* database, uint64_t next_job);
 
+  static absl::Status Migrate(Database* database, rocksdb::ColumnFamilyHandle* cf);
   absl::StatusOr<v1::Job> ReadJob(uint64_t number);
   // The last event sequence of job `number` (0 when it has none).
   absl::StatusOr<int64_t> LastSequence(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

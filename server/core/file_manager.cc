@@ -115,6 +115,7 @@ FileManager::Upload::Upload(FileManager* manager, v1::UploadFileRequest::Header 
 }
 
 FileManager::Upload::~Upload() {
+  std::unique_ptr<storage::FileStore::Upload> staged;  // removed after the locks go
   absl::MutexLock manager_lock(&manager_->mu_);
   absl::MutexLock lock(&mu_);
   manager_->live_.erase(this);
@@ -122,7 +123,7 @@ FileManager::Upload::~Upload() {
     --manager_->uploads_;
     manager_->reserved_bytes_ -= reserved_bytes_;
   }
-  staged_.reset();
+  staged = std::move(staged_);
 }
 
 absl::Status FileManager::Upload::DroppedError() const {
@@ -326,9 +327,11 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                         absl::StrCat("must be at most ", kMaxDisplayName, " printable characters"));
   }
 
+  // Staged bytes of dropped uploads, removed once mu_ is released.
+  std::vector<std::unique_ptr<storage::FileStore::Upload>> dropped;
   {
     absl::MutexLock lock(&mu_);
-    if (uploads_ >= options_.max_uploads) DropIdleUploadsLocked();
+    if (uploads_ >= options_.max_uploads) DropIdleUploadsLocked(&dropped);
     if (uploads_ >= options_.max_uploads) {
       return Exhausted("TOO_MANY_UPLOADS",
                        absl::StrCat(options_.max_uploads,
@@ -346,7 +349,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     const int64_t stored = options_.store->stored_bytes();
     if (options_.max_stored_bytes > 0 &&
         stored + reserved_bytes_ + total > options_.max_stored_bytes) {
-      DropIdleUploadsLocked();
+      DropIdleUploadsLocked(&dropped);
     }
     if (options_.max_stored_bytes > 0 &&
         stored + reserved_bytes_ + total > options_.max_stored_bytes) {
@@ -372,7 +375,8 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
   return std::unique_ptr<Upload>(new Upload(this, std::move(header), *std::move(staged)));
 }
 
-bool FileManager::DropIdleUploadsLocked() {
+bool FileManager::DropIdleUploadsLocked(
+    std::vector<std::unique_ptr<storage::FileStore::Upload>>* dropped_staging) {
   if (options_.upload_idle_timeout <= absl::ZeroDuration()) return false;
   const absl::Time now = options_.now();
   bool dropped = false;
@@ -381,7 +385,7 @@ bool FileManager::DropIdleUploadsLocked() {
     if (!upload->mu_.TryLock()) continue;
     if (!upload->dropped_ && now - upload->last_activity_ >= options_.upload_idle_timeout) {
       upload->dropped_ = true;
-      upload->staged_.reset();  // its staged bytes go now
+      dropped_staging->push_back(std::move(upload->staged_));  // its staged bytes go
       --uploads_;
       reserved_bytes_ -= upload->reserved_bytes_;
       upload->reserved_bytes_ = 0;

@@ -127,7 +127,11 @@ class FileManager {
 
  private:
   // Drops the uploads idle for upload_idle_timeout; true when one was.
-  bool DropIdleUploadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Their staged bytes go to `dropped_staging`, for the caller to remove
+  // once it has released mu_ (JobManager waits on mu_ while pinning).
+  bool DropIdleUploadsLocked(
+      std::vector<std::unique_ptr<storage::FileStore::Upload>>* dropped_staging)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> UsersLocked(const std::string& file_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -255,28 +255,38 @@ int64_t TreeBytes(const std::filesystem::path& folder) {
   return bytes;
 }
 
-bool IsJobFolderName(const std::string& name) {
-  if (!absl::StartsWith(name, "job-") || name.size() == 4) return false;
-  return std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 }  // namespace
 
 void JobManager::RemoveOrphanedFoldersLocked() {
-  if (options_.jobs_dir.empty()) return;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(options_.jobs_dir, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (!IsJobFolderName(name) || !absl::IsNotFound(options_.store->GetJob(name).status())) {
-      continue;
-    }
-    std::error_code removed;
-    std::filesystem::remove_all(it->path(), removed);
-    Log(removed ? LogLevel::kWarning : LogLevel::kInfo,
-        absl::StrCat(name, ": removed the folder of a deleted job",
-                     removed ? absl::StrCat(" failed: ", removed.message()) : ""));
+  // Only the folders of jobs the store marked deleted: a lost or replaced
+  // database must not cost every job its outputs.
+  absl::StatusOr<std::vector<std::string>> deleted = options_.store->DeletedJobs();
+  if (!deleted.ok()) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("cannot list deleted jobs: ", deleted.status().ToString()));
+    return;
   }
+  for (const std::string& job_id : *deleted) RemoveJobFolder(job_id);
+}
+
+int64_t JobManager::RemoveJobFolder(const std::string& job_id) {
+  int64_t bytes = 0;
+  if (!options_.jobs_dir.empty()) {
+    // From the daemon's own layout and the store's canonical id.
+    const std::filesystem::path folder = std::filesystem::path(options_.jobs_dir) / job_id;
+    bytes = TreeBytes(folder);
+    std::error_code ec;
+    std::filesystem::remove_all(folder, ec);
+    if (ec) {
+      // The mark stays: the next start tries again.
+      Log(LogLevel::kWarning, absl::StrCat(job_id, ": removing its folder failed: ", ec.message()));
+      return 0;
+    }
+  }
+  if (absl::Status forgot = options_.store->ForgetDeleted(job_id); !forgot.ok()) {
+    Log(LogLevel::kWarning, absl::StrCat(job_id, ": ", forgot.ToString()));
+  }
+  return bytes;
 }
 
 absl::StatusOr<v1::DeleteJobResponse> JobManager::Delete(const std::string& job_id) {
@@ -295,7 +305,17 @@ absl::StatusOr<v1::DeleteJobResponse> JobManager::Delete(const std::string& job_
     // A damaged record can still be deleted (it is not running: recovery
     // left it alone); its cache segments are not known.
     if (!stored.ok() && !absl::IsDataLoss(stored.status())) return stored.status();
-    if (stored.ok()) job = *std::move(stored);
+    if (stored.ok()) {
+      job = *std::move(stored);
+      // Not active yet not ended: only a job whose end could not be
+      // recorded; it is not deleted behind the runner's back.
+      if (!IsFinal(job.state())) {
+        return WithReason(absl::FailedPreconditionError(
+                              absl::StrCat(job_id, " is ", ShortName(job.state()),
+                                           "; only an ended job can be deleted: cancel it first")),
+                          "JOB_NOT_ENDED", {{"state", v1::JobState_Name(job.state())}});
+      }
+    }
     RETURN_IF_ERROR(options_.store->DeleteJob(job_id));
     if (stored.ok()) CountLocked(job.state(), v1::JOB_STATE_UNSPECIFIED);
     for (const auto& [id, active] : active_) {
@@ -305,18 +325,7 @@ absl::StatusOr<v1::DeleteJobResponse> JobManager::Delete(const std::string& job_
   }
   Log(LogLevel::kInfo, absl::StrCat(job_id, ": deleted"));
   v1::DeleteJobResponse response;
-  if (!options_.jobs_dir.empty()) {
-    // From the daemon's own layout, not from a path in the record.
-    const std::filesystem::path folder = std::filesystem::path(options_.jobs_dir) / job_id;
-    response.set_output_bytes_freed(TreeBytes(folder));
-    std::error_code ec;
-    std::filesystem::remove_all(folder, ec);
-    if (ec) {
-      // The record is gone; the next start retries.
-      Log(LogLevel::kWarning, absl::StrCat(job_id, ": removing its folder failed: ", ec.message()));
-      response.set_output_bytes_freed(0);
-    }
-  }
+  response.set_output_bytes_freed(RemoveJobFolder(job_id));
   absl::StatusOr<v1::ClearJobCacheResponse> cleared = cache_admin_.ClearDeleted(job, in_use);
   if (!cleared.ok()) {
     // The segments stay until the cache's size cap evicts them.

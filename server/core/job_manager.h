@@ -185,9 +185,12 @@ class JobManager {
   void Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,
                const v1::CacheUsage& cache);
   std::string CheckpointDir(const std::string& job_id) const;
-  // Removes job folders whose job is no longer stored (a delete interrupted
-  // by a crash).
+  // Removes the folders of jobs deleted before a crash could (the store's
+  // marks).
   void RemoveOrphanedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes a deleted job's folder and its mark; the bytes removed (0 when
+  // the folder could not be removed: the mark stays for the next start).
+  int64_t RemoveJobFolder(const std::string& job_id);
 
   // Adds `event` to the job's history and publishes it to its watchers; with
   // `persist_job` the job record is written in the same synced write.

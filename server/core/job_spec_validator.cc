@@ -143,12 +143,15 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   } else {
     RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model()));
   }
+  // An uploaded model by its id, not by where the daemon keeps it.
+  const bool uploaded = !spec->base_model_file_id().empty();
+  const std::string model_field = uploaded ? "base_model_file_id" : "base_model";
+  const std::string model_name = uploaded ? spec->base_model_file_id() : spec->base_model();
   if (!fs::is_directory(spec->base_model())) {
-    return Invalid("base_model",
-                   absl::StrCat("\"", spec->base_model(), "\" is not a folder with a checkpoint"));
+    return Invalid(model_field,
+                   absl::StrCat("\"", model_name, "\" is not a folder with a checkpoint"));
   }
-  ASSIGN_OR_RETURN(ModelConfig model,
-                   ReadModelConfig(spec->base_model(), "base_model", spec->base_model()));
+  ASSIGN_OR_RETURN(ModelConfig model, ReadModelConfig(spec->base_model(), model_field, model_name));
 
   // Data.
   RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset()));

@@ -61,12 +61,14 @@ TEST(JobFileTest, JsonWorksToo) {
   EXPECT_EQ(spec.hyperparameters().batch_size(), 8);
   EXPECT_EQ(spec.freeze_policy().static_().frozen_layers(), 4);
 
-  // Enum values by their full names too, and in maps and lists.
+  // Enum values by their full names too; the device kind "any".
   ASSERT_OK_AND_ASSIGN(spec, ParseJobSpec(R"({"train_dataset": {"format": "DATASET_FORMAT_CSV"},
-                       "task": "sequence_classification"})",
+                       "task": "sequence_classification", "device": {"kind": "any"}})",
                                           "job.json"));
   EXPECT_EQ(spec.train_dataset().format(), v1::DATASET_FORMAT_CSV);
   EXPECT_EQ(spec.task(), v1::TASK_SEQUENCE_CLASSIFICATION);
+  EXPECT_TRUE(spec.has_device());
+  EXPECT_EQ(spec.device().kind(), v1::DeviceRequest::KIND_UNSPECIFIED);
   EXPECT_THAT(ParseJobSpec("train_dataset: {format: parquet}\n", "job.yaml"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parquet")));
 }

@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 #include "storage/database.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -109,6 +110,9 @@ TEST_F(RocksDbJobStoreTest, DeleteRemovesTheJobItsEventsAndItsRequestId) {
   ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
   EXPECT_TRUE(events.events.empty());
   EXPECT_THAT(store_->DeleteJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  // Marked deleted until its folder is gone (the daemon forgets it then).
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> marked, store_->DeletedJobs());
+  EXPECT_THAT(marked, ElementsAre("job-1"));
   EXPECT_THAT(store_->DeleteJob("nonsense"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
 
@@ -118,10 +122,78 @@ TEST_F(RocksDbJobStoreTest, DeleteRemovesTheJobItsEventsAndItsRequestId) {
   ASSERT_EQ(b_events.events.size(), 1u);
   EXPECT_EQ(b_events.events[0].log().message(), "b0");
   EXPECT_THAT(store_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  ASSERT_OK_AND_ASSIGN(marked, store_->DeletedJobs());
+  EXPECT_THAT(marked, ElementsAre("job-1"));  // the mark survives a crash
+  ASSERT_OK(store_->ForgetDeleted("job-1"));
+  ASSERT_OK_AND_ASSIGN(marked, store_->DeletedJobs());
+  EXPECT_THAT(marked, ::testing::IsEmpty());
   ASSERT_OK_AND_ASSIGN(v1::Job c, store_->CreateJob(NewJob("c"), Log("c0")));
   EXPECT_EQ(c.id(), "job-3");
   ASSERT_OK_AND_ASSIGN(JobPage page, store_->ListJobs({}, 10, ""));
   EXPECT_THAT(Ids(page), ElementsAre("job-2", "job-3"));
+}
+
+// A database from before the v1 API settled: the request id inside the
+// spec (field 12, now reserved) and log levels one lower. Opening it
+// migrates both, once.
+TEST_F(RocksDbJobStoreTest, RecordsFromBeforeV1AreMigratedOnOpen) {
+  v1::Job job = NewJob("old");
+  job.set_id("job-1");
+  std::string record = job.SerializeAsString();
+  // Job.spec (field 2) holding the old spec plus field 12, "ticket-1".
+  std::string spec = job.spec().SerializeAsString();
+  spec += std::string("\x62\x08", 2) + "ticket-1";
+  v1::Job without_spec = job;
+  without_spec.clear_spec();
+  record = without_spec.SerializeAsString() + std::string("\x12", 1) +
+           std::string(1, static_cast<char>(spec.size())) + spec;
+  ASSERT_LT(spec.size(), 128u);
+  v1::JobEvent warning = Log("disk almost full");
+  warning.set_job_id("job-1");
+  warning.set_sequence(1);
+  warning.mutable_log()->set_level(static_cast<v1::JobEvent::Log::Level>(1));  // old WARNING
+  auto key = [](char prefix, std::vector<uint64_t> numbers) {
+    std::string k(1, prefix);
+    for (uint64_t n : numbers) {
+      for (int shift = 56; shift >= 0; shift -= 8)
+        k.push_back(static_cast<char>((n >> shift) & 0xff));
+    }
+    return k;
+  };
+  rocksdb::ColumnFamilyHandle* cf = database_->column_family("jobs");
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf, "m:schema");
+  batch.Put(cf, key('j', {1}), record);
+  batch.Put(cf, key('e', {1, 1}), warning.SerializeAsString());
+  batch.Put(cf, "rticket-1", key('x', {1}).substr(1));
+  batch.Put(cf, "m:next_job", key('x', {2}).substr(1));
+  ASSERT_TRUE(database_->db()->Write(rocksdb::WriteOptions(), &batch).ok());
+
+  Open();
+  ASSERT_OK_AND_ASSIGN(v1::Job migrated, store_->GetJob("job-1"));
+  EXPECT_EQ(migrated.request_id(), "ticket-1");
+  EXPECT_EQ(migrated.spec().display_name(), "old");
+  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("ticket-1"));
+  ASSERT_TRUE(found.has_value());
+  ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
+  ASSERT_EQ(events.events.size(), 1u);
+  EXPECT_EQ(events.events[0].log().level(), v1::JobEvent::Log::LEVEL_WARNING);
+  // Once: opening again changes nothing more.
+  Open();
+  ASSERT_OK_AND_ASSIGN(events, store_->ListEvents("job-1", 0, 10, ""));
+  EXPECT_EQ(events.events[0].log().level(), v1::JobEvent::Log::LEVEL_WARNING);
+  // Deleting it frees its request id, for a new job.
+  ASSERT_OK(store_->DeleteJob("job-1"));
+  ASSERT_OK_AND_ASSIGN(found, store_->FindByRequestId("ticket-1"));
+  EXPECT_FALSE(found.has_value());
+}
+
+TEST_F(RocksDbJobStoreTest, JobIdsAreDigitsOnly) {
+  EXPECT_EQ(RocksDbJobStore::ParseJobId("job-3"), 3u);
+  for (const char* bad : {"job-3 ", "job-3\n", "job- 3", "job-+3", "job-03", "job-", "job-3x",
+                          "job-99999999999999999999"}) {
+    EXPECT_EQ(RocksDbJobStore::ParseJobId(bad), 0u) << bad;
+  }
 }
 
 TEST_F(RocksDbJobStoreTest, AppendEventNumbersEventsAndUpdatesTheJobAtomically) {
@@ -230,6 +302,9 @@ TEST_F(RocksDbJobStoreTest, AnUnreadableRecordIsListedApartAndTheRestServed) {
   EXPECT_THAT(Ids(page), ElementsAre("job-1", "job-3"));
   EXPECT_THAT(page.unreadable, ElementsAre("job-2"));
   EXPECT_THAT(store_->GetJob("job-2"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("job-2")));
+  // It can still be deleted.
+  ASSERT_OK(store_->DeleteJob("job-2"));
+  EXPECT_THAT(store_->GetJob("job-2"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-2")));
 }
 
 TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {

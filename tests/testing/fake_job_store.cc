@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "storage/rocksdb_job_store.h"
 
 namespace ftd::testing {
 
@@ -24,10 +25,9 @@ void FakeJobStore::CorruptJob(const std::string& job_id) {
   if (it != jobs_.end()) it->second.corrupt = true;
 }
 
+// Ids parse as the real store's do ("job-3 " is no id).
 uint64_t FakeJobStore::Number(const std::string& job_id) {
-  uint64_t n = 0;
-  if (!absl::StartsWith(job_id, "job-") || !absl::SimpleAtoi(job_id.substr(4), &n)) return 0;
-  return n;
+  return storage::RocksDbJobStore::ParseJobId(job_id);
 }
 
 absl::Status FakeJobStore::WriteAllowedLocked() {
@@ -82,7 +82,20 @@ absl::Status FakeJobStore::DeleteJob(const std::string& job_id) {
   if (absl::Status s = WriteAllowedLocked(); !s.ok()) return s;
   auto request = request_ids_.find(it->second.job.request_id());
   if (request != request_ids_.end() && request->second == it->first) request_ids_.erase(request);
+  deleted_.insert(job_id);
   jobs_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> FakeJobStore::DeletedJobs() {
+  absl::MutexLock lock(&mu_);
+  return std::vector<std::string>(deleted_.begin(), deleted_.end());
+}
+
+absl::Status FakeJobStore::ForgetDeleted(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = WriteAllowedLocked(); !s.ok()) return s;
+  deleted_.erase(job_id);
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ class FakeJobStore final : public storage::JobStore {
                                                 const std::string& page_token) override;
   absl::StatusOr<std::optional<v1::JobEvent>> LastEvent(const std::string& job_id) override;
   absl::Status DeleteJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<std::string>> DeletedJobs() override;
+  absl::Status ForgetDeleted(const std::string& job_id) override;
 
  private:
   struct Record {
@@ -50,6 +53,7 @@ class FakeJobStore final : public storage::JobStore {
   mutable absl::Mutex mu_;
   std::map<uint64_t, Record> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint64_t> request_ids_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> deleted_ ABSL_GUARDED_BY(mu_);
   uint64_t next_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Status fail_ ABSL_GUARDED_BY(mu_);
   int64_t failed_writes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -366,6 +366,9 @@ TEST_F(JobManagerTest, OnlyEndedJobsAreDeletedWithTheirFolderAndTheirRequestIdFr
   ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Submit(Spec("block"), "ticket-1"));
   ASSERT_TRUE(trainer_.AwaitStarted(1));
   ASSERT_OK_AND_ASSIGN(v1::Job queued, manager_->Submit(Spec("ok")));
+  // An id with a trailing space is no other way to the running job.
+  EXPECT_THAT(manager_->Delete(running.id() + " "),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no job")));
   for (const v1::Job& job : {running, queued}) {
     absl::Status refused = manager_->Delete(job.id()).status();
     EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -387,6 +390,8 @@ TEST_F(JobManagerTest, OnlyEndedJobsAreDeletedWithTheirFolderAndTheirRequestIdFr
   EXPECT_THAT(manager_->Get(running.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
   EXPECT_THAT(manager_->Delete(running.id()),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> marks, store_.DeletedJobs());
+  EXPECT_THAT(marks, ::testing::IsEmpty());  // its folder went: no mark left
   ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}));
   ASSERT_EQ(list.jobs_size(), 1);
   EXPECT_EQ(list.jobs(0).id(), queued.id());
@@ -398,14 +403,24 @@ TEST_F(JobManagerTest, OnlyEndedJobsAreDeletedWithTheirFolderAndTheirRequestIdFr
 TEST_F(JobManagerTest, AFolderADeleteLeftBehindIsRemovedAtTheNextStart) {
   StartManager(/*cpu_slots=*/0);
   ASSERT_OK_AND_ASSIGN(v1::Job kept, manager_->Submit(Spec("ok")));
+  ASSERT_OK_AND_ASSIGN(v1::Job gone, manager_->Submit(Spec("ok")));
+  ASSERT_OK(manager_->Cancel(gone.id()).status());
   ftd::testing::WriteFile(dir_.Sub("jobs/job-1/checkpoints/a"), "x");  // a stored job's
-  ftd::testing::WriteFile(dir_.Sub("jobs/job-77/model/w"), "x");       // no such job
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-2/model/w"), "x");        // deleted, then a crash
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-77/model/w"), "x");       // unknown to the store
   ftd::testing::WriteFile(dir_.Sub("jobs/notes/readme"), "x");         // not a job's folder
   manager_.reset();
+  // The delete's record step happened; the crash came before its folder went.
+  ASSERT_OK(store_.DeleteJob(gone.id()));
   StartManager(/*cpu_slots=*/0);
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/job-1/checkpoints/a")));
-  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/job-77")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/job-2")));
+  // Without the store's mark nothing is removed: a lost database must not
+  // cost the jobs their outputs.
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/job-77/model/w")));
   EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/notes/readme")));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> marks, store_.DeletedJobs());
+  EXPECT_THAT(marks, ::testing::IsEmpty());
 }
 
 // A job keeps the uploaded files it names from deletion from its submission
