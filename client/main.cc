@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/commands.h"
+#include "client/connection.h"
 #include "client/ftctl.h"
 #include "client/job_file.h"
 #include "client/spec_options.h"
@@ -30,6 +31,16 @@
 // Global flags.
 ABSL_FLAG(std::string, address, "",
           "the daemon's gRPC address (default: $FTD_ADDRESS, else 127.0.0.1:50051)");
+ABSL_FLAG(bool, tls, false,
+          "connect with TLS, verifying the daemon's certificate against the system's CAs (or "
+          "--tls_ca); also $FTD_TLS=1");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle the daemon's certificate must chain to (implies --tls; $FTD_TLS_CA)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for mutual TLS, with --tls_key ($FTD_TLS_CERT)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert ($FTD_TLS_KEY)");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "the name the daemon's certificate must carry, when not the address's host");
 ABSL_FLAG(bool, json, false, "print JSON (watch and events: one event a line)");
 ABSL_FLAG(int, timeout, 30, "seconds to wait for a reply (not for watch)");
 
@@ -367,7 +378,21 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("FTD_ADDRESS");
     address = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto flag_or_env = [](const std::string& flag, const char* env) {
+    if (!flag.empty()) return flag;
+    const char* value = std::getenv(env);
+    return std::string(value != nullptr ? value : "");
+  };
+  ftd::client::ConnectionOptions connection;
+  connection.address = address;
+  connection.tls = absl::GetFlag(FLAGS_tls) || flag_or_env("", "FTD_TLS") == "1";
+  connection.ca_file = flag_or_env(absl::GetFlag(FLAGS_tls_ca), "FTD_TLS_CA");
+  connection.cert_file = flag_or_env(absl::GetFlag(FLAGS_tls_cert), "FTD_TLS_CERT");
+  connection.key_file = flag_or_env(absl::GetFlag(FLAGS_tls_key), "FTD_TLS_KEY");
+  connection.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> connected = ftd::client::Connect(connection);
+  if (!connected.ok()) return UsageError(std::string(connected.status().message()));
+  std::shared_ptr<grpc::Channel> channel = *std::move(connected);
   auto stub = ftd::v1::FineTuning::NewStub(channel);
   ftd::client::Ftctl::Options options;
   options.out = &std::cout;

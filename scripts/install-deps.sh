@@ -39,6 +39,8 @@ if [ "$build_only" -eq 0 ]; then
     # tests: a real Prometheus and promtool for the metrics test, run by python3;
     # the benchmark's PyTorch reference and its report's plots
     prometheus python3 python3-torch python3-yaml python3-matplotlib
+    # the TLS tests make their certificates with openssl
+    openssl
     # the fuzz targets (scripts/fuzz.sh): clang and its libFuzzer and sanitizer runtimes
     clang libclang-rt-14-dev
   )

@@ -20,6 +20,15 @@
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "gRPC address host:port; port 0 picks a free port (see --address_file)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain to serve TLS with (with --tls_key); re-read when it changes");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert; re-read when it changes");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Minutes(1),
+          "how often the TLS files are checked for a new version (rotated secrets)");
+ABSL_FLAG(bool, allow_insecure, false,
+          "serve plaintext on a non-loopback --address (without TLS ftd serves loopback only)");
 ABSL_FLAG(std::string, address_file, "",
           "write the bound address to this file once serving (for scripts and tests)");
 ABSL_FLAG(std::string, data_dir, "ftd-data", "folder for the database and job outputs");
@@ -124,6 +133,11 @@ int main(int argc, char** argv) {
   const int cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
   const double checkpoint_seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_checkpoint_interval));
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  options.transport.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.transport.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.transport.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.transport.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  options.transport.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);

@@ -54,6 +54,10 @@ int64_t MemoryLimitBytes() {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   if (!options.make_trainer) return absl::InvalidArgumentError("no trainer");
+  // Before anything is opened: a daemon that would serve insecurely, or
+  // with certificates it cannot read, does not start.
+  ASSIGN_OR_RETURN(const security::Transport transport,
+                   security::ServerTransport(options.transport, options.address));
   std::error_code ec;
   const fs::path data_dir = fs::absolute(options.data_dir, ec);
   fs::create_directories(data_dir / "jobs", ec);
@@ -130,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.address, transport.credentials, &port);
   builder.RegisterService(daemon->service_.get());
   builder.RegisterService(daemon->reflection_.get());
   // gRPC's default, said out loud: no request may be larger (a JobSpec is
@@ -207,8 +211,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   std::vector<std::string> devices;
   for (const auto& device : options.devices) devices.push_back(device.name());
   Log(LogLevel::kInfo,
-      absl::StrCat("ftd ", options.version, " serving on ", daemon->address_, "; data in ",
-                   data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
+      absl::StrCat("ftd ", options.version, " serving on ", daemon->address_, " (",
+                   transport.description, "); data in ", data_dir.string(), "; data roots ",
+                   absl::StrJoin(roots, ", "), "; devices ",
                    devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
                    daemon->activation_store_->bytes() >> 20, " of ",
                    daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",

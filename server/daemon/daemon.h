@@ -20,6 +20,7 @@
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/metrics_observer.h"
 #include "server/scheduler/device.h"
+#include "server/security/transport.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
 #include "storage/database.h"
@@ -33,6 +34,8 @@ class Daemon {
   struct Options {
     // host:port to listen on; port 0 picks a free port.
     std::string address = "127.0.0.1:50051";
+    // TLS, mutual TLS, or plaintext (on loopback unless allowed).
+    security::TransportOptions transport;
     // When set, the bound address ("127.0.0.1:40123") is written here once
     // the server is ready.
     std::string address_file;
