@@ -159,8 +159,9 @@ const Command* FindCommand(const std::string& name) {
 }
 
 const std::vector<std::string>& GlobalFlags() {
-  static const auto* const flags = new std::vector<std::string>{
-      "address", "tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "json", "timeout"};
+  static const auto* const flags =
+      new std::vector<std::string>{"address",         "tls",        "tls_ca", "tls_cert", "tls_key",
+                                   "tls_server_name", "token_file", "json",   "timeout"};
   return *flags;
 }
 

@@ -56,13 +56,14 @@ int Ftctl::Fail(const grpc::Status& status) {
   return kExitError;
 }
 
-void Ftctl::SetDeadline(grpc::ClientContext* context) const {
-  context->set_deadline(std::chrono::system_clock::now() + options_.timeout);
+void Ftctl::Prepare(grpc::ClientContext* context, bool deadline) const {
+  if (deadline) context->set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
 }
 
 int Ftctl::Submit(const v1::SubmitJobRequest& request, bool watch) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::Job job;
   grpc::Status status = stub_->SubmitJob(&context, request, &job);
   if (!status.ok()) return Fail(status);
@@ -79,7 +80,7 @@ int Ftctl::Submit(const v1::SubmitJobRequest& request, bool watch) {
 
 int Ftctl::Get(const std::string& job_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
   v1::Job job;
@@ -95,7 +96,7 @@ int Ftctl::List(const v1::ListJobsRequest& first, bool all) {
   std::string next;
   do {
     grpc::ClientContext context;
-    SetDeadline(&context);
+    Prepare(&context);
     v1::ListJobsResponse response;
     grpc::Status status = stub_->ListJobs(&context, request, &response);
     if (!status.ok()) return Fail(status);
@@ -119,7 +120,7 @@ int Ftctl::List(const v1::ListJobsRequest& first, bool all) {
 
 int Ftctl::Delete(const std::string& job_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::DeleteJobRequest request;
   request.set_job_id(job_id);
   v1::DeleteJobResponse response;
@@ -144,7 +145,7 @@ int Ftctl::Delete(const std::string& job_id) {
 
 int Ftctl::Cancel(const std::string& job_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   v1::Job job;
@@ -159,7 +160,8 @@ int Ftctl::Cancel(const std::string& job_id) {
 }
 
 int Ftctl::Watch(const std::string& job_id) {
-  grpc::ClientContext context;  // no deadline: a job may train for hours
+  grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);  // a job may train for hours
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader =
@@ -213,7 +215,7 @@ int Ftctl::Events(const std::string& job_id, int page_size, const std::string& p
   std::string next;
   do {
     grpc::ClientContext context;
-    SetDeadline(&context);
+    Prepare(&context);
     v1::ListJobEventsResponse response;
     grpc::Status status = stub_->ListJobEvents(&context, request, &response);
     if (!status.ok()) return Fail(status);
@@ -232,7 +234,7 @@ int Ftctl::Events(const std::string& job_id, int page_size, const std::string& p
 
 int Ftctl::Info() {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::ServerInfo info;
   grpc::Status status = stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &info);
   if (!status.ok()) return Fail(status);
@@ -242,7 +244,7 @@ int Ftctl::Info() {
 
 int Ftctl::Cache(const std::string& job_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::GetCacheRequest request;
   request.set_job_id(job_id);
   v1::CacheInfo info;
@@ -255,7 +257,7 @@ int Ftctl::Cache(const std::string& job_id) {
 
 int Ftctl::ClearCache(const std::string& job_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::ClearJobCacheRequest request;
   request.set_job_id(job_id);
   v1::ClearJobCacheResponse response;
@@ -270,7 +272,9 @@ absl::StatusOr<std::string> Ftctl::UploadForSpec(const std::string& path,
   absl::StatusOr<v1::UploadFileRequest::Header> header = DescribeLocal(path, format, "");
   if (!header.ok()) return header.status();
   v1::File file;
-  grpc::Status status = client::Upload(stub_, path, *header, &file);
+  grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);  // as long as the bytes take
+  grpc::Status status = client::Upload(stub_, &context, path, *header, &file);
   if (!status.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                         absl::StrCat(path, ": ", status.error_message()));
@@ -286,7 +290,9 @@ int Ftctl::Upload(const std::string& path, v1::DatasetFormat format, const std::
     return kExitUsage;
   }
   v1::File file;
-  grpc::Status status = client::Upload(stub_, path, *header, &file);
+  grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);  // as long as the bytes take
+  grpc::Status status = client::Upload(stub_, &context, path, *header, &file);
   if (!status.ok()) return Fail(status);
   *options_.out << (options_.json ? ToJson(file, false) + "\n" : FormatFile(file, false));
   return kExitOk;
@@ -294,7 +300,7 @@ int Ftctl::Upload(const std::string& path, v1::DatasetFormat format, const std::
 
 int Ftctl::Files(const std::string& file_id, v1::FileKind kind) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   if (!file_id.empty()) {
     v1::GetFileRequest request;
     request.set_file_id(file_id);
@@ -316,7 +322,7 @@ int Ftctl::Files(const std::string& file_id, v1::FileKind kind) {
 
 int Ftctl::DeleteFile(const std::string& file_id) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  Prepare(&context);
   v1::DeleteFileRequest request;
   request.set_file_id(file_id);
   v1::DeleteFileResponse response;
@@ -334,7 +340,9 @@ int Ftctl::DeleteFile(const std::string& file_id) {
 int Ftctl::Download(const std::string& job_id, const std::string& dest,
                     const std::string& artifact) {
   v1::DownloadJobOutputResponse::Header header;
-  grpc::Status status = client::Download(stub_, job_id, artifact, dest, &header);
+  grpc::ClientContext context;
+  Prepare(&context, /*deadline=*/false);
+  grpc::Status status = client::Download(stub_, &context, job_id, artifact, dest, &header);
   if (!status.ok()) return Fail(status);
   if (options_.json) {
     *options_.out << ToJson(header, false) << "\n";

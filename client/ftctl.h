@@ -29,6 +29,8 @@ class Ftctl {
     // Redraw the watch progress line in place (an interactive terminal).
     bool live = false;
     std::chrono::seconds timeout{30};
+    // A bearer token, sent as "authorization: Bearer TOKEN" on every call.
+    std::string token;
   };
 
   // `stub` is not owned.
@@ -66,7 +68,8 @@ class Ftctl {
  private:
   // Prints "ftctl: CODE: message" and returns kExitError.
   int Fail(const grpc::Status& status);
-  void SetDeadline(grpc::ClientContext* context) const;
+  // Sets the deadline (unless not `deadline`) and the credentials.
+  void Prepare(grpc::ClientContext* context, bool deadline = true) const;
 
   v1::FineTuning::StubInterface* const stub_;
   const Options options_;

@@ -18,6 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/commands.h"
@@ -25,6 +26,7 @@
 #include "client/ftctl.h"
 #include "client/job_file.h"
 #include "client/spec_options.h"
+#include "common/fs_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 
@@ -41,6 +43,9 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert ($FTD_TLS_KEY)");
 ABSL_FLAG(std::string, tls_server_name, "",
           "the name the daemon's certificate must carry, when not the address's host");
+ABSL_FLAG(std::string, token_file, "",
+          "a file holding the bearer token to authenticate with (else $FTD_TOKEN); never "
+          "give the token itself on the command line");
 ABSL_FLAG(bool, json, false, "print JSON (watch and events: one event a line)");
 ABSL_FLAG(int, timeout, 30, "seconds to wait for a reply (not for watch)");
 
@@ -400,6 +405,19 @@ int main(int argc, char** argv) {
   options.json = absl::GetFlag(FLAGS_json);
   options.live = !options.json && isatty(STDOUT_FILENO);
   options.timeout = std::chrono::seconds(std::max(1, absl::GetFlag(FLAGS_timeout)));
+  if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
+    absl::StatusOr<std::string> token = ftd::ReadFile(token_file);
+    if (!token.ok()) {
+      return UsageError(absl::StrCat("--token_file: cannot read \"", token_file,
+                                     "\": ", token.status().message()));
+    }
+    options.token = std::string(absl::StripAsciiWhitespace(*token));
+    if (options.token.empty()) {
+      return UsageError(absl::StrCat("--token_file: \"", token_file, "\" is empty"));
+    }
+  } else if (const char* env = std::getenv("FTD_TOKEN"); env != nullptr) {
+    options.token = std::string(absl::StripAsciiWhitespace(env));
+  }
   ftd::client::Ftctl ftctl(stub.get(), options);
 
   auto job_id = [&]() -> std::string { return args.size() > 2 ? args[2] : ""; };

@@ -87,11 +87,11 @@ absl::StatusOr<v1::UploadFileRequest::Header> DescribeLocal(const std::string& p
   return header;
 }
 
-grpc::Status Upload(v1::FineTuning::StubInterface* stub, const std::string& path,
-                    const v1::UploadFileRequest::Header& header, v1::File* file) {
-  grpc::ClientContext context;
+grpc::Status Upload(v1::FineTuning::StubInterface* stub, grpc::ClientContext* context,
+                    const std::string& path, const v1::UploadFileRequest::Header& header,
+                    v1::File* file) {
   std::unique_ptr<grpc::ClientWriterInterface<v1::UploadFileRequest>> writer =
-      stub->UploadFile(&context, file);
+      stub->UploadFile(context, file);
   v1::UploadFileRequest request;
   *request.mutable_header() = header;
   bool open = writer->Write(request);
@@ -120,7 +120,7 @@ grpc::Status Upload(v1::FineTuning::StubInterface* stub, const std::string& path
       // The file changed since it was described: stop, and the daemon
       // keeps nothing.
       local_error = absl::StrCat(file_path.string(), ": changed while being uploaded");
-      context.TryCancel();
+      context->TryCancel();
       break;
     }
   }
@@ -130,9 +130,9 @@ grpc::Status Upload(v1::FineTuning::StubInterface* stub, const std::string& path
   return status;
 }
 
-grpc::Status Download(v1::FineTuning::StubInterface* stub, const std::string& job_id,
-                      const std::string& artifact, const std::string& dest,
-                      v1::DownloadJobOutputResponse::Header* header) {
+grpc::Status Download(v1::FineTuning::StubInterface* stub, grpc::ClientContext* context,
+                      const std::string& job_id, const std::string& artifact,
+                      const std::string& dest, v1::DownloadJobOutputResponse::Header* header) {
   std::error_code ec;
   const fs::path target = fs::absolute(dest, ec).lexically_normal();
   if (fs::exists(target, ec) && !(fs::is_directory(target, ec) && fs::is_empty(target, ec))) {
@@ -151,12 +151,11 @@ grpc::Status Download(v1::FineTuning::StubInterface* stub, const std::string& jo
     fs::remove_all(partial, ignored);
   };
 
-  grpc::ClientContext context;
   v1::DownloadJobOutputRequest request;
   request.set_job_id(job_id);
   request.set_artifact(artifact);
   std::unique_ptr<grpc::ClientReaderInterface<v1::DownloadJobOutputResponse>> reader =
-      stub->DownloadJobOutput(&context, request);
+      stub->DownloadJobOutput(context, request);
   v1::DownloadJobOutputResponse message;
   bool have_header = false;
   int current = 0;
@@ -219,7 +218,7 @@ grpc::Status Download(v1::FineTuning::StubInterface* stub, const std::string& jo
       if (!advance()) break;
     }
   }
-  if (!failure.empty()) context.TryCancel();
+  if (!failure.empty()) context->TryCancel();
   grpc::Status status = reader->Finish();
   if (out.is_open()) out.close();
   if (failure.empty() && status.ok() && (!have_header || current < header->entries_size())) {

@@ -17,18 +17,20 @@ absl::StatusOr<v1::UploadFileRequest::Header> DescribeLocal(const std::string& p
                                                             v1::DatasetFormat format,
                                                             const std::string& display_name);
 
-// Streams `path` (described by `header`) in 1 MiB chunks. The error is the
-// daemon's (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) or a local read's.
-grpc::Status Upload(v1::FineTuning::StubInterface* stub, const std::string& path,
-                    const v1::UploadFileRequest::Header& header, v1::File* file);
+// Streams `path` (described by `header`) in 1 MiB chunks, on `context`
+// (its credentials set). The error is the daemon's (INVALID_ARGUMENT,
+// RESOURCE_EXHAUSTED, ...) or a local read's.
+grpc::Status Upload(v1::FineTuning::StubInterface* stub, grpc::ClientContext* context,
+                    const std::string& path, const v1::UploadFileRequest::Header& header,
+                    v1::File* file);
 
 // Writes the job's `artifact` into folder `dest` (it must not exist, or be
 // empty): into a folder beside it, each file's size and SHA-256 checked,
 // then renamed to `dest`; nothing is left on an error. `header` gets what
 // the daemon sent. Errors: the daemon's, DATA_LOSS for bytes that do not match their
 // header, or a local write's (as UNAVAILABLE naming the path).
-grpc::Status Download(v1::FineTuning::StubInterface* stub, const std::string& job_id,
-                      const std::string& artifact, const std::string& dest,
-                      v1::DownloadJobOutputResponse::Header* header);
+grpc::Status Download(v1::FineTuning::StubInterface* stub, grpc::ClientContext* context,
+                      const std::string& job_id, const std::string& artifact,
+                      const std::string& dest, v1::DownloadJobOutputResponse::Header* header);
 
 }  // namespace ftd::client

@@ -29,6 +29,17 @@ ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Minutes(1),
           "how often the TLS files are checked for a new version (rotated secrets)");
 ABSL_FLAG(bool, allow_insecure, false,
           "serve plaintext on a non-loopback --address (without TLS ftd serves loopback only)");
+ABSL_FLAG(std::string, tokens_file, "",
+          "callers authenticate with bearer tokens listed here, one a line as SHA256HEX TENANT "
+          "ROLE (admin or user); re-read when it changes. Each tenant sees only its own jobs "
+          "and files");
+ABSL_FLAG(absl::Duration, tokens_reload_interval, absl::Seconds(10),
+          "how often --tokens_file is checked for a new version");
+ABSL_FLAG(bool, client_cert_tenants, false,
+          "with --tls_client_ca: a call without a token acts for the tenant its client "
+          "certificate's common name names (a user, or an admin if in --admin_tenants)");
+ABSL_FLAG(std::vector<std::string>, admin_tenants, {},
+          "tenants named by client certificates that are admins");
 ABSL_FLAG(std::string, address_file, "",
           "write the bound address to this file once serving (for scripts and tests)");
 ABSL_FLAG(std::string, data_dir, "ftd-data", "folder for the database and job outputs");
@@ -138,6 +149,15 @@ int main(int argc, char** argv) {
   options.transport.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.transport.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.transport.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
+  options.auth.tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  options.auth.reload_interval = absl::GetFlag(FLAGS_tokens_reload_interval);
+  options.auth.certificate_tenants = absl::GetFlag(FLAGS_client_cert_tenants);
+  options.auth.admin_tenants = absl::GetFlag(FLAGS_admin_tenants);
+  options.authenticate = !options.auth.tokens_file.empty() || options.auth.certificate_tenants;
+  if (options.auth.certificate_tenants && options.transport.client_ca_file.empty()) {
+    std::fprintf(stderr, "ftd: --client_cert_tenants needs --tls_client_ca (mutual TLS)\n");
+    return 2;
+  }
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);

@@ -22,6 +22,8 @@ struct JobFilter {
   std::map<std::string, std::string> labels;
   // Newest first (else oldest first).
   bool newest_first = false;
+  // Only this tenant's jobs (every tenant's when unset).
+  std::optional<std::string> tenant;
 };
 
 struct JobPage {
@@ -52,8 +54,9 @@ class JobStore {
   // Errors: NOT_FOUND for an unknown or malformed id.
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
 
-  // The job created with this request id, or nullopt.
-  virtual absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) = 0;
+  // The job `tenant` created with this request id, or nullopt.
+  virtual absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& tenant,
+                                                                 const std::string& request_id) = 0;
 
   // Replaces a stored job (synced). Errors: NOT_FOUND for an unknown id.
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;

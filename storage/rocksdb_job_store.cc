@@ -54,8 +54,13 @@ std::string DeletedKey(uint64_t number) {
   return key;
 }
 
-std::string RequestKey(const std::string& request_id) {
-  return std::string(1, kRequestPrefix) + request_id;
+// Request ids are unique within a tenant: "r<id>" for tenant "" (as before
+// tenants), "r\0<tenant>\0<id>" for the others (ids and tenant names are
+// printable).
+std::string RequestKey(const std::string& tenant, const std::string& request_id) {
+  if (tenant.empty()) return std::string(1, kRequestPrefix) + request_id;
+  return absl::StrCat(std::string(1, kRequestPrefix), std::string(1, '\0'), tenant,
+                      std::string(1, '\0'), request_id);
 }
 
 bool Matches(const v1::Job& job, const JobFilter& filter) {
@@ -67,7 +72,7 @@ bool Matches(const v1::Job& job, const JobFilter& filter) {
     auto it = job.spec().labels().find(key);
     if (it == job.spec().labels().end() || it->second != value) return false;
   }
-  return true;
+  return !filter.tenant.has_value() || job.tenant() == *filter.tenant;
 }
 
 absl::Status ParseToken(const std::string& token, uint64_t* out) {
@@ -214,7 +219,7 @@ absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent fir
   if (!job.request_id().empty()) {
     std::string value;
     AppendBigEndian(&value, number);
-    batch.Put(cf_, RequestKey(job.request_id()), value);
+    batch.Put(cf_, RequestKey(job.tenant(), job.request_id()), value);
   }
   rocksdb::WriteOptions options;
   options.sync = true;
@@ -245,10 +250,10 @@ absl::StatusOr<v1::Job> RocksDbJobStore::GetJob(const std::string& job_id) {
 }
 
 absl::StatusOr<std::optional<v1::Job>> RocksDbJobStore::FindByRequestId(
-    const std::string& request_id) {
+    const std::string& tenant, const std::string& request_id) {
   std::string value;
   rocksdb::Status s =
-      database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(request_id), &value);
+      database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(tenant, request_id), &value);
   if (s.IsNotFound()) return std::optional<v1::Job>();
   RETURN_IF_ERROR(FromRocksDb(s, "job store: reading the request id index"));
   absl::StatusOr<v1::Job> job = ReadJob(ReadBigEndian(value));
@@ -284,11 +289,12 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   batch.Put(cf_, DeletedKey(number), "");
   if (!job.request_id().empty()) {
     std::string value;
-    rocksdb::Status s =
-        database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(job.request_id()), &value);
+    rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_,
+                                             RequestKey(job.tenant(), job.request_id()), &value);
     RETURN_IF_ERROR(FromRocksDb(s.IsNotFound() ? rocksdb::Status::OK() : s,
                                 "job store: reading the request id index"));
-    if (s.ok() && ReadBigEndian(value) == number) batch.Delete(cf_, RequestKey(job.request_id()));
+    if (s.ok() && ReadBigEndian(value) == number)
+      batch.Delete(cf_, RequestKey(job.tenant(), job.request_id()));
   }
   rocksdb::WriteOptions options;
   options.sync = true;

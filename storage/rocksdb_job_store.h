@@ -27,7 +27,8 @@ class RocksDbJobStore final : public JobStore {
 
   absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
-  absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) override;
+  absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& tenant,
+                                                         const std::string& request_id) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::Status DeleteJob(const std::string& job_id) override;
   absl::StatusOr<std::vector<std::string>> DeletedJobs() override;

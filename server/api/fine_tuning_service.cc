@@ -5,7 +5,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
 #include "server/api/grpc_status.h"
+#include "server/core/error_details.h"
+#include "server/security/authenticator.h"
 
 namespace ftd::api {
 namespace {
@@ -150,7 +153,8 @@ absl::Status RequireFileId(const std::string& file_id) {
 // unless it was kept, is removed with it.
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadFileRequest> {
  public:
-  UploadReactor(core::FileManager* files, v1::File* response) : files_(files), response_(response) {
+  UploadReactor(core::FileManager* files, core::Caller caller, v1::File* response)
+      : files_(files), caller_(std::move(caller)), response_(response) {
     StartRead(&request_);
   }
 
@@ -171,7 +175,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadFileRequest
         status = absl::InvalidArgumentError("header: the first message must be the header");
       } else {
         absl::StatusOr<std::unique_ptr<core::FileManager::Upload>> upload =
-            files_->BeginUpload(std::move(*request_.mutable_header()));
+            files_->BeginUpload(std::move(*request_.mutable_header()), caller_);
         if (upload.ok()) upload_ = *std::move(upload);
         status = upload.status();
       }
@@ -200,6 +204,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadFileRequest
   }
 
   core::FileManager* const files_;
+  const core::Caller caller_;
   v1::File* const response_;
   v1::UploadFileRequest request_;
   std::unique_ptr<core::FileManager::Upload> upload_;
@@ -252,73 +257,171 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadJobOut
   v1::DownloadJobOutputResponse message_;
 };
 
+// A reactor that only answers `status` (a call refused before it began).
+template <typename Base>
+class Refused final : public Base {
+ public:
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
+absl::StatusOr<core::Caller> FineTuningService::Authorize(grpc::CallbackServerContext* context,
+                                                          const char* method) const {
+  absl::StatusOr<core::Caller> caller = security::AuthenticateCall(access_.auth, *context);
+  if (!caller.ok() && access_.denied) access_.denied(method, core::ReasonOf(caller.status()));
+  return caller;
+}
+
+absl::Status FineTuningService::CheckJob(const std::string& job_id,
+                                         const core::Caller& caller) const {
+  RETURN_IF_ERROR(RequireJobId(job_id));
+  if (caller.admin) return absl::OkStatus();
+  ASSIGN_OR_RETURN(v1::Job job, manager_->Get(job_id));
+  // Another tenant's job is what a job that does not exist is.
+  if (!caller.CanSee(job.tenant())) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  return absl::OkStatus();
+}
+
+absl::Status FineTuningService::RequireAdmin(const core::Caller& caller, const char* method,
+                                             const std::string& what) const {
+  if (caller.admin) return absl::OkStatus();
+  if (access_.denied) access_.denied(method, "ADMIN_ONLY");
+  return core::WithReason(absl::PermissionDeniedError(absl::StrCat(
+                              what, " is for admins; tenant \"", caller.tenant, "\" is a user")),
+                          "ADMIN_ONLY");
+}
+
 grpc::ServerReadReactor<v1::UploadFileRequest>* FineTuningService::UploadFile(
-    grpc::CallbackServerContext* /*context*/, v1::File* response) {
-  return new UploadReactor(files_, response);
+    grpc::CallbackServerContext* context, v1::File* response) {
+  absl::StatusOr<core::Caller> caller = Authorize(context, "UploadFile");
+  if (!caller.ok()) {
+    return new Refused<grpc::ServerReadReactor<v1::UploadFileRequest>>(caller.status());
+  }
+  return new UploadReactor(files_, *std::move(caller), response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetFile(grpc::CallbackServerContext* context,
                                                      const v1::GetFileRequest* request,
                                                      v1::File* response) {
-  absl::Status valid = RequireFileId(request->file_id());
-  return Reply(context, valid.ok() ? files_->Get(request->file_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::File> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "GetFile"));
+        RETURN_IF_ERROR(RequireFileId(request->file_id()));
+        return files_->Get(request->file_id(), caller);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::ListFiles(grpc::CallbackServerContext* context,
                                                        const v1::ListFilesRequest* request,
                                                        v1::ListFilesResponse* response) {
-  return Reply(context, files_->List(*request), response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::ListFilesResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "ListFiles"));
+        return files_->List(*request, caller);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::DeleteFile(grpc::CallbackServerContext* context,
                                                         const v1::DeleteFileRequest* request,
                                                         v1::DeleteFileResponse* response) {
-  absl::Status valid = RequireFileId(request->file_id());
-  return Reply(context, valid.ok() ? files_->Delete(request->file_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::DeleteFileResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "DeleteFile"));
+        RETURN_IF_ERROR(RequireFileId(request->file_id()));
+        return files_->Delete(request->file_id(), caller);
+      }(),
+      response);
 }
 
 grpc::ServerWriteReactor<v1::DownloadJobOutputResponse>* FineTuningService::DownloadJobOutput(
-    grpc::CallbackServerContext* /*context*/, const v1::DownloadJobOutputRequest* request) {
+    grpc::CallbackServerContext* context, const v1::DownloadJobOutputRequest* request) {
+  absl::Status allowed = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "DownloadJobOutput"));
+    return CheckJob(request->job_id(), caller);
+  }();
+  if (!allowed.ok()) {
+    return new Refused<grpc::ServerWriteReactor<v1::DownloadJobOutputResponse>>(allowed);
+  }
   return new DownloadReactor(manager_, *request);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::SubmitJob(grpc::CallbackServerContext* context,
                                                        const v1::SubmitJobRequest* request,
                                                        v1::Job* response) {
-  return Reply(context, manager_->Submit(request->spec(), request->request_id()), response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::Job> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "SubmitJob"));
+        return manager_->Submit(request->spec(), request->request_id(), caller);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetJob(grpc::CallbackServerContext* context,
                                                     const v1::GetJobRequest* request,
                                                     v1::Job* response) {
-  absl::Status valid = RequireJobId(request->job_id());
-  return Reply(context, valid.ok() ? manager_->Get(request->job_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::Job> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "GetJob"));
+        RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        return manager_->Get(request->job_id());
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::ListJobs(grpc::CallbackServerContext* context,
                                                       const v1::ListJobsRequest* request,
                                                       v1::ListJobsResponse* response) {
-  return Reply(context, manager_->List(*request), response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::ListJobsResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "ListJobs"));
+        return manager_->List(*request, caller);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::CancelJob(grpc::CallbackServerContext* context,
                                                        const v1::CancelJobRequest* request,
                                                        v1::Job* response) {
-  absl::Status valid = RequireJobId(request->job_id());
-  return Reply(context, valid.ok() ? manager_->Cancel(request->job_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::Job> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "CancelJob"));
+        RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        return manager_->Cancel(request->job_id());
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::DeleteJob(grpc::CallbackServerContext* context,
                                                        const v1::DeleteJobRequest* request,
                                                        v1::DeleteJobResponse* response) {
-  absl::Status valid = RequireJobId(request->job_id());
-  return Reply(context, valid.ok() ? manager_->Delete(request->job_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::DeleteJobResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "DeleteJob"));
+        RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        return manager_->Delete(request->job_id());
+      }(),
+      response);
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* FineTuningService::WatchJob(
-    grpc::CallbackServerContext* /*context*/, const v1::WatchJobRequest* request) {
+    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  absl::Status allowed = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "WatchJob"));
+    return CheckJob(request->job_id(), caller);
+  }();
+  if (!allowed.ok()) return new Refused<grpc::ServerWriteReactor<v1::JobEvent>>(allowed);
   auto* reactor = new WatchReactor(manager_);
   reactor->Start(*request);
   return reactor;
@@ -327,27 +430,64 @@ grpc::ServerWriteReactor<v1::JobEvent>* FineTuningService::WatchJob(
 grpc::ServerUnaryReactor* FineTuningService::ListJobEvents(grpc::CallbackServerContext* context,
                                                            const v1::ListJobEventsRequest* request,
                                                            v1::ListJobEventsResponse* response) {
-  absl::Status valid = RequireJobId(request->job_id());
-  return Reply(context, valid.ok() ? manager_->ListEvents(*request) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::ListJobEventsResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "ListJobEvents"));
+        RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        return manager_->ListEvents(*request);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
     v1::ServerInfo* response) {
-  return Reply(context, absl::StatusOr<v1::ServerInfo>(manager_->ServerInfo()), response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::ServerInfo> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "GetServerInfo"));
+        v1::ServerInfo info = manager_->ServerInfo();
+        if (!caller.admin) {
+          // Other tenants' work is not a user's to see.
+          for (v1::Device& device : *info.mutable_devices()) device.clear_job_id();
+          info.clear_queue_length();
+          info.clear_running_jobs();
+          info.clear_metrics_address();
+        }
+        return info;
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::GetCache(grpc::CallbackServerContext* context,
                                                       const v1::GetCacheRequest* request,
                                                       v1::CacheInfo* response) {
-  return Reply(context, manager_->GetCache(*request), response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::CacheInfo> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "GetCache"));
+        if (request->job_id().empty()) {
+          RETURN_IF_ERROR(RequireAdmin(caller, "GetCache", "the whole cache (without a job_id)"));
+        } else {
+          RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        }
+        return manager_->GetCache(*request);
+      }(),
+      response);
 }
 
 grpc::ServerUnaryReactor* FineTuningService::ClearJobCache(grpc::CallbackServerContext* context,
                                                            const v1::ClearJobCacheRequest* request,
                                                            v1::ClearJobCacheResponse* response) {
-  absl::Status valid = RequireJobId(request->job_id());
-  return Reply(context, valid.ok() ? manager_->ClearJobCache(request->job_id()) : valid, response);
+  return Reply(
+      context,
+      [&]() -> absl::StatusOr<v1::ClearJobCacheResponse> {
+        ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "ClearJobCache"));
+        RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
+        return manager_->ClearJobCache(request->job_id());
+      }(),
+      response);
 }
 
 }  // namespace ftd::api

@@ -3,17 +3,28 @@
 // result's status; WatchJob streams through a write reactor.
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include "ftd/v1/ftd.grpc.pb.h"
 #include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
+#include "server/security/authenticator.h"
 
 namespace ftd::api {
 
 class FineTuningService final : public v1::FineTuning::CallbackService {
  public:
-  // `manager` and `files` must outlive the service.
-  FineTuningService(core::JobManager* manager, core::FileManager* files)
-      : manager_(manager), files_(files) {}
+  // Who may call (authentication off when `auth` is null), and what is
+  // told of refusals (the metrics: method and reason, never a credential).
+  struct Access {
+    security::Authenticator* auth = nullptr;
+    std::function<void(const std::string& method, const std::string& reason)> denied;
+  };
+
+  // `manager`, `files` and `access.auth` must outlive the service.
+  FineTuningService(core::JobManager* manager, core::FileManager* files, Access access)
+      : manager_(manager), files_(files), access_(std::move(access)) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -57,8 +68,19 @@ class FineTuningService final : public v1::FineTuning::CallbackService {
       grpc::CallbackServerContext* context, const v1::DownloadJobOutputRequest* request) override;
 
  private:
+  // The caller of `method`, or UNAUTHENTICATED (counted).
+  absl::StatusOr<core::Caller> Authorize(grpc::CallbackServerContext* context,
+                                         const char* method) const;
+  // OK when `caller` may act on the job; NOT_FOUND for another tenant's,
+  // as for one that does not exist.
+  absl::Status CheckJob(const std::string& job_id, const core::Caller& caller) const;
+  // PERMISSION_DENIED (reason ADMIN_ONLY, counted) unless an admin calls.
+  absl::Status RequireAdmin(const core::Caller& caller, const char* method,
+                            const std::string& what) const;
+
   core::JobManager* const manager_;
   core::FileManager* const files_;
+  const Access access_;
 };
 
 }  // namespace ftd::api

@@ -34,8 +34,18 @@ void AddFiles(const FileDescriptor* file, std::set<std::string>* sent,
 }  // namespace
 
 grpc::Status ReflectionService::ServerReflectionInfo(
-    grpc::ServerContext* /*context*/,
+    grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::ServerReflectionResponse, v1::ServerReflectionRequest>* stream) {
+  if (auth_ != nullptr) {
+    absl::StatusOr<ftd::core::Caller> caller = security::AuthenticateCall(auth_, *context);
+    if (!caller.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          std::string(caller.status().message()));
+    }
+    if (!caller->admin) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "reflection is for admins");
+    }
+  }
   const DescriptorPool* pool = DescriptorPool::generated_pool();
   std::set<std::string> sent;
   v1::ServerReflectionRequest request;

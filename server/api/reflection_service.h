@@ -8,13 +8,16 @@
 #include <vector>
 
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
+#include "server/security/authenticator.h"
 
 namespace ftd::api {
 
 class ReflectionService final : public grpc::reflection::v1::ServerReflection::Service {
  public:
-  // `services`: the fully-qualified names list_services answers with.
-  explicit ReflectionService(std::vector<std::string> services) : services_(std::move(services)) {}
+  // `services`: the fully-qualified names list_services answers with. With
+  // `auth` (not owned), only admins may reflect.
+  ReflectionService(std::vector<std::string> services, security::Authenticator* auth)
+      : services_(std::move(services)), auth_(auth) {}
 
   grpc::Status ServerReflectionInfo(
       grpc::ServerContext* context,
@@ -23,6 +26,7 @@ class ReflectionService final : public grpc::reflection::v1::ServerReflection::S
 
  private:
   const std::vector<std::string> services_;
+  security::Authenticator* const auth_;
 };
 
 }  // namespace ftd::api

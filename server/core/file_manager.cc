@@ -89,6 +89,11 @@ absl::StatusOr<std::set<std::string>> IndexShards(const std::string& path,
   return shards;
 }
 
+// What another tenant's file is to a caller: the same as none.
+absl::Status NoFile(const std::string& file_id) {
+  return absl::NotFoundError(absl::StrCat("no file \"", file_id, "\""));
+}
+
 }  // namespace
 
 std::vector<std::string> FileIdsOf(const v1::JobSpec& spec) {
@@ -104,8 +109,8 @@ std::vector<std::string> FileIdsOf(const v1::JobSpec& spec) {
 // --- Upload -----------------------------------------------------------------
 
 FileManager::Upload::Upload(FileManager* manager, v1::UploadFileRequest::Header header,
-                            std::unique_ptr<storage::FileStore::Upload> staged)
-    : manager_(manager), header_(std::move(header)) {
+                            std::string tenant, std::unique_ptr<storage::FileStore::Upload> staged)
+    : manager_(manager), header_(std::move(header)), tenant_(std::move(tenant)) {
   absl::MutexLock manager_lock(&manager_->mu_);
   absl::MutexLock lock(&mu_);
   staged_ = std::move(staged);
@@ -239,6 +244,7 @@ absl::StatusOr<v1::File> FileManager::Upload::Finish() {
   }
   v1::File file;
   file.set_kind(header_.kind());
+  file.set_tenant(tenant_);
   file.set_display_name(header_.display_name());
   RETURN_IF_ERROR(CheckContent(&file));
   ASSIGN_OR_RETURN(v1::File stored, manager_->options_.store->Commit(std::move(staged_), file));
@@ -252,7 +258,7 @@ absl::StatusOr<v1::File> FileManager::Upload::Finish() {
 // --- FileManager --------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
-    v1::UploadFileRequest::Header header) {
+    v1::UploadFileRequest::Header header, const Caller& caller) {
   const bool dataset = header.kind() == v1::FILE_KIND_DATASET;
   if (!dataset && header.kind() != v1::FILE_KIND_MODEL) {
     return InvalidField("header.kind", "must be FILE_KIND_DATASET or FILE_KIND_MODEL");
@@ -372,7 +378,8 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     reserved_bytes_ -= total;
     return staged.status();
   }
-  return std::unique_ptr<Upload>(new Upload(this, std::move(header), *std::move(staged)));
+  return std::unique_ptr<Upload>(
+      new Upload(this, std::move(header), caller.tenant, *std::move(staged)));
 }
 
 bool FileManager::DropIdleUploadsLocked(
@@ -406,14 +413,16 @@ std::vector<std::string> FileManager::UsersLocked(const std::string& file_id) co
   return std::vector<std::string>(it->second.begin(), it->second.end());
 }
 
-absl::StatusOr<v1::File> FileManager::Get(const std::string& file_id) const {
+absl::StatusOr<v1::File> FileManager::Get(const std::string& file_id, const Caller& caller) const {
   ASSIGN_OR_RETURN(v1::File file, options_.store->Get(file_id));
+  if (!caller.CanSee(file.tenant())) return NoFile(file_id);
   absl::MutexLock lock(&mu_);
   for (const std::string& job : UsersLocked(file_id)) file.add_in_use_by(job);
   return file;
 }
 
-absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesRequest& request) const {
+absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesRequest& request,
+                                                        const Caller& caller) const {
   if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
     return InvalidField("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize, ", got ",
                                                   request.page_size()));
@@ -430,6 +439,7 @@ absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesReque
     const uint64_t n = storage::FileNumber(file.id());
     if (before != 0 && n >= before) continue;
     if (request.kind() != v1::FILE_KIND_UNSPECIFIED && file.kind() != request.kind()) continue;
+    if (!caller.CanSee(file.tenant())) continue;
     if (response.files_size() == page_size) {
       response.set_next_page_token(
           absl::StrCat(storage::FileNumber(response.files().rbegin()->id())));
@@ -443,9 +453,11 @@ absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesReque
   return response;
 }
 
-absl::StatusOr<v1::DeleteFileResponse> FileManager::Delete(const std::string& file_id) {
+absl::StatusOr<v1::DeleteFileResponse> FileManager::Delete(const std::string& file_id,
+                                                           const Caller& caller) {
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(options_.store->Get(file_id).status());
+  ASSIGN_OR_RETURN(const v1::File file, options_.store->Get(file_id));
+  if (!caller.CanSee(file.tenant())) return NoFile(file_id);
   if (std::vector<std::string> users = UsersLocked(file_id); !users.empty()) {
     return WithReason(absl::FailedPreconditionError(absl::StrCat(
                           file_id, " is in use by ", absl::StrJoin(users, ", "),
@@ -462,9 +474,10 @@ absl::StatusOr<v1::DeleteFileResponse> FileManager::Delete(const std::string& fi
 
 absl::StatusOr<FileManager::Resolved> FileManager::Resolve(const std::string& field,
                                                            const std::string& file_id,
-                                                           v1::FileKind kind) const {
+                                                           v1::FileKind kind,
+                                                           const Caller& caller) const {
   absl::StatusOr<v1::File> file = options_.store->Get(file_id);
-  if (!file.ok()) {
+  if (!file.ok() || !caller.CanSee(file->tenant())) {
     return InvalidField(field, absl::StrCat("no uploaded file \"", file_id, "\""));
   }
   if (file->kind() != kind) {

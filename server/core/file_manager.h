@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ftd/v1/ftd.pb.h"
+#include "server/core/caller.h"
 #include "storage/file_store.h"
 
 namespace ftd::core {
@@ -72,7 +73,7 @@ class FileManager {
 
    private:
     friend class FileManager;
-    Upload(FileManager* manager, v1::UploadFileRequest::Header header,
+    Upload(FileManager* manager, v1::UploadFileRequest::Header header, std::string tenant,
            std::unique_ptr<storage::FileStore::Upload> staged);
     absl::Status CheckContent(v1::File* file) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -80,6 +81,7 @@ class FileManager {
 
     FileManager* const manager_;
     const v1::UploadFileRequest::Header header_;
+    const std::string tenant_;
     // Taken after the manager's mu_ (which the manager holds when it drops
     // an idle upload, with TryLock, so a busy upload is never waited for).
     absl::Mutex mu_;
@@ -97,15 +99,21 @@ class FileManager {
   // Errors: INVALID_ARGUMENT naming the header's field; RESOURCE_EXHAUSTED
   // with reason FILE_TOO_LARGE, STORAGE_FULL, TOO_MANY_FILES or
   // TOO_MANY_UPLOADS; IoError's.
-  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(v1::UploadFileRequest::Header header);
+  // The file is `caller`'s tenant's.
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(v1::UploadFileRequest::Header header,
+                                                      const Caller& caller = {});
 
   // Errors: NOT_FOUND.
-  absl::StatusOr<v1::File> Get(const std::string& file_id) const;
+  // Another tenant's file is NOT_FOUND, as one that does not exist.
+  absl::StatusOr<v1::File> Get(const std::string& file_id, const Caller& caller = {}) const;
   // Errors: INVALID_ARGUMENT for a bad page size or token.
-  absl::StatusOr<v1::ListFilesResponse> List(const v1::ListFilesRequest& request) const;
+  // The caller's tenant's files (an admin's: every one).
+  absl::StatusOr<v1::ListFilesResponse> List(const v1::ListFilesRequest& request,
+                                             const Caller& caller = {}) const;
   // Errors: NOT_FOUND; FAILED_PRECONDITION (reason FILE_IN_USE) while a job
   // holds a pin on it; the store's.
-  absl::StatusOr<v1::DeleteFileResponse> Delete(const std::string& file_id);
+  absl::StatusOr<v1::DeleteFileResponse> Delete(const std::string& file_id,
+                                                const Caller& caller = {});
 
   // Where a job finds an uploaded file of `kind`: a dataset's file, a
   // model's folder; `file` is its record.
@@ -115,8 +123,9 @@ class FileManager {
   };
   // Errors: INVALID_ARGUMENT on `field` for an unknown id or a file of
   // another kind.
+  // Another tenant's file is unknown to `caller`.
   absl::StatusOr<Resolved> Resolve(const std::string& field, const std::string& file_id,
-                                   v1::FileKind kind) const;
+                                   v1::FileKind kind, const Caller& caller) const;
 
   // Keeps `file_ids` while `job_id` is queued or running. Errors:
   // INVALID_ARGUMENT when one no longer exists (nothing is pinned then).

@@ -429,7 +429,8 @@ absl::Status JobManager::TransitionLocked(ActiveJob& active, v1::JobState to,
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& request_id) {
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& request_id,
+                                           const Caller& caller) {
   constexpr size_t kMaxRequestId = 128;
   if (request_id.size() > kMaxRequestId || !Printable(request_id)) {
     return InvalidField("request_id",
@@ -440,12 +441,13 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
     if (shutting_down_) return ShuttingDown();
   }
   // File checks run outside the lock.
-  RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec));
+  RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec, caller));
 
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return ShuttingDown();
   if (!request_id.empty()) {
-    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier, options_.store->FindByRequestId(request_id));
+    ASSIGN_OR_RETURN(std::optional<v1::Job> earlier,
+                     options_.store->FindByRequestId(caller.tenant, request_id));
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
         return WithReason(
@@ -473,6 +475,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
   v1::Job job;
   *job.mutable_spec() = std::move(spec);
   job.set_request_id(request_id);
+  job.set_tenant(caller.tenant);
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_create_time() = ToTimestamp(options_.now());
   v1::JobEvent first;
@@ -534,7 +537,8 @@ absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
   return GetLocked(job_id);
 }
 
-absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& request) {
+absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& request,
+                                                      const Caller& caller) {
   ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size(), kDefaultJobsPageSize));
   storage::JobFilter filter;
   for (int state : request.states()) {
@@ -544,6 +548,7 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
   filter.labels.insert(request.labels().begin(), request.labels().end());
+  if (!caller.admin) filter.tenant = caller.tenant;
   const std::string order_by = std::string(absl::StripAsciiWhitespace(request.order_by()));
   if (order_by.empty() || order_by == "create_time desc") {
     filter.newest_first = true;

@@ -106,12 +106,17 @@ class JobManager {
   // request id belongs to a job with another spec; RESOURCE_EXHAUSTED when
   // max_queued_jobs wait already; UNAVAILABLE while shutting down or when
   // the store fails. `request_id` (at most 128 printable characters; empty:
-  // none) makes a resubmission return the job it created.
-  absl::StatusOr<v1::Job> Submit(v1::JobSpec spec, const std::string& request_id = "");
+  // none) makes a resubmission by the same tenant return the job it
+  // created. The job is `caller`'s tenant's; the files it names must be
+  // ones the caller sees.
+  absl::StatusOr<v1::Job> Submit(v1::JobSpec spec, const std::string& request_id = "",
+                                 const Caller& caller = {});
   // Errors: NOT_FOUND.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  // The caller's tenant's jobs (an admin's: every tenant's).
   // Errors: INVALID_ARGUMENT for a bad page size or token.
-  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request,
+                                            const Caller& caller = {});
   // Errors: NOT_FOUND; FAILED_PRECONDITION when the job has ended;
   // UNAVAILABLE (or RESOURCE_EXHAUSTED) when the cancel cannot be stored,
   // and then nothing changed.

@@ -73,15 +73,17 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
 
 absl::StatusOr<FileManager::Resolved> JobSpecValidator::ResolveFile(const std::string& field,
                                                                     const std::string& file_id,
-                                                                    v1::FileKind kind) const {
+                                                                    v1::FileKind kind,
+                                                                    const Caller& caller) const {
   if (options_.files == nullptr) return Invalid(field, "this daemon takes no uploaded files");
-  return options_.files->Resolve(field, file_id, kind);
+  return options_.files->Resolve(field, file_id, kind, caller);
 }
 
-absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Dataset* dataset) const {
+absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Dataset* dataset,
+                                            const Caller& caller) const {
   if (!dataset->file_id().empty()) {
-    ASSIGN_OR_RETURN(FileManager::Resolved file,
-                     ResolveFile(field + ".file_id", dataset->file_id(), v1::FILE_KIND_DATASET));
+    ASSIGN_OR_RETURN(FileManager::Resolved file, ResolveFile(field + ".file_id", dataset->file_id(),
+                                                             v1::FILE_KIND_DATASET, caller));
     if (!dataset->path().empty() && dataset->path() != file.path) {
       return Invalid(field, "name the dataset by path or by file_id, not both");
     }
@@ -130,12 +132,12 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
   return absl::OkStatus();
 }
 
-absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
+absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Caller& caller) const {
   // Model.
   if (!spec->base_model_file_id().empty()) {
     ASSIGN_OR_RETURN(
         FileManager::Resolved file,
-        ResolveFile("base_model_file_id", spec->base_model_file_id(), v1::FILE_KIND_MODEL));
+        ResolveFile("base_model_file_id", spec->base_model_file_id(), v1::FILE_KIND_MODEL, caller));
     if (!spec->base_model().empty() && spec->base_model() != file.path) {
       return Invalid("base_model", "name the model by base_model or base_model_file_id, not both");
     }
@@ -154,9 +156,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec) const {
   ASSIGN_OR_RETURN(ModelConfig model, ReadModelConfig(spec->base_model(), model_field, model_name));
 
   // Data.
-  RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset()));
+  RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset(), caller));
   if (spec->has_validation_dataset()) {
-    RETURN_IF_ERROR(CheckDataset("validation_dataset", spec->mutable_validation_dataset()));
+    RETURN_IF_ERROR(CheckDataset("validation_dataset", spec->mutable_validation_dataset(), caller));
   }
 
   // Task.

@@ -40,15 +40,16 @@ class JobSpecValidator {
   // column or format, an empty file, a malformed row, a validation label the
   // training file lacks), recalling files read before while unchanged; it
   // does not read the weights (the job does, and fails with the reason).
-  // Thread-safe.
-  absl::Status ValidateAndNormalize(v1::JobSpec* spec) const;
+  // Uploaded files are resolved as `caller` sees them. Thread-safe.
+  absl::Status ValidateAndNormalize(v1::JobSpec* spec, const Caller& caller = {}) const;
 
  private:
   absl::Status CheckPath(const std::string& field, std::string* path) const;
   absl::StatusOr<FileManager::Resolved> ResolveFile(const std::string& field,
-                                                    const std::string& file_id,
-                                                    v1::FileKind kind) const;
-  absl::Status CheckDataset(const std::string& field, v1::Dataset* dataset) const;
+                                                    const std::string& file_id, v1::FileKind kind,
+                                                    const Caller& caller) const;
+  absl::Status CheckDataset(const std::string& field, v1::Dataset* dataset,
+                            const Caller& caller) const;
 
   Options options_;
   mutable DatasetChecker datasets_;

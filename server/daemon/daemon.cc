@@ -123,15 +123,32 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.cpu_memory_bytes =
       options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
-  daemon->service_ =
-      std::make_unique<api::FineTuningService>(daemon->manager_.get(), daemon->files_.get());
+  security::Authenticator* auth = nullptr;
+  if (options.authenticate) {
+    ASSIGN_OR_RETURN(daemon->authenticator_, security::Authenticator::Create(options.auth));
+    auth = daemon->authenticator_.get();
+  }
+  daemon->security_metrics_ =
+      std::make_unique<metrics::SecurityMetrics>(daemon->metrics_->registry());
+  metrics::SecurityMetrics* security_metrics = daemon->security_metrics_.get();
+  api::FineTuningService::Access access;
+  access.auth = auth;
+  access.denied = [security_metrics](const std::string& method, const std::string& reason) {
+    security_metrics->Refused(method, reason);
+    Log(LogLevel::kWarning, absl::StrCat(method, ": refused (", reason, ")"));
+  };
+  daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get(),
+                                                              daemon->files_.get(), access);
 
-  // Reflection in both versions: v1alpha from gRPC's plugin, v1 our own.
-  daemon->reflection_ = std::make_unique<api::ReflectionService>(std::vector<std::string>{
-      ftd::v1::FineTuning::service_full_name(), "grpc.health.v1.Health",
-      "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"});
+  // Reflection: v1 our own, for admins when callers authenticate; v1alpha
+  // from gRPC's plugin, which cannot check callers, only without.
+  std::vector<std::string> services = {ftd::v1::FineTuning::service_full_name(),
+                                       "grpc.health.v1.Health",
+                                       "grpc.reflection.v1.ServerReflection"};
+  if (auth == nullptr) services.push_back("grpc.reflection.v1alpha.ServerReflection");
+  daemon->reflection_ = std::make_unique<api::ReflectionService>(std::move(services), auth);
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (auth == nullptr) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.address, transport.credentials, &port);
@@ -212,8 +229,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   for (const auto& device : options.devices) devices.push_back(device.name());
   Log(LogLevel::kInfo,
       absl::StrCat("ftd ", options.version, " serving on ", daemon->address_, " (",
-                   transport.description, "); data in ", data_dir.string(), "; data roots ",
-                   absl::StrJoin(roots, ", "), "; devices ",
+                   transport.description, "; callers ",
+                   auth == nullptr ? "not authenticated" : "authenticated", "); data in ",
+                   data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
                    devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
                    daemon->activation_store_->bytes() >> 20, " of ",
                    daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",

@@ -19,7 +19,9 @@
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/metrics_observer.h"
+#include "server/metrics/security_metrics.h"
 #include "server/scheduler/device.h"
+#include "server/security/authenticator.h"
 #include "server/security/transport.h"
 #include "server/training/trainer.h"
 #include "storage/activation_store.h"
@@ -36,6 +38,10 @@ class Daemon {
     std::string address = "127.0.0.1:50051";
     // TLS, mutual TLS, or plaintext (on loopback unless allowed).
     security::TransportOptions transport;
+    // Callers authenticate (tokens, client certificates), and each sees its
+    // tenant's jobs and files only; off: every caller is the admin of "".
+    bool authenticate = false;
+    security::Authenticator::Options auth;
     // When set, the bound address ("127.0.0.1:40123") is written here once
     // the server is ready.
     std::string address_file;
@@ -106,6 +112,8 @@ class Daemon {
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
   std::unique_ptr<api::ReflectionService> reflection_;
+  std::unique_ptr<security::Authenticator> authenticator_;
+  std::unique_ptr<metrics::SecurityMetrics> security_metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
   bool shut_down_ = false;

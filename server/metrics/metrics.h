@@ -53,6 +53,10 @@ class Metrics final : public prometheus::Collectable {
   // store's sizes, the process's memory).
   void AddScrapeHook(std::function<void()> hook);
 
+  // The registry, for the metrics of other subjects to add their families
+  // to (security_metrics.h); collected with these.
+  prometheus::Registry& registry() { return *registry_; }
+
   // Jobs.
   // Jobs per state (states missing from `counts` have none) and the queue.
   void SetJobCounts(const std::map<v1::JobState, int64_t>& counts, int64_t queue_length);

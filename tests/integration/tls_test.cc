@@ -102,7 +102,7 @@ TEST_F(TlsTest, TlsIsVerifiedAgainstTheCaAndTheServersName) {
   EXPECT_THAT(missing.err, HasSubstr("--tls_ca: cannot read"));
   std::ifstream log(dir_.Sub("ftd.log"));
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  EXPECT_THAT(text, HasSubstr("(TLS)"));
+  EXPECT_THAT(text, HasSubstr("(TLS; "));
 }
 
 TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {

@@ -87,10 +87,10 @@ TEST_F(RocksDbJobStoreTest, RequestIdIndexFindsTheJob) {
   v1::Job job = NewJob("a");
   job.set_request_id("req-1");
   ASSERT_OK(store_->CreateJob(job, Log("x")));
-  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("req-1"));
+  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("", "req-1"));
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(found->id(), "job-1");
-  ASSERT_OK_AND_ASSIGN(auto missing, store_->FindByRequestId("req-2"));
+  ASSERT_OK_AND_ASSIGN(auto missing, store_->FindByRequestId("", "req-2"));
   EXPECT_FALSE(missing.has_value());
 }
 
@@ -105,7 +105,7 @@ TEST_F(RocksDbJobStoreTest, DeleteRemovesTheJobItsEventsAndItsRequestId) {
 
   ASSERT_OK(store_->DeleteJob("job-1"));
   EXPECT_THAT(store_->GetJob("job-1"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
-  ASSERT_OK_AND_ASSIGN(auto request, store_->FindByRequestId("req-a"));
+  ASSERT_OK_AND_ASSIGN(auto request, store_->FindByRequestId("", "req-a"));
   EXPECT_FALSE(request.has_value());
   ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
   EXPECT_TRUE(events.events.empty());
@@ -173,7 +173,7 @@ TEST_F(RocksDbJobStoreTest, RecordsFromBeforeV1AreMigratedOnOpen) {
   ASSERT_OK_AND_ASSIGN(v1::Job migrated, store_->GetJob("job-1"));
   EXPECT_EQ(migrated.request_id(), "ticket-1");
   EXPECT_EQ(migrated.spec().display_name(), "old");
-  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("ticket-1"));
+  ASSERT_OK_AND_ASSIGN(auto found, store_->FindByRequestId("", "ticket-1"));
   ASSERT_TRUE(found.has_value());
   ASSERT_OK_AND_ASSIGN(EventPage events, store_->ListEvents("job-1", 0, 10, ""));
   ASSERT_EQ(events.events.size(), 1u);
@@ -184,7 +184,7 @@ TEST_F(RocksDbJobStoreTest, RecordsFromBeforeV1AreMigratedOnOpen) {
   EXPECT_EQ(events.events[0].log().level(), v1::JobEvent::Log::LEVEL_WARNING);
   // Deleting it frees its request id, for a new job.
   ASSERT_OK(store_->DeleteJob("job-1"));
-  ASSERT_OK_AND_ASSIGN(found, store_->FindByRequestId("ticket-1"));
+  ASSERT_OK_AND_ASSIGN(found, store_->FindByRequestId("", "ticket-1"));
   EXPECT_FALSE(found.has_value());
 }
 

@@ -43,7 +43,7 @@ absl::StatusOr<v1::Job> FakeJobStore::CreateJob(v1::Job job, v1::JobEvent first_
   job.set_id(absl::StrCat("job-", number));
   first_event.set_job_id(job.id());
   first_event.set_sequence(1);
-  if (!job.request_id().empty()) request_ids_[job.request_id()] = number;
+  if (!job.request_id().empty()) request_ids_[job.tenant() + '\0' + job.request_id()] = number;
   jobs_[number] = Record{job, {first_event}};
   return job;
 }
@@ -59,9 +59,9 @@ absl::StatusOr<v1::Job> FakeJobStore::GetJob(const std::string& job_id) {
 }
 
 absl::StatusOr<std::optional<v1::Job>> FakeJobStore::FindByRequestId(
-    const std::string& request_id) {
+    const std::string& tenant, const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  auto it = request_ids_.find(request_id);
+  auto it = request_ids_.find(tenant + '\0' + request_id);
   if (it == request_ids_.end()) return std::optional<v1::Job>();
   return std::optional<v1::Job>(jobs_.at(it->second).job);
 }
@@ -80,7 +80,7 @@ absl::Status FakeJobStore::DeleteJob(const std::string& job_id) {
   auto it = jobs_.find(Number(job_id));
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
   if (absl::Status s = WriteAllowedLocked(); !s.ok()) return s;
-  auto request = request_ids_.find(it->second.job.request_id());
+  auto request = request_ids_.find(it->second.job.tenant() + '\0' + it->second.job.request_id());
   if (request != request_ids_.end() && request->second == it->first) request_ids_.erase(request);
   deleted_.insert(job_id);
   jobs_.erase(it);
@@ -149,6 +149,7 @@ absl::StatusOr<storage::JobPage> FakeJobStore::ListJobs(const storage::JobFilter
       if (label == job.spec().labels().end() || label->second != value) labels = false;
     }
     if (!labels) continue;
+    if (filter.tenant.has_value() && job.tenant() != *filter.tenant) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {
       page.next_page_token = absl::StrCat(std::string(1, order), Number(page.jobs.back().id()));
       break;

@@ -27,7 +27,8 @@ class FakeJobStore final : public storage::JobStore {
 
   absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
-  absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& request_id) override;
+  absl::StatusOr<std::optional<v1::Job>> FindByRequestId(const std::string& tenant,
+                                                         const std::string& request_id) override;
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::JobEvent> AppendEvent(v1::JobEvent event, const v1::Job* job) override;
   absl::StatusOr<storage::JobPage> ListJobs(const storage::JobFilter& filter, int page_size,

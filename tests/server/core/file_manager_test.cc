@@ -115,14 +115,16 @@ TEST_F(FileManagerTest, ADatasetIsDescribedByItsRowsAndColumns) {
   EXPECT_EQ(jsonl.dataset().rows(), 2);
   EXPECT_THAT(jsonl.dataset().columns(), ElementsAre("label", "text"));
   // A job finds it where the store keeps it.
-  ASSERT_OK_AND_ASSIGN(FileManager::Resolved resolved,
-                       manager_->Resolve("train_dataset.file_id", csv.id(), v1::FILE_KIND_DATASET));
+  ASSERT_OK_AND_ASSIGN(
+      FileManager::Resolved resolved,
+      manager_->Resolve("train_dataset.file_id", csv.id(), v1::FILE_KIND_DATASET, Caller{}));
   EXPECT_EQ(*ReadFile(resolved.path), "text,label,source\n\"a, b\",x,web\nc,y,web\n");
-  EXPECT_THAT(manager_->Resolve("base_model_file_id", csv.id(), v1::FILE_KIND_MODEL),
+  EXPECT_THAT(manager_->Resolve("base_model_file_id", csv.id(), v1::FILE_KIND_MODEL, Caller{}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("base_model_file_id: file-1 is a dataset, not a model")));
-  EXPECT_THAT(manager_->Resolve("train_dataset.file_id", "file-99", v1::FILE_KIND_DATASET),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no uploaded file")));
+  EXPECT_THAT(
+      manager_->Resolve("train_dataset.file_id", "file-99", v1::FILE_KIND_DATASET, Caller{}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no uploaded file")));
 }
 
 TEST_F(FileManagerTest, AModelIsCheckedAndDescribedAndLoadsFromItsFolder) {
@@ -133,8 +135,9 @@ TEST_F(FileManagerTest, AModelIsCheckedAndDescribedAndLoadsFromItsFolder) {
   EXPECT_EQ(model.model().layers(), 2);
   EXPECT_EQ(model.model().hidden_size(), 32);
   EXPECT_EQ(model.sha256().size(), 64u);
-  ASSERT_OK_AND_ASSIGN(FileManager::Resolved resolved,
-                       manager_->Resolve("base_model_file_id", model.id(), v1::FILE_KIND_MODEL));
+  ASSERT_OK_AND_ASSIGN(
+      FileManager::Resolved resolved,
+      manager_->Resolve("base_model_file_id", model.id(), v1::FILE_KIND_MODEL, Caller{}));
   EXPECT_TRUE(fs::is_regular_file(resolved.path + "/config.json"));
   EXPECT_TRUE(fs::is_regular_file(resolved.path + "/model.safetensors"));
 }
