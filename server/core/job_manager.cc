@@ -53,16 +53,18 @@ absl::StatusOr<int> PageSize(int requested, int default_size) {
 // The trainer's view of its job; forwards to the manager.
 class JobManager::RunContext final : public training::TrainingContext {
  public:
-  RunContext(JobManager* manager, std::string job_id, v1::JobSpec spec, std::string device,
-             std::string output_dir, const scheduler::StopToken& stop)
+  RunContext(JobManager* manager, std::string job_id, std::string tenant, v1::JobSpec spec,
+             std::string device, std::string output_dir, const scheduler::StopToken& stop)
       : manager_(manager),
         job_id_(std::move(job_id)),
+        tenant_(std::move(tenant)),
         spec_(std::move(spec)),
         device_(std::move(device)),
         output_dir_(std::move(output_dir)),
         stop_(stop) {}
 
   const std::string& job_id() const override { return job_id_; }
+  const std::string& tenant() const override { return tenant_; }
   const v1::JobSpec& spec() const override { return spec_; }
   const std::string& device() const override { return device_; }
   const std::string& output_dir() const override { return output_dir_; }
@@ -96,6 +98,7 @@ class JobManager::RunContext final : public training::TrainingContext {
  private:
   JobManager* const manager_;
   const std::string job_id_;
+  const std::string tenant_;
   const v1::JobSpec spec_;
   const std::string device_;
   const std::string output_dir_;
@@ -647,6 +650,7 @@ v1::ServerInfo JobManager::ServerInfo() const {
 void JobManager::RunJob(const std::string& job_id, const scheduler::Device& device,
                         const scheduler::StopToken& stop) {
   v1::JobSpec spec;
+  std::string tenant;
   bool retry_start = false;
   {
     absl::MutexLock lock(&mu_);
@@ -688,6 +692,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     if (it == active_.end()) return;
     ActiveJob& active = it->second;
     spec = active.job.spec();
+    tenant = active.job.tenant();
     observer_->QueueWait(options_.now() - FromTimestamp(active.job.create_time()));
     observer_->JobStarted(job_id, ModelName(spec.base_model()), device.name());
     observer_->DeviceBusy(device.name(), true);
@@ -701,7 +706,7 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     result = absl::UnavailableError(
         absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
   } else {
-    RunContext context(this, job_id, std::move(spec), device.name(), output_dir, stop);
+    RunContext context(this, job_id, tenant, std::move(spec), device.name(), output_dir, stop);
     result = RunGuarded(*options_.trainer, context);
   }
 

@@ -46,6 +46,12 @@ class TrainingContext {
   virtual ~TrainingContext() = default;
 
   virtual const std::string& job_id() const = 0;
+  // The tenant that owns the job ("" without authentication): the cache
+  // keeps tenants' activations apart.
+  virtual const std::string& tenant() const {
+    static const std::string none;
+    return none;
+  }
   // The spec with its defaults filled in.
   virtual const v1::JobSpec& spec() const = 0;
   // "cpu:0", "cuda:1", ...

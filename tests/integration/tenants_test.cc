@@ -105,9 +105,15 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
   // Alice's files and job.
   ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/tiny")}).exit_code, 0);       // file-1
   ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);  // file-2
-  CommandResult run =
-      As("alice", {"submit", "--model=file-1", "--train=file-2", "--epochs=1", "--batch_size=16",
-                   "--max_seq_length=16", "--request_id=r1", "--watch"});
+  const std::vector<std::string> cached = {"--epochs=1",          "--batch_size=16",
+                                           "--max_seq_length=16", "--freeze=static:1",
+                                           "--cache=true",        "--watch"};
+  auto submit = [&](const std::string& who, std::vector<std::string> args) {
+    args.insert(args.begin(), "submit");
+    args.insert(args.end(), cached.begin(), cached.end());
+    return As(who, args);
+  };
+  CommandResult run = submit("alice", {"--model=file-1", "--train=file-2", "--request_id=r1"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_THAT(As("alice", {"get", "job-1"}).out, HasSubstr("SUCCEEDED"));
 
@@ -136,10 +142,14 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
   // Bob's own job, with Alice's request id: a job of his, not hers.
   ASSERT_EQ(As("bob", {"upload", dir_.Sub("client/tiny")}).exit_code, 0);       // file-3
   ASSERT_EQ(As("bob", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);  // file-4
-  CommandResult bobs = As("bob", {"submit", "--model=file-3", "--train=file-4", "--epochs=1",
-                                  "--batch_size=16", "--max_seq_length=16", "--request_id=r1"});
+  // The same model and rows: his job computes its own activations, hers
+  // are not his to read.
+  CommandResult bobs = submit("bob", {"--model=file-3", "--train=file-4", "--request_id=r1"});
   ASSERT_EQ(bobs.exit_code, 0) << bobs.err;
-  EXPECT_THAT(bobs.out, HasSubstr("submitted job-2"));
+  EXPECT_THAT(bobs.out, AllOf(HasSubstr("submitted job-2"),
+                              HasSubstr("cache epoch 1: 0 of 64 examples from the cache")));
+  CommandResult again = submit("alice", {"--model=file-1", "--train=file-2"});
+  EXPECT_THAT(again.out, HasSubstr("cache epoch 1: 64 of 64 examples from the cache"));
   // What only admins see.
   CommandResult cache = As("bob", {"cache"});
   EXPECT_THAT(cache.err, HasSubstr("PERMISSION_DENIED: the whole cache"));
@@ -147,7 +157,7 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
 
   // The admin sees both tenants' jobs and files, and the whole cache.
   CommandResult all = As("ops", {"list"});
-  EXPECT_THAT(all.out, AllOf(HasSubstr("job-1"), HasSubstr("job-2")));
+  EXPECT_THAT(all.out, AllOf(HasSubstr("job-1"), HasSubstr("job-2"), HasSubstr("job-3")));
   EXPECT_THAT(As("ops", {"files"}).out, AllOf(HasSubstr("file-1"), HasSubstr("file-4")));
   EXPECT_EQ(As("ops", {"get", "job-1"}).exit_code, 0);
   EXPECT_EQ(As("ops", {"cache"}).exit_code, 0);

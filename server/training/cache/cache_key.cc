@@ -5,7 +5,8 @@
 namespace ftd::training {
 
 std::string InputsDigest(const std::vector<std::vector<int32_t>>& rows,
-                         std::string_view config_json, std::string_view precision) {
+                         std::string_view config_json, std::string_view precision,
+                         std::string_view tenant) {
   Sha256 inputs;
   for (const auto& row : rows) {
     inputs.Update(
@@ -14,6 +15,10 @@ std::string InputsDigest(const std::vector<std::vector<int32_t>>& rows,
   }
   inputs.Update(config_json);
   inputs.Update(precision);
+  if (!tenant.empty()) {
+    inputs.Update("\ntenant:");
+    inputs.Update(tenant);
+  }
   return inputs.FinishHex();
 }
 

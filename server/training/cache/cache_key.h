@@ -11,9 +11,12 @@
 
 namespace ftd::training {
 
-// Hex SHA-256 over the rows' token ids, `config_json` and `precision`
-// ("fp32", "bf16-autocast").
+// Hex SHA-256 over the rows' token ids, `config_json`, `precision` ("fp32",
+// "bf16-autocast") and the tenant (one tenant's jobs never read another's
+// entries, nor learn from hit counts what another trained on; "" adds
+// nothing, so entries from before tenants stay valid).
 std::string InputsDigest(const std::vector<std::vector<int32_t>>& rows,
-                         std::string_view config_json, std::string_view precision);
+                         std::string_view config_json, std::string_view precision,
+                         std::string_view tenant = "");
 
 }  // namespace ftd::training

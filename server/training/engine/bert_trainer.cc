@@ -273,8 +273,8 @@ class Run {
       options.store = store_;
       options.job_id = context_.job_id();
       options.dataset_fingerprint = fingerprint;
-      options.inputs_digest =
-          InputsDigest(data.ids, in_.config_json, autocast_ ? "bf16-autocast" : "fp32");
+      options.inputs_digest = InputsDigest(data.ids, in_.config_json,
+                                           autocast_ ? "bf16-autocast" : "fp32", context_.tenant());
       options.base_model = spec.base_model();
       options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::DTYPE_FP32
                           ? storage::ActivationDtype::kFp32

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/training/cache/cache_key.h"
 #include "server/training/model/bert_config.h"
 #include "storage/activation_codec.h"
 #include "tests/testing/status_matchers.h"
@@ -127,6 +128,18 @@ class ActivationCacheTest : public ::testing::Test {
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<storage::ActivationStore> store_;
 };
+
+// Tenants never share entries: the inputs digest (and so the namespace)
+// differs by tenant, and "" is the digest of before tenants.
+TEST(InputsDigestTest, KeepsTenantsApart) {
+  const std::vector<std::vector<int32_t>> rows = {{2, 7, 3}, {2, 9, 3}};
+  const std::string none = InputsDigest(rows, "{}", "fp32");
+  EXPECT_EQ(InputsDigest(rows, "{}", "fp32", ""), none);
+  EXPECT_NE(InputsDigest(rows, "{}", "fp32", "alice"), none);
+  EXPECT_NE(InputsDigest(rows, "{}", "fp32", "alice"), InputsDigest(rows, "{}", "fp32", "bob"));
+  EXPECT_EQ(InputsDigest(rows, "{}", "fp32", "alice"), InputsDigest(rows, "{}", "fp32", "alice"));
+  EXPECT_NE(InputsDigest(rows, "{}", "bf16-autocast"), none);
+}
 
 TEST_F(ActivationCacheTest, CachedLogitsEqualUncachedExactlyInFp32) {
   const std::vector<int64_t> order = {0, 1, 2, 3, 4, 5};
