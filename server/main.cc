@@ -40,6 +40,10 @@ ABSL_FLAG(bool, client_cert_tenants, false,
           "certificate's common name names (a user, or an admin if in --admin_tenants)");
 ABSL_FLAG(std::vector<std::string>, admin_tenants, {},
           "tenants named by client certificates that are admins");
+ABSL_FLAG(std::vector<std::string>, tenant_data_roots, {},
+          "with authentication: each tenant's own folders, as tenant:folder,tenant:folder; a "
+          "tenant's paths must lie in its own (a tenant without any may name uploads only); "
+          "admins keep --data_roots");
 ABSL_FLAG(std::string, address_file, "",
           "write the bound address to this file once serving (for scripts and tests)");
 ABSL_FLAG(std::string, data_dir, "ftd-data", "folder for the database and job outputs");
@@ -154,6 +158,19 @@ int main(int argc, char** argv) {
   options.auth.certificate_tenants = absl::GetFlag(FLAGS_client_cert_tenants);
   options.auth.admin_tenants = absl::GetFlag(FLAGS_admin_tenants);
   options.authenticate = !options.auth.tokens_file.empty() || options.auth.certificate_tenants;
+  for (const std::string& entry : absl::GetFlag(FLAGS_tenant_data_roots)) {
+    const size_t colon = entry.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == entry.size()) {
+      std::fprintf(stderr, "ftd: --tenant_data_roots: \"%s\" is not tenant:folder\n",
+                   entry.c_str());
+      return 2;
+    }
+    options.tenant_data_roots[entry.substr(0, colon)].push_back(entry.substr(colon + 1));
+  }
+  if (!options.tenant_data_roots.empty() && !options.authenticate) {
+    std::fprintf(stderr, "ftd: --tenant_data_roots needs authentication (--tokens_file)\n");
+    return 2;
+  }
   if (options.auth.certificate_tenants && options.transport.client_ca_file.empty()) {
     std::fprintf(stderr, "ftd: --client_cert_tenants needs --tls_client_ca (mutual TLS)\n");
     return 2;

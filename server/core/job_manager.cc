@@ -131,7 +131,12 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       [self](const v1::DeviceRequest& request) {
         return MemoryBudget(request, self->options_.devices, self->options_.cpu_memory_bytes);
       },
-      self->options_.files});
+      self->options_.files, self->options_.tenant_data_roots, self->options_.data_dir,
+      self->options_.jobs_dir,
+      [self](const std::string& job_id) -> absl::StatusOr<std::string> {
+        ASSIGN_OR_RETURN(v1::Job job, self->options_.store->GetJob(job_id));
+        return job.tenant();
+      }});
 
   absl::MutexLock lock(&manager->mu_);
   // Every job's state, for the observer (the metrics).

@@ -54,8 +54,13 @@ class JobManager {
     // Where Prometheus scrapes them ("host:port"), for ServerInfo.
     std::string metrics_address;
     std::vector<scheduler::Device> devices;
-    // Canonical folders that models and datasets must lie in.
+    // Canonical folders that models and datasets must lie in (for admins,
+    // and every tenant without tenant_data_roots), and each tenant's own.
     std::vector<std::string> data_roots;
+    std::map<std::string, std::vector<std::string>> tenant_data_roots;
+    // The daemon's data folder, canonical: paths inside are refused, but for
+    // a job's outputs to its tenant (jobs_dir holds them).
+    std::string data_dir;
     // Each job writes its artifacts to <jobs_dir>/<job id>/, its checkpoints
     // to <jobs_dir>/<job id>/checkpoints/.
     std::string jobs_dir;

@@ -56,17 +56,44 @@ std::string Bytes(int64_t bytes) {
 
 }  // namespace
 
-absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* path) const {
+absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* path,
+                                         const Caller& caller) const {
   if (path->empty()) return Invalid(field, "is required");
+  // Canonical: symbolic links and ".." resolved, so neither leads out.
   absl::StatusOr<std::string> canonical = CanonicalPath(*path);
   if (!canonical.ok()) return Invalid(field, std::string(canonical.status().message()));
-  bool allowed = false;
-  for (const std::string& root : options_.data_roots)
-    allowed = allowed || IsWithin(*canonical, root);
-  if (!allowed) {
-    return Invalid(field, absl::StrCat("\"", *path, "\" is outside the daemon's data roots (",
-                                       absl::StrJoin(options_.data_roots, ", "), ")"));
+  const bool per_tenant = !caller.admin && !options_.tenant_data_roots.empty();
+  std::vector<std::string> roots = options_.data_roots;
+  if (per_tenant) {
+    auto it = options_.tenant_data_roots.find(caller.tenant);
+    roots = it != options_.tenant_data_roots.end() ? it->second : std::vector<std::string>();
   }
+  auto outside = [&]() {
+    if (roots.empty()) {
+      return Invalid(field, absl::StrCat("tenant \"", caller.tenant,
+                                         "\" has no data roots on this daemon; upload the files "
+                                         "(ftctl upload) and name them by id"));
+    }
+    return Invalid(field, absl::StrCat("\"", *path, "\" is outside ",
+                                       per_tenant ? absl::StrCat("tenant \"", caller.tenant, "\"'s")
+                                                  : std::string("the daemon's"),
+                                       " data roots (", absl::StrJoin(roots, ", "), ")"));
+  };
+  if (!options_.jobs_dir.empty() && IsWithin(*canonical, options_.jobs_dir) &&
+      *canonical != options_.jobs_dir) {
+    // A job's output: the job's tenant's (and admins').
+    const std::string rest = canonical->substr(options_.jobs_dir.size() + 1);
+    const std::string job_id = rest.substr(0, rest.find('/'));
+    absl::StatusOr<std::string> owner =
+        options_.job_tenant ? options_.job_tenant(job_id) : absl::NotFoundError(job_id);
+    if (!owner.ok() || !caller.CanSee(*owner)) return outside();
+    *path = *canonical;
+    return absl::OkStatus();
+  }
+  if (!options_.data_dir.empty() && IsWithin(*canonical, options_.data_dir)) return outside();
+  bool allowed = false;
+  for (const std::string& root : roots) allowed = allowed || IsWithin(*canonical, root);
+  if (!allowed) return outside();
   *path = *canonical;
   return absl::OkStatus();
 }
@@ -95,7 +122,7 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
     dataset->set_path(file.path);
     dataset->set_format(uploaded);
   } else {
-    RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path()));
+    RETURN_IF_ERROR(CheckPath(field + ".path", dataset->mutable_path(), caller));
   }
   const std::string& path = dataset->path();
   // An upload by its id, not by where the daemon keeps it.
@@ -143,7 +170,7 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
     }
     spec->set_base_model(file.path);
   } else {
-    RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model()));
+    RETURN_IF_ERROR(CheckPath("base_model", spec->mutable_base_model(), caller));
   }
   // An uploaded model by its id, not by where the daemon keeps it.
   const bool uploaded = !spec->base_model_file_id().empty();

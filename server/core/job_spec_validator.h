@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,8 @@ namespace ftd::core {
 class JobSpecValidator {
  public:
   struct Options {
-    // Canonical folders every model and dataset path must lie in.
+    // Canonical folders every model and dataset path must lie in (for
+    // admins, and for every tenant when tenant_data_roots is empty).
     std::vector<std::string> data_roots;
     // OK when the daemon has a device for the request; its error is returned
     // as it is (it names the `device` field).
@@ -29,6 +31,17 @@ class JobSpecValidator {
     // Uploaded files, which a spec may name by id instead of a path (not
     // owned; nullptr: none).
     const FileManager* files = nullptr;
+    // Canonical folders each tenant's paths must lie in instead; a tenant
+    // without an entry may name uploads only.
+    std::map<std::string, std::vector<std::string>> tenant_data_roots;
+    // The daemon's canonical data folder: no path inside it is taken (other
+    // tenants' uploads and outputs are there), except a job's outputs under
+    // `jobs_dir` (a fine-tuned model as a base model) when the caller may
+    // see that job.
+    std::string data_dir;
+    std::string jobs_dir;
+    // The tenant of a stored job. Errors: NOT_FOUND.
+    std::function<absl::StatusOr<std::string>(const std::string& job_id)> job_tenant;
   };
 
   explicit JobSpecValidator(Options options) : options_(std::move(options)) {}
@@ -44,7 +57,7 @@ class JobSpecValidator {
   absl::Status ValidateAndNormalize(v1::JobSpec* spec, const Caller& caller = {}) const;
 
  private:
-  absl::Status CheckPath(const std::string& field, std::string* path) const;
+  absl::Status CheckPath(const std::string& field, std::string* path, const Caller& caller) const;
   absl::StatusOr<FileManager::Resolved> ResolveFile(const std::string& field,
                                                     const std::string& file_id, v1::FileKind kind,
                                                     const Caller& caller) const;

@@ -75,10 +75,25 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     }
     roots.push_back(*canonical);
   }
-  // The daemon's own outputs may serve as base models.
-  if (absl::StatusOr<std::string> jobs = CanonicalPath((data_dir / "jobs").string()); jobs.ok()) {
-    roots.push_back(*jobs);
+  std::map<std::string, std::vector<std::string>> tenant_roots;
+  for (const auto& [tenant, folders] : options.tenant_data_roots) {
+    if (!security::Authenticator::ValidTenant(tenant)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tenant_data_roots: \"", tenant, "\" is not a tenant name"));
+    }
+    for (const std::string& folder : folders) {
+      absl::StatusOr<std::string> canonical = CanonicalPath(fs::absolute(folder).string());
+      if (!canonical.ok() || !fs::is_directory(*canonical)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tenant_data_roots: \"", folder, "\" is not an existing folder"));
+      }
+      tenant_roots[tenant].push_back(*canonical);
+    }
   }
+  // The daemon's own outputs may serve as base models (to their tenant);
+  // nothing else under its data folder may be named by path.
+  const std::string canonical_data_dir =
+      CanonicalPath(data_dir.string()).value_or(data_dir.string());
 
   std::unique_ptr<Daemon> daemon(new Daemon());
   daemon->metrics_ = std::make_unique<metrics::Metrics>(
@@ -114,7 +129,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.metrics_address = daemon->metrics_address_;
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
-  manager_options.jobs_dir = (data_dir / "jobs").string();
+  manager_options.tenant_data_roots = std::move(tenant_roots);
+  manager_options.data_dir = canonical_data_dir;
+  manager_options.jobs_dir = (fs::path(canonical_data_dir) / "jobs").string();
   manager_options.keep_checkpoints = options.keep_checkpoints;
   manager_options.max_crashes = options.max_job_crashes;
   manager_options.preemption = options.preemption;

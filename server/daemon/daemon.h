@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,8 @@ class Daemon {
     std::string data_dir = "ftd-data";
     // Folders models and datasets may come from; empty: the working directory.
     std::vector<std::string> data_roots;
+    // Each tenant's own folders instead (when any is given): tenant -> folders.
+    std::map<std::string, std::vector<std::string>> tenant_data_roots;
     std::vector<scheduler::Device> devices;
     // The activation cache: its size cap and RocksDB's memory for it.
     storage::ActivationStore::Options cache;

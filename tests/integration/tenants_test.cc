@@ -62,7 +62,9 @@ class TenantsTest : public ::testing::Test {
   void SetUp() override {
     ftd::testing::WriteTinyBert(dir_.Sub("client/tiny"));
     ftd::testing::WriteSentimentCsv(dir_.Sub("client/train.csv"), 64, 1);
-    fs::create_directories(dir_.Sub("roots"));
+    ftd::testing::WriteTinyBert(dir_.Sub("roots/bob/tiny"));
+    ftd::testing::WriteTinyBert(dir_.Sub("roots/alice/tiny"));
+    ftd::testing::WriteSentimentCsv(dir_.Sub("roots/alice/train.csv"), 64, 1);
     std::string tokens = "# tenant tokens\n";
     for (const auto& [name, role] :
          {std::pair{"alice", "user"}, std::pair{"bob", "user"}, std::pair{"ops", "admin"}}) {
@@ -71,14 +73,16 @@ class TenantsTest : public ::testing::Test {
       absl::StrAppend(&tokens, Sha256::Hex(token), " ", name, " ", role, "\n");
     }
     ftd::testing::WriteFile(dir_.Sub("tokens"), tokens);
-    daemon_ =
-        std::make_unique<FtdDaemon>(FtdDaemon::Options{FTD_BINARY,
-                                                       FTCTL_BINARY,
-                                                       dir_.Sub("ftd-data"),
-                                                       dir_.Sub("roots"),
-                                                       1,
-                                                       dir_.Sub("ftd.log"),
-                                                       {"--tokens_file=" + dir_.Sub("tokens")}});
+    daemon_ = std::make_unique<FtdDaemon>(
+        FtdDaemon::Options{FTD_BINARY,
+                           FTCTL_BINARY,
+                           dir_.Sub("ftd-data"),
+                           dir_.Sub("roots"),
+                           1,
+                           dir_.Sub("ftd.log"),
+                           {"--tokens_file=" + dir_.Sub("tokens"),
+                            "--tenant_data_roots=alice:" + dir_.Sub("roots/alice") +
+                                ",bob:" + dir_.Sub("roots/bob")}});
     ASSERT_TRUE(daemon_->started());
   }
 
@@ -197,6 +201,30 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
                       "CREDENTIALS\"} 1"),
             HasSubstr("ftd_auth_refused_total{method=\"GetCache\",reason=\"ADMIN_ONLY\"} 1")));
   EXPECT_THAT(metrics, Not(HasSubstr("token-of-")));
+}
+
+// Paths on the daemon's disk: each tenant's within its own data roots.
+TEST_F(TenantsTest, PathsAreLimitedToTheTenantsOwnDataRoots) {
+  const std::vector<std::string> alices = {"submit",
+                                           "--upload=false",
+                                           "--model=" + dir_.Sub("roots/alice/tiny"),
+                                           "--train=" + dir_.Sub("roots/alice/train.csv"),
+                                           "--epochs=1",
+                                           "--max_seq_length=16"};
+  CommandResult bob = As("bob", alices);
+  EXPECT_EQ(bob.exit_code, 1);
+  EXPECT_THAT(bob.err, HasSubstr("INVALID_ARGUMENT: base_model: \"" + dir_.Sub("roots/alice/tiny") +
+                                 "\" is outside tenant \"bob\"'s data roots"));
+  // Nor through the daemon's data folder (Alice's uploads are there).
+  ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);
+  CommandResult stored =
+      As("bob", {"submit", "--upload=false", "--model=" + dir_.Sub("roots/bob/tiny"),
+                 "--train=" + dir_.Sub("ftd-data/files/objects/file-1/train.csv")});
+  EXPECT_THAT(stored.err, HasSubstr("INVALID_ARGUMENT: train_dataset.path: \"" +
+                                    dir_.Sub("ftd-data/files/objects/file-1/train.csv") +
+                                    "\" is outside tenant \"bob\"'s data roots"));
+  CommandResult alice = As("alice", alices);
+  EXPECT_EQ(alice.exit_code, 0) << alice.err;
 }
 
 }  // namespace

@@ -480,5 +480,60 @@ TEST_F(UploadedFilesTest, IdsResolveToTheStoredFilesAndAreCheckedLikePaths) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("base_model_file_id")));
 }
 
+// With tenants' own data roots a user's paths must lie in its tenant's
+// folders, with "..", symbolic links and the daemon's data folder no way
+// out; a job's outputs serve as a base model to its own tenant only.
+TEST_F(JobSpecValidatorTest, EachTenantNamesPathsInItsOwnRootsOnly) {
+  ftd::testing::TempDir base;
+  for (const char* tenant : {"alice", "bob"}) {
+    ftd::testing::WriteModelFolder(base.Sub(std::string(tenant) + "/model"), 6, 128);
+    WriteFile(base.Sub(std::string(tenant) + "/train.csv"), "text,label\nx,a\ny,b\n");
+  }
+  ftd::testing::WriteModelFolder(base.Sub("data/jobs/job-1/model"), 6, 128);  // alice's output
+  ftd::testing::WriteModelFolder(base.Sub("data/files/objects/file-1"), 6, 128);
+  std::filesystem::create_symlink(base.Sub("bob/train.csv"), base.Sub("alice/bobs.csv"));
+  JobSpecValidator::Options options{{base.path()}, nullptr, nullptr, nullptr};
+  options.tenant_data_roots = {{"alice", {base.Sub("alice")}}, {"bob", {base.Sub("bob")}}};
+  options.data_dir = base.Sub("data");
+  options.jobs_dir = base.Sub("data/jobs");
+  options.job_tenant = [](const std::string& job_id) -> absl::StatusOr<std::string> {
+    if (job_id == "job-1") return std::string("alice");
+    return absl::NotFoundError(job_id);
+  };
+  JobSpecValidator validator(options);
+  const Caller alice{"alice", false}, bob{"bob", false}, carol{"carol", false}, admin{"ops", true};
+  auto check = [&](const Caller& caller, const std::string& model, const std::string& train) {
+    v1::JobSpec spec;
+    spec.set_base_model(model);
+    spec.mutable_train_dataset()->set_path(train);
+    return validator.ValidateAndNormalize(&spec, caller);
+  };
+  EXPECT_OK(check(alice, base.Sub("alice/model"), base.Sub("alice/train.csv")));
+  EXPECT_OK(check(bob, base.Sub("bob/model"), base.Sub("bob/train.csv")));
+  EXPECT_THAT(check(bob, base.Sub("bob/model"), base.Sub("alice/train.csv")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("train_dataset.path:"),
+                             HasSubstr("is outside tenant \"bob\"'s data roots (" +
+                                       base.Sub("bob") + ")"))));
+  for (const std::string& sneaky :
+       {base.Sub("alice/bobs.csv"), base.Sub("alice/../bob/train.csv")}) {
+    EXPECT_THAT(check(alice, base.Sub("alice/model"), sneaky),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside tenant")))
+        << sneaky;
+  }
+  EXPECT_THAT(check(carol, base.Sub("alice/model"), base.Sub("alice/train.csv")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tenant \"carol\" has no data roots on this daemon")));
+  // A job's output: its tenant's; the rest of the data folder: no one's.
+  EXPECT_OK(check(alice, base.Sub("data/jobs/job-1/model"), base.Sub("alice/train.csv")));
+  EXPECT_THAT(check(bob, base.Sub("data/jobs/job-1/model"), base.Sub("bob/train.csv")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside tenant \"bob\"")));
+  EXPECT_THAT(check(admin, base.Sub("data/files/objects/file-1"), base.Sub("bob/train.csv")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside the daemon's")));
+  // Admins keep the daemon's roots, and see every job's output.
+  EXPECT_OK(check(admin, base.Sub("bob/model"), base.Sub("alice/train.csv")));
+  EXPECT_OK(check(admin, base.Sub("data/jobs/job-1/model"), base.Sub("bob/train.csv")));
+}
+
 }  // namespace
 }  // namespace ftd::core
