@@ -1,6 +1,7 @@
 #include "common/fs_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,6 +62,40 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   out << in.rdbuf();
   if (in.bad()) return absl::UnavailableError(absl::StrCat("cannot read \"", path, "\""));
   return out.str();
+}
+
+absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("\"", path, "\" does not exist"));
+    if (errno == ELOOP) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("\"", path,
+                       "\" is a symbolic link; ftd reads a model folder's files only "
+                       "as regular files"));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot open \"", path, "\": ", std::strerror(errno)));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::FailedPreconditionError(absl::StrCat("\"", path, "\" is not a regular file"));
+  }
+  std::string content;
+  content.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::read(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (done != content.size()) {
+    return absl::UnavailableError(absl::StrCat("cannot read \"", path, "\""));
+  }
+  return content;
 }
 
 absl::Status IoError(int err, const std::string& what) {

@@ -29,6 +29,12 @@ bool IsWithin(const std::string& path, const std::string& root);
 // cannot be read. Messages name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// Reads a whole file that must be a regular file itself, not a symbolic
+// link (O_NOFOLLOW): for the files of a user's model folder, so that a link
+// planted or swapped in after the folder was checked leads nowhere.
+// Errors: as ReadFile's; FAILED_PRECONDITION for a symbolic link.
+absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path);
+
 // fsync of a file or a folder. Errors: IoError's, naming the path.
 absl::Status SyncPath(const std::string& path);
 

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/enum_names.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -38,6 +39,30 @@ std::string ModelName(const std::string& base_model) {
 
 absl::Status ShuttingDown() {
   return WithReason(absl::UnavailableError("the daemon is shutting down"), "SHUTTING_DOWN");
+}
+
+// The paths a spec names, canonical at submit, still are: a folder on the
+// way swapped for a symbolic link since then leads nowhere. (The files in a
+// model folder are opened without following links.)
+absl::Status PathsUnchanged(const v1::JobSpec& spec) {
+  // (Uploads live in the daemon's own folder, which no user writes.)
+  for (const auto& [field, path] :
+       {std::pair<std::string, std::string>{
+            "base_model", spec.base_model_file_id().empty() ? spec.base_model() : ""},
+        {"train_dataset.path",
+         spec.train_dataset().file_id().empty() ? spec.train_dataset().path() : ""},
+        {"validation_dataset.path",
+         spec.validation_dataset().file_id().empty() ? spec.validation_dataset().path() : ""}}) {
+    if (path.empty()) continue;
+    absl::StatusOr<std::string> canonical = CanonicalPath(path);
+    if (!canonical.ok() || *canonical != path) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          field, ": \"", path,
+          "\" is not where it was when the job was submitted (a folder on its path was moved, "
+          "deleted or replaced by a symbolic link)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> PageSize(int requested, int default_size) {
@@ -710,6 +735,8 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
   if (ec) {
     result = absl::UnavailableError(
         absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
+  } else if (absl::Status unchanged = PathsUnchanged(spec); !unchanged.ok()) {
+    result = unchanged;
   } else {
     RunContext context(this, job_id, tenant, std::move(spec), device.name(), output_dir, stop);
     result = RunGuarded(*options_.trainer, context);

@@ -41,7 +41,21 @@ absl::StatusOr<int> PositiveInt(const google::protobuf::Struct& config, const st
 absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder, const std::string& field,
                                             const std::string& shown_as) {
   const std::string file = (fs::path(shown_as) / "config.json").string();
-  absl::StatusOr<std::string> text = ReadFile((fs::path(folder) / "config.json").string());
+  // The files ftd reads must be regular files, not links: a link could lead
+  // out of the data roots (and be copied into the job's output).
+  for (const char* name :
+       {"config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+        "model.safetensors", "model.safetensors.index.json"}) {
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status(fs::path(folder) / name, ec))) {
+      return InvalidField(
+          field, absl::StrCat("\"", (fs::path(shown_as) / name).string(),
+                              "\" is a symbolic link; ftd reads a model folder's files only as "
+                              "regular files (copy the folder with cp -L, or upload it: ftctl "
+                              "upload follows links)"));
+    }
+  }
+  absl::StatusOr<std::string> text = ReadFileNoFollow((fs::path(folder) / "config.json").string());
   if (!text.ok()) {
     return InvalidField(field, absl::StrCat("cannot read config.json: ", text.status().message()));
   }

@@ -286,6 +286,57 @@ TEST_F(DaemonTest, BadDataIsRefusedAtSubmitNamingTheFileAndTheLine) {
   EXPECT_EQ(ListedIds(daemon->Ftctl({"list"}).out).size(), 0u);
 }
 
+// A model folder's files are read as regular files only: a symbolic link
+// is refused at submit, and one planted after submit (or a folder on the
+// way swapped for one) fails the job when it starts, nothing of what it
+// points at copied into the job's output.
+TEST_F(DaemonTest, SymbolicLinksInAModelFolderAreNotFollowed) {
+  ftd::testing::TempDir outside;
+  ftd::testing::WriteFile(outside.Sub("secret.json"), "{\"secret\": \"do not copy me\"}");
+  for (const char* name : {"linked", "later", "moved"}) {
+    ftd::testing::WriteTinyBert(dir_.Sub(std::string("data/") + name));
+  }
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-train.csv"), 64, 1);
+  std::filesystem::create_symlink(outside.Sub("secret.json"),
+                                  dir_.Sub("data/linked/special_tokens_map.json"));
+  auto daemon = StartDaemon(/*cpu_slots=*/1);
+  auto submit = [&](const std::string& model, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"submit", "--upload=false", "--model=" + dir_.Sub(model),
+                                     "--train=" + dir_.Sub("data/sentiment-train.csv"),
+                                     "--max_seq_length=16"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return daemon->Ftctl(args);
+  };
+  CommandResult linked = submit("data/linked", {"--epochs=1"});
+  EXPECT_EQ(linked.exit_code, 1);
+  EXPECT_THAT(linked.err,
+              HasSubstr("INVALID_ARGUMENT: base_model: \"" +
+                        dir_.Sub("data/linked/special_tokens_map.json") + "\" is a symbolic link"));
+  // A long job keeps the device while the others wait; then the links come.
+  ASSERT_EQ(submit("data/later", {"--epochs=1000", "--name=long"}).exit_code, 0);  // job-1
+  ASSERT_EQ(submit("data/later", {"--epochs=1"}).exit_code, 0);                    // job-2
+  ASSERT_EQ(submit("data/moved", {"--epochs=1"}).exit_code, 0);                    // job-3
+  std::filesystem::create_symlink(outside.Sub("secret.json"),
+                                  dir_.Sub("data/later/special_tokens_map.json"));
+  std::filesystem::rename(dir_.Sub("data/moved"), outside.Sub("moved"));
+  std::filesystem::create_directory_symlink(outside.Sub("moved"), dir_.Sub("data/moved"));
+  ASSERT_EQ(daemon->Ftctl({"cancel", "job-1"}).exit_code, 0);
+  CommandResult later = daemon->Ftctl({"watch", "job-2"});
+  EXPECT_EQ(later.exit_code, 4);
+  EXPECT_THAT(later.err,
+              HasSubstr(dir_.Sub("data/later/special_tokens_map.json") + "\" is a symbolic link"));
+  EXPECT_THAT(later.out + later.err, Not(HasSubstr("do not copy me")));
+  CommandResult moved = daemon->Ftctl({"watch", "job-3"});
+  EXPECT_EQ(moved.exit_code, 4);
+  EXPECT_THAT(moved.err, HasSubstr("base_model: \"" + dir_.Sub("data/moved") +
+                                   "\" is not where it was when the job was submitted"));
+  for (const char* job : {"job-2", "job-3"}) {
+    EXPECT_FALSE(std::filesystem::exists(
+        dir_.Sub(std::string("ftd-data/jobs/") + job + "/model/special_tokens_map.json")))
+        << job;
+  }
+}
+
 TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
   auto daemon = StartDaemon(/*cpu_slots=*/1);
   // The weights file is empty: whatever trains this job cannot load it.

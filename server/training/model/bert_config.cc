@@ -14,7 +14,7 @@ namespace ftd::training {
 
 absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(path));
   BertConfig c;
   if (!google::protobuf::util::JsonStringToMessage(text, &c.raw).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is not a JSON object"));

@@ -40,7 +40,7 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
     return absl::NotFoundError(
         absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
   }
-  ASSIGN_OR_RETURN(std::string text, ReadFile(index.string()));
+  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(index.string()));
   google::protobuf::Struct json;
   if (!google::protobuf::util::JsonStringToMessage(text, &json).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(index.string(), " is not a JSON object"));
@@ -181,13 +181,17 @@ absl::Status SaveModel(const std::string& out_dir, const std::string& base_dir,
     if (!file)
       return absl::UnavailableError(absl::StrCat("cannot write ", out_dir, "/config.json"));
   }
+  // The tokenizer's files, read as regular files only: a symbolic link
+  // (planted after the folder was checked) is not followed into the output,
+  // where a download would serve what it points at.
   for (const char* name : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
     const fs::path from = fs::path(base_dir) / name;
-    if (!fs::exists(from)) continue;
-    fs::copy_file(from, fs::path(out_dir) / name, fs::copy_options::overwrite_existing, ec);
-    if (ec)
-      return absl::UnavailableError(
-          absl::StrCat("cannot copy ", from.string(), ": ", ec.message()));
+    if (!fs::exists(fs::symlink_status(from, ec))) continue;
+    absl::StatusOr<std::string> content = ReadFileNoFollow(from.string());
+    if (!content.ok()) return content.status();
+    std::ofstream file(fs::path(out_dir) / name, std::ios::binary | std::ios::trunc);
+    file << *content;
+    if (!file) return absl::UnavailableError(absl::StrCat("cannot write ", out_dir, "/", name));
   }
 
   std::vector<torch::Tensor> keep;  // owns the bytes while writing

@@ -100,9 +100,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   auto corrupt = [&](const std::string& why) {
     return absl::DataLossError(absl::StrCat(path, ": not a valid safetensors file: ", why));
   };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Not through a symbolic link (a model folder's files are regular files).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+    if (errno == ELOOP) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " is a symbolic link; ftd reads a model folder's files only as regular files"));
+    }
     return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   }
   struct stat st;

@@ -204,7 +204,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::Create(std::vector<std::s
 
 absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std::string& dir) {
   const std::string vocab_path = (std::filesystem::path(dir) / "vocab.txt").string();
-  absl::StatusOr<std::string> text = ReadFile(vocab_path);
+  absl::StatusOr<std::string> text = ReadFileNoFollow(vocab_path);
   if (!text.ok()) return text.status();
   std::vector<std::string> vocab;
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
@@ -216,7 +216,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std
   Options options;
   const std::string config_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
   if (std::filesystem::exists(config_path)) {
-    ASSIGN_OR_RETURN(std::string json, ReadFile(config_path));
+    ASSIGN_OR_RETURN(std::string json, ReadFileNoFollow(config_path));
     google::protobuf::Struct config;
     if (!google::protobuf::util::JsonStringToMessage(json, &config).ok()) {
       return absl::InvalidArgumentError(absl::StrCat(config_path, " is not a JSON object"));
