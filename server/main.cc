@@ -1,4 +1,5 @@
 // ftd: the fine-tuning daemon. Parses flags and wires the libraries.
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -71,6 +72,11 @@ ABSL_FLAG(bool, keep_checkpoints, false,
 ABSL_FLAG(int, max_job_crashes, 3,
           "a job the daemon stops abnormally under (a crash, kill -9) this many times in a row, "
           "with no new checkpoint in between, fails instead of running again (0: never)");
+ABSL_FLAG(int, max_queued_jobs_per_tenant, 0,
+          "jobs one tenant may have waiting at once (0: no limit beyond --max_queued_jobs)");
+ABSL_FLAG(int, max_running_jobs_per_tenant, 0,
+          "jobs one tenant may run at once (0: no cap); among jobs of one priority the tenant "
+          "running the fewest starts first either way");
 ABSL_FLAG(int, max_queued_jobs, 10000,
           "jobs that may wait in the queue at once; a submission beyond is refused with "
           "RESOURCE_EXHAUSTED (0: no limit)");
@@ -87,6 +93,9 @@ ABSL_FLAG(int64_t, max_files_mb, 102400,
           "under way count at their size; 0: no limit)");
 ABSL_FLAG(int64_t, max_files, 10000, "uploads: files kept at most (0: no limit)");
 ABSL_FLAG(int, max_uploads, 8, "uploads under way at once");
+ABSL_FLAG(int64_t, max_files_mb_per_tenant, 0,
+          "uploads: MiB one tenant's files may hold, uploads under way included (0: no limit "
+          "beyond --max_files_mb)");
 ABSL_FLAG(absl::Duration, upload_idle_timeout, absl::Seconds(60),
           "uploads: one that sends nothing for this long gives up its place when another "
           "upload needs it (0: never)");
@@ -178,6 +187,9 @@ int main(int argc, char** argv) {
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  options.max_queued_jobs_per_tenant = std::max(0, absl::GetFlag(FLAGS_max_queued_jobs_per_tenant));
+  options.max_running_jobs_per_tenant =
+      std::max(0, absl::GetFlag(FLAGS_max_running_jobs_per_tenant));
   if (options.max_queued_jobs < 0) {
     std::fprintf(stderr, "ftd: --max_queued_jobs must not be negative\n");
     return 2;
@@ -191,6 +203,8 @@ int main(int argc, char** argv) {
   options.files.max_stored_bytes = absl::GetFlag(FLAGS_max_files_mb) << 20;
   options.files.max_files = absl::GetFlag(FLAGS_max_files);
   options.files.max_uploads = std::max(1, absl::GetFlag(FLAGS_max_uploads));
+  options.files.max_tenant_bytes =
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_max_files_mb_per_tenant)) << 20;
   options.files.upload_idle_timeout = absl::GetFlag(FLAGS_upload_idle_timeout);
   if (options.max_job_crashes < 0) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");

@@ -127,6 +127,7 @@ FileManager::Upload::~Upload() {
   if (!dropped_) {
     --manager_->uploads_;
     manager_->reserved_bytes_ -= reserved_bytes_;
+    manager_->tenant_reserved_[tenant_] -= reserved_bytes_;
   }
   staged = std::move(staged_);
 }
@@ -366,8 +367,24 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                        " (--max_files_mb) are stored or being uploaded; delete files first"),
           options_.max_stored_bytes);
     }
+    if (options_.max_tenant_bytes > 0) {
+      int64_t held = tenant_reserved_[caller.tenant];
+      for (const v1::File& file : options_.store->List()) {
+        if (file.tenant() == caller.tenant) held += file.bytes();
+      }
+      if (held + total > options_.max_tenant_bytes) {
+        return Exhausted(
+            "TENANT_STORAGE_FULL",
+            absl::StrCat("the upload has ", Mib(total), "; tenant \"", caller.tenant, "\" holds ",
+                         Mib(held), " of the ", Mib(options_.max_tenant_bytes),
+                         " one tenant may (--max_files_mb_per_tenant); delete files "
+                         "first"),
+            options_.max_tenant_bytes);
+      }
+    }
     ++uploads_;
     reserved_bytes_ += total;
+    tenant_reserved_[caller.tenant] += total;
   }
   std::vector<v1::FileEntry> entries(header.entries().begin(), header.entries().end());
   absl::StatusOr<std::unique_ptr<storage::FileStore::Upload>> staged =
@@ -376,6 +393,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     absl::MutexLock lock(&mu_);
     --uploads_;
     reserved_bytes_ -= total;
+    tenant_reserved_[caller.tenant] -= total;
     return staged.status();
   }
   return std::unique_ptr<Upload>(
@@ -395,6 +413,7 @@ bool FileManager::DropIdleUploadsLocked(
       dropped_staging->push_back(std::move(upload->staged_));  // its staged bytes go
       --uploads_;
       reserved_bytes_ -= upload->reserved_bytes_;
+      tenant_reserved_[upload->tenant_] -= upload->reserved_bytes_;
       upload->reserved_bytes_ = 0;
       dropped = true;
       Log(LogLevel::kWarning,

@@ -40,6 +40,9 @@ class FileManager {
     int64_t max_files = 10000;
     // Uploads under way at once (--max_uploads).
     int max_uploads = 8;
+    // Bytes one tenant's files may hold, uploads under way included (each
+    // file counted whole, shared content or not; 0: no limit).
+    int64_t max_tenant_bytes = 0;
     // An upload that has sent nothing for this long gives up its place (and
     // its staged bytes) when another upload needs the place or the space
     // (--upload_idle_timeout; zero: never), so that stalled clients cannot
@@ -149,6 +152,8 @@ class FileManager {
   int uploads_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<Upload*> live_ ABSL_GUARDED_BY(mu_);
   int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Of reserved_bytes_, by tenant.
+  std::map<std::string, int64_t> tenant_reserved_ ABSL_GUARDED_BY(mu_);
   // file id -> the jobs that pin it.
   // Delete checks and deletes under mu_, so no pin comes in between.
   std::map<std::string, std::set<std::string>> pins_ ABSL_GUARDED_BY(mu_);

@@ -147,7 +147,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
       self->options_.devices,
       [self](const std::string& job_id, const scheduler::Device& device,
              const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); },
-      self->options_.preemption});
+      self->options_.preemption, self->options_.max_running_jobs_per_tenant});
   // The validator asks the scheduler whether a device request can be met,
   // and how much memory a job on it may use.
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
@@ -397,7 +397,8 @@ void JobManager::EnqueueLocked(ActiveJob& active) {
   // A job queued again (preempted) keeps its place among its priority.
   if (active.order == 0) active.order = next_order_++;
   const v1::Job& job = active.job;
-  scheduler_->Enqueue(job.id(), job.spec().priority(), active.order, job.spec().device());
+  scheduler_->Enqueue(job.id(), job.spec().priority(), active.order, job.spec().device(),
+                      job.tenant());
 }
 
 void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
@@ -497,6 +498,22 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
                           " jobs, the most it takes (--max_queued_jobs=", options_.max_queued_jobs,
                           "); submit again once some have started or been cancelled")),
                       "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
+  }
+  if (options_.max_queued_jobs_per_tenant > 0) {
+    int64_t queued = 0;
+    for (const auto& [id, active] : active_) {
+      if (active.job.tenant() == caller.tenant && active.job.state() == v1::JOB_STATE_QUEUED) {
+        ++queued;
+      }
+    }
+    if (queued >= options_.max_queued_jobs_per_tenant) {
+      return WithReason(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "tenant \"", caller.tenant, "\" has ", queued,
+              " jobs waiting, the most one tenant may (--max_queued_jobs_per_tenant=",
+              options_.max_queued_jobs_per_tenant, "); submit again once some have started")),
+          "TENANT_QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs_per_tenant)}});
+    }
   }
   // The uploaded files it names are kept from deletion from here on (the
   // pin moves to the job's id once it has one; mu_ makes the key unique).

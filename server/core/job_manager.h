@@ -77,6 +77,12 @@ class JobManager {
     // Jobs waiting in the queue at once; a submission beyond is refused with
     // RESOURCE_EXHAUSTED naming the limit (0: none).
     int max_queued_jobs = 10000;
+    // Per tenant (0: no limit): jobs waiting at once (a submission beyond is
+    // refused, RESOURCE_EXHAUSTED with reason TENANT_QUEUE_FULL), and jobs
+    // running at once. Among jobs of one priority, the tenant running the
+    // fewest goes first either way.
+    int max_queued_jobs_per_tenant = 0;
+    int max_running_jobs_per_tenant = 0;
     // The memory a CPU job may use (0: unknown): a submitted job whose
     // estimated need is larger than this, or than the memory of the CUDA
     // device it asks for (Device::memory_bytes), is refused

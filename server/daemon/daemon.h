@@ -73,8 +73,11 @@ class Daemon {
     int max_job_crashes = 3;
     // See core::JobManager::Options::preemption.
     bool preemption = false;
-    // See core::JobManager::Options::max_queued_jobs.
+    // See core::JobManager::Options::max_queued_jobs and the per-tenant
+    // limits after it.
     int max_queued_jobs = 10000;
+    int max_queued_jobs_per_tenant = 0;
+    int max_running_jobs_per_tenant = 0;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
     // Uploaded files' limits (kept in <data_dir>/files; `store` is set by

@@ -1,6 +1,7 @@
 #include "server/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,7 +10,9 @@
 namespace ftd::scheduler {
 
 Scheduler::Scheduler(Options options)
-    : run_(std::move(options.run)), preemption_(options.preemption) {
+    : run_(std::move(options.run)),
+      preemption_(options.preemption),
+      max_running_per_group_(options.max_running_per_group) {
   std::stable_sort(options.devices.begin(), options.devices.end(),
                    [](const Device& a, const Device& b) {
                      return a.kind == Device::Kind::kCuda && b.kind != Device::Kind::kCuda;
@@ -73,9 +76,9 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
 }
 
 void Scheduler::Enqueue(const std::string& job_id, int priority, uint64_t order,
-                        const v1::DeviceRequest& request) {
+                        const v1::DeviceRequest& request, const std::string& group) {
   absl::MutexLock lock(&mu_);
-  QueuedJob job{job_id, priority, order, request};
+  QueuedJob job{job_id, priority, order, request, group};
   queue_.insert(std::upper_bound(queue_.begin(), queue_.end(), job, Before), std::move(job));
   Dispatch();
 }
@@ -88,25 +91,47 @@ void Scheduler::Start() {
 
 void Scheduler::Dispatch() {
   if (!started_ || shutting_down_) return;
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    size_t chosen = slots_.size();
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].job_id.empty() && Fits(it->request, slots_[i].device)) {
-        chosen = i;
-        break;
+  std::map<std::string, int> running;  // by group
+  for (const Slot& slot : slots_) {
+    if (!slot.job_id.empty()) ++running[slot.group];
+  }
+  while (true) {
+    // Of the queued jobs that fit a free device (and whose group is under
+    // its cap): the highest priority; then the group running the fewest;
+    // then the first submitted.
+    auto best = queue_.end();
+    size_t best_slot = slots_.size();
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (best != queue_.end() && it->priority < best->priority) break;  // sorted by priority
+      if (max_running_per_group_ > 0 && running[it->group] >= max_running_per_group_) continue;
+      size_t chosen = slots_.size();
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].job_id.empty() && Fits(it->request, slots_[i].device)) {
+          chosen = i;
+          break;
+        }
+      }
+      if (chosen == slots_.size()) continue;
+      // Fewest running; then the group that started a job longest ago
+      // (round robin between groups); then the queue's order.
+      if (best == queue_.end() || running[it->group] < running[best->group] ||
+          (running[it->group] == running[best->group] &&
+           last_start_[it->group] < last_start_[best->group])) {
+        best = it;
+        best_slot = chosen;
       }
     }
-    if (chosen == slots_.size()) {
-      ++it;
-      continue;
-    }
-    Slot& slot = slots_[chosen];
-    slot.job_id = it->job_id;
-    slot.priority = it->priority;
-    slot.order = it->order;
+    if (best == queue_.end()) break;
+    Slot& slot = slots_[best_slot];
+    slot.job_id = best->job_id;
+    slot.group = best->group;
+    slot.priority = best->priority;
+    slot.order = best->order;
     slot.stop = std::make_unique<StopToken>();
-    slot.thread = std::thread(&Scheduler::RunOnSlot, this, chosen, it->job_id);
-    it = queue_.erase(it);
+    slot.thread = std::thread(&Scheduler::RunOnSlot, this, best_slot, best->job_id);
+    ++running[best->group];
+    last_start_[best->group] = ++starts_;
+    queue_.erase(best);
   }
   if (preemption_) PreemptLocked();
 }

@@ -4,7 +4,11 @@
 // (smaller first: first come, first served). Whenever a device is free, the
 // first queued job that may run on it starts there: a job waiting for a busy
 // GPU does not keep a free CPU slot idle for the jobs behind it. A job asking
-// for ANY device takes a free GPU before a CPU slot.
+// for ANY device takes a free GPU before a CPU slot. Jobs belong to groups
+// (tenants): among jobs of one priority, the group with the fewest running
+// jobs goes first, then the one that started a job longest ago (round robin),
+// so that one group's burst does not starve another's queue; a group may be
+// capped in the jobs it runs at once.
 //
 // Each started job runs `Options::run` on a thread of its own, which returns
 // when the job has ended, however it ended. Thread-safe.
@@ -12,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +47,8 @@ class Scheduler {
     // lowest priority below its own, on a device it fits, to stop for later
     // (kPreempted); it then takes that device.
     bool preemption = false;
+    // Jobs of one group that may run at once (0: no cap).
+    int max_running_per_group = 0;
   };
 
   explicit Scheduler(Options options);
@@ -56,7 +63,7 @@ class Scheduler {
 
   // Queues a job. Jobs queued before Start() wait for it.
   void Enqueue(const std::string& job_id, int priority, uint64_t order,
-               const v1::DeviceRequest& request);
+               const v1::DeviceRequest& request, const std::string& group = "");
 
   // Starts running queued jobs.
   void Start();
@@ -68,7 +75,9 @@ class Scheduler {
   };
   CancelOutcome Cancel(const std::string& job_id);
 
-  // 1 for the next job to start, 2 for the one after, ...; 0 when not queued.
+  // 1 for the next job to start, 2 for the one after, ... in priority and
+  // submission order (the fair share may start another group's job first);
+  // 0 when not queued.
   int64_t QueuePosition(const std::string& job_id) const;
   int64_t QueueLength() const;
 
@@ -88,10 +97,12 @@ class Scheduler {
     int priority;
     uint64_t order;
     v1::DeviceRequest request;
+    std::string group;
   };
   struct Slot {
     Device device;
     std::string job_id;
+    std::string group;
     int priority = 0;
     uint64_t order = 0;
     std::unique_ptr<StopToken> stop;
@@ -110,8 +121,12 @@ class Scheduler {
 
   const RunFn run_;
   const bool preemption_;
+  const int max_running_per_group_;
   mutable absl::Mutex mu_;
-  std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);       // sorted by Before
+  std::vector<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);  // sorted by Before
+  // When each group last started a job (0: never), in starts.
+  std::map<std::string, uint64_t> last_start_ ABSL_GUARDED_BY(mu_);
+  uint64_t starts_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);            // CUDA devices first
   std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // job threads to join
   bool started_ ABSL_GUARDED_BY(mu_) = false;

@@ -302,6 +302,34 @@ TEST_F(FileManagerTest, AnIdleUploadGivesUpItsPlaceToTheNextOne) {
   ASSERT_OK(steady->Finish().status());
 }
 
+// Each tenant holds at most its share of the storage; another tenant's
+// files do not count against it, and its files are not another's to see.
+TEST_F(FileManagerTest, EachTenantHoldsAtMostItsShare) {
+  FileManager::Options options;
+  options.max_tenant_bytes = 100;
+  MakeManager(options);
+  const Caller alice{"alice", false}, bob{"bob", false};
+  auto upload = [&](const Caller& who, const std::string& name, const std::string& content) {
+    const Files files = {{name, content}};
+    absl::StatusOr<std::unique_ptr<FileManager::Upload>> started =
+        manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, files), who);
+    if (!started.ok()) return started.status();
+    RETURN_IF_ERROR((*started)->Write(Concat(files)));
+    return (*started)->Finish().status();
+  };
+  const std::string rows = "text,label\n" + std::string(60, 'a') + ",b\n";  // 74 bytes
+  ASSERT_OK(upload(alice, "a.csv", rows));
+  absl::Status full = upload(alice, "b.csv", rows + "c,d\n");
+  EXPECT_EQ(ReasonOf(full), "TENANT_STORAGE_FULL");
+  EXPECT_THAT(full.message(), HasSubstr("tenant \"alice\""));
+  ASSERT_OK(upload(bob, "b.csv", rows + "e,f\n"));
+  ASSERT_OK_AND_ASSIGN(v1::ListFilesResponse alices, manager_->List({}, alice));
+  ASSERT_EQ(alices.files_size(), 1);
+  EXPECT_EQ(alices.files(0).tenant(), "alice");
+  EXPECT_THAT(manager_->Get(alices.files(0).id(), bob),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no file")));
+}
+
 TEST_F(FileManagerTest, AFilePinnedByAJobCannotBeDeletedUntilTheJobEnds) {
   ASSERT_OK_AND_ASSIGN(v1::File a, Upload(v1::FILE_KIND_DATASET, {{"a.csv", "text,label\na,b\n"}}));
   ASSERT_OK(manager_->Pin("submitting", {a.id()}));

@@ -94,6 +94,10 @@ class FakeTrainer final : public training::Trainer {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return started_.size() >= n; });
   }
+  std::vector<std::string> started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return started_;
+  }
 
  private:
   std::mutex mu_;
@@ -213,6 +217,7 @@ class JobManagerTest : public ::testing::Test {
     options.progress_event_interval = progress_interval;
     options.preemption = preemption_;
     options.max_queued_jobs = max_queued_jobs_;
+    options.max_queued_jobs_per_tenant = max_queued_jobs_per_tenant_;
     options.files = files_;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
@@ -221,6 +226,7 @@ class JobManagerTest : public ::testing::Test {
 
   bool preemption_ = false;
   int max_queued_jobs_ = 10000;
+  int max_queued_jobs_per_tenant_ = 0;
   FileManager* files_ = nullptr;
   // In memory, with writes that can be made to fail (RocksDB's store has its
   // own tests); it outlives each manager, as a database does a restart.
@@ -493,6 +499,38 @@ TEST_F(JobManagerTest, AJobPinsItsUploadedFilesUntilItEndsAndAcrossARestart) {
   EXPECT_OK(files_->Delete(id).status());
   manager_.reset();
   files_ = nullptr;
+}
+
+// A burst of 200 submissions from one tenant fills only its own share of
+// the queue, and another tenant's job still starts next.
+TEST_F(JobManagerTest, OneTenantsBurstDoesNotStarveAnother) {
+  max_queued_jobs_per_tenant_ = 50;
+  StartManager(/*cpu_slots=*/1);
+  const Caller alice{"alice", false}, bob{"bob", false};
+  ASSERT_OK_AND_ASSIGN(v1::Job running, manager_->Submit(Spec("block"), "", alice));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<v1::Job> job = manager_->Submit(Spec("block"), "", alice);
+    if (job.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(ReasonOf(job.status()), "TENANT_QUEUE_FULL");
+      EXPECT_THAT(job.status().message(), HasSubstr("--max_queued_jobs_per_tenant=50"));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(accepted, 50);
+  EXPECT_EQ(refused, 150);
+  ASSERT_OK_AND_ASSIGN(v1::Job bobs, manager_->Submit(Spec("ok"), "", bob));
+  EXPECT_EQ(bobs.tenant(), "bob");
+  trainer_.Release(running.id());
+  ASSERT_TRUE(trainer_.AwaitStarted(2));
+  EXPECT_EQ(trainer_.started()[1], bobs.id());
+  // Only Alice's own jobs count against her share.
+  ASSERT_OK_AND_ASSIGN(auto list, manager_->List({}, alice));
+  for (const v1::Job& job : list.jobs()) EXPECT_EQ(job.tenant(), "alice");
+  manager_->Shutdown();
 }
 
 TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsWatchEnds) {

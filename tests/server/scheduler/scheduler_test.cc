@@ -104,6 +104,48 @@ v1::DeviceRequest Gpu(int i) {
   return r;
 }
 
+// One group's burst does not starve another's queue: among jobs of one
+// priority, groups take turns (the fewest running first, then the one that
+// started longest ago); priority still goes first.
+TEST(SchedulerTest, GroupsTakeTurnsWithinAPriority) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  for (int i = 1; i <= 4; ++i) scheduler.Enqueue("a" + std::to_string(i), 0, i, Any(), "alice");
+  scheduler.Enqueue("b1", 0, 5, Any(), "bob");
+  scheduler.Enqueue("b2", 0, 6, Any(), "bob");
+  scheduler.Enqueue("urgent", 9, 7, Any(), "alice");
+  scheduler.Start();
+  const std::vector<std::string> expected = {"urgent", "b1", "a1", "b2", "a2", "a3", "a4"};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_TRUE(runner.AwaitStarted(i + 1));
+    EXPECT_EQ(runner.started()[i], expected[i]) << i;
+    runner.Release(runner.started()[i]);
+  }
+  ASSERT_TRUE(runner.AwaitFinished(expected.size()));
+}
+
+// A group may be capped in the jobs it runs at once; the others use the
+// devices it leaves.
+TEST(SchedulerTest, AGroupCappedInRunningJobsLeavesDevicesToOthers) {
+  FakeRunner runner;
+  Scheduler::Options options{{Cpu(0), Cpu(1), Cpu(2)}, runner.fn()};
+  options.max_running_per_group = 1;
+  Scheduler scheduler(options);
+  scheduler.Enqueue("a1", 0, 1, Any(), "alice");
+  scheduler.Enqueue("a2", 0, 2, Any(), "alice");
+  scheduler.Enqueue("b1", 0, 3, Any(), "bob");
+  scheduler.Start();
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(runner.started(), ::testing::UnorderedElementsAre("a1", "b1"));  // one idle
+  runner.Release("a1");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.started()[2], "a2");
+  runner.Release("a2");
+  runner.Release("b1");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+}
+
 TEST(SchedulerTest, HigherPriorityFirstThenFirstComeFirstServed) {
   FakeRunner runner;
   Scheduler scheduler({{Cpu(0)}, runner.fn()});
