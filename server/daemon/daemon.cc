@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -99,8 +101,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   daemon->metrics_ = std::make_unique<metrics::Metrics>(
       metrics::Metrics::Options{options.version, options.metrics_job_retention});
   if (!options.metrics_address.empty()) {
-    ASSIGN_OR_RETURN(daemon->metrics_server_, metrics::MetricsHttpServer::Start(
-                                                  options.metrics_address, daemon->metrics_.get()));
+    metrics::MetricsHttpServer::Limits limits;
+    if (!options.metrics_token_file.empty()) {
+      absl::StatusOr<std::string> token = ReadFile(options.metrics_token_file);
+      const std::string trimmed =
+          token.ok() ? std::string(absl::StripAsciiWhitespace(*token)) : std::string();
+      if (trimmed.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("metrics_token_file: \"",
+                                                       options.metrics_token_file, "\" ",
+                                                       token.ok() ? "is empty" : "cannot be read"));
+      }
+      limits.token_sha256 = Sha256::Hex(trimmed);
+    }
+    ASSIGN_OR_RETURN(
+        daemon->metrics_server_,
+        metrics::MetricsHttpServer::Start(options.metrics_address, daemon->metrics_.get(), limits));
     daemon->metrics_address_ = daemon->metrics_server_->address();
   }
   storage::Database::Options db_options;

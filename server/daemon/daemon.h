@@ -62,6 +62,9 @@ class Daemon {
     // host:port of the Prometheus endpoint (/metrics); port 0 picks a free
     // port; empty: no endpoint.
     std::string metrics_address = "127.0.0.1:9464";
+    // A file holding the token scrapes must send ("Authorization: Bearer
+    // TOKEN"); empty: none.
+    std::string metrics_token_file;
     // How long a finished job's metrics stay.
     absl::Duration metrics_job_retention = absl::Minutes(10);
     // Bytes in use on a CUDA device (by index), where the trainer can tell.

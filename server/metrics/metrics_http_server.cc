@@ -14,8 +14,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/sha256.h"
 
 namespace ftd::metrics {
 namespace {
@@ -212,6 +217,24 @@ std::string MetricsHttpServer::Answer(const std::string& request) const {
   }
   if (method != "GET" && method != "HEAD") {
     return Response(405, "Method Not Allowed", "text/plain", "use GET\n");
+  }
+  if (!limits_.token_sha256.empty()) {
+    // The Authorization header, by its name in any case.
+    std::string token;
+    for (absl::string_view header : absl::StrSplit(request, "\r\n")) {
+      const size_t colon = header.find(':');
+      if (colon == absl::string_view::npos ||
+          !absl::EqualsIgnoreCase(header.substr(0, colon), "authorization")) {
+        continue;
+      }
+      absl::string_view value = absl::StripAsciiWhitespace(header.substr(colon + 1));
+      if (absl::ConsumePrefix(&value, "Bearer ")) token = std::string(value);
+    }
+    if (token.empty() || Sha256::Hex(token) != limits_.token_sha256) {
+      return Response(401, "Unauthorized", "text/plain",
+                      "scrapes need \"Authorization: Bearer <token>\" (the daemon's "
+                      "--metrics_token_file)\n");
+    }
   }
   return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics_->Serialize(),
                   method == "HEAD");

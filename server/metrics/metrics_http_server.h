@@ -28,6 +28,9 @@ class MetricsHttpServer {
     size_t max_connections = 64;
     size_t max_request_bytes = 16 * 1024;
     int connection_timeout_ms = 5000;
+    // When set, a scrape must send "Authorization: Bearer TOKEN" for a
+    // token whose SHA-256 (lower-case hex) this is; else 401.
+    std::string token_sha256;
   };
 
   // Listens on "host:port" (IPv4 host or "localhost"; port 0 picks a free

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -21,6 +23,7 @@ namespace ftd::metrics {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::Not;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
@@ -81,6 +84,24 @@ TEST_F(MetricsHttpServerTest, IdleConnectionsDoNotHoldUpAScrape) {
   EXPECT_THAT(answer, HasSubstr("ftd_build_info"));
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
   for (int fd : idle) close(fd);
+}
+
+// With a token, a scrape without it (or with another) is 401 and gets no
+// metrics; the header's name is matched in any case.
+TEST_F(MetricsHttpServerTest, AScrapeTokenIsRequiredWhenSet) {
+  MetricsHttpServer::Limits limits;
+  limits.token_sha256 = Sha256::Hex("scrape-secret");
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, limits));
+  for (const char* headers :
+       {"", "Authorization: Bearer wrong\r\n", "Authorization: Basic scrape-secret\r\n"}) {
+    const std::string answer =
+        Get(server->address(), absl::StrCat("GET /metrics HTTP/1.1\r\n", headers, "\r\n"));
+    EXPECT_THAT(answer, AllOf(StartsWith("HTTP/1.1 401"), Not(HasSubstr("ftd_build_info"))))
+        << headers;
+  }
+  EXPECT_THAT(Get(server->address(),
+                  "GET /metrics HTTP/1.1\r\nauthorization: Bearer scrape-secret\r\n\r\n"),
+              AllOf(StartsWith("HTTP/1.1 200 OK"), HasSubstr("ftd_build_info")));
 }
 
 TEST_F(MetricsHttpServerTest, ConnectionsRequestsAndTimeAreLimited) {
