@@ -26,6 +26,7 @@
 #include "client/ftctl.h"
 #include "client/job_file.h"
 #include "client/spec_options.h"
+#include "common/address.h"
 #include "common/fs_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
@@ -417,6 +418,12 @@ int main(int argc, char** argv) {
     }
   } else if (const char* env = std::getenv("FTD_TOKEN"); env != nullptr) {
     options.token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  // A token is a password: not sent in the clear off this machine.
+  if (!options.token.empty() && !connection.tls && connection.ca_file.empty() &&
+      connection.cert_file.empty() && !ftd::IsLoopbackAddress(address)) {
+    return UsageError(absl::StrCat("a token is not sent to ", address,
+                                   " without TLS; connect with --tls or --tls_ca"));
   }
   ftd::client::Ftctl ftctl(stub.get(), options);
 

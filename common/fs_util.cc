@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -64,15 +65,47 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out.str();
 }
 
+int OpenNoLinks(const std::string& path, int flags) {
+  if (path.empty() || path[0] != '/')
+    return ::openat(AT_FDCWD, path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+  // Component by component from "/", none followed if it is a link: a
+  // canonical path has none, so a link met is one swapped in since.
+  int dir = ::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  std::vector<std::string> parts;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    parts.emplace_back(part);
+  }
+  if (parts.empty()) return dir;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    const int next =
+        ::openat(dir, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int err = errno;
+    ::close(dir);
+    if (next < 0) {
+      errno = err == ENOTDIR ? ELOOP : err;  // a link to a folder reads as "not a folder"
+      return -1;
+    }
+    dir = next;
+  }
+  const int fd = ::openat(dir, parts.back().c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+  const int err = errno;
+  ::close(dir);
+  errno = err;
+  return fd;
+}
+
 absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO put in a regular file's place does not block the
+  // open; it is then refused as not a regular file.
+  const int fd = OpenNoLinks(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("\"", path, "\" does not exist"));
     if (errno == ELOOP) {
       return absl::FailedPreconditionError(
           absl::StrCat("\"", path,
-                       "\" is a symbolic link; ftd reads a model folder's files only "
-                       "as regular files"));
+                       "\" is, or lies in, a symbolic link; ftd reads a model's and "
+                       "a dataset's files only through regular folders"));
     }
     return absl::UnavailableError(
         absl::StrCat("cannot open \"", path, "\": ", std::strerror(errno)));
@@ -87,7 +120,7 @@ absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
   size_t done = 0;
   while (done < content.size()) {
     const ssize_t n = ::read(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) break;
     done += static_cast<size_t>(n);
   }

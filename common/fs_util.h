@@ -29,10 +29,16 @@ bool IsWithin(const std::string& path, const std::string& root);
 // cannot be read. Messages name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// Reads a whole file that must be a regular file itself, not a symbolic
-// link (O_NOFOLLOW): for the files of a user's model folder, so that a link
-// planted or swapped in after the folder was checked leads nowhere.
-// Errors: as ReadFile's; FAILED_PRECONDITION for a symbolic link.
+// Opens absolute `path` (open(2) `flags`) with no component of it followed
+// if it is a symbolic link (each opened with O_NOFOLLOW from "/"): for the
+// canonical paths of user data checked at submit, so that a link swapped in
+// since, anywhere on the path, leads nowhere. -1 with errno (ELOOP for a
+// link) on failure.
+int OpenNoLinks(const std::string& path, int flags);
+
+// Reads a whole regular file through OpenNoLinks (a FIFO in its place does
+// not block). Errors: as ReadFile's; FAILED_PRECONDITION for a link on the
+// path or a file that is not regular.
 absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path);
 
 // fsync of a file or a folder. Errors: IoError's, naming the path.

@@ -472,7 +472,13 @@ grpc::ServerUnaryReactor* FineTuningService::GetCache(grpc::CallbackServerContex
         } else {
           RETURN_IF_ERROR(CheckJob(request->job_id(), caller));
         }
-        return manager_->GetCache(*request);
+        ASSIGN_OR_RETURN(v1::CacheInfo info, manager_->GetCache(*request));
+        if (!caller.admin) {
+          // The whole cache's size tells of other tenants' jobs.
+          info.clear_bytes();
+          info.clear_capacity_bytes();
+        }
+        return info;
       }(),
       response);
 }

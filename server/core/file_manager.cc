@@ -360,11 +360,15 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     }
     if (options_.max_stored_bytes > 0 &&
         stored + reserved_bytes_ + total > options_.max_stored_bytes) {
+      // The daemon's totals for admins only: they tell of other tenants.
       return Exhausted(
           "STORAGE_FULL",
-          absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_), " of ",
-                       Mib(options_.max_stored_bytes),
-                       " (--max_files_mb) are stored or being uploaded; delete files first"),
+          caller.admin
+              ? absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_),
+                             " of ", Mib(options_.max_stored_bytes),
+                             " (--max_files_mb) are stored or being uploaded; delete files first")
+              : absl::StrCat("the upload has ", Mib(total),
+                             "; the daemon's storage for uploads (--max_files_mb) is full"),
           options_.max_stored_bytes);
     }
     if (options_.max_tenant_bytes > 0) {
@@ -467,8 +471,20 @@ absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesReque
     for (const std::string& job : UsersLocked(file.id())) file.add_in_use_by(job);
     *response.add_files() = std::move(file);
   }
-  response.set_stored_bytes(options_.store->stored_bytes());
-  response.set_capacity_bytes(options_.max_stored_bytes);
+  if (caller.admin) {
+    response.set_stored_bytes(options_.store->stored_bytes());
+    response.set_capacity_bytes(options_.max_stored_bytes);
+  } else {
+    // A user's own (the daemon's total, shared content counted once, would
+    // tell whether another tenant holds a file it uploads).
+    int64_t own = 0;
+    for (const v1::File& file : options_.store->List()) {
+      if (file.tenant() == caller.tenant) own += file.bytes();
+    }
+    response.set_stored_bytes(own);
+    response.set_capacity_bytes(options_.max_tenant_bytes > 0 ? options_.max_tenant_bytes
+                                                              : options_.max_stored_bytes);
+  }
   return response;
 }
 

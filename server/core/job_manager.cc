@@ -499,6 +499,12 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
                           "); submit again once some have started or been cancelled")),
                       "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
   }
+  // Priority is a claim on everyone's devices: above 0, an admin's to make
+  // (without authentication every caller is one).
+  if (!caller.admin && spec.priority() > 0) {
+    return InvalidField("priority", absl::StrCat("above 0 is for admins; tenant \"", caller.tenant,
+                                                 "\" may set -1000 to 0, got ", spec.priority()));
+  }
   if (options_.max_queued_jobs_per_tenant > 0) {
     int64_t queued = 0;
     for (const auto& [id, active] : active_) {
@@ -807,8 +813,11 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
             [](v1::Job& job) { job.set_device(""); });
         break;
       case RunOutcome::kRequeuedPreempted: {
-        const std::string by = stop.by();
-        auto other = active_.find(by);
+        auto other = active_.find(stop.by());
+        // Another tenant's job is not named to this one's.
+        const bool same_tenant =
+            other != active_.end() && other->second.job.tenant() == active.job.tenant();
+        const std::string by = same_tenant ? stop.by() : std::string("another job");
         recorded = TransitionLocked(
             active, v1::JOB_STATE_QUEUED,
             absl::StrCat("preempted by ", by,

@@ -119,7 +119,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     daemon->metrics_address_ = daemon->metrics_server_->address();
   }
   storage::Database::Options db_options;
-  db_options.path = (data_dir / "db").string();
+  db_options.path = (fs::path(canonical_data_dir) / "db").string();
   db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily,
                                 storage::FileStore::kColumnFamily};
   db_options.column_family_options[storage::ActivationStore::kColumnFamily] =
@@ -128,8 +128,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   ASSIGN_OR_RETURN(daemon->store_, storage::RocksDbJobStore::Create(daemon->database_.get()));
   ASSIGN_OR_RETURN(daemon->activation_store_,
                    storage::ActivationStore::Open(daemon->database_.get(), options.cache));
-  ASSIGN_OR_RETURN(daemon->file_store_, storage::FileStore::Open({(data_dir / "files").string(),
-                                                                  daemon->database_.get()}));
+  ASSIGN_OR_RETURN(daemon->file_store_,
+                   storage::FileStore::Open({(fs::path(canonical_data_dir) / "files").string(),
+                                             daemon->database_.get()}));
   options.files.store = daemon->file_store_.get();
   daemon->files_ = std::make_unique<core::FileManager>(options.files);
   daemon->trainer_ = options.make_trainer(daemon->activation_store_.get());

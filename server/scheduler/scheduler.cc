@@ -137,7 +137,13 @@ void Scheduler::Dispatch() {
 }
 
 void Scheduler::PreemptLocked() {
+  std::map<std::string, int> running;  // by group
+  for (const Slot& slot : slots_) {
+    if (!slot.job_id.empty()) ++running[slot.group];
+  }
   for (const QueuedJob& waiting : queue_) {
+    // A group at its cap could not start the job on the room made for it.
+    if (max_running_per_group_ > 0 && running[waiting.group] >= max_running_per_group_) continue;
     // One running job makes room for it at a time.
     bool pending = false;
     for (const Slot& slot : slots_) {

@@ -107,6 +107,13 @@ void Authenticator::ReloadIfChangedLocked() {
   next_check_ = now + options_.reload_interval;
   const FileVersion version = VersionOf(options_.tokens_file);
   if (version == version_) return;
+  if (version.size < 0) {
+    // Gone: fail closed, every token refused until it is back.
+    version_ = version;
+    tokens_.clear();
+    Log(LogLevel::kWarning, "the tokens file is gone; every token is refused until it is back");
+    return;
+  }
   absl::StatusOr<std::string> text = ReadFile(options_.tokens_file);
   absl::StatusOr<std::map<std::string, Identity>> tokens =
       text.ok() ? Parse(options_.tokens_file, *text)

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/address.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -31,20 +32,6 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
         absl::StrCat(flag, ": \"", path, "\" holds no PEM ", absl::AsciiStrToLower(what)));
   }
   return content;
-}
-
-bool IsLoopbackAddress(const std::string& address) {
-  std::string host = address;
-  if (absl::StartsWith(host, "[")) {
-    host = host.substr(
-        1, host.find(']') == std::string::npos ? std::string::npos : host.find(']') - 1);
-  } else if (std::count(host.begin(), host.end(), ':') == 1) {
-    host = host.substr(0, host.find(':'));
-  }
-  if (host == "localhost" || host == "::1") return true;
-  std::vector<std::string> octets = absl::StrSplit(host, '.');
-  int first = 0;
-  return octets.size() == 4 && absl::SimpleAtoi(octets[0], &first) && first == 127;
 }
 
 absl::StatusOr<Transport> ServerTransport(const TransportOptions& options,

@@ -40,9 +40,6 @@ struct Transport {
 absl::StatusOr<Transport> ServerTransport(const TransportOptions& options,
                                           const std::string& address);
 
-// True for 127.0.0.0/8, ::1 and "localhost" (with or without a port).
-bool IsLoopbackAddress(const std::string& address);
-
 // A PEM file's contents, checked to hold `what` ("CERTIFICATE", "PRIVATE
 // KEY"). Errors: INVALID_ARGUMENT naming `flag` and the file, not its
 // contents.

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ftd::client {
 namespace {
@@ -87,6 +88,17 @@ TEST(FtctlCliTest, TyposGetTheNearestNameAndExitCode2) {
   CommandResult spaced = Ftctl({"--address", "127.0.0.1:1", "--timeout", "1", "info"});
   EXPECT_EQ(spaced.exit_code, 1);
   EXPECT_THAT(spaced.err, HasSubstr("UNAVAILABLE"));
+}
+
+// A token is a password: ftctl does not send it in the clear off loopback.
+TEST(FtctlCliTest, ATokenIsNotSentWithoutTlsOffLoopback) {
+  ftd::testing::TempDir dir;
+  ftd::testing::WriteFile(dir.Sub("token"), "secret-token\n");
+  CommandResult r =
+      Ftctl({"--address=192.0.2.1:50051", "--token_file=" + dir.Sub("token"), "list"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("a token is not sent to 192.0.2.1:50051 without TLS"));
+  EXPECT_THAT(r.err, Not(HasSubstr("secret-token")));
 }
 
 TEST(CommandsTest, NearestOnlySuggestsLikelyTypos) {

@@ -154,6 +154,9 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
                               HasSubstr("cache epoch 1: 0 of 64 examples from the cache")));
   CommandResult again = submit("alice", {"--model=file-1", "--train=file-2"});
   EXPECT_THAT(again.out, HasSubstr("cache epoch 1: 64 of 64 examples from the cache"));
+  // Priority above 0 is a claim on everyone's devices: an admin's.
+  CommandResult urgent = As("bob", {"submit", "--model=file-3", "--train=file-4", "--priority=5"});
+  EXPECT_THAT(urgent.err, HasSubstr("INVALID_ARGUMENT: priority: above 0 is for admins"));
   // What only admins see.
   CommandResult cache = As("bob", {"cache"});
   EXPECT_THAT(cache.err, HasSubstr("PERMISSION_DENIED: the whole cache"));

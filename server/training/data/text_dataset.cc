@@ -229,7 +229,8 @@ std::string DatasetName(const v1::Dataset& spec) {
 }
 
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
-  absl::StatusOr<std::string> content = ReadFile(spec.path());
+  // Through regular folders only: the path was canonical when checked.
+  absl::StatusOr<std::string> content = ReadFileNoFollow(spec.path());
   if (!content.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the dataset ", DatasetName(spec),

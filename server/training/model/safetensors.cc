@@ -101,7 +101,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return absl::DataLossError(absl::StrCat(path, ": not a valid safetensors file: ", why));
   };
   // Not through a symbolic link (a model folder's files are regular files).
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = OpenNoLinks(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
     if (errno == ELOOP) {

@@ -146,6 +146,33 @@ TEST(SchedulerTest, AGroupCappedInRunningJobsLeavesDevicesToOthers) {
   ASSERT_TRUE(runner.AwaitFinished(3));
 }
 
+// A group at its cap does not preempt another's job for a job it could not
+// start anyway.
+TEST(SchedulerTest, AGroupAtItsCapPreemptsNoOne) {
+  FakeRunner runner;
+  Scheduler::Options options{{Cpu(0), Cpu(1)}, runner.fn()};
+  options.max_running_per_group = 1;
+  options.preemption = true;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  scheduler.Enqueue("a1", 0, 1, Any(), "alice");
+  scheduler.Enqueue("b1", 0, 2, Any(), "bob");
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  scheduler.Enqueue("a-urgent", 5, 3, Any(), "alice");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(runner.started().size(), 2u);
+  // Neither running job was asked to stop.
+  EXPECT_EQ(scheduler.QueuePosition("a-urgent"), 1);
+  runner.Release("a1");  // alice's own job ends: hers starts
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.started()[2], "a-urgent");
+  EXPECT_EQ(runner.reason_of("a1"), StopReason::kNone);
+  runner.Release("b1");
+  runner.Release("a-urgent");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+  EXPECT_EQ(runner.reason_of("b1"), StopReason::kNone);
+}
+
 TEST(SchedulerTest, HigherPriorityFirstThenFirstComeFirstServed) {
   FakeRunner runner;
   Scheduler scheduler({{Cpu(0)}, runner.fn()});

@@ -1,5 +1,6 @@
 #include "server/security/authenticator.h"
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -106,6 +107,10 @@ TEST_F(AuthenticatorTest, TheFileIsReReadWhenItChanges) {
   EXPECT_TRUE(caller.admin);
   // Revoked.
   EXPECT_EQ(core::ReasonOf(auth->Authenticate("Bearer old", "").status()), "INVALID_TOKEN");
+  // A file that is gone revokes every token (fails closed).
+  std::filesystem::remove(dir_.Sub("tokens"));
+  now_ += absl::Seconds(11);
+  EXPECT_EQ(core::ReasonOf(auth->Authenticate("Bearer new", "").status()), "INVALID_TOKEN");
 }
 
 TEST_F(AuthenticatorTest, CertificatesCanNameTheTenant) {
