@@ -96,6 +96,10 @@ ABSL_FLAG(int64_t, max_files_mb, 102400,
           "under way count at their size; 0: no limit)");
 ABSL_FLAG(int64_t, max_files, 10000, "uploads: files kept at most (0: no limit)");
 ABSL_FLAG(int, max_uploads, 8, "uploads under way at once");
+ABSL_FLAG(int, max_uploads_per_tenant, 0,
+          "uploads one tenant may have under way at once (0: no limit beyond --max_uploads)");
+ABSL_FLAG(int64_t, max_files_per_tenant, 0,
+          "files one tenant may keep (0: no limit beyond --max_files)");
 ABSL_FLAG(int64_t, max_files_mb_per_tenant, 0,
           "uploads: MiB one tenant's files may hold, uploads under way included (0: no limit "
           "beyond --max_files_mb)");
@@ -207,6 +211,8 @@ int main(int argc, char** argv) {
   options.files.max_stored_bytes = absl::GetFlag(FLAGS_max_files_mb) << 20;
   options.files.max_files = absl::GetFlag(FLAGS_max_files);
   options.files.max_uploads = std::max(1, absl::GetFlag(FLAGS_max_uploads));
+  options.files.max_tenant_uploads = std::max(0, absl::GetFlag(FLAGS_max_uploads_per_tenant));
+  options.files.max_tenant_files = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_files_per_tenant));
   options.files.max_tenant_bytes =
       std::max<int64_t>(0, absl::GetFlag(FLAGS_max_files_mb_per_tenant)) << 20;
   options.files.upload_idle_timeout = absl::GetFlag(FLAGS_upload_idle_timeout);

@@ -128,6 +128,7 @@ FileManager::Upload::~Upload() {
     --manager_->uploads_;
     manager_->reserved_bytes_ -= reserved_bytes_;
     manager_->tenant_reserved_[tenant_] -= reserved_bytes_;
+    --manager_->tenant_uploads_[tenant_];
   }
   staged = std::move(staged_);
 }
@@ -371,6 +372,28 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                              "; the daemon's storage for uploads (--max_files_mb) is full"),
           options_.max_stored_bytes);
     }
+    if (options_.max_tenant_uploads > 0 &&
+        tenant_uploads_[caller.tenant] >= options_.max_tenant_uploads) {
+      return Exhausted(
+          "TENANT_TOO_MANY_UPLOADS",
+          absl::StrCat("tenant \"", caller.tenant, "\" has ", tenant_uploads_[caller.tenant],
+                       " uploads under way, the most one tenant may "
+                       "(--max_uploads_per_tenant); try again when one has ended"),
+          options_.max_tenant_uploads);
+    }
+    if (options_.max_tenant_files > 0) {
+      int64_t files = tenant_uploads_[caller.tenant];
+      for (const v1::File& file : options_.store->List()) {
+        if (file.tenant() == caller.tenant) ++files;
+      }
+      if (files >= options_.max_tenant_files) {
+        return Exhausted("TENANT_TOO_MANY_FILES",
+                         absl::StrCat("tenant \"", caller.tenant, "\" keeps ", files,
+                                      " files, the most one tenant may (--max_files_per_tenant); "
+                                      "delete some first"),
+                         options_.max_tenant_files);
+      }
+    }
     if (options_.max_tenant_bytes > 0) {
       int64_t held = tenant_reserved_[caller.tenant];
       for (const v1::File& file : options_.store->List()) {
@@ -389,6 +412,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     ++uploads_;
     reserved_bytes_ += total;
     tenant_reserved_[caller.tenant] += total;
+    ++tenant_uploads_[caller.tenant];
   }
   std::vector<v1::FileEntry> entries(header.entries().begin(), header.entries().end());
   absl::StatusOr<std::unique_ptr<storage::FileStore::Upload>> staged =
@@ -398,6 +422,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
     --uploads_;
     reserved_bytes_ -= total;
     tenant_reserved_[caller.tenant] -= total;
+    --tenant_uploads_[caller.tenant];
     return staged.status();
   }
   return std::unique_ptr<Upload>(
@@ -418,6 +443,7 @@ bool FileManager::DropIdleUploadsLocked(
       --uploads_;
       reserved_bytes_ -= upload->reserved_bytes_;
       tenant_reserved_[upload->tenant_] -= upload->reserved_bytes_;
+      --tenant_uploads_[upload->tenant_];
       upload->reserved_bytes_ = 0;
       dropped = true;
       Log(LogLevel::kWarning,

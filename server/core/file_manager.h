@@ -43,6 +43,10 @@ class FileManager {
     // Bytes one tenant's files may hold, uploads under way included (each
     // file counted whole, shared content or not; 0: no limit).
     int64_t max_tenant_bytes = 0;
+    // Uploads one tenant may have under way at once, and files it may keep
+    // (uploads under way included); 0: no limit.
+    int max_tenant_uploads = 0;
+    int64_t max_tenant_files = 0;
     // An upload that has sent nothing for this long gives up its place (and
     // its staged bytes) when another upload needs the place or the space
     // (--upload_idle_timeout; zero: never), so that stalled clients cannot
@@ -154,6 +158,8 @@ class FileManager {
   int64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Of reserved_bytes_, by tenant.
   std::map<std::string, int64_t> tenant_reserved_ ABSL_GUARDED_BY(mu_);
+  // Uploads under way, by tenant.
+  std::map<std::string, int> tenant_uploads_ ABSL_GUARDED_BY(mu_);
   // file id -> the jobs that pin it.
   // Delete checks and deletes under mu_, so no pin comes in between.
   std::map<std::string, std::set<std::string>> pins_ ABSL_GUARDED_BY(mu_);

@@ -330,6 +330,36 @@ TEST_F(FileManagerTest, EachTenantHoldsAtMostItsShare) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no file")));
 }
 
+// Upload places and file counts per tenant: one tenant's uploads do not
+// take every place, nor its files the whole count.
+TEST_F(FileManagerTest, EachTenantHasItsShareOfUploadPlacesAndFiles) {
+  FileManager::Options options;
+  options.max_tenant_uploads = 1;
+  options.max_tenant_files = 2;
+  MakeManager(options);
+  const Caller alice{"alice", false}, bob{"bob", false};
+  const Files data = {{"t.csv", "text,label\nx,a\n"}};
+  ASSERT_OK_AND_ASSIGN(auto first,
+                       manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice));
+  EXPECT_EQ(ReasonOf(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice).status()),
+            "TENANT_TOO_MANY_UPLOADS");
+  ASSERT_OK_AND_ASSIGN(auto bobs, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), bob));
+  ASSERT_OK(first->Write(Concat(data)));
+  ASSERT_OK(first->Finish().status());
+  first.reset();
+  // Her place is free again; her second file fits, a third does not.
+  ASSERT_OK_AND_ASSIGN(auto second,
+                       manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice));
+  ASSERT_OK(second->Write(Concat(data)));
+  ASSERT_OK(second->Finish().status());
+  second.reset();
+  absl::Status third = manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice).status();
+  EXPECT_EQ(ReasonOf(third), "TENANT_TOO_MANY_FILES");
+  EXPECT_THAT(third.message(), HasSubstr("--max_files_per_tenant"));
+  bobs.reset();  // an upload dropped before its end gives its place back too
+  EXPECT_OK(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), bob).status());
+}
+
 TEST_F(FileManagerTest, AFilePinnedByAJobCannotBeDeletedUntilTheJobEnds) {
   ASSERT_OK_AND_ASSIGN(v1::File a, Upload(v1::FILE_KIND_DATASET, {{"a.csv", "text,label\na,b\n"}}));
   ASSERT_OK(manager_->Pin("submitting", {a.id()}));
