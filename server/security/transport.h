@@ -40,10 +40,4 @@ struct Transport {
 absl::StatusOr<Transport> ServerTransport(const TransportOptions& options,
                                           const std::string& address);
 
-// A PEM file's contents, checked to hold `what` ("CERTIFICATE", "PRIVATE
-// KEY"). Errors: INVALID_ARGUMENT naming `flag` and the file, not its
-// contents.
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path,
-                                    const std::string& what);
-
 }  // namespace ftd::security
