@@ -381,11 +381,11 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                        "(--max_uploads_per_tenant); try again when one has ended"),
           options_.max_tenant_uploads);
     }
+    const TenantUsage usage = options_.max_tenant_files > 0 || options_.max_tenant_bytes > 0
+                                  ? UsageOf(caller.tenant)
+                                  : TenantUsage();
     if (options_.max_tenant_files > 0) {
-      int64_t files = tenant_uploads_[caller.tenant];
-      for (const v1::File& file : options_.store->List()) {
-        if (file.tenant() == caller.tenant) ++files;
-      }
+      const int64_t files = usage.files + tenant_uploads_[caller.tenant];
       if (files >= options_.max_tenant_files) {
         return Exhausted("TENANT_TOO_MANY_FILES",
                          absl::StrCat("tenant \"", caller.tenant, "\" keeps ", files,
@@ -395,10 +395,7 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
       }
     }
     if (options_.max_tenant_bytes > 0) {
-      int64_t held = tenant_reserved_[caller.tenant];
-      for (const v1::File& file : options_.store->List()) {
-        if (file.tenant() == caller.tenant) held += file.bytes();
-      }
+      const int64_t held = usage.bytes + tenant_reserved_[caller.tenant];
       if (held + total > options_.max_tenant_bytes) {
         return Exhausted(
             "TENANT_STORAGE_FULL",
@@ -429,11 +426,20 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
       new Upload(this, std::move(header), caller.tenant, *std::move(staged)));
 }
 
-bool FileManager::DropIdleUploadsLocked(
+FileManager::TenantUsage FileManager::UsageOf(const std::string& tenant) const {
+  TenantUsage usage;
+  for (const v1::File& file : options_.store->List()) {
+    if (file.tenant() != tenant) continue;
+    ++usage.files;
+    usage.bytes += file.bytes();
+  }
+  return usage;
+}
+
+void FileManager::DropIdleUploadsLocked(
     std::vector<std::unique_ptr<storage::FileStore::Upload>>* dropped_staging) {
-  if (options_.upload_idle_timeout <= absl::ZeroDuration()) return false;
+  if (options_.upload_idle_timeout <= absl::ZeroDuration()) return;
   const absl::Time now = options_.now();
-  bool dropped = false;
   for (Upload* upload : live_) {
     // One busy writing or finishing is not idle: not waited for.
     if (!upload->mu_.TryLock()) continue;
@@ -445,7 +451,6 @@ bool FileManager::DropIdleUploadsLocked(
       tenant_reserved_[upload->tenant_] -= upload->reserved_bytes_;
       --tenant_uploads_[upload->tenant_];
       upload->reserved_bytes_ = 0;
-      dropped = true;
       Log(LogLevel::kWarning,
           absl::StrCat("an upload (", upload->header_.display_name(), ") sent nothing for ",
                        absl::FormatDuration(now - upload->last_activity_),
@@ -453,7 +458,6 @@ bool FileManager::DropIdleUploadsLocked(
     }
     upload->mu_.Unlock();
   }
-  return dropped;
 }
 
 std::vector<std::string> FileManager::UsersLocked(const std::string& file_id) const {
@@ -503,11 +507,7 @@ absl::StatusOr<v1::ListFilesResponse> FileManager::List(const v1::ListFilesReque
   } else {
     // A user's own (the daemon's total, shared content counted once, would
     // tell whether another tenant holds a file it uploads).
-    int64_t own = 0;
-    for (const v1::File& file : options_.store->List()) {
-      if (file.tenant() == caller.tenant) own += file.bytes();
-    }
-    response.set_stored_bytes(own);
+    response.set_stored_bytes(UsageOf(caller.tenant).bytes);
     response.set_capacity_bytes(options_.max_tenant_bytes > 0 ? options_.max_tenant_bytes
                                                               : options_.max_stored_bytes);
   }

@@ -142,12 +142,18 @@ class FileManager {
   void MovePins(const std::string& from, const std::string& to);
 
  private:
-  // Drops the uploads idle for upload_idle_timeout; true when one was.
+  // Drops the uploads idle for upload_idle_timeout.
   // Their staged bytes go to `dropped_staging`, for the caller to remove
   // once it has released mu_ (JobManager waits on mu_ while pinning).
-  bool DropIdleUploadsLocked(
+  void DropIdleUploadsLocked(
       std::vector<std::unique_ptr<storage::FileStore::Upload>>* dropped_staging)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A tenant's stored files (each counted whole).
+  struct TenantUsage {
+    int64_t files = 0;
+    int64_t bytes = 0;
+  };
+  TenantUsage UsageOf(const std::string& tenant) const;
   std::vector<std::string> UsersLocked(const std::string& file_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
