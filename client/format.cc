@@ -281,12 +281,14 @@ std::string FormatEvent(const v1::JobEvent& event) {
 }
 
 std::string FormatServerInfo(const v1::ServerInfo& info) {
-  std::string out = absl::StrCat(
-      "version:     ", info.version(), "\n", "queue:       ", info.queue_length(), " queued, ",
-      info.running_jobs(), " running\n", "metrics:     ",
-      info.metrics_address().empty() ? std::string("off")
-                                     : absl::StrCat("http://", info.metrics_address(), "/metrics"),
-      "\n", "devices:\n");
+  std::string out =
+      absl::StrCat("version:     ", info.version(), "\n", "queue:       ", info.queue_length(),
+                   " queued, ", info.running_jobs(), " running\n", "metrics:     ",
+                   !info.metrics_url().empty() ? info.metrics_url()
+                   : info.metrics_address().empty()
+                       ? std::string("off")
+                       : absl::StrCat("http://", info.metrics_address(), "/metrics"),
+                   "\n", "devices:\n");
   if (info.devices().empty()) out += "  (none: jobs wait in the queue)\n";
   for (const v1::Device& d : info.devices()) {
     absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",

@@ -28,6 +28,8 @@ packages=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev zlib1g-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libgtest-dev libgmock-dev
+  # OpenSSL for the metrics endpoint's HTTPS
+  libssl-dev
   # LibTorch's CPU kernels without it fall back to reference BLAS, about 20x slower.
   libopenblas0-pthread
 )

@@ -57,6 +57,12 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
 ABSL_FLAG(std::string, metrics_token_file, "",
           "scrapes of the metrics endpoint must send \"Authorization: Bearer TOKEN\" with the "
           "token in this file (Prometheus: authorization.credentials_file)");
+ABSL_FLAG(bool, metrics_tls, true,
+          "with --tls_cert and --tls_key: the metrics endpoint serves HTTPS with them too "
+          "(false: plaintext HTTP)");
+ABSL_FLAG(std::string, metrics_tls_client_ca, "",
+          "PEM CA bundle: scrapers of the HTTPS metrics endpoint must present a certificate it "
+          "signed");
 ABSL_FLAG(absl::Duration, metrics_job_retention, absl::Minutes(10),
           "how long a finished job's metrics stay (for example 10m, 1h)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
@@ -170,6 +176,8 @@ int main(int argc, char** argv) {
   options.transport.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.transport.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
   options.metrics_token_file = absl::GetFlag(FLAGS_metrics_token_file);
+  options.metrics_tls = absl::GetFlag(FLAGS_metrics_tls);
+  options.metrics_tls_client_ca = absl::GetFlag(FLAGS_metrics_tls_client_ca);
   options.auth.tokens_file = absl::GetFlag(FLAGS_tokens_file);
   options.auth.reload_interval = absl::GetFlag(FLAGS_tokens_reload_interval);
   options.auth.certificate_tenants = absl::GetFlag(FLAGS_client_cert_tenants);

@@ -454,6 +454,7 @@ grpc::ServerUnaryReactor* FineTuningService::GetServerInfo(
           info.clear_queue_length();
           info.clear_running_jobs();
           info.clear_metrics_address();
+          info.clear_metrics_url();
         }
         return info;
       }(),

@@ -51,8 +51,10 @@ class JobManager {
     // Told about jobs as they move (the daemon's metrics). Not owned;
     // nullptr for none.
     JobObserver* observer = nullptr;
-    // Where Prometheus scrapes them ("host:port"), for ServerInfo.
+    // Where Prometheus scrapes them ("host:port", and the URL), for
+    // ServerInfo.
     std::string metrics_address;
+    std::string metrics_url;
     std::vector<scheduler::Device> devices;
     // Canonical folders that models and datasets must lie in (for admins,
     // and every tenant without tenant_data_roots), and each tenant's own.

@@ -100,8 +100,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   std::unique_ptr<Daemon> daemon(new Daemon());
   daemon->metrics_ = std::make_unique<metrics::Metrics>(
       metrics::Metrics::Options{options.version, options.metrics_job_retention});
+  std::string metrics_scheme;
   if (!options.metrics_address.empty()) {
-    metrics::MetricsHttpServer::Limits limits;
+    metrics::MetricsHttpServer::Options metrics_options;
     if (!options.metrics_token_file.empty()) {
       absl::StatusOr<std::string> token = ReadFile(options.metrics_token_file);
       const std::string trimmed =
@@ -111,11 +112,25 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
                                                        options.metrics_token_file, "\" ",
                                                        token.ok() ? "is empty" : "cannot be read"));
       }
-      limits.token_sha256 = Sha256::Hex(trimmed);
+      metrics_options.token_sha256 = Sha256::Hex(trimmed);
     }
-    ASSIGN_OR_RETURN(
-        daemon->metrics_server_,
-        metrics::MetricsHttpServer::Start(options.metrics_address, daemon->metrics_.get(), limits));
+    if (!options.metrics_tls_client_ca.empty() &&
+        (!options.metrics_tls || options.transport.cert_file.empty())) {
+      return absl::InvalidArgumentError(
+          "metrics_tls_client_ca: scrapers' certificates need the metrics endpoint on TLS: give "
+          "--tls_cert and --tls_key (and leave --metrics_tls on)");
+    }
+    if (options.metrics_tls && !options.transport.cert_file.empty()) {
+      ASSIGN_OR_RETURN(
+          metrics_options.tls,
+          security::TlsServerContext::Load(
+              "metrics_tls", {options.transport.cert_file, options.transport.key_file,
+                              options.metrics_tls_client_ca, options.transport.reload_interval}));
+    }
+    metrics_scheme = metrics_options.tls == nullptr ? "http" : "https";
+    ASSIGN_OR_RETURN(daemon->metrics_server_, metrics::MetricsHttpServer::Start(
+                                                  options.metrics_address, daemon->metrics_.get(),
+                                                  std::move(metrics_options)));
     daemon->metrics_address_ = daemon->metrics_server_->address();
   }
   storage::Database::Options db_options;
@@ -143,6 +158,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.observer = daemon->metrics_observer_.get();
   manager_options.files = daemon->files_.get();
   manager_options.metrics_address = daemon->metrics_address_;
+  if (!daemon->metrics_address_.empty()) {
+    manager_options.metrics_url =
+        absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics");
+  }
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
   manager_options.tenant_data_roots = std::move(tenant_roots);
@@ -263,16 +282,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   std::vector<std::string> devices;
   for (const auto& device : options.devices) devices.push_back(device.name());
   Log(LogLevel::kInfo,
-      absl::StrCat("ftd ", options.version, " serving on ", daemon->address_, " (",
-                   transport.description, "; callers ",
-                   auth == nullptr ? "not authenticated" : "authenticated", "); data in ",
-                   data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
-                   devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
-                   daemon->activation_store_->bytes() >> 20, " of ",
-                   daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",
-                   daemon->metrics_address_.empty()
-                       ? std::string("off")
-                       : absl::StrCat("http://", daemon->metrics_address_, "/metrics")));
+      absl::StrCat(
+          "ftd ", options.version, " serving on ", daemon->address_, " (", transport.description,
+          "; callers ", auth == nullptr ? "not authenticated" : "authenticated", "); data in ",
+          data_dir.string(), "; data roots ", absl::StrJoin(roots, ", "), "; devices ",
+          devices.empty() ? "none" : absl::StrJoin(devices, ", "), "; activation cache ",
+          daemon->activation_store_->bytes() >> 20, " of ",
+          daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",
+          daemon->metrics_address_.empty()
+              ? std::string("off")
+              : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
   return daemon;
 }
 

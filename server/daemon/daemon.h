@@ -65,6 +65,11 @@ class Daemon {
     // A file holding the token scrapes must send ("Authorization: Bearer
     // TOKEN"); empty: none.
     std::string metrics_token_file;
+    // With the transport's certificate and key: serve the metrics endpoint
+    // over HTTPS with them (re-read as they change), scrapers presenting a
+    // certificate `metrics_tls_client_ca` signed when that is set.
+    bool metrics_tls = true;
+    std::string metrics_tls_client_ca;
     // How long a finished job's metrics stay.
     absl::Duration metrics_job_retention = absl::Minutes(10);
     // Bytes in use on a CUDA device (by index), where the trainer can tell.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,13 +15,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/sha256.h"
+#include "server/metrics/http_request.h"
 
 namespace ftd::metrics {
 namespace {
@@ -36,19 +34,39 @@ std::string Response(int code, const std::string& reason, const std::string& con
 
 struct MetricsHttpServer::Connection {
   int fd = -1;
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl{nullptr, &SSL_free};  // with TLS
+  short want = POLLIN;  // what the next step waits for
   std::string in;
   std::string out;  // the answer, once the request is read
   size_t sent = 0;
   std::chrono::steady_clock::time_point deadline;
 };
 
+namespace {
+
+// What a TLS read or write that did not complete waits for; 0: it failed
+// (or the peer closed).
+short TlsWait(SSL* ssl, int result) {
+  switch (SSL_get_error(ssl, result)) {
+    case SSL_ERROR_WANT_READ:
+      return POLLIN;
+    case SSL_ERROR_WANT_WRITE:
+      return POLLOUT;
+    default:
+      ERR_clear_error();
+      return 0;
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, const Metrics* metrics) {
-  return Start(address, metrics, Limits());
+  return Start(address, metrics, Options());
 }
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, const Metrics* metrics, Limits limits) {
+    const std::string& address, const Metrics* metrics, Options options) {
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
@@ -88,16 +106,16 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     return absl::UnavailableError(absl::StrCat("metrics: eventfd: ", strerror(errno)));
   }
   return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(
-      fd, wake, absl::StrCat(host, ":", ntohs(addr.sin_port)), metrics, limits));
+      fd, wake, absl::StrCat(host, ":", ntohs(addr.sin_port)), metrics, std::move(options)));
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int wake_fd, std::string address,
-                                     const Metrics* metrics, Limits limits)
+                                     const Metrics* metrics, Options options)
     : listen_fd_(listen_fd),
       wake_fd_(wake_fd),
       address_(std::move(address)),
       metrics_(metrics),
-      limits_(limits),
+      options_(std::move(options)),
       thread_([this] { Serve(); }) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
@@ -116,7 +134,7 @@ void MetricsHttpServer::Serve() {
     fds.assign({{wake_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}});
     auto next_deadline = Clock::time_point::max();
     for (const Connection& c : connections) {
-      fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+      fds.push_back({c.fd, c.want, 0});
       next_deadline = std::min(next_deadline, c.deadline);
     }
     int timeout = -1;
@@ -136,11 +154,14 @@ void MetricsHttpServer::Serve() {
       const short revents = fds[i + 2].revents;
       bool keep = now < c.deadline;  // past it: closed, whatever it was doing
       if (keep && (revents & (POLLERR | POLLNVAL)) != 0) keep = false;
-      if (keep && c.out.empty() && (revents & (POLLIN | POLLHUP)) != 0) keep = Read(c);
-      if (keep && !c.out.empty() && (revents & POLLOUT) != 0) keep = Write(c);
+      if (keep && (revents & (c.want | POLLHUP)) != 0) keep = c.out.empty() ? Read(c) : Write(c);
       if (keep) {
         open.push_back(std::move(c));
       } else {
+        if (c.ssl != nullptr && c.sent == c.out.size() && !c.out.empty()) {
+          SSL_shutdown(c.ssl.get());  // best effort: the close_notify, without waiting
+        }
+        c.ssl.reset();
         close(c.fd);
       }
     }
@@ -149,18 +170,28 @@ void MetricsHttpServer::Serve() {
       while (true) {
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) break;
-        if (connections.size() >= limits_.max_connections) {
-          // Best effort, without waiting: the client learns why.
-          const std::string busy = Response(503, "Service Unavailable", "text/plain",
-                                            absl::StrCat("more than ", limits_.max_connections,
-                                                         " connections are open; try again\n"));
-          (void)!send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (connections.size() >= options_.max_connections) {
+          // Best effort, without waiting: the client learns why (over
+          // plaintext; a TLS one would need a handshake first).
+          if (options_.tls == nullptr) {
+            const std::string busy = Response(503, "Service Unavailable", "text/plain",
+                                              absl::StrCat("more than ", options_.max_connections,
+                                                           " connections are open; try again\n"));
+            (void)!send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          }
           close(fd);
           continue;
         }
         Connection c;
         c.fd = fd;
-        c.deadline = Clock::now() + std::chrono::milliseconds(limits_.connection_timeout_ms);
+        if (options_.tls != nullptr) {
+          c.ssl.reset(options_.tls->NewConnection(fd));
+          if (c.ssl == nullptr) {
+            close(fd);
+            continue;
+          }
+        }
+        c.deadline = Clock::now() + std::chrono::milliseconds(options_.connection_timeout_ms);
         connections.push_back(std::move(c));
       }
     }
@@ -171,16 +202,29 @@ void MetricsHttpServer::Serve() {
 bool MetricsHttpServer::Read(Connection& c) {
   char buffer[4096];
   while (true) {
-    const ssize_t n = recv(c.fd, buffer, sizeof(buffer), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // more later
-    if (n <= 0) return false;  // closed or broken before its request ended
+    ssize_t n;
+    if (c.ssl != nullptr) {
+      const int r = SSL_read(c.ssl.get(), buffer, sizeof(buffer));
+      if (r <= 0) {
+        c.want = TlsWait(c.ssl.get(), r);  // the handshake or more of the request, later
+        return c.want != 0;
+      }
+      n = r;
+    } else {
+      n = recv(c.fd, buffer, sizeof(buffer), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c.want = POLLIN;  // more later
+        return true;
+      }
+      if (n <= 0) return false;  // closed or broken before its request ended
+    }
     c.in.append(buffer, static_cast<size_t>(n));
     const size_t head_end = c.in.find("\r\n\r\n");
-    if ((head_end == std::string::npos ? c.in.size() : head_end) > limits_.max_request_bytes) {
+    if ((head_end == std::string::npos ? c.in.size() : head_end) > options_.max_request_bytes) {
       c.out = Response(
           431, "Request Header Fields Too Large", "text/plain",
-          absl::StrCat("the request head is over ", limits_.max_request_bytes, " bytes\n"));
+          absl::StrCat("the request head is over ", options_.max_request_bytes, " bytes\n"));
       return Write(c);
     }
     if (head_end != std::string::npos) {
@@ -192,52 +236,47 @@ bool MetricsHttpServer::Read(Connection& c) {
 
 bool MetricsHttpServer::Write(Connection& c) {
   while (c.sent < c.out.size()) {
+    if (c.ssl != nullptr) {
+      const int n = SSL_write(c.ssl.get(), c.out.data() + c.sent,
+                              static_cast<int>(std::min<size_t>(c.out.size() - c.sent, 1 << 20)));
+      if (n <= 0) {
+        c.want = TlsWait(c.ssl.get(), n);
+        return c.want != 0;
+      }
+      c.sent += static_cast<size_t>(n);
+      continue;
+    }
     const ssize_t n =
         send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // when it can take more
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.want = POLLOUT;  // when it can take more
+      return true;
+    }
     if (n <= 0) return false;
     c.sent += static_cast<size_t>(n);
   }
   return false;  // all sent: close
 }
 
-std::string MetricsHttpServer::Answer(const std::string& request) const {
-  const std::string line = request.substr(0, request.find("\r\n"));
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = line.find(' ', sp1 == std::string::npos ? sp1 : sp1 + 1);
-  if (sp1 == std::string::npos || sp2 == std::string::npos) {
-    return Response(400, "Bad Request", "text/plain", "bad request line\n");
-  }
-  const std::string method = line.substr(0, sp1);
-  std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  path = path.substr(0, path.find('?'));
-  if (path != "/metrics") {
+std::string MetricsHttpServer::Answer(const std::string& head) const {
+  absl::StatusOr<HttpRequest> request = ParseHttpRequestHead(head);
+  if (!request.ok()) return Response(400, "Bad Request", "text/plain", "bad request line\n");
+  if (request->path != "/metrics") {
     return Response(404, "Not Found", "text/plain", "ftd serves GET /metrics\n");
   }
-  if (method != "GET" && method != "HEAD") {
+  if (request->method != "GET" && request->method != "HEAD") {
     return Response(405, "Method Not Allowed", "text/plain", "use GET\n");
   }
-  if (!limits_.token_sha256.empty()) {
-    // The Authorization header, by its name in any case.
-    std::string token;
-    for (absl::string_view header : absl::StrSplit(request, "\r\n")) {
-      const size_t colon = header.find(':');
-      if (colon == absl::string_view::npos ||
-          !absl::EqualsIgnoreCase(header.substr(0, colon), "authorization")) {
-        continue;
-      }
-      absl::string_view value = absl::StripAsciiWhitespace(header.substr(colon + 1));
-      if (absl::ConsumePrefix(&value, "Bearer ")) token = std::string(value);
-    }
-    if (token.empty() || Sha256::Hex(token) != limits_.token_sha256) {
-      return Response(401, "Unauthorized", "text/plain",
-                      "scrapes need \"Authorization: Bearer <token>\" (the daemon's "
-                      "--metrics_token_file)\n");
-    }
+  if (!options_.token_sha256.empty() &&
+      (!request->bearer_token.has_value() || request->bearer_token->empty() ||
+       Sha256::Hex(*request->bearer_token) != options_.token_sha256)) {
+    return Response(401, "Unauthorized", "text/plain",
+                    "scrapes need \"Authorization: Bearer <token>\" (the daemon's "
+                    "--metrics_token_file)\n");
   }
   return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics_->Serialize(),
-                  method == "HEAD");
+                  request->method == "HEAD");
 }
 
 }  // namespace ftd::metrics

@@ -7,10 +7,12 @@
 // pthread_create fails with EINVAL and the Exposer cannot start in ftd. This
 // server runs one thread with the default stack and serves its connections
 // from one poll loop with non-blocking sockets, so that no client can hold it
-// up: a connection has `Limits::connection_timeout_ms` for its request and
-// the answer together, a request head at most `Limits::max_request_bytes`
-// (431 beyond), and at most `Limits::max_connections` are open at once (a
-// further one is answered 503 and closed).
+// up: a connection has `Options::connection_timeout_ms` for its request and
+// the answer together, a request head at most `Options::max_request_bytes`
+// (431 beyond), and at most `Options::max_connections` are open at once (a
+// further one is answered 503 and closed). With `Options::tls` it serves
+// HTTPS only (the handshake counts within the connection's time; a
+// connection past the limit is closed without an answer).
 #pragma once
 
 #include <memory>
@@ -19,18 +21,22 @@
 
 #include "absl/status/statusor.h"
 #include "server/metrics/metrics.h"
+#include "server/security/tls_context.h"
 
 namespace ftd::metrics {
 
 class MetricsHttpServer {
  public:
-  struct Limits {
+  struct Options {
     size_t max_connections = 64;
     size_t max_request_bytes = 16 * 1024;
     int connection_timeout_ms = 5000;
     // When set, a scrape must send "Authorization: Bearer TOKEN" for a
     // token whose SHA-256 (lower-case hex) this is; else 401.
     std::string token_sha256;
+    // When set, connections are TLS from this context (shared with no one
+    // else's writes: the server only makes connections from it).
+    std::shared_ptr<security::TlsServerContext> tls;
   };
 
   // Listens on "host:port" (IPv4 host or "localhost"; port 0 picks a free
@@ -41,7 +47,7 @@ class MetricsHttpServer {
                                                                   const Metrics* metrics);
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& address,
                                                                   const Metrics* metrics,
-                                                                  Limits limits);
+                                                                  Options options);
   // Stops serving and closes the socket.
   ~MetricsHttpServer();
   MetricsHttpServer(const MetricsHttpServer&) = delete;
@@ -53,10 +59,11 @@ class MetricsHttpServer {
  private:
   struct Connection;
   MetricsHttpServer(int listen_fd, int wake_fd, std::string address, const Metrics* metrics,
-                    Limits limits);
+                    Options options);
   void Serve();
-  // Reads what `c` has sent; once its request head is complete, the answer
-  // is queued and sent. False when the connection should close.
+  // Reads what `c` has sent (the TLS handshake first); once its request head
+  // is complete, the answer is queued and sent. Sets what `c` waits for
+  // next. False when the connection should close.
   bool Read(Connection& c);
   // Sends what it can of the answer. False when done or broken.
   bool Write(Connection& c);
@@ -66,7 +73,7 @@ class MetricsHttpServer {
   const int wake_fd_;  // an eventfd that ends Serve()
   const std::string address_;
   const Metrics* const metrics_;
-  const Limits limits_;
+  const Options options_;
   std::thread thread_;
 };
 

@@ -14,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/certificates.h"
 #include "tests/testing/ftd_daemon.h"
+#include "tests/testing/https_get.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -29,42 +31,18 @@ using ::testing::HasSubstr;
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fs::create_directories(dir_.Sub("certs"));
     fs::create_directories(dir_.Sub("data"));
-    MakeCa("ca");
-    MakeCa("other-ca");
-    MakeLeaf("server", "ca", "ftd.test", "serverAuth", 365);
-    MakeLeaf("client", "ca", "alice", "clientAuth", 365);
-    MakeLeaf("stranger", "other-ca", "mallory", "clientAuth", 365);
-    MakeLeaf("expired", "ca", "bob", "clientAuth", -1);
-    MakeLeaf("server2", "other-ca", "ftd.test", "serverAuth", 365);
+    certs_.MakeCa("ca");
+    certs_.MakeCa("other-ca");
+    certs_.MakeLeaf("server", "ca", "ftd.test", "serverAuth", 365);
+    certs_.MakeLeaf("client", "ca", "alice", "clientAuth", 365);
+    certs_.MakeLeaf("stranger", "other-ca", "mallory", "clientAuth", 365);
+    certs_.MakeLeaf("expired", "ca", "bob", "clientAuth", -1);
+    certs_.MakeLeaf("server2", "other-ca", "ftd.test", "serverAuth", 365);
   }
 
-  std::string Cert(const std::string& name) { return dir_.Sub("certs/" + name + ".pem"); }
-  std::string Key(const std::string& name) { return dir_.Sub("certs/" + name + ".key"); }
-
-  void OpenSsl(std::vector<std::string> args) {
-    args.insert(args.begin(), FTD_OPENSSL);
-    CommandResult r = ftd::testing::RunCommand(args);
-    ASSERT_EQ(r.exit_code, 0) << "openssl " << args[1] << ": " << r.err;
-  }
-  void MakeCa(const std::string& name) {
-    OpenSsl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", Key(name), "-out", Cert(name), "-days", "3650", "-subj", "/CN=" + name});
-  }
-  // A certificate for `cn` signed by `ca`, valid `days` from now (-1: it
-  // has expired).
-  void MakeLeaf(const std::string& name, const std::string& ca, const std::string& cn,
-                const std::string& usage, int days) {
-    const std::string csr = dir_.Sub("certs/" + name + ".csr");
-    const std::string ext = dir_.Sub("certs/" + name + ".ext");
-    ftd::testing::WriteFile(ext, absl::StrCat("subjectAltName=DNS:", cn,
-                                              ",IP:127.0.0.1\nextendedKeyUsage=", usage, "\n"));
-    OpenSsl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", Key(name), "-out", csr, "-subj", "/CN=" + cn});
-    OpenSsl({"x509", "-req", "-in", csr, "-CA", Cert(ca), "-CAkey", Key(ca), "-CAcreateserial",
-             "-out", Cert(name), "-days", absl::StrCat(days), "-extfile", ext});
-  }
+  std::string Cert(const std::string& name) { return certs_.Cert(name); }
+  std::string Key(const std::string& name) { return certs_.Key(name); }
 
   std::unique_ptr<FtdDaemon> Start(std::vector<std::string> flags) {
     return std::make_unique<FtdDaemon>(FtdDaemon::Options{FTD_BINARY, FTCTL_BINARY,
@@ -80,6 +58,7 @@ class TlsTest : public ::testing::Test {
   }
 
   ftd::testing::TempDir dir_;
+  ftd::testing::Certificates certs_{dir_.Sub("certs"), FTD_OPENSSL};
 };
 
 TEST_F(TlsTest, TlsIsVerifiedAgainstTheCaAndTheServersName) {
@@ -103,6 +82,35 @@ TEST_F(TlsTest, TlsIsVerifiedAgainstTheCaAndTheServersName) {
   std::ifstream log(dir_.Sub("ftd.log"));
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_THAT(text, HasSubstr("(TLS; "));
+
+  // The metrics endpoint serves HTTPS with the same certificate.
+  const size_t url = ok.out.find("https://");
+  ASSERT_NE(url, std::string::npos) << ok.out;
+  const std::string metrics = ok.out.substr(url + 8, ok.out.find("/metrics", url) - url - 8);
+  ftd::testing::HttpsResult scrape = ftd::testing::HttpsGet(
+      metrics, "GET /metrics HTTP/1.1\r\n\r\n", ftd::testing::HttpsOptions{Cert("ca")});
+  EXPECT_TRUE(scrape.connected);
+  EXPECT_THAT(scrape.answer, HasSubstr("ftd_build_info"));
+  EXPECT_FALSE(ftd::testing::HttpsGet(metrics, "GET /metrics HTTP/1.1\r\n\r\n",
+                                      ftd::testing::HttpsOptions{Cert("other-ca")})
+                   .connected);
+}
+
+// --metrics_tls=false keeps the metrics endpoint on plaintext HTTP.
+TEST_F(TlsTest, TheMetricsEndpointCanStayOnHttp) {
+  auto daemon =
+      Start({"--tls_cert=" + Cert("server"), "--tls_key=" + Key("server"), "--metrics_tls=false"});
+  ASSERT_TRUE(daemon->started());
+  CommandResult info = Info(*daemon, {"--tls_ca=" + Cert("ca"), "--tls_server_name=ftd.test"});
+  EXPECT_THAT(info.out, HasSubstr("metrics:     http://127.0.0.1:"));
+  // Scrapers' certificates need HTTPS.
+  CommandResult refused = ftd::testing::RunCommand(
+      {FTD_BINARY, "--data_dir=" + dir_.Sub("ftd-data-2"), "--data_roots=" + dir_.Sub("data"),
+       "--cpu_slots=0", "--address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+       "--tls_cert=" + Cert("server"), "--tls_key=" + Key("server"), "--metrics_tls=false",
+       "--metrics_tls_client_ca=" + Cert("ca")});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("metrics_tls_client_ca: scrapers' certificates need"));
 }
 
 TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,15 +18,19 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/certificates.h"
+#include "tests/testing/https_get.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ftd::metrics {
 namespace {
 
 using ::testing::AllOf;
-using ::testing::Not;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
+using ::ftd::testing::StatusIs;
 using Clock = std::chrono::steady_clock;
 
 // A client socket connected to the server.
@@ -89,7 +94,7 @@ TEST_F(MetricsHttpServerTest, IdleConnectionsDoNotHoldUpAScrape) {
 // With a token, a scrape without it (or with another) is 401 and gets no
 // metrics; the header's name is matched in any case.
 TEST_F(MetricsHttpServerTest, AScrapeTokenIsRequiredWhenSet) {
-  MetricsHttpServer::Limits limits;
+  MetricsHttpServer::Options limits;
   limits.token_sha256 = Sha256::Hex("scrape-secret");
   ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, limits));
   for (const char* headers :
@@ -105,7 +110,7 @@ TEST_F(MetricsHttpServerTest, AScrapeTokenIsRequiredWhenSet) {
 }
 
 TEST_F(MetricsHttpServerTest, ConnectionsRequestsAndTimeAreLimited) {
-  MetricsHttpServer::Limits limits;
+  MetricsHttpServer::Options limits;
   limits.max_connections = 2;
   limits.max_request_bytes = 1024;
   limits.connection_timeout_ms = 300;
@@ -140,6 +145,115 @@ TEST_F(MetricsHttpServerTest, StopsAtOnceWithAClientConnected) {
   server.reset();
   EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(500));
   close(fd);
+}
+
+class MetricsHttpsTest : public MetricsHttpServerTest {
+ protected:
+  void SetUp() override {
+    certs_.MakeCa("ca");
+    certs_.MakeCa("other-ca");
+    certs_.MakeLeaf("server", "ca", "ftd.test", "serverAuth", 365);
+    certs_.MakeLeaf("server2", "other-ca", "ftd.test", "serverAuth", 365);
+    certs_.MakeLeaf("scraper", "ca", "prometheus", "clientAuth", 365);
+    certs_.MakeLeaf("stranger", "other-ca", "prometheus", "clientAuth", 365);
+    // The files the server serves, replaced as a rotated secret is.
+    std::filesystem::copy_file(certs_.Cert("server"), dir_.Sub("tls.crt"));
+    std::filesystem::copy_file(certs_.Key("server"), dir_.Sub("tls.key"));
+  }
+  void Rotate(const std::string& name) {
+    std::filesystem::copy_file(certs_.Cert(name), dir_.Sub("tls.crt.new"));
+    std::filesystem::copy_file(certs_.Key(name), dir_.Sub("tls.key.new"));
+    std::filesystem::rename(dir_.Sub("tls.crt.new"), dir_.Sub("tls.crt"));
+    std::filesystem::rename(dir_.Sub("tls.key.new"), dir_.Sub("tls.key"));
+  }
+  security::TlsServerContext::Files Files(const std::string& client_ca = "") {
+    return {dir_.Sub("tls.crt"), dir_.Sub("tls.key"), client_ca, absl::ZeroDuration()};
+  }
+  ftd::testing::HttpsResult Scrape(const std::string& address, const std::string& ca,
+                                   const std::string& client = "") {
+    ftd::testing::HttpsOptions options{certs_.Cert(ca)};
+    if (!client.empty()) {
+      options.cert_file = certs_.Cert(client);
+      options.key_file = certs_.Key(client);
+    }
+    return ftd::testing::HttpsGet(address, "GET /metrics HTTP/1.1\r\n\r\n", options);
+  }
+
+  ftd::testing::TempDir dir_;
+  ftd::testing::Certificates certs_{dir_.Sub("certs"), FTD_OPENSSL};
+};
+
+// HTTPS from the files, verified against the CA and the name; plaintext
+// gets no metrics; a rotated certificate is served from the next connection
+// on, and a broken new version leaves the one before in service.
+TEST_F(MetricsHttpsTest, ServesHttpsAndPicksUpARotatedCertificate) {
+  MetricsHttpServer::Options options;
+  ASSERT_OK_AND_ASSIGN(options.tls, security::TlsServerContext::Load("metrics_tls", Files()));
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, options));
+  ftd::testing::HttpsResult ok = Scrape(server->address(), "ca");
+  EXPECT_TRUE(ok.connected);
+  EXPECT_THAT(ok.answer, AllOf(StartsWith("HTTP/1.1 200 OK"), HasSubstr("ftd_build_info")));
+  EXPECT_FALSE(Scrape(server->address(), "other-ca").connected);
+  EXPECT_THAT(Get(server->address(), "GET /metrics HTTP/1.1\r\n\r\n"),
+              Not(HasSubstr("ftd_build_info")));
+
+  Rotate("server2");
+  EXPECT_FALSE(Scrape(server->address(), "ca").connected);
+  ok = Scrape(server->address(), "other-ca");
+  EXPECT_TRUE(ok.connected);
+  EXPECT_THAT(ok.answer, StartsWith("HTTP/1.1 200 OK"));
+
+  // A key that is not the certificate's: the version before stays.
+  std::filesystem::copy_file(certs_.Key("server"), dir_.Sub("tls.key.new"));
+  std::filesystem::rename(dir_.Sub("tls.key.new"), dir_.Sub("tls.key"));
+  EXPECT_TRUE(Scrape(server->address(), "other-ca").connected);
+}
+
+// A client that opens a connection and never says hello holds no one up.
+TEST_F(MetricsHttpsTest, AStalledHandshakeDoesNotHoldUpAScrape) {
+  MetricsHttpServer::Options options;
+  options.connection_timeout_ms = 300;
+  ASSERT_OK_AND_ASSIGN(options.tls, security::TlsServerContext::Load("metrics_tls", Files()));
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, options));
+  const int idle = Connect(server->address());
+  const auto start = Clock::now();
+  EXPECT_THAT(Scrape(server->address(), "ca").answer, StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(250));
+  EXPECT_EQ(ReadAll(idle, 2000), "");  // closed at its deadline
+  close(idle);
+}
+
+// With a client CA, a scraper must present a certificate it signed.
+TEST_F(MetricsHttpsTest, ScrapersCertificatesAreRequiredWhenAsked) {
+  MetricsHttpServer::Options options;
+  ASSERT_OK_AND_ASSIGN(options.tls,
+                       security::TlsServerContext::Load("metrics_tls", Files(certs_.Cert("ca"))));
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, options));
+  EXPECT_THAT(Scrape(server->address(), "ca", "scraper").answer, StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(Scrape(server->address(), "ca").answer, Not(HasSubstr("ftd_build_info")));
+  EXPECT_THAT(Scrape(server->address(), "ca", "stranger").answer, Not(HasSubstr("ftd_build_info")));
+}
+
+// Files that do not load are named, never quoted.
+TEST_F(MetricsHttpsTest, FilesThatDoNotLoadAreNamed) {
+  security::TlsServerContext::Files mismatched = Files();
+  mismatched.key_file = certs_.Key("server2");
+  EXPECT_THAT(security::TlsServerContext::Load("metrics_tls", mismatched).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("metrics_tls: \"" + mismatched.key_file + "\""),
+                             HasSubstr("not the key of"))));
+  security::TlsServerContext::Files missing = Files();
+  missing.cert_file = dir_.Sub("nope.crt");
+  EXPECT_THAT(security::TlsServerContext::Load("metrics_tls", missing).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nope.crt")));
+  ftd::testing::WriteFile(dir_.Sub("garbage.pem"),
+                          "-----BEGIN CERTIFICATE-----\nsecret-looking-bytes\n"
+                          "-----END CERTIFICATE-----\n");
+  security::TlsServerContext::Files garbage = Files();
+  garbage.cert_file = dir_.Sub("garbage.pem");
+  absl::Status status = security::TlsServerContext::Load("metrics_tls", garbage).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not load")));
+  EXPECT_THAT(status.message(), Not(HasSubstr("secret-looking")));
 }
 
 }  // namespace
