@@ -8,23 +8,36 @@ Renders both kustomize overlays (deploy/k8s/overlays/cpu and gpu) with
     Prometheus-operator models, with unknown fields rejected), and checks that
     broken copies (a misspelt field, a wrong type) are rejected;
   - checks what the deployment promises: one replica with a data volume
-    claim, named grpc and metrics ports, gRPC probes, a restrictive security
-    context, the GPU request with its node selector and toleration, the
-    ServiceMonitor, the dashboard ConfigMap equal to
+    claim, named grpc and metrics ports, TLS and tokens from mounted Secrets
+    (no plaintext), exec probes running `ftctl health` over TLS, a
+    restrictive security context, the GPU request with its node selector and
+    toleration, a NetworkPolicy admitting gRPC from labelled clients and
+    metrics from the monitoring namespace only, the ServiceMonitor scraping
+    HTTPS with the Secrets' CA and token, the dashboard ConfigMap equal to
     deploy/grafana/ftd-dashboard.json;
   - checks every ftd flag in the manifests and the Dockerfiles against
-    `ftd --helpfull`, and the Dockerfiles' install-deps options.
+    `ftd --helpfull` (the probes' against `ftctl --help`), and the
+    Dockerfiles' install-deps options;
+  - runs the real ftd with each overlay's arguments (the Secrets' files made
+    here with openssl, paths moved to a temporary folder, loopback ports),
+    then its probe command, and scrapes its metrics as the ServiceMonitor
+    says (HTTPS, the server name, the CA, the token) and without the token.
 
-Usage: k8s_manifests_test.py --ftd=PATH --source-dir=REPO --work-dir=DIR
+Usage: k8s_manifests_test.py --ftd=PATH --ftctl=PATH --source-dir=REPO --work-dir=DIR
 """
 import argparse
 import copy
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
+import time
 
 import yaml
 
@@ -54,7 +67,21 @@ def flags_of(args):
     return [re.match(r"--([a-z_]+)", a).group(1) for a in args if re.match(r"--([a-z_]+)", a)]
 
 
-def check_overlay(name, objects, dashboard, known_flags):
+def secret_mounts(pod, container):
+    """mountPath -> Secret name, for the container's Secret volumes."""
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    return {m["mountPath"]: secrets[m["name"]] for m in container.get("volumeMounts", [])
+            if m["name"] in secrets}
+
+
+def flag_value(args, flag):
+    for a in args:
+        if a.startswith(f"--{flag}="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def check_overlay(name, objects, dashboard, known_flags, ftctl_flags):
     sts = one(objects, "StatefulSet")
     spec = sts.get("spec", {})
     pod = spec.get("template", {}).get("spec", {})
@@ -75,8 +102,41 @@ def check_overlay(name, objects, dashboard, known_flags):
           f"{name}: container ports {ports}")
     check("--address=0.0.0.0:50051" in args and "--metrics_address=0.0.0.0:9464" in args,
           f"{name}: the flags do not listen on the container ports")
+    # TLS and tokens by default, from Secrets mounted read-only.
+    check("--allow_insecure" not in args, f"{name}: serves plaintext (--allow_insecure)")
+    mounts_of_secrets = secret_mounts(pod, c)
+    for flag in ("tls_cert", "tls_key", "tokens_file", "metrics_token_file"):
+        path = flag_value(args, flag)
+        check(path is not None, f"{name}: no --{flag}")
+        if path:
+            check(os.path.dirname(path) in mounts_of_secrets, f"{name}: --{flag}={path} is not in a mounted Secret")
+    check(flag_value(args, "metrics_tls") in (None, "true"), f"{name}: the metrics endpoint is not on TLS")
+    # gRPC probes cannot present TLS: ftctl health inside the container.
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        check(c.get(probe, {}).get("grpc", {}).get("port") == 50051, f"{name}: {probe} is not a gRPC probe")
+        command = c.get(probe, {}).get("exec", {}).get("command", [])
+        check(command[:1] == ["ftctl"] and command[-1:] == ["health"], f"{name}: {probe} is not `ftctl health`")
+        for flag in flags_of(command):
+            check(flag in ftctl_flags, f"{name}: {probe}: ftctl has no flag --{flag}")
+        ca = flag_value(command, "tls_ca")
+        check(ca is not None and os.path.dirname(ca) in mounts_of_secrets,
+              f"{name}: {probe} does not verify the server against a mounted CA")
+    policy = one(objects, "NetworkPolicy")
+    pspec = policy.get("spec", {})
+    pod_labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+    check(all(pod_labels.get(k) == v for k, v in pspec.get("podSelector", {}).get("matchLabels", {}).items())
+          and pspec.get("podSelector", {}).get("matchLabels"), f"{name}: the NetworkPolicy does not select ftd's pod")
+    check("Ingress" in pspec.get("policyTypes", []), f"{name}: the NetworkPolicy does not govern ingress")
+    rules = {}
+    for rule in pspec.get("ingress", []):
+        check(rule.get("from"), f"{name}: a NetworkPolicy rule admits everyone")
+        for port in rule.get("ports", []):
+            rules[port.get("port")] = rule.get("from", [])
+    check(set(rules) == {"grpc", "metrics"}, f"{name}: the NetworkPolicy's ports are {sorted(rules)}")
+    check(all(f.get("podSelector", {}).get("matchLabels", {}).get("ftd.dev/client") == "true"
+              for f in rules.get("grpc", [{}])), f"{name}: gRPC is admitted from unlabelled pods")
+    check(all(f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+              and "podSelector" not in f for f in rules.get("metrics", [{}])),
+          f"{name}: metrics are admitted from outside the monitoring namespace")
     sc, psc = c.get("securityContext", {}), pod.get("securityContext", {})
     check(psc.get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True
           and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"],
@@ -95,8 +155,16 @@ def check_overlay(name, objects, dashboard, known_flags):
     check(svc_ports == {"grpc": 50051, "metrics": 9464}, f"{name}: Service ports {svc_ports}")
     check(spec.get("serviceName") == svc.get("metadata", {}).get("name"), f"{name}: serviceName")
     sm = one(objects, "ServiceMonitor")
-    check([e.get("port") for e in sm.get("spec", {}).get("endpoints", [])] == ["metrics"],
-          f"{name}: the ServiceMonitor does not scrape the metrics port")
+    endpoints = sm.get("spec", {}).get("endpoints", [])
+    check([e.get("port") for e in endpoints] == ["metrics"], f"{name}: the ServiceMonitor does not scrape the metrics port")
+    for e in endpoints:
+        check(e.get("scheme") == "https", f"{name}: the ServiceMonitor scrapes plaintext")
+        tls_secret = mounts_of_secrets.get(os.path.dirname(flag_value(args, "tls_cert") or ""))
+        check(e.get("tlsConfig", {}).get("ca", {}).get("secret", {}).get("name") == tls_secret,
+              f"{name}: the ServiceMonitor does not verify against the {tls_secret} Secret's CA")
+        token_secret = mounts_of_secrets.get(os.path.dirname(flag_value(args, "metrics_token_file") or ""))
+        check(e.get("bearerTokenSecret", {}).get("name") == token_secret,
+              f"{name}: the ServiceMonitor does not send the {token_secret} Secret's token")
     labels = svc.get("metadata", {}).get("labels", {})
     check(all(labels.get(k) == v for k, v in sm.get("spec", {}).get("selector", {}).get("matchLabels", {}).items()),
           f"{name}: the ServiceMonitor's selector does not match the Service")
@@ -105,6 +173,116 @@ def check_overlay(name, objects, dashboard, known_flags):
           f"{name}: the dashboard ConfigMap lacks the grafana_dashboard label")
     check(json.loads(cm.get("data", {}).get("ftd-dashboard.json", "null")) == dashboard,
           f"{name}: the dashboard ConfigMap differs from deploy/grafana/ftd-dashboard.json")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openssl(*argv):
+    subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+
+def run_overlay(name, objects, ftd, ftctl, work):
+    """The overlay's ftd arguments and probe for real, with its Secrets' files."""
+    sts = one(objects, "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    sm = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    tmp = tempfile.mkdtemp(prefix=f"ftd-deploy-{name}-", dir=work)
+    # The Secrets' files where the pod mounts them, under tmp.
+    moved = lambda path: tmp + path
+    for mount in secret_mounts(pod, c):
+        os.makedirs(moved(mount))
+    args, probe = c["args"], c["startupProbe"]["exec"]["command"]
+    server_name = sm["tlsConfig"]["serverName"]
+    cert, key = moved(flag_value(args, "tls_cert")), moved(flag_value(args, "tls_key"))
+    ca = moved(flag_value(probe, "tls_ca"))
+    ca_key = os.path.join(tmp, "ca.key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", ca_key, "-out", ca, "-days", "30", "-subj", "/CN=ftd-test-ca")
+    ext = os.path.join(tmp, "ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName=DNS:{server_name}\nextendedKeyUsage=serverAuth\n")
+    csr = os.path.join(tmp, "csr")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={server_name}")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+            "-days", "30", "-extfile", ext)
+    token = "user-token-" + name
+    with open(moved(flag_value(args, "tokens_file")), "w") as f:
+        f.write(f"{hashlib.sha256(token.encode()).hexdigest()} team-a user\n")
+    scrape_token = "scrape-token-" + name
+    with open(moved(flag_value(args, "metrics_token_file")), "w") as f:
+        f.write(scrape_token + "\n")
+    grpc_port = free_port()
+    address_file = os.path.join(tmp, "address")
+    replaced = []
+    for a in args:
+        a = a.replace("--address=0.0.0.0:50051", f"--address=127.0.0.1:{grpc_port}")
+        a = a.replace("--metrics_address=0.0.0.0:9464", "--metrics_address=127.0.0.1:0")
+        flag, _, value = a.partition("=")
+        if value.startswith("/"):
+            os.makedirs(os.path.dirname(moved(value)), exist_ok=True)
+            if flag in ("--data_dir", "--data_roots"):
+                os.makedirs(moved(value), exist_ok=True)
+            a = f"{flag}={moved(value)}"
+        replaced.append(a)
+    log_path = os.path.join(tmp, "ftd.log")
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen([ftd, *replaced, f"--address_file={address_file}"], stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(address_file) and daemon.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        if not os.path.exists(address_file):
+            check(False, f"{name}: ftd did not start with the overlay's arguments:\n{open(log_path).read()}")
+            return
+        command = [ftctl if probe[0] == "ftctl" else probe[0]]
+        for a in probe[1:]:
+            flag, _, value = a.partition("=")
+            if flag == "--address":
+                a = f"--address=127.0.0.1:{grpc_port}"
+            elif value.startswith("/"):
+                a = f"{flag}={moved(value)}"
+            command.append(a)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        check(result.returncode == 0, f"{name}: the probe failed ({result.returncode}): {result.stderr}")
+        # The metrics, as the ServiceMonitor scrapes them.
+        info = subprocess.run([ftctl, f"--address=127.0.0.1:{grpc_port}", f"--tls_ca={ca}",
+                               f"--tls_server_name={server_name}", "--json", "info"],
+                              capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "FTD_TOKEN": token})
+        check(info.returncode == 0, f"{name}: ftctl info with a user's token failed: {info.stderr}")
+        with open(log_path) as f:
+            started = f.read()
+        found = re.search(r"metrics https://([0-9.]+):([0-9]+)/metrics", started)
+        check(found is not None, f"{name}: the metrics endpoint is not on HTTPS:\n{started}")
+        if not found:
+            return
+        context = ssl.create_default_context(cafile=ca)
+        def scrape(headers):
+            # Verified against the CA and the ServiceMonitor's server name.
+            with socket.create_connection((found.group(1), int(found.group(2))), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname=server_name) as tls:
+                    request = f"GET {sm.get('path', '/metrics')} HTTP/1.1\r\nHost: {server_name}\r\n"
+                    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                    tls.sendall(request.encode())
+                    answer = b""
+                    while chunk := tls.recv(65536):
+                        answer += chunk
+            head, _, body = answer.decode().partition("\r\n\r\n")
+            return int(head.split(" ")[1]), body
+        status, body = scrape({"Authorization": f"Bearer {scrape_token}"})
+        check(status == 200 and "ftd_build_info" in body, f"{name}: the ServiceMonitor's scrape got {status}")
+        status, body = scrape({})
+        check(status == 401 and "ftd_build_info" not in body, f"{name}: a scrape without the token got {status}")
+        print(f"{name}: ftd started with the overlay's arguments; probe ok; HTTPS scrape 200 with the token, 401 without")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
 
 
 def validate(work, objects):
@@ -117,22 +295,26 @@ def validate(work, objects):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ftd", required=True)
+    ap.add_argument("--ftctl", required=True)
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--work-dir", required=True)
     args = ap.parse_args()
-    for tool in ("kubectl", "node", "npm"):
+    for tool in ("kubectl", "node", "npm", "openssl"):
         if shutil.which(tool) is None:
             sys.exit(f"FAIL: {tool} is not installed: run scripts/install-deps.sh")
 
     helpfull = subprocess.run([args.ftd, "--helpfull"], capture_output=True, text=True).stdout
     known_flags = set(re.findall(r"^\s+--([a-z_]+) ", helpfull, re.M))
     check("metrics_address" in known_flags, "ftd --helpfull lists no --metrics_address: cannot read flags")
+    ftctl_help = subprocess.run([args.ftctl, "--help"], capture_output=True, text=True).stdout
+    ftctl_flags = set(re.findall(r"^\s+--([a-z_]+) ", ftctl_help, re.M))
+    check("tls_ca" in ftctl_flags, "ftctl --help lists no --tls_ca: cannot read its flags")
     with open(os.path.join(args.source_dir, "deploy/grafana/ftd-dashboard.json")) as f:
         dashboard = json.load(f)
 
     rendered = {name: render(args.source_dir, name) for name in ("cpu", "gpu")}
     for name, objects in rendered.items():
-        check_overlay(name, objects, dashboard, known_flags)
+        check_overlay(name, objects, dashboard, known_flags, ftctl_flags)
 
     # The Dockerfiles: ftd's flags, and the install script's options.
     for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
@@ -148,9 +330,12 @@ def main():
                                      *options.split(), "--dry-run"], capture_output=True, text=True)
             check(result.returncode == 0, f"{dockerfile}: install-deps.sh{options}: {result.stderr.strip()}")
 
-    # The schemas, through the npm packages pinned in tests/deploy.
     work = args.work_dir
     os.makedirs(work, exist_ok=True)
+    for name, objects in rendered.items():
+        run_overlay(name, objects, args.ftd, args.ftctl, work)
+
+    # The schemas, through the npm packages pinned in tests/deploy.
     for name in ("package.json", "package-lock.json", "validate.mjs"):
         shutil.copy(os.path.join(args.source_dir, "tests/deploy", name), work)
     if not os.path.isdir(os.path.join(work, "node_modules")):
