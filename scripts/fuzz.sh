@@ -20,7 +20,8 @@ if [ ! -f "$build_dir/build.ninja" ]; then
     { cat "$build_dir/cmake.log"; exit 1; }
 fi
 cmake --build "$build_dir" -j "$(nproc)"
-for target in text_dataset activation_codec job_file safetensors model_config; do
+for target in text_dataset activation_codec job_file safetensors model_config shard_index \
+    tokenizer http_request; do
   mkdir -p "$build_dir/corpus/$target"
   args=(-print_final_stats=1 "$@")
   [ "$seconds" != 0 ] && args=(-max_total_time="$seconds" "${args[@]}")

@@ -14,12 +14,11 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "server/core/error_details.h"
 #include "server/core/model_check.h"
 #include "server/training/data/text_dataset.h"
 #include "server/training/model/safetensors.h"
+#include "server/training/model/shard_index.h"
 
 namespace ftd::core {
 namespace {
@@ -64,29 +63,6 @@ v1::DatasetFormat FormatFromName(const std::string& name) {
   if (ext == ".csv") return v1::DATASET_FORMAT_CSV;
   if (ext == ".jsonl" || ext == ".ndjson") return v1::DATASET_FORMAT_JSONL;
   return v1::DATASET_FORMAT_UNSPECIFIED;
-}
-
-// The names a model's index maps weights to.
-absl::StatusOr<std::set<std::string>> IndexShards(const std::string& path,
-                                                  const std::string& shown) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  google::protobuf::Struct index;
-  if (!google::protobuf::util::JsonStringToMessage(text, &index).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(shown, " is not a JSON object"));
-  }
-  auto map = index.fields().find("weight_map");
-  if (map == index.fields().end() || !map->second.has_struct_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(shown, " has no \"weight_map\" object"));
-  }
-  std::set<std::string> shards;
-  for (const auto& [tensor, file] : map->second.struct_value().fields()) {
-    if (!file.has_string_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(shown, ": \"weight_map\" maps a tensor to something not a file name"));
-    }
-    shards.insert(file.string_value());
-  }
-  return shards;
 }
 
 // What another tenant's file is to a caller: the same as none.
@@ -191,9 +167,11 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
   std::set<std::string> shards;
   for (const v1::FileEntry& e : entries) names.insert(e.name());
   if (names.count("model.safetensors.index.json") > 0) {
-    absl::StatusOr<std::set<std::string>> mapped =
-        IndexShards((fs::path(folder) / "model.safetensors.index.json").string(),
-                    "model.safetensors.index.json");
+    absl::StatusOr<std::string> text =
+        ReadFile((fs::path(folder) / "model.safetensors.index.json").string());
+    if (!text.ok()) return text.status();
+    absl::StatusOr<std::vector<std::string>> mapped =
+        training::ParseShardIndex(*text, "model.safetensors.index.json");
     if (!mapped.ok()) return InvalidField("header.entries", std::string(mapped.status().message()));
     for (const std::string& shard : *mapped) {
       if (names.count(shard) == 0) {
@@ -202,7 +180,7 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
                                          "\", which the upload does not have"));
       }
     }
-    shards = *std::move(mapped);
+    shards.insert(mapped->begin(), mapped->end());
   } else {
     shards.insert("model.safetensors");
   }

@@ -15,6 +15,11 @@ absl::StatusOr<HttpRequest> ParseHttpRequestHead(absl::string_view head) {
   if (sp1 == 0 || sp2 == absl::string_view::npos || sp2 == sp1 + 1) {
     return absl::InvalidArgumentError("bad request line");
   }
+  for (char c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("a control character in the request line");
+    }
+  }
   HttpRequest request;
   request.method = std::string(line.substr(0, sp1));
   const absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);

@@ -20,7 +20,7 @@ struct HttpRequest {
 
 // `head`: the request line and headers, up to the blank line or without it.
 // Errors: INVALID_ARGUMENT for a request line that is not "METHOD PATH
-// VERSION".
+// VERSION" or holds a control character.
 absl::StatusOr<HttpRequest> ParseHttpRequestHead(absl::string_view head);
 
 }  // namespace ftd::metrics

@@ -12,6 +12,7 @@
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/training/model/shard_index.h"
 
 namespace ftd::training {
 namespace {
@@ -41,24 +42,9 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
         absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
   }
   ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(index.string()));
-  google::protobuf::Struct json;
-  if (!google::protobuf::util::JsonStringToMessage(text, &json).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(index.string(), " is not a JSON object"));
-  }
-  auto map = json.fields().find("weight_map");
-  if (map == json.fields().end() || !map->second.has_struct_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(index.string(), " has no weight_map"));
-  }
-  std::set<std::string> files;
-  for (const auto& [name, file] : map->second.struct_value().fields()) {
-    const std::string& f = file.string_value();
-    if (f.empty() || f.find('/') != std::string::npos || f == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index.string(), ": tensor \"", name, "\" names a bad file \"", f, "\""));
-    }
-    files.insert((fs::path(dir) / f).string());
-  }
-  return std::vector<std::string>(files.begin(), files.end());
+  ASSIGN_OR_RETURN(std::vector<std::string> files, ParseShardIndex(text, index.string()));
+  for (std::string& file : files) file = (fs::path(dir) / file).string();
+  return files;
 }
 
 }  // namespace

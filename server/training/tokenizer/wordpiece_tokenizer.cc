@@ -206,20 +206,30 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std
   const std::string vocab_path = (std::filesystem::path(dir) / "vocab.txt").string();
   absl::StatusOr<std::string> text = ReadFileNoFollow(vocab_path);
   if (!text.ok()) return text.status();
+  const std::string config_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
+  std::optional<std::string> json;
+  if (std::filesystem::exists(config_path)) {
+    ASSIGN_OR_RETURN(json, ReadFileNoFollow(config_path));
+  }
+  return FromText(*text, json, vocab_path, config_path);
+}
+
+absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromText(
+    std::string_view vocab_text, const std::optional<std::string>& config_json,
+    const std::string& vocab_name, const std::string& config_name) {
   std::vector<std::string> vocab;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+  for (absl::string_view line :
+       absl::StrSplit(absl::string_view(vocab_text.data(), vocab_text.size()), '\n')) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     vocab.emplace_back(line);
   }
   while (!vocab.empty() && vocab.back().empty()) vocab.pop_back();
 
   Options options;
-  const std::string config_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
-  if (std::filesystem::exists(config_path)) {
-    ASSIGN_OR_RETURN(std::string json, ReadFileNoFollow(config_path));
+  if (config_json.has_value()) {
     google::protobuf::Struct config;
-    if (!google::protobuf::util::JsonStringToMessage(json, &config).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_path, " is not a JSON object"));
+    if (!google::protobuf::util::JsonStringToMessage(*config_json, &config).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_name, " is not a JSON object"));
     }
     auto flag = [&](const char* key, bool fallback) {
       auto it = config.fields().find(key);
@@ -232,7 +242,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std
   }
   absl::StatusOr<WordPieceTokenizer> t = Create(std::move(vocab), options);
   if (!t.ok())
-    return absl::InvalidArgumentError(absl::StrCat(vocab_path, ": ", t.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(vocab_name, ": ", t.status().message()));
   return t;
 }
 

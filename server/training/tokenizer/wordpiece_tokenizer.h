@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,6 +37,13 @@ class WordPieceTokenizer {
   // tokenize_chinese_chars). Errors name the file: NOT_FOUND without
   // vocab.txt, INVALID_ARGUMENT when a special token is missing.
   static absl::StatusOr<WordPieceTokenizer> FromModelFolder(const std::string& dir);
+  // The same from the files' contents (`config_json` absent: no
+  // tokenizer_config.json); errors name the files by the names given. Bytes
+  // a user supplies (fuzz/tokenizer_fuzzer.cc).
+  static absl::StatusOr<WordPieceTokenizer> FromText(std::string_view vocab_text,
+                                                     const std::optional<std::string>& config_json,
+                                                     const std::string& vocab_name,
+                                                     const std::string& config_name);
   static absl::StatusOr<WordPieceTokenizer> Create(std::vector<std::string> vocab, Options options);
 
   // [CLS] tokens [SEP], truncated to `max_length` ids when it is > 0 (the
