@@ -213,6 +213,7 @@ int Ftctl::Events(const std::string& job_id, int page_size, const std::string& p
   request.set_page_token(page_token);
   const bool one_page = page_size > 0 || !page_token.empty();
   std::string next;
+  int64_t dropped = 0;
   do {
     grpc::ClientContext context;
     Prepare(&context);
@@ -223,8 +224,16 @@ int Ftctl::Events(const std::string& job_id, int page_size, const std::string& p
       *options_.out << (options_.json ? ToJson(event, false) : FormatEvent(event)) << "\n";
     }
     next = response.next_page_token();
+    dropped = response.dropped_events();
     request.set_page_token(next);
   } while (!one_page && !next.empty());
+  if (dropped > 0 && !options_.json) {
+    *options_.err
+        << dropped
+        << " older events (progress, evaluations, freeze decisions) were dropped to keep "
+           "the history within the daemon's bound; state changes, warnings and errors "
+           "are all here, and `ftctl get` shows the newest evaluations and every freeze\n";
+  }
   if (one_page && !next.empty()) {
     *options_.err << "more events: ftctl events " << job_id << " --page_size=" << page_size
                   << " --page_token=" << next << "\n";

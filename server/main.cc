@@ -86,6 +86,9 @@ ABSL_FLAG(int, max_queued_jobs_per_tenant, 0,
 ABSL_FLAG(int, max_running_jobs_per_tenant, 0,
           "jobs one tenant may run at once (0: no cap); among jobs of one priority the tenant "
           "running the fewest starts first either way");
+ABSL_FLAG(int64_t, max_job_events, 100000,
+          "events a job's history keeps besides its state changes, warnings and errors (0: no "
+          "bound); past it the oldest progress, evaluation and freeze events go, counted");
 ABSL_FLAG(int, max_queued_jobs, 10000,
           "jobs that may wait in the queue at once; a submission beyond is refused with "
           "RESOURCE_EXHAUSTED (0: no limit)");
@@ -203,6 +206,7 @@ int main(int argc, char** argv) {
   options.max_job_crashes = absl::GetFlag(FLAGS_max_job_crashes);
   options.preemption = absl::GetFlag(FLAGS_preemption);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  options.max_job_events = absl::GetFlag(FLAGS_max_job_events);
   options.max_queued_jobs_per_tenant = std::max(0, absl::GetFlag(FLAGS_max_queued_jobs_per_tenant));
   options.max_running_jobs_per_tenant =
       std::max(0, absl::GetFlag(FLAGS_max_running_jobs_per_tenant));

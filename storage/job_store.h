@@ -38,6 +38,9 @@ struct JobPage {
 struct EventPage {
   std::vector<v1::JobEvent> events;
   std::string next_page_token;
+  // Events the store's bound on a job's history has deleted (sequence
+  // numbers are not reused: the page skips them).
+  int64_t dropped = 0;
 };
 
 class JobStore {

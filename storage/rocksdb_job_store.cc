@@ -19,6 +19,7 @@ constexpr char kEventPrefix = 'e';
 constexpr char kRequestPrefix = 'r';
 // A deleted job whose folder may still be on disk (its delete's last step).
 constexpr char kDeletedPrefix = 'd';
+constexpr char kThinnedPrefix = 't';
 constexpr char kNextJobKey[] = "m:next_job";
 // The records' layout: absent before v1 was settled (1), then 2.
 constexpr char kSchemaKey[] = "m:schema";
@@ -45,6 +46,12 @@ std::string EventKey(uint64_t number, uint64_t sequence) {
   std::string key(1, kEventPrefix);
   AppendBigEndian(&key, number);
   AppendBigEndian(&key, sequence);
+  return key;
+}
+
+std::string ThinnedKey(uint64_t number) {
+  std::string key(1, kThinnedPrefix);
+  AppendBigEndian(&key, number);
   return key;
 }
 
@@ -123,6 +130,14 @@ uint64_t RocksDbJobStore::ParseJobId(const std::string& job_id) {
 }
 
 absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Database* database) {
+  return Create(database, Options());
+}
+
+absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Database* database,
+                                                                         Options options) {
+  if (options.max_events_per_job < 0) {
+    return absl::InvalidArgumentError("max_job_events: must not be negative");
+  }
   rocksdb::ColumnFamilyHandle* cf = database->column_family("jobs");
   if (cf == nullptr) return absl::InternalError("the database has no \"jobs\" column family");
   std::string value;
@@ -135,7 +150,7 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Databas
     return FromRocksDb(s, "job store: reading the next-job counter");
   }
   RETURN_IF_ERROR(Migrate(database, cf));
-  return std::unique_ptr<RocksDbJobStore>(new RocksDbJobStore(database, next_job));
+  return std::unique_ptr<RocksDbJobStore>(new RocksDbJobStore(database, next_job, options));
 }
 
 // Schema 1 -> 2 (the v1 API settled): a job's request_id moved out of its
@@ -200,8 +215,11 @@ absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyH
   return absl::OkStatus();
 }
 
-RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job)
-    : database_(database), cf_(database->column_family("jobs")), next_job_(next_job) {}
+RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job, Options options)
+    : database_(database),
+      cf_(database->column_family("jobs")),
+      options_(options),
+      next_job_(next_job) {}
 
 absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent first_event) {
   absl::MutexLock lock(&mu_);
@@ -286,6 +304,7 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   rocksdb::WriteBatch batch;
   batch.Delete(cf_, JobKey(number));
   batch.DeleteRange(cf_, EventKey(number, 0), EventKey(number + 1, 0));
+  batch.Delete(cf_, ThinnedKey(number));
   batch.Put(cf_, DeletedKey(number), "");
   if (!job.request_id().empty()) {
     std::string value;
@@ -301,6 +320,7 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
                               absl::StrCat("job store: deleting ", job_id)));
   last_sequence_.erase(number);
+  thinned_.erase(number);
   return absl::OkStatus();
 }
 
@@ -341,6 +361,60 @@ absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
   return last;
 }
 
+absl::StatusOr<RocksDbJobStore::Thinned> RocksDbJobStore::ThinnedOf(uint64_t number) {
+  auto it = thinned_.find(number);
+  if (it != thinned_.end()) return it->second;
+  Thinned thinned;
+  std::string value;
+  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_, ThinnedKey(number), &value);
+  if (s.ok()) {
+    if (value.size() != 16) {
+      return absl::DataLossError(
+          absl::StrCat("job store: the history bound of ", JobId(number), " is corrupt"));
+    }
+    thinned.thinned_through = static_cast<int64_t>(ReadBigEndian(value.substr(0, 8)));
+    thinned.dropped = static_cast<int64_t>(ReadBigEndian(value.substr(8)));
+  } else if (!s.IsNotFound()) {
+    return FromRocksDb(s, "job store: reading a history bound");
+  }
+  thinned_[number] = thinned;
+  return thinned;
+}
+
+absl::StatusOr<std::optional<RocksDbJobStore::Thinned>> RocksDbJobStore::ThinLocked(
+    uint64_t number, int64_t sequence, rocksdb::WriteBatch* batch) {
+  const int64_t bound = options_.max_events_per_job;
+  if (bound <= 0) return std::nullopt;
+  ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(number));
+  const int64_t chunk = std::max<int64_t>(1, bound / 8);
+  if (sequence - thinned.thinned_through <= bound + chunk) return std::nullopt;
+  // Events (thinned_through, through] are looked at: the ones a reader can
+  // do without go.
+  const int64_t through = sequence - bound;
+  std::unique_ptr<rocksdb::Iterator> iter(
+      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const std::string end = EventKey(number, static_cast<uint64_t>(through) + 1);
+  for (iter->Seek(EventKey(number, static_cast<uint64_t>(thinned.thinned_through) + 1));
+       iter->Valid() && iter->key().compare(end) < 0; iter->Next()) {
+    v1::JobEvent old;
+    const bool parsed =
+        old.ParseFromArray(iter->value().data(), static_cast<int>(iter->value().size()));
+    const bool keep =
+        parsed && (old.has_state_change() ||
+                   (old.has_log() && old.log().level() >= v1::JobEvent::Log::LEVEL_WARNING));
+    if (keep) continue;
+    batch->Delete(cf_, iter->key());
+    ++thinned.dropped;
+  }
+  RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: thinning a history"));
+  thinned.thinned_through = through;
+  std::string value;
+  AppendBigEndian(&value, static_cast<uint64_t>(thinned.thinned_through));
+  AppendBigEndian(&value, static_cast<uint64_t>(thinned.dropped));
+  batch->Put(cf_, ThinnedKey(number), value);
+  return thinned;
+}
+
 absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, const v1::Job* job) {
   uint64_t number = ParseJobId(event.job_id());
   absl::MutexLock lock(&mu_);
@@ -351,6 +425,7 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
   event.set_sequence(last + 1);
   rocksdb::WriteBatch batch;
   batch.Put(cf_, EventKey(number, event.sequence()), event.SerializeAsString());
+  ASSIGN_OR_RETURN(std::optional<Thinned> thinned, ThinLocked(number, event.sequence(), &batch));
   rocksdb::WriteOptions options;
   if (job != nullptr) {
     batch.Put(cf_, JobKey(number), job->SerializeAsString());
@@ -359,6 +434,7 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
   RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
                               absl::StrCat("job store: writing an event of ", event.job_id())));
   last_sequence_[number] = event.sequence();
+  if (thinned.has_value()) thinned_[number] = *thinned;
   return event;
 }
 
@@ -425,13 +501,15 @@ absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
   if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
   uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  EventPage page;
   {
     absl::MutexLock lock(&mu_);
     if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+    ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(number));
+    page.dropped = thinned.dropped;
   }
   uint64_t after = static_cast<uint64_t>(std::max<int64_t>(after_sequence, 0));
   if (!page_token.empty()) RETURN_IF_ERROR(ParseToken(page_token, &after));
-  EventPage page;
   const std::string prefix = EventKey(number, 0).substr(0, 9);
   std::unique_ptr<rocksdb::Iterator> iter(
       database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));

@@ -4,6 +4,7 @@
 //   "j" n        -> v1::Job               job "job-<n>"
 //   "e" n s      -> v1::JobEvent          event s of job n
 //   "r" <req-id> -> n                     request id index
+//   "t" n        -> s, d                  events up to s thinned, d of them deleted
 //   "m:next_job" -> n                     the next job number
 // Listing jobs and replaying events are range scans.
 #pragma once
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -22,8 +24,21 @@ namespace ftd::storage {
 
 class RocksDbJobStore final : public JobStore {
  public:
+  struct Options {
+    // A job's history keeps at most about this many events besides its
+    // state changes (0: no bound). Past it, the oldest progress, evaluation,
+    // freeze, cache and info events leave in chunks of an eighth of the
+    // bound, in the write that appends the newest, and are counted
+    // (EventPage::dropped); state changes and warnings and errors stay. The
+    // job's record keeps its newest evaluations and every freeze that froze
+    // something either way.
+    int64_t max_events_per_job = 0;
+  };
+
   // `database` must outlive the store and have the "jobs" column family.
   static absl::StatusOr<std::unique_ptr<RocksDbJobStore>> Create(Database* database);
+  static absl::StatusOr<std::unique_ptr<RocksDbJobStore>> Create(Database* database,
+                                                                 Options options);
 
   absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
@@ -45,20 +60,35 @@ class RocksDbJobStore final : public JobStore {
   static uint64_t ParseJobId(const std::string& job_id);
 
  private:
-  RocksDbJobStore(Database* database, uint64_t next_job);
+  // What has left a job's history: events up to `thinned_through` were
+  // looked at, and `dropped` of them deleted.
+  struct Thinned {
+    int64_t thinned_through = 1;  // the submission stays
+    int64_t dropped = 0;
+  };
+  RocksDbJobStore(Database* database, uint64_t next_job, Options options);
 
   static absl::Status Migrate(Database* database, rocksdb::ColumnFamilyHandle* cf);
   absl::StatusOr<v1::Job> ReadJob(uint64_t number);
   // The last event sequence of job `number` (0 when it has none).
   absl::StatusOr<int64_t> LastSequence(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Thinned> ThinnedOf(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds to `batch` the deletions that bring job `number`'s history within
+  // the bound once event `sequence` is appended; the new Thinned, or
+  // nullopt when nothing needs to go.
+  absl::StatusOr<std::optional<Thinned>> ThinLocked(uint64_t number, int64_t sequence,
+                                                    rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Database* const database_;
   rocksdb::ColumnFamilyHandle* const cf_;
+  const Options options_;
 
   // Serialises writers: id allocation and event sequence numbers.
   absl::Mutex mu_;
   uint64_t next_job_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, int64_t> last_sequence_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Thinned> thinned_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ftd::storage

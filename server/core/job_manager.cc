@@ -663,6 +663,7 @@ absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
   v1::ListJobEventsResponse response;
   for (v1::JobEvent& event : page.events) *response.add_events() = std::move(event);
   response.set_next_page_token(page.next_page_token);
+  response.set_dropped_events(page.dropped);
   return response;
 }
 

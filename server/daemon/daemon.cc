@@ -140,7 +140,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   db_options.column_family_options[storage::ActivationStore::kColumnFamily] =
       storage::ActivationStore::ColumnFamilyOptions(options.cache.tuning);
   ASSIGN_OR_RETURN(daemon->database_, storage::Database::Open(db_options));
-  ASSIGN_OR_RETURN(daemon->store_, storage::RocksDbJobStore::Create(daemon->database_.get()));
+  ASSIGN_OR_RETURN(daemon->store_,
+                   storage::RocksDbJobStore::Create(
+                       daemon->database_.get(), {.max_events_per_job = options.max_job_events}));
   ASSIGN_OR_RETURN(daemon->activation_store_,
                    storage::ActivationStore::Open(daemon->database_.get(), options.cache));
   ASSIGN_OR_RETURN(daemon->file_store_,

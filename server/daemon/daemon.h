@@ -84,6 +84,8 @@ class Daemon {
     // See core::JobManager::Options::max_queued_jobs and the per-tenant
     // limits after it.
     int max_queued_jobs = 10000;
+    // See storage::RocksDbJobStore::Options::max_events_per_job.
+    int64_t max_job_events = 100000;
     int max_queued_jobs_per_tenant = 0;
     int max_running_jobs_per_tenant = 0;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.

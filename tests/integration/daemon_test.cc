@@ -405,6 +405,30 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
                     HasSubstr("frozen:      "), HasSubstr(" of 2 layers, ")));
 }
 
+// --max_job_events bounds a job's history: the oldest progress, freeze and
+// evaluation events go and are counted; its state changes stay, and its
+// record still has its evaluations.
+TEST_F(DaemonTest, AJobsEventHistoryIsBoundedAndSaysWhatWentMissing) {
+  ftd::testing::WriteTinyBert(dir_.Sub("data/tiny"));
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-train.csv"), 128, 1);
+  auto daemon = StartDaemon(/*cpu_slots=*/1, {"--max_job_events=8"});
+  CommandResult r = daemon->Ftctl({"submit", "--upload=false", "--model=" + dir_.Sub("data/tiny"),
+                                   "--train=" + dir_.Sub("data/sentiment-train.csv"),
+                                   "--validation=" + dir_.Sub("data/sentiment-train.csv"),
+                                   "--epochs=4", "--batch_size=16", "--max_seq_length=16",
+                                   "--freeze=autofreeze:50:4", "--watch"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  CommandResult events = daemon->Ftctl({"events", "job-1"});
+  ASSERT_EQ(events.exit_code, 0) << events.err;
+  EXPECT_THAT(events.out, AllOf(HasSubstr("QUEUED: submitted"), HasSubstr("QUEUED -> RUNNING"),
+                                HasSubstr("RUNNING -> SUCCEEDED")));
+  EXPECT_THAT(events.err, HasSubstr(" older events (progress, evaluations, freeze decisions) were "
+                                    "dropped"));
+  const size_t lines = std::count(events.out.begin(), events.out.end(), '\n');
+  EXPECT_LE(lines, 3u + 8 + 1);
+  EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("eval:        epoch 4: "));
+}
+
 TEST_F(DaemonTest, Kill9LosesNoAcknowledgedJobAndTheQueueKeepsItsOrder) {
   std::string before;
   {

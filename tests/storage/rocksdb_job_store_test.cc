@@ -40,11 +40,25 @@ class RocksDbJobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
 
-  void Open() {
+  void Open(RocksDbJobStore::Options options = RocksDbJobStore::Options()) {
     store_.reset();
     database_.reset();
     ASSERT_OK_AND_ASSIGN(database_, Database::Open({dir_.Sub("db"), {"jobs"}, {}}));
-    ASSERT_OK_AND_ASSIGN(store_, RocksDbJobStore::Create(database_.get()));
+    ASSERT_OK_AND_ASSIGN(store_, RocksDbJobStore::Create(database_.get(), options));
+  }
+
+  std::vector<v1::JobEvent> AllEvents(const std::string& job_id, int64_t* dropped) {
+    std::vector<v1::JobEvent> all;
+    std::string token;
+    do {
+      absl::StatusOr<EventPage> page = store_->ListEvents(job_id, 0, 7, token);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      all.insert(all.end(), page->events.begin(), page->events.end());
+      *dropped = page->dropped;
+      token = page->next_page_token;
+    } while (!token.empty());
+    return all;
   }
 
   ftd::testing::TempDir dir_;
@@ -305,6 +319,67 @@ TEST_F(RocksDbJobStoreTest, AnUnreadableRecordIsListedApartAndTheRestServed) {
   // It can still be deleted.
   ASSERT_OK(store_->DeleteJob("job-2"));
   EXPECT_THAT(store_->GetJob("job-2"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-2")));
+}
+
+// A job's history keeps its newest events within the bound, every state
+// change, warning and error, and the count of what went, across a reopen.
+TEST_F(RocksDbJobStoreTest, AJobsHistoryIsBoundedKeepingStateChangesAndWarnings) {
+  Open({.max_events_per_job = 16});
+  v1::JobEvent submitted;
+  submitted.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("long"), submitted));
+  int appended = 1;
+  auto append = [&](v1::JobEvent event) {
+    event.set_job_id(job.id());
+    ASSERT_OK(store_->AppendEvent(event, nullptr).status());
+    ++appended;
+  };
+  v1::JobEvent running;
+  running.mutable_state_change()->set_from_state(v1::JOB_STATE_QUEUED);
+  running.mutable_state_change()->set_to_state(v1::JOB_STATE_RUNNING);
+  append(running);
+  for (int step = 1; step <= 300; ++step) {
+    v1::JobEvent progress;
+    progress.mutable_progress()->set_step(step);
+    append(progress);
+    if (step == 50) {
+      v1::JobEvent warning = Log("a checkpoint could not be written");
+      warning.mutable_log()->set_level(v1::JobEvent::Log::LEVEL_WARNING);
+      append(warning);
+    }
+    if (step == 100) {
+      Open({.max_events_per_job = 16});  // the bound's state is on disk
+    }
+  }
+  int64_t dropped = -1;
+  std::vector<v1::JobEvent> events = AllEvents(job.id(), &dropped);
+  // Kept: the submission, the start, the warning and at most the newest
+  // 16 + 2 (the bound and its chunk).
+  EXPECT_LE(events.size(), 3u + 16 + 2);
+  EXPECT_GE(events.size(), 3u + 16);
+  EXPECT_EQ(dropped + static_cast<int64_t>(events.size()), appended);
+  EXPECT_EQ(events[0].sequence(), 1);
+  EXPECT_TRUE(events[0].has_state_change());
+  EXPECT_TRUE(events[1].has_state_change());
+  EXPECT_EQ(events[2].log().message(), "a checkpoint could not be written");
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_LT(events[i - 1].sequence(), events[i].sequence());
+  }
+  // The newest 16 are all there, in order.
+  for (size_t i = events.size() - 16; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), appended - static_cast<int64_t>(events.size() - 1 - i));
+  }
+  EXPECT_EQ(events.back().progress().step(), 300);
+  // Without a bound nothing goes.
+  Open();
+  ASSERT_OK_AND_ASSIGN(v1::Job other, store_->CreateJob(NewJob("other"), Log("created")));
+  for (int i = 0; i < 100; ++i) {
+    v1::JobEvent progress;
+    progress.set_job_id(other.id());
+    ASSERT_OK(store_->AppendEvent(progress, nullptr).status());
+  }
+  EXPECT_EQ(AllEvents(other.id(), &dropped).size(), 101u);
+  EXPECT_EQ(dropped, 0);
 }
 
 TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {
