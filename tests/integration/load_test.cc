@@ -1,0 +1,133 @@
+// A load test against the real daemon on loopback (tests/node/load.mjs):
+// FTD_LOAD_CLIENTS clients (default 50) for FTD_LOAD_SECONDS (default 10)
+// submit, cancel, list, get and watch while a job trains. Every request
+// must succeed or meet a documented limit, the training job must go on, and
+// the daemon's memory must come back near where it was. The report (one
+// JSON line) is printed; docs/reliability.md quotes the long form:
+//   FTD_LOAD_CLIENTS=300 FTD_LOAD_SECONDS=60 build/tests/load_test
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/ftd_daemon.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_bert.h"
+
+namespace ftd {
+namespace {
+
+namespace fs = std::filesystem;
+using ::ftd::testing::CommandResult;
+using ::ftd::testing::FtdDaemon;
+
+// The daemon's resident memory in MiB (VmRSS).
+double RssMib(int pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
+int EnvInt(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  int parsed = 0;
+  return value != nullptr && absl::SimpleAtoi(value, &parsed) ? parsed : fallback;
+}
+
+std::string InstallClient() {
+  const std::string work = FTD_NODE_WORK_DIR;
+  fs::create_directories(work);
+  for (const char* name : {"package.json", "package-lock.json", "load.mjs"}) {
+    fs::copy_file(fs::path(FTD_SOURCE_DIR) / "tests/node" / name, fs::path(work) / name,
+                  fs::copy_options::overwrite_existing);
+  }
+  if (!fs::exists(fs::path(work) / "node_modules/@grpc/grpc-js")) {
+    CommandResult npm = ftd::testing::RunCommand(
+        {FTD_NPM, "ci", "--prefix", work, "--no-audit", "--no-fund", "--loglevel=error"},
+        std::chrono::seconds(300));
+    if (npm.exit_code != 0) ADD_FAILURE() << "npm ci: " << npm.err;
+  }
+  return work;
+}
+
+TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
+  const int clients = EnvInt("FTD_LOAD_CLIENTS", 50);
+  const int seconds = EnvInt("FTD_LOAD_SECONDS", 10);
+  ASSERT_TRUE(fs::exists(FTD_NODE) && fs::exists(FTD_NPM))
+      << "node and npm are needed (scripts/install-deps.sh installs them)";
+  const std::string work = InstallClient();
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  ftd::testing::TempDir dir;
+  ftd::testing::WriteTinyBert(dir.Sub("data/tiny"));
+  ftd::testing::WriteSentimentCsv(dir.Sub("data/train.csv"), 512, 1);
+  FtdDaemon daemon({FTD_BINARY,
+                    FTCTL_BINARY,
+                    dir.Sub("ftd-data"),
+                    dir.Sub("data"),
+                    1,
+                    dir.Sub("ftd.log"),
+                    {"--max_queued_jobs=200"}});
+  ASSERT_TRUE(daemon.started());
+  // The job that trains throughout (and that the watchers follow).
+  CommandResult job = daemon.Ftctl({"submit", "--upload=false", "--model=" + dir.Sub("data/tiny"),
+                                    "--train=" + dir.Sub("data/train.csv"), "--epochs=1000",
+                                    "--batch_size=16", "--max_seq_length=16", "--name=trains"});
+  ASSERT_EQ(job.exit_code, 0) << job.err;
+  for (int i = 0;
+       i < 100 && daemon.Ftctl({"get", "job-1"}).out.find("RUNNING") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int pid = daemon.process().pid();
+  const double before = RssMib(pid);
+
+  CommandResult load = ftd::testing::RunCommand(
+      {FTD_NODE, work + "/load.mjs", "--address=" + daemon.address(),
+       std::string("--protos=") + FTD_SOURCE_DIR + "/protos", "--model=" + dir.Sub("data/tiny"),
+       "--train=" + dir.Sub("data/train.csv"), absl::StrCat("--clients=", clients),
+       absl::StrCat("--seconds=", seconds), "--watch_job=job-1"},
+      std::chrono::seconds(seconds + 120));
+  ASSERT_EQ(load.exit_code, 0) << load.out << load.err;
+  const double peak = RssMib(pid);
+  // Idle again: what the load made the daemon hold is given back.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const double after = RssMib(pid);
+  std::cout << "load: " << load.out << "memory (MiB): before " << before << ", at the end " << peak
+            << ", 3 s later " << after << "\n";
+
+  // Only documented limits may refuse (a full queue, too many watches), and
+  // a cancel may find its job ended; nothing else.
+  const std::regex error(R"re("([A-Za-z]+):([A-Z_]+)":(\d+))re");
+  const std::string errors = load.out.substr(load.out.find("\"errors\":"));
+  for (std::sregex_iterator it(errors.begin(), errors.end(), error), end; it != end; ++it) {
+    const std::string method = (*it)[1], code = (*it)[2];
+    const bool documented =
+        code == "RESOURCE_EXHAUSTED" || (method == "CancelJob" && code == "FAILED_PRECONDITION");
+    EXPECT_TRUE(documented) << method << " got " << code << " " << (*it)[3] << " times";
+  }
+  for (const char* method : {"SubmitJob", "ListJobs", "GetJob", "WatchJob", "CancelJob"}) {
+    EXPECT_NE(load.out.find(absl::StrCat("\"", method, "\":{\"count\":")), std::string::npos)
+        << method << " was not exercised";
+  }
+  // The job trained on and the daemon still answers.
+  CommandResult get = daemon.Ftctl({"get", "job-1"});
+  EXPECT_NE(get.out.find("RUNNING"), std::string::npos) << get.out;
+  EXPECT_LT(after, before + 64) << "the daemon kept what the load made it hold";
+  daemon.Ftctl({"cancel", "job-1"});
+}
+
+}  // namespace
+}  // namespace ftd
