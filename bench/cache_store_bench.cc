@@ -77,9 +77,11 @@ int main(int argc, char** argv) {
     const double write = Seconds(start);
 
     start = Clock::now();
-    (*database)->db()->CompactRange(rocksdb::CompactRangeOptions(),
-                                    (*database)->column_family(ActivationStore::kColumnFamily),
-                                    nullptr, nullptr);
+    {
+      const Database::Session session = (*database)->session();
+      session.db()->CompactRange(rocksdb::CompactRangeOptions(),
+                                 session.cf(ActivationStore::kColumnFamily), nullptr, nullptr);
+    }
     const double compact = Seconds(start);
 
     std::vector<int64_t> order(examples);

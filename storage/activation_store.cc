@@ -106,10 +106,7 @@ rocksdb::ColumnFamilyOptions ActivationStore::ColumnFamilyOptions(const Tuning& 
 }
 
 ActivationStore::ActivationStore(Database* database, const Options& options)
-    : database_(database),
-      cf_(database->column_family(kColumnFamily)),
-      options_(options),
-      compactor_([this] { CompactLoop(); }) {}
+    : database_(database), options_(options), compactor_([this] { CompactLoop(); }) {}
 
 ActivationStore::~ActivationStore() {
   {
@@ -137,13 +134,14 @@ void ActivationStore::CompactLoop() {
     rocksdb::Slice b(range.first), e(range.second);
     rocksdb::CompactRangeOptions compact;
     compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-    database_->db()->CompactRange(compact, cf_, &b, &e).PermitUncheckedError();
+    const Database::Session session = database_->session();
+    session.db()->CompactRange(compact, session.cf(kColumnFamily), &b, &e).PermitUncheckedError();
   }
 }
 
 absl::StatusOr<std::unique_ptr<ActivationStore>> ActivationStore::Open(Database* database,
                                                                        const Options& options) {
-  if (database->column_family(kColumnFamily) == nullptr) {
+  if (database->session().cf(kColumnFamily) == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("the database at ", database->path(),
                                                       " has no \"", kColumnFamily,
                                                       "\" column family open"));
@@ -156,7 +154,6 @@ absl::StatusOr<std::unique_ptr<ActivationStore>> ActivationStore::Open(Database*
                      loaded.message(), "); it starts empty"));
     RETURN_IF_ERROR(
         database->ResetColumnFamily(kColumnFamily, ColumnFamilyOptions(options.tuning)));
-    store->cf_ = database->column_family(kColumnFamily);
     store->segments_.clear();
     store->bytes_ = 0;
   }
@@ -164,7 +161,9 @@ absl::StatusOr<std::unique_ptr<ActivationStore>> ActivationStore::Open(Database*
 }
 
 absl::Status ActivationStore::LoadLocked() {
-  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  std::unique_ptr<rocksdb::Iterator> it(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   const std::string prefix(1, kRecordPrefix);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     const std::string_view key(it->key().data() + 1, it->key().size() - 1);
@@ -203,8 +202,11 @@ absl::Status ActivationStore::Acquire(const std::string& user, const SegmentKey&
     *record.info.mutable_create_time() = Now();
   }
   *record.info.mutable_last_used_time() = Now();
-  rocksdb::Status s = database_->db()->Put(rocksdb::WriteOptions(), cf_, RecordKey(key),
-                                           record.info.SerializeAsString());
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(cf, RecordKey(key), record.info.SerializeAsString());
+  if (s.ok()) s = database_->Write(session, rocksdb::WriteOptions(), &batch);
   if (!s.ok()) {
     if (created) segments_.erase(it);
     return FromRocksDb(s, absl::StrCat("recording cache segment ", key.ToString()));
@@ -221,23 +223,30 @@ absl::Status ActivationStore::Release(const std::string& user, const SegmentKey&
   if (user_it != it->second.users.end()) it->second.users.erase(user_it);
   if (drop && it->second.users.empty()) return DropLocked(key);
   *it->second.info.mutable_last_used_time() = Now();
-  return FromRocksDb(database_->db()->Put(rocksdb::WriteOptions(), cf_, RecordKey(key),
-                                          it->second.info.SerializeAsString()),
-                     absl::StrCat("recording cache segment ", key.ToString()));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(cf, RecordKey(key), it->second.info.SerializeAsString());
+  if (s.ok()) s = database_->Write(session, rocksdb::WriteOptions(), &batch);
+  return FromRocksDb(s, absl::StrCat("recording cache segment ", key.ToString()));
 }
 
 absl::Status ActivationStore::DropLocked(const SegmentKey& key) {
   const std::string begin = EntryKey(key, 0);
   const std::string end = kEntryPrefix + SegmentBytes(key) + std::string(9, '\xff');
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.DeleteRange(cf_, begin, end);
-  if (s.ok()) {
-    s = batch.DeleteRange(cf_, EntryKey(key, 0, kIndexPrefix),
-                          kIndexPrefix + SegmentBytes(key) + std::string(9, '\xff'));
+  {
+    const Database::Session session = database_->session();
+    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+    rocksdb::Status s = batch.DeleteRange(cf, begin, end);
+    if (s.ok()) {
+      s = batch.DeleteRange(cf, EntryKey(key, 0, kIndexPrefix),
+                            kIndexPrefix + SegmentBytes(key) + std::string(9, '\xff'));
+    }
+    if (s.ok()) s = batch.Delete(cf, RecordKey(key));
+    if (s.ok()) s = database_->Write(session, rocksdb::WriteOptions(), &batch);
+    RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("dropping cache segment ", key.ToString())));
   }
-  if (s.ok()) s = batch.Delete(cf_, RecordKey(key));
-  if (s.ok()) s = database_->db()->Write(rocksdb::WriteOptions(), &batch);
-  RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("dropping cache segment ", key.ToString())));
   auto it = segments_.find(key);
   if (it != segments_.end()) {
     bytes_ -= it->second.info.bytes();
@@ -280,12 +289,18 @@ absl::Status ActivationStore::Put(const SegmentKey& key,
   if (values.empty()) return absl::OkStatus();
   int64_t incoming = 0;
   rocksdb::WriteBatch batch;
-  for (const auto& [example, value] : values) {
-    incoming += static_cast<int64_t>(value.size());
-    RETURN_IF_ERROR(
-        FromRocksDb(batch.Put(cf_, EntryKey(key, example), value), "batching cache entries"));
-    RETURN_IF_ERROR(FromRocksDb(batch.Put(cf_, EntryKey(key, example, kIndexPrefix), ""),
-                                "batching cache entries"));
+  {
+    // The batch holds column family ids, valid in any instance of the
+    // database: the session is let go before mu_ is taken.
+    const Database::Session session = database_->session();
+    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+    for (const auto& [example, value] : values) {
+      incoming += static_cast<int64_t>(value.size());
+      RETURN_IF_ERROR(
+          FromRocksDb(batch.Put(cf, EntryKey(key, example), value), "batching cache entries"));
+      RETURN_IF_ERROR(FromRocksDb(batch.Put(cf, EntryKey(key, example, kIndexPrefix), ""),
+                                  "batching cache entries"));
+    }
   }
   absl::MutexLock lock(&mu_);
   auto it = segments_.find(key);
@@ -298,9 +313,11 @@ absl::Status ActivationStore::Put(const SegmentKey& key,
   v1::CacheSegment info = it->second.info;
   info.set_entries(info.entries() + static_cast<int64_t>(values.size()));
   info.set_bytes(info.bytes() + incoming);
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
   RETURN_IF_ERROR(
-      FromRocksDb(batch.Put(cf_, RecordKey(key), info.SerializeAsString()), "batching a record"));
-  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(rocksdb::WriteOptions(), &batch),
+      FromRocksDb(batch.Put(cf, RecordKey(key), info.SerializeAsString()), "batching a record"));
+  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, rocksdb::WriteOptions(), &batch),
                               absl::StrCat("writing cache segment ", key.ToString())));
   it->second.info = std::move(info);
   bytes_ += incoming;
@@ -315,8 +332,12 @@ std::vector<absl::StatusOr<std::string>> ActivationStore::MultiGet(
   std::vector<rocksdb::Slice> slices(key_bytes.begin(), key_bytes.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  database_->db()->MultiGet(rocksdb::ReadOptions(), cf_, slices.size(), slices.data(),
-                            values.data(), statuses.data());
+  {
+    const Database::Session session = database_->session();
+    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+    session.db()->MultiGet(rocksdb::ReadOptions(), cf, slices.size(), slices.data(), values.data(),
+                           statuses.data());
+  }
   std::vector<absl::StatusOr<std::string>> out;
   out.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -330,10 +351,12 @@ std::vector<absl::StatusOr<std::string>> ActivationStore::MultiGet(
 }
 
 absl::Status ActivationStore::Delete(const SegmentKey& key, int64_t example) {
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Delete(cf_, EntryKey(key, example));
-  if (s.ok()) s = batch.Delete(cf_, EntryKey(key, example, kIndexPrefix));
-  if (s.ok()) s = database_->db()->Write(rocksdb::WriteOptions(), &batch);
+  rocksdb::Status s = batch.Delete(cf, EntryKey(key, example));
+  if (s.ok()) s = batch.Delete(cf, EntryKey(key, example, kIndexPrefix));
+  if (s.ok()) s = database_->Write(session, rocksdb::WriteOptions(), &batch);
   return FromRocksDb(s, "deleting a cache entry");
 }
 
@@ -343,7 +366,9 @@ absl::StatusOr<std::vector<int64_t>> ActivationStore::ListExamples(const Segment
   const std::string upper = prefix + std::string(9, '\xff');
   rocksdb::Slice upper_slice(upper);
   read.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read, cf_));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  std::unique_ptr<rocksdb::Iterator> it(session.db()->NewIterator(read, cf));
   std::vector<int64_t> examples;
   // The index keys: walking the entries themselves would read every value.
   for (it->Seek(prefix); it->Valid(); it->Next()) {
@@ -404,7 +429,9 @@ int64_t ActivationStore::evictions() const {
 }
 
 absl::Status ActivationStore::Flush() {
-  return FromRocksDb(database_->db()->Flush(rocksdb::FlushOptions(), cf_),
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  return FromRocksDb(session.db()->Flush(rocksdb::FlushOptions(), cf),
                      "flushing the activation cache");
 }
 

@@ -145,7 +145,6 @@ class ActivationStore {
   absl::Status MakeRoomLocked(int64_t incoming) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Database* const database_;
-  rocksdb::ColumnFamilyHandle* cf_;  // set at Open
   const Options options_;
   mutable absl::Mutex mu_;
   std::map<SegmentKey, Record> segments_ ABSL_GUARDED_BY(mu_);

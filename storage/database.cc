@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace ftd::storage {
@@ -18,7 +20,27 @@ absl::Status FromRocksDb(const rocksdb::Status& status, const std::string& what)
   return absl::UnavailableError(message);
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options) {
+struct Database::Session::Instance {
+  std::unique_ptr<rocksdb::DB> db;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles;  // owned; closed before db
+  bool read_only = false;
+
+  ~Instance() {
+    if (db == nullptr) return;
+    for (auto& [name, handle] : handles) db->DestroyColumnFamilyHandle(handle);
+    db->Close().PermitUncheckedError();
+  }
+};
+
+rocksdb::DB* Database::Session::db() const { return instance_->db.get(); }
+
+rocksdb::ColumnFamilyHandle* Database::Session::cf(const std::string& name) const {
+  auto it = instance_->handles.find(name);
+  return it == instance_->handles.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<std::shared_ptr<Database::Session::Instance>> Database::OpenInstance(
+    const Options& options, bool read_only) {
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
   if (ec) {
@@ -27,6 +49,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options)
   }
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
+  if (options.env != nullptr) db_options.env = options.env;
   // Flushes and compactions run at the lowest CPU priority: on a machine whose
   // cores all train, they must not preempt the training's threads.
   db_options.env
@@ -65,51 +88,181 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options)
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
+  rocksdb::Status s =
+      read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &handles, &raw)
+          : rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
   if (!s.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot open the database at \"", options.path, "\": ", s.ToString()));
   }
-  std::unique_ptr<Database> database(new Database());
-  database->path_ = options.path;
-  database->db_.reset(raw);
-  for (size_t i = 0; i < names.size(); ++i) database->handles_[names[i]] = handles[i];
+  auto instance = std::make_shared<Session::Instance>();
+  instance->db.reset(raw);
+  instance->read_only = read_only;
+  for (size_t i = 0; i < names.size(); ++i) instance->handles[names[i]] = handles[i];
+  return instance;
+}
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const Options& options) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session::Instance> instance, OpenInstance(options, false));
+  std::unique_ptr<Database> database(new Database(options));
+  {
+    absl::MutexLock lock(&database->mu_);
+    database->current_ = std::move(instance);
+  }
+  database->reopener_ = std::thread([db = database.get()] { db->ReopenLoop(); });
   return database;
 }
 
 Database::~Database() {
-  if (db_ == nullptr) return;
-  for (auto& [name, handle] : handles_) {
-    db_->DestroyColumnFamilyHandle(handle);
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
   }
-  db_->Close();
+  reopener_.join();
+  absl::MutexLock lock(&mu_);
+  current_.reset();
+}
+
+Database::Session Database::session() const {
+  absl::MutexLock lock(&mu_, absl::Condition(
+                                 +[](const Database* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                      self->mu_) { return self->current_ != nullptr; },
+                                 this));
+  return Session(current_);
+}
+
+bool Database::read_only() const {
+  absl::MutexLock lock(&mu_);
+  return needs_reopen_ || (current_ != nullptr && current_->read_only);
+}
+
+rocksdb::Status Database::Write(const Session& session, const rocksdb::WriteOptions& options,
+                                rocksdb::WriteBatch* batch) {
+  rocksdb::Status s;
+  {
+    if (session.instance_->read_only) {
+      absl::MutexLock lock(&mu_);
+      return last_error_;
+    }
+    s = session.db()->Write(options, batch);
+    if (s.ok() || s.IsInvalidArgument() || s.IsCorruption()) return s;
+    // A recoverable error resumes once its cause is gone.
+    const rocksdb::Status resumed = session.db()->Resume();
+    if (resumed.ok()) {
+      s = session.db()->Write(options, batch);
+      if (s.ok()) return s;
+    }
+    if (s.severity() < rocksdb::Status::kFatalError &&
+        resumed.severity() < rocksdb::Status::kFatalError) {
+      return s;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (!needs_reopen_) {
+    Log(LogLevel::kError,
+        absl::StrCat("the database at ", options_.path,
+                     " stopped taking writes after a failed write (", s.ToString(),
+                     "); reads go on, and it is reopened for writes once the fault "
+                     "clears"));
+  }
+  needs_reopen_ = true;
+  last_error_ = s;
+  return s;
+}
+
+void Database::ReopenLoop() {
+  absl::Duration wait = absl::Seconds(1);
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    if (!needs_reopen_) {
+      mu_.Await(absl::Condition(
+          +[](Database* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stopping_ || self->needs_reopen_;
+          },
+          this));
+      wait = absl::Seconds(1);
+      continue;
+    }
+    // Give the fault a moment, and less often the longer it lasts.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    if (stopping_) return;
+    mu_.Unlock();
+    const bool writable = Reopen();
+    mu_.Lock();
+    if (writable) {
+      needs_reopen_ = false;
+      Log(LogLevel::kInfo, absl::StrCat("the database at ", options_.path, " takes writes again"));
+    } else {
+      wait = std::min(wait * 2, absl::Seconds(30));
+    }
+  }
+}
+
+bool Database::Reopen() {
+  std::shared_ptr<Session::Instance> old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::move(current_);  // new sessions wait from here
+  }
+  // The instance closes once no session uses it; one held longer than this
+  // (a long compaction) keeps it, and the next try comes later.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (old.use_count() > 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  if (old.use_count() > 1) {
+    absl::MutexLock lock(&mu_);
+    current_ = std::move(old);
+    return false;
+  }
+  old.reset();
+  absl::StatusOr<std::shared_ptr<Session::Instance>> writable = OpenInstance(options_, false);
+  if (writable.ok()) {
+    absl::MutexLock lock(&mu_);
+    current_ = *std::move(writable);
+    return true;
+  }
+  // Still failing: serve reads from a read-only instance meanwhile.
+  while (true) {
+    absl::StatusOr<std::shared_ptr<Session::Instance>> reader = OpenInstance(options_, true);
+    if (reader.ok()) {
+      absl::MutexLock lock(&mu_);
+      current_ = *std::move(reader);
+      return false;
+    }
+    Log(LogLevel::kError, absl::StrCat(reader.status().message(), "; trying again"));
+    absl::SleepFor(absl::Milliseconds(100));
+  }
 }
 
 absl::Status Database::ResetColumnFamily(const std::string& name,
                                          const rocksdb::ColumnFamilyOptions& options) {
-  auto it = handles_.find(name);
-  if (it == handles_.end()) return absl::NotFoundError(absl::StrCat("no column family ", name));
-  RETURN_IF_ERROR(FromRocksDb(db_->DropColumnFamily(it->second), "dropping " + name));
-  db_->DestroyColumnFamilyHandle(it->second);
-  handles_.erase(it);
+  absl::MutexLock lock(&mu_);
+  if (current_ == nullptr || current_->read_only) {
+    return absl::UnavailableError("the database is not open for writes");
+  }
+  Session::Instance& instance = *current_;
+  auto it = instance.handles.find(name);
+  if (it == instance.handles.end()) {
+    return absl::NotFoundError(absl::StrCat("no column family ", name));
+  }
+  RETURN_IF_ERROR(FromRocksDb(instance.db->DropColumnFamily(it->second), "dropping " + name));
+  instance.db->DestroyColumnFamilyHandle(it->second);
+  instance.handles.erase(it);
   rocksdb::ColumnFamilyHandle* handle = nullptr;
-  RETURN_IF_ERROR(FromRocksDb(db_->CreateColumnFamily(options, name, &handle), "creating " + name));
-  handles_[name] = handle;
+  RETURN_IF_ERROR(
+      FromRocksDb(instance.db->CreateColumnFamily(options, name, &handle), "creating " + name));
+  instance.handles[name] = handle;
   return absl::OkStatus();
 }
 
 std::map<std::string, uint64_t> Database::IntProperty(const std::string& property) const {
+  Session session = this->session();
   std::map<std::string, uint64_t> values;
-  for (const auto& [name, handle] : handles_) {
+  for (const auto& [name, handle] : session.instance_->handles) {
     uint64_t value = 0;
-    if (db_->GetIntProperty(handle, property, &value)) values[name] = value;
+    if (session.db()->GetIntProperty(handle, property, &value)) values[name] = value;
   }
   return values;
-}
-
-rocksdb::ColumnFamilyHandle* Database::column_family(const std::string& name) const {
-  auto it = handles_.find(name);
-  return it == handles_.end() ? nullptr : it->second;
 }
 
 }  // namespace ftd::storage

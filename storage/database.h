@@ -7,9 +7,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 
 namespace ftd::storage {
@@ -23,6 +26,9 @@ class Database {
     std::vector<std::string> column_families = {"jobs"};
     // Options of a column family by name; RocksDB's defaults for the others.
     std::map<std::string, rocksdb::ColumnFamilyOptions> column_family_options;
+    // The environment RocksDB's files go through; nullptr: the default (a
+    // test's fault-injecting one otherwise). Must outlive the database.
+    rocksdb::Env* env = nullptr;
   };
 
   // Opens or creates the database. Errors: UNAVAILABLE when RocksDB cannot
@@ -34,27 +40,72 @@ class Database {
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
-  rocksdb::DB* db() const { return db_.get(); }
-  // The handle of a column family named in Options; nullptr for another name.
-  rocksdb::ColumnFamilyHandle* column_family(const std::string& name) const;
-  const std::string& path() const { return path_; }
+  // The open RocksDB and its column family handles, valid while the Session
+  // lives: take one for each piece of work (a read, a scan, a write) and
+  // drop it when done, since a reopen (see Write) waits for the sessions on
+  // the instance it closes. Never wait for a lock another thread may hold
+  // while asking for a session, with a session open.
+  class Session {
+   public:
+    rocksdb::DB* db() const;
+    // The handle of a column family named in Options; nullptr for another.
+    rocksdb::ColumnFamilyHandle* cf(const std::string& name) const;
+
+   private:
+    friend class Database;
+    struct Instance;
+    explicit Session(std::shared_ptr<Instance> instance) : instance_(std::move(instance)) {}
+    std::shared_ptr<Instance> instance_;
+
+   public:
+    Session(Session&&) = default;
+    Session& operator=(Session&&) = default;
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+  };
+  Session session() const;
+
+  // Writes `batch` through `session` (whose handles built it). A write that fails (a full disk, an
+  // I/O error) leaves RocksDB refusing every write until it recovers: a recoverable error is
+  // resumed here and the write tried again; after a fatal one (a failed write
+  // of the log) RocksDB needs reopening, which a background thread does,
+  // once a second at first and then less often, until it succeeds: while
+  // the fault lasts, the database is open read-only (reads are served,
+  // writes fail UNAVAILABLE), and once it clears, writes succeed again
+  // without a restart. What RocksDB acknowledged is never lost in between.
+  rocksdb::Status Write(const Session& session, const rocksdb::WriteOptions& options,
+                        rocksdb::WriteBatch* batch);
+  // True while writes wait for a reopen.
+  bool read_only() const;
+  const std::string& path() const { return options_.path; }
 
   // An integer property of each column family, by name (for example
   // "rocksdb.estimate-live-data-size"); families without it are left out.
   std::map<std::string, uint64_t> IntProperty(const std::string& property) const;
 
-  // Drops a column family with everything in it and creates it again empty
-  // (for data that can be rebuilt, such as the activation cache, when it is
-  // unreadable). Handles to it from before are invalid afterwards.
+  // Drops a column family and creates it empty with `options` (the cache
+  // starts over when it cannot be read).
   absl::Status ResetColumnFamily(const std::string& name,
                                  const rocksdb::ColumnFamilyOptions& options);
 
  private:
-  Database() = default;
+  explicit Database(Options options) : options_(std::move(options)) {}
+  // A RocksDB instance on options_ (read-only: for reads while writes fail).
+  static absl::StatusOr<std::shared_ptr<Session::Instance>> OpenInstance(const Options& options,
+                                                                         bool read_only);
+  void ReopenLoop();
+  // Closes the current instance once its sessions are done (or gives up
+  // after a few seconds) and opens a writable one, else a read-only one.
+  // True once writable.
+  bool Reopen();
 
-  std::string path_;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;  // owned; closed before db_
+  Options options_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<Session::Instance> current_ ABSL_GUARDED_BY(mu_);  // null while reopening
+  bool needs_reopen_ ABSL_GUARDED_BY(mu_) = false;
+  rocksdb::Status last_error_ ABSL_GUARDED_BY(mu_);  // what writes get until the reopen
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread reopener_;
 };
 
 // Maps a RocksDB status to an absl::Status whose message starts with `what`.

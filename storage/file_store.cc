@@ -133,8 +133,7 @@ absl::Status FileStore::Upload::Write(std::string_view bytes) {
 
 // --- FileStore ----------------------------------------------------------------
 
-FileStore::FileStore(Options options)
-    : options_(std::move(options)), cf_(options_.database->column_family(kColumnFamily)) {}
+FileStore::FileStore(Options options) : options_(std::move(options)) {}
 
 std::string FileStore::BlobPath(const std::string& sha256) const {
   return (fs::path(options_.root) / "blobs" / sha256).string();
@@ -145,7 +144,7 @@ std::string FileStore::ObjectPath(const std::string& id) const {
 }
 
 absl::StatusOr<std::unique_ptr<FileStore>> FileStore::Open(Options options) {
-  if (options.database == nullptr || options.database->column_family(kColumnFamily) == nullptr) {
+  if (options.database == nullptr || options.database->session().cf(kColumnFamily) == nullptr) {
     return absl::InvalidArgumentError("the file store needs the \"files\" column family");
   }
   std::unique_ptr<FileStore> store(new FileStore(std::move(options)));
@@ -160,24 +159,27 @@ absl::Status FileStore::Recover() {
     RETURN_IF_ERROR(MakeDir((root / sub).string()));
 
   absl::MutexLock lock(&mu_);
-  std::unique_ptr<rocksdb::Iterator> it(
-      options_.database->db()->NewIterator(rocksdb::ReadOptions(), cf_));
-  for (it->Seek(std::string(1, kFilePrefix)); it->Valid(); it->Next()) {
-    if (it->key().size() != 9 || it->key()[0] != kFilePrefix) break;
-    v1::File file;
-    if (!file.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      Log(LogLevel::kWarning, "files: a stored file record cannot be read; it is left out");
-      continue;
-    }
-    const uint64_t n = FileNumber(file.id());
-    if (n == 0) continue;
-    files_[n] = std::move(file);
-    next_id_ = std::max(next_id_, n + 1);
-  }
-  if (!it->status().ok()) return FromRocksDb(it->status(), "cannot read the file records");
   std::string value;
-  rocksdb::Status s =
-      options_.database->db()->Get(rocksdb::ReadOptions(), cf_, kNextFileKey, &value);
+  rocksdb::Status s;
+  {
+    const Database::Session session = options_.database->session();
+    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+    std::unique_ptr<rocksdb::Iterator> it(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
+    for (it->Seek(std::string(1, kFilePrefix)); it->Valid(); it->Next()) {
+      if (it->key().size() != 9 || it->key()[0] != kFilePrefix) break;
+      v1::File file;
+      if (!file.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        Log(LogLevel::kWarning, "files: a stored file record cannot be read; it is left out");
+        continue;
+      }
+      const uint64_t n = FileNumber(file.id());
+      if (n == 0) continue;
+      files_[n] = std::move(file);
+      next_id_ = std::max(next_id_, n + 1);
+    }
+    if (!it->status().ok()) return FromRocksDb(it->status(), "cannot read the file records");
+    s = session.db()->Get(rocksdb::ReadOptions(), cf, kNextFileKey, &value);
+  }
   uint64_t stored_next = 0;
   if (s.ok() && absl::SimpleAtoi(value, &stored_next)) next_id_ = std::max(next_id_, stored_next);
 
@@ -293,12 +295,14 @@ absl::StatusOr<v1::File> FileStore::Commit(std::unique_ptr<Upload> upload, v1::F
   }
   file.set_bytes(bytes);
   *file.mutable_create_time() = ToTimestamp(options_.now());
+  const Database::Session session = options_.database->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
   rocksdb::WriteBatch batch;
-  batch.Put(cf_, FileKey(number), file.SerializeAsString());
-  batch.Put(cf_, kNextFileKey, absl::StrCat(number + 1));
+  batch.Put(cf, FileKey(number), file.SerializeAsString());
+  batch.Put(cf, kNextFileKey, absl::StrCat(number + 1));
   rocksdb::WriteOptions write;
   write.sync = true;
-  if (rocksdb::Status s = options_.database->db()->Write(write, &batch); !s.ok()) {
+  if (rocksdb::Status s = options_.database->Write(session, write, &batch); !s.ok()) {
     return fail(FromRocksDb(s, absl::StrCat("cannot store ", id)));
   }
   files_[number] = file;
@@ -337,9 +341,13 @@ absl::StatusOr<int64_t> FileStore::Delete(const std::string& id) {
   const uint64_t number = FileNumber(id);
   auto it = files_.find(number);
   if (it == files_.end()) return absl::NotFoundError(absl::StrCat("no file \"", id, "\""));
+  const Database::Session session = options_.database->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf, FileKey(number));
   rocksdb::WriteOptions write;
   write.sync = true;
-  if (rocksdb::Status s = options_.database->db()->Delete(write, cf_, FileKey(number)); !s.ok()) {
+  if (rocksdb::Status s = options_.database->Write(session, write, &batch); !s.ok()) {
     return FromRocksDb(s, absl::StrCat("cannot delete ", id));
   }
   const v1::File file = std::move(it->second);

@@ -117,7 +117,6 @@ class FileStore {
   std::string BlobPath(const std::string& sha256) const;
 
   const Options options_;
-  rocksdb::ColumnFamilyHandle* const cf_;
   mutable absl::Mutex mu_;
   // By number (file-<n>), so that newest first is reverse order.
   std::map<uint64_t, v1::File> files_ ABSL_GUARDED_BY(mu_);

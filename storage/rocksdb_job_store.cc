@@ -138,10 +138,11 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Databas
   if (options.max_events_per_job < 0) {
     return absl::InvalidArgumentError("max_job_events: must not be negative");
   }
-  rocksdb::ColumnFamilyHandle* cf = database->column_family("jobs");
+  const Database::Session session = database->session();
+  rocksdb::ColumnFamilyHandle* cf = session.cf("jobs");
   if (cf == nullptr) return absl::InternalError("the database has no \"jobs\" column family");
   std::string value;
-  rocksdb::Status s = database->db()->Get(rocksdb::ReadOptions(), cf, kNextJobKey, &value);
+  rocksdb::Status s = session.db()->Get(rocksdb::ReadOptions(), cf, kNextJobKey, &value);
   uint64_t next_job = 1;
   if (s.ok()) {
     if (value.size() != 8) return absl::DataLossError("job store: the next-job counter is corrupt");
@@ -149,7 +150,7 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Databas
   } else if (!s.IsNotFound()) {
     return FromRocksDb(s, "job store: reading the next-job counter");
   }
-  RETURN_IF_ERROR(Migrate(database, cf));
+  RETURN_IF_ERROR(Migrate(database, session));
   return std::unique_ptr<RocksDbJobStore>(new RocksDbJobStore(database, next_job, options));
 }
 
@@ -157,9 +158,10 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Create(Databas
 // spec (JobSpec field 12, now reserved) into Job.request_id, and log levels
 // moved up one so that 0 is LEVEL_UNSPECIFIED (INFO 0 -> 1, WARNING 1 -> 2,
 // ERROR 2 -> 3). Idempotent until the schema mark, written last, is there.
-absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyHandle* cf) {
+absl::Status RocksDbJobStore::Migrate(Database* database, const Database::Session& session) {
+  rocksdb::ColumnFamilyHandle* cf = session.cf("jobs");
   std::string schema;
-  rocksdb::Status s = database->db()->Get(rocksdb::ReadOptions(), cf, kSchemaKey, &schema);
+  rocksdb::Status s = session.db()->Get(rocksdb::ReadOptions(), cf, kSchemaKey, &schema);
   if (s.ok() && schema == kSchema) return absl::OkStatus();
   if (!s.ok() && !s.IsNotFound()) return FromRocksDb(s, "job store: reading its schema");
   if (s.ok()) {
@@ -168,7 +170,7 @@ absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyH
   }
   rocksdb::WriteBatch batch;
   int64_t jobs = 0, events = 0;
-  std::unique_ptr<rocksdb::Iterator> iter(database->db()->NewIterator(rocksdb::ReadOptions(), cf));
+  std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   for (iter->SeekToFirst(); iter->Valid(); iter->Next()) {
     const char prefix = iter->key().empty() ? '\0' : iter->key()[0];
     if (prefix == kJobPrefix) {
@@ -207,7 +209,7 @@ absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyH
   rocksdb::WriteOptions options;
   options.sync = true;
   RETURN_IF_ERROR(
-      FromRocksDb(database->db()->Write(options, &batch), "job store: migrating its records"));
+      FromRocksDb(database->Write(session, options, &batch), "job store: migrating its records"));
   if (jobs + events > 0) {
     Log(LogLevel::kInfo, absl::StrCat("job store: migrated ", jobs, " jobs and ", events,
                                       " log events to schema ", kSchema));
@@ -216,13 +218,12 @@ absl::Status RocksDbJobStore::Migrate(Database* database, rocksdb::ColumnFamilyH
 }
 
 RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job, Options options)
-    : database_(database),
-      cf_(database->column_family("jobs")),
-      options_(options),
-      next_job_(next_job) {}
+    : database_(database), options_(options), next_job_(next_job) {}
 
 absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent first_event) {
   absl::MutexLock lock(&mu_);
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   const uint64_t number = next_job_;
   job.set_id(JobId(number));
   first_event.set_job_id(job.id());
@@ -231,26 +232,28 @@ absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent fir
   rocksdb::WriteBatch batch;
   std::string counter;
   AppendBigEndian(&counter, number + 1);
-  batch.Put(cf_, kNextJobKey, counter);
-  batch.Put(cf_, JobKey(number), job.SerializeAsString());
-  batch.Put(cf_, EventKey(number, 1), first_event.SerializeAsString());
+  batch.Put(cf, kNextJobKey, counter);
+  batch.Put(cf, JobKey(number), job.SerializeAsString());
+  batch.Put(cf, EventKey(number, 1), first_event.SerializeAsString());
   if (!job.request_id().empty()) {
     std::string value;
     AppendBigEndian(&value, number);
-    batch.Put(cf_, RequestKey(job.tenant(), job.request_id()), value);
+    batch.Put(cf, RequestKey(job.tenant(), job.request_id()), value);
   }
   rocksdb::WriteOptions options;
   options.sync = true;
-  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, options, &batch),
                               absl::StrCat("job store: writing ", job.id())));
   next_job_ = number + 1;
   last_sequence_[number] = 1;
   return job;
 }
 
-absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(uint64_t number) {
+absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(const Database::Session& session,
+                                                 uint64_t number) {
   std::string value;
-  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_, JobKey(number), &value);
+  rocksdb::Status s =
+      session.db()->Get(rocksdb::ReadOptions(), session.cf("jobs"), JobKey(number), &value);
   if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("no job ", JobId(number)));
   RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("job store: reading ", JobId(number))));
   v1::Job job;
@@ -264,17 +267,19 @@ absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(uint64_t number) {
 absl::StatusOr<v1::Job> RocksDbJobStore::GetJob(const std::string& job_id) {
   uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
-  return ReadJob(number);
+  return ReadJob(database_->session(), number);
 }
 
 absl::StatusOr<std::optional<v1::Job>> RocksDbJobStore::FindByRequestId(
     const std::string& tenant, const std::string& request_id) {
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   std::string value;
   rocksdb::Status s =
-      database_->db()->Get(rocksdb::ReadOptions(), cf_, RequestKey(tenant, request_id), &value);
+      session.db()->Get(rocksdb::ReadOptions(), cf, RequestKey(tenant, request_id), &value);
   if (s.IsNotFound()) return std::optional<v1::Job>();
   RETURN_IF_ERROR(FromRocksDb(s, "job store: reading the request id index"));
-  absl::StatusOr<v1::Job> job = ReadJob(ReadBigEndian(value));
+  absl::StatusOr<v1::Job> job = ReadJob(session, ReadBigEndian(value));
   // The job was deleted (its record unreadable then): the id is free.
   if (absl::IsNotFound(job.status())) return std::optional<v1::Job>();
   RETURN_IF_ERROR(job.status());
@@ -286,9 +291,13 @@ absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job.id(), "\""));
   absl::MutexLock lock(&mu_);
   if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job.id()));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  rocksdb::WriteBatch batch;
+  batch.Put(cf, JobKey(number), job.SerializeAsString());
   rocksdb::WriteOptions options;
   options.sync = true;
-  return FromRocksDb(database_->db()->Put(options, cf_, JobKey(number), job.SerializeAsString()),
+  return FromRocksDb(database_->Write(session, options, &batch),
                      absl::StrCat("job store: writing ", job.id()));
 }
 
@@ -296,28 +305,30 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
   absl::MutexLock lock(&mu_);
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   // A damaged record is deleted too; its request id (unreadable) stays
   // indexed, and FindByRequestId then reports the job as gone.
-  absl::StatusOr<v1::Job> read = ReadJob(number);
+  absl::StatusOr<v1::Job> read = ReadJob(session, number);
   if (!read.ok() && !absl::IsDataLoss(read.status())) return read.status();
   const v1::Job job = read.ok() ? *std::move(read) : v1::Job();
   rocksdb::WriteBatch batch;
-  batch.Delete(cf_, JobKey(number));
-  batch.DeleteRange(cf_, EventKey(number, 0), EventKey(number + 1, 0));
-  batch.Delete(cf_, ThinnedKey(number));
-  batch.Put(cf_, DeletedKey(number), "");
+  batch.Delete(cf, JobKey(number));
+  batch.DeleteRange(cf, EventKey(number, 0), EventKey(number + 1, 0));
+  batch.Delete(cf, ThinnedKey(number));
+  batch.Put(cf, DeletedKey(number), "");
   if (!job.request_id().empty()) {
     std::string value;
-    rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_,
-                                             RequestKey(job.tenant(), job.request_id()), &value);
+    rocksdb::Status s = session.db()->Get(rocksdb::ReadOptions(), cf,
+                                          RequestKey(job.tenant(), job.request_id()), &value);
     RETURN_IF_ERROR(FromRocksDb(s.IsNotFound() ? rocksdb::Status::OK() : s,
                                 "job store: reading the request id index"));
     if (s.ok() && ReadBigEndian(value) == number)
-      batch.Delete(cf_, RequestKey(job.tenant(), job.request_id()));
+      batch.Delete(cf, RequestKey(job.tenant(), job.request_id()));
   }
   rocksdb::WriteOptions options;
   options.sync = true;
-  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, options, &batch),
                               absl::StrCat("job store: deleting ", job_id)));
   last_sequence_.erase(number);
   thinned_.erase(number);
@@ -326,8 +337,9 @@ absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
 
 absl::StatusOr<std::vector<std::string>> RocksDbJobStore::DeletedJobs() {
   std::vector<std::string> ids;
-  std::unique_ptr<rocksdb::Iterator> iter(
-      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   const std::string prefix(1, kDeletedPrefix);
   for (iter->Seek(prefix); iter->Valid() && iter->key().starts_with(prefix); iter->Next()) {
     ids.push_back(JobId(ReadBigEndian(iter->key().ToStringView().substr(1))));
@@ -339,17 +351,22 @@ absl::StatusOr<std::vector<std::string>> RocksDbJobStore::DeletedJobs() {
 absl::Status RocksDbJobStore::ForgetDeleted(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf, DeletedKey(number));
   rocksdb::WriteOptions options;
   options.sync = true;
-  return FromRocksDb(database_->db()->Delete(options, cf_, DeletedKey(number)),
+  return FromRocksDb(database_->Write(session, options, &batch),
                      absl::StrCat("job store: forgetting deleted ", job_id));
 }
 
-absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
+absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(const Database::Session& session,
+                                                      uint64_t number) {
   auto it = last_sequence_.find(number);
   if (it != last_sequence_.end()) return it->second;
   std::unique_ptr<rocksdb::Iterator> iter(
-      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+      session.db()->NewIterator(rocksdb::ReadOptions(), session.cf("jobs")));
   iter->SeekForPrev(EventKey(number, UINT64_MAX));
   int64_t last = 0;
   std::string prefix = EventKey(number, 0).substr(0, 9);
@@ -361,12 +378,14 @@ absl::StatusOr<int64_t> RocksDbJobStore::LastSequence(uint64_t number) {
   return last;
 }
 
-absl::StatusOr<RocksDbJobStore::Thinned> RocksDbJobStore::ThinnedOf(uint64_t number) {
+absl::StatusOr<RocksDbJobStore::Thinned> RocksDbJobStore::ThinnedOf(
+    const Database::Session& session, uint64_t number) {
   auto it = thinned_.find(number);
   if (it != thinned_.end()) return it->second;
   Thinned thinned;
   std::string value;
-  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), cf_, ThinnedKey(number), &value);
+  rocksdb::Status s =
+      session.db()->Get(rocksdb::ReadOptions(), session.cf("jobs"), ThinnedKey(number), &value);
   if (s.ok()) {
     if (value.size() != 16) {
       return absl::DataLossError(
@@ -382,17 +401,18 @@ absl::StatusOr<RocksDbJobStore::Thinned> RocksDbJobStore::ThinnedOf(uint64_t num
 }
 
 absl::StatusOr<std::optional<RocksDbJobStore::Thinned>> RocksDbJobStore::ThinLocked(
-    uint64_t number, int64_t sequence, rocksdb::WriteBatch* batch) {
+    const Database::Session& session, uint64_t number, int64_t sequence,
+    rocksdb::WriteBatch* batch) {
   const int64_t bound = options_.max_events_per_job;
   if (bound <= 0) return std::nullopt;
-  ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(number));
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(session, number));
   const int64_t chunk = std::max<int64_t>(1, bound / 8);
   if (sequence - thinned.thinned_through <= bound + chunk) return std::nullopt;
   // Events (thinned_through, through] are looked at: the ones a reader can
   // do without go.
   const int64_t through = sequence - bound;
-  std::unique_ptr<rocksdb::Iterator> iter(
-      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   const std::string end = EventKey(number, static_cast<uint64_t>(through) + 1);
   for (iter->Seek(EventKey(number, static_cast<uint64_t>(thinned.thinned_through) + 1));
        iter->Valid() && iter->key().compare(end) < 0; iter->Next()) {
@@ -403,7 +423,7 @@ absl::StatusOr<std::optional<RocksDbJobStore::Thinned>> RocksDbJobStore::ThinLoc
         parsed && (old.has_state_change() ||
                    (old.has_log() && old.log().level() >= v1::JobEvent::Log::LEVEL_WARNING));
     if (keep) continue;
-    batch->Delete(cf_, iter->key());
+    batch->Delete(cf, iter->key());
     ++thinned.dropped;
   }
   RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: thinning a history"));
@@ -411,7 +431,7 @@ absl::StatusOr<std::optional<RocksDbJobStore::Thinned>> RocksDbJobStore::ThinLoc
   std::string value;
   AppendBigEndian(&value, static_cast<uint64_t>(thinned.thinned_through));
   AppendBigEndian(&value, static_cast<uint64_t>(thinned.dropped));
-  batch->Put(cf_, ThinnedKey(number), value);
+  batch->Put(cf, ThinnedKey(number), value);
   return thinned;
 }
 
@@ -421,17 +441,20 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
   if (number == 0 || number >= next_job_) {
     return absl::NotFoundError(absl::StrCat("no job \"", event.job_id(), "\""));
   }
-  ASSIGN_OR_RETURN(int64_t last, LastSequence(number));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  ASSIGN_OR_RETURN(int64_t last, LastSequence(session, number));
   event.set_sequence(last + 1);
   rocksdb::WriteBatch batch;
-  batch.Put(cf_, EventKey(number, event.sequence()), event.SerializeAsString());
-  ASSIGN_OR_RETURN(std::optional<Thinned> thinned, ThinLocked(number, event.sequence(), &batch));
+  batch.Put(cf, EventKey(number, event.sequence()), event.SerializeAsString());
+  ASSIGN_OR_RETURN(std::optional<Thinned> thinned,
+                   ThinLocked(session, number, event.sequence(), &batch));
   rocksdb::WriteOptions options;
   if (job != nullptr) {
-    batch.Put(cf_, JobKey(number), job->SerializeAsString());
+    batch.Put(cf, JobKey(number), job->SerializeAsString());
     options.sync = true;
   }
-  RETURN_IF_ERROR(FromRocksDb(database_->db()->Write(options, &batch),
+  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, options, &batch),
                               absl::StrCat("job store: writing an event of ", event.job_id())));
   last_sequence_[number] = event.sequence();
   if (thinned.has_value()) thinned_[number] = *thinned;
@@ -444,8 +467,9 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
   uint64_t from = 0;
   RETURN_IF_ERROR(ParseJobsToken(page_token, filter.newest_first, &from));
   JobPage page;
-  std::unique_ptr<rocksdb::Iterator> iter(
-      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   const std::string prefix(1, kJobPrefix);
   if (filter.newest_first) {
     iter->SeekForPrev(JobKey(from == 0 ? std::numeric_limits<uint64_t>::max() : from - 1));
@@ -475,17 +499,16 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
 absl::StatusOr<std::optional<v1::JobEvent>> RocksDbJobStore::LastEvent(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
-  int64_t last = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
-    ASSIGN_OR_RETURN(last, LastSequence(number));
-  }
+  absl::MutexLock lock(&mu_);
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  ASSIGN_OR_RETURN(const int64_t last, LastSequence(session, number));
   if (last == 0) return std::optional<v1::JobEvent>();
   std::string value;
   RETURN_IF_ERROR(
-      FromRocksDb(database_->db()->Get(rocksdb::ReadOptions(), cf_,
-                                       EventKey(number, static_cast<uint64_t>(last)), &value),
+      FromRocksDb(session.db()->Get(rocksdb::ReadOptions(), cf,
+                                    EventKey(number, static_cast<uint64_t>(last)), &value),
                   absl::StrCat("job store: reading the last event of ", job_id)));
   v1::JobEvent event;
   if (!event.ParseFromString(value)) {
@@ -502,17 +525,16 @@ absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
   uint64_t number = ParseJobId(job_id);
   if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
   EventPage page;
-  {
-    absl::MutexLock lock(&mu_);
-    if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
-    ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(number));
-    page.dropped = thinned.dropped;
-  }
+  absl::MutexLock lock(&mu_);
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
+  ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(session, number));
+  page.dropped = thinned.dropped;
   uint64_t after = static_cast<uint64_t>(std::max<int64_t>(after_sequence, 0));
   if (!page_token.empty()) RETURN_IF_ERROR(ParseToken(page_token, &after));
   const std::string prefix = EventKey(number, 0).substr(0, 9);
-  std::unique_ptr<rocksdb::Iterator> iter(
-      database_->db()->NewIterator(rocksdb::ReadOptions(), cf_));
+  std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
   for (iter->Seek(EventKey(number, after + 1)); iter->Valid() && iter->key().starts_with(prefix);
        iter->Next()) {
     if (static_cast<int>(page.events.size()) == page_size) {

@@ -68,23 +68,26 @@ class RocksDbJobStore final : public JobStore {
   };
   RocksDbJobStore(Database* database, uint64_t next_job, Options options);
 
-  static absl::Status Migrate(Database* database, rocksdb::ColumnFamilyHandle* cf);
-  absl::StatusOr<v1::Job> ReadJob(uint64_t number);
+  static absl::Status Migrate(Database* database, const Database::Session& session);
+  absl::StatusOr<v1::Job> ReadJob(const Database::Session& session, uint64_t number);
   // The last event sequence of job `number` (0 when it has none).
-  absl::StatusOr<int64_t> LastSequence(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Thinned> ThinnedOf(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> LastSequence(const Database::Session& session, uint64_t number)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Thinned> ThinnedOf(const Database::Session& session, uint64_t number)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds to `batch` the deletions that bring job `number`'s history within
   // the bound once event `sequence` is appended; the new Thinned, or
   // nullopt when nothing needs to go.
-  absl::StatusOr<std::optional<Thinned>> ThinLocked(uint64_t number, int64_t sequence,
+  absl::StatusOr<std::optional<Thinned>> ThinLocked(const Database::Session& session,
+                                                    uint64_t number, int64_t sequence,
                                                     rocksdb::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Database* const database_;
-  rocksdb::ColumnFamilyHandle* const cf_;
   const Options options_;
 
-  // Serialises writers: id allocation and event sequence numbers.
+  // Serialises writers: id allocation and event sequence numbers. Taken
+  // before a database session, never after one.
   absl::Mutex mu_;
   uint64_t next_job_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, int64_t> last_sequence_ ABSL_GUARDED_BY(mu_);

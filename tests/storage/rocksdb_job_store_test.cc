@@ -174,14 +174,17 @@ TEST_F(RocksDbJobStoreTest, RecordsFromBeforeV1AreMigratedOnOpen) {
     }
     return k;
   };
-  rocksdb::ColumnFamilyHandle* cf = database_->column_family("jobs");
-  rocksdb::WriteBatch batch;
-  batch.Delete(cf, "m:schema");
-  batch.Put(cf, key('j', {1}), record);
-  batch.Put(cf, key('e', {1, 1}), warning.SerializeAsString());
-  batch.Put(cf, "rticket-1", key('x', {1}).substr(1));
-  batch.Put(cf, "m:next_job", key('x', {2}).substr(1));
-  ASSERT_TRUE(database_->db()->Write(rocksdb::WriteOptions(), &batch).ok());
+  {  // the session ends before the reopen
+    const Database::Session session = database_->session();
+    rocksdb::ColumnFamilyHandle* cf = session.cf("jobs");
+    rocksdb::WriteBatch batch;
+    batch.Delete(cf, "m:schema");
+    batch.Put(cf, key('j', {1}), record);
+    batch.Put(cf, key('e', {1, 1}), warning.SerializeAsString());
+    batch.Put(cf, "rticket-1", key('x', {1}).substr(1));
+    batch.Put(cf, "m:next_job", key('x', {2}).substr(1));
+    ASSERT_TRUE(session.db()->Write(rocksdb::WriteOptions(), &batch).ok());
+  }
 
   Open();
   ASSERT_OK_AND_ASSIGN(v1::Job migrated, store_->GetJob("job-1"));
@@ -308,10 +311,13 @@ TEST_F(RocksDbJobStoreTest, AnUnreadableRecordIsListedApartAndTheRestServed) {
   std::string key(1, 'j');  // the record of job-2, as the store keys it
   for (int shift = 56; shift >= 0; shift -= 8)
     key.push_back(static_cast<char>((2 >> shift) & 0xff));
-  ASSERT_TRUE(database_->db()
-                  ->Put(rocksdb::WriteOptions(), database_->column_family("jobs"), key,
-                        std::string("\xff\xff\xff not a job", 15))
-                  .ok());
+  {
+    const Database::Session session = database_->session();
+    ASSERT_TRUE(session.db()
+                    ->Put(rocksdb::WriteOptions(), session.cf("jobs"), key,
+                          std::string("\xff\xff\xff not a job", 15))
+                    .ok());
+  }
   ASSERT_OK_AND_ASSIGN(JobPage page, store_->ListJobs({}, 10, ""));
   EXPECT_THAT(Ids(page), ElementsAre("job-1", "job-3"));
   EXPECT_THAT(page.unreadable, ElementsAre("job-2"));
