@@ -420,8 +420,17 @@ void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persis
   absl::StatusOr<v1::JobEvent> stored =
       options_.store->AppendEvent(std::move(event), persist_job ? &active.job : nullptr);
   if (!stored.ok()) {
-    Log(LogLevel::kError, absl::StrCat(active.job.id(), ": ", stored.status().ToString()));
+    if (active.refused_events++ == 0) {
+      Log(LogLevel::kError, absl::StrCat(active.job.id(), ": an event was not kept (",
+                                         stored.status().ToString(),
+                                         "); the job goes on, and further refusals are counted"));
+    }
     return;
+  }
+  if (active.refused_events > 0) {
+    Log(LogLevel::kWarning, absl::StrCat(active.job.id(), ": the job store takes events again; ",
+                                         active.refused_events, " were not kept"));
+    active.refused_events = 0;
   }
   events_.Publish(*stored);
 }

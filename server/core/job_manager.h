@@ -189,6 +189,10 @@ class JobManager {
     absl::Time last_progress_event = absl::InfinitePast();
     std::optional<Interruption> interrupted;
     uint64_t order = 0;  // its place in the queue among its priority (0: not yet queued)
+    // Events the store refused since the last one it took: the first is
+    // logged, the rest counted and told once a write lands again (a failing
+    // disk is not flooded with a line a step).
+    int64_t refused_events = 0;
   };
 
   explicit JobManager(Options options);

@@ -135,6 +135,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   }
   storage::Database::Options db_options;
   db_options.path = (fs::path(canonical_data_dir) / "db").string();
+  db_options.env = options.storage_env;
   db_options.column_families = {"jobs", storage::ActivationStore::kColumnFamily,
                                 storage::FileStore::kColumnFamily};
   db_options.column_family_options[storage::ActivationStore::kColumnFamily] =

@@ -93,6 +93,9 @@ class Daemon {
     // Uploaded files' limits (kept in <data_dir>/files; `store` is set by
     // the daemon).
     core::FileManager::Options files;
+    // The environment the database's files go through (nullptr: RocksDB's
+    // default); a test's fault-injecting one. Must outlive the daemon.
+    rocksdb::Env* storage_env = nullptr;
   };
 
   // Opens the database, recovers jobs and starts serving.
