@@ -130,6 +130,7 @@ void ActivationStore::CompactLoop() {
       range = std::move(compactions_.front());
       compactions_.erase(compactions_.begin());
     }
+    if (options_.before_compaction) options_.before_compaction();
     // The range's tables go, and blob files no table refers to any more.
     rocksdb::Slice b(range.first), e(range.second);
     rocksdb::CompactRangeOptions compact;

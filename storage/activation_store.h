@@ -16,6 +16,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -73,6 +74,9 @@ class ActivationStore {
     int64_t capacity_bytes = int64_t{8} << 30;
     // Must be what the column family was opened with.
     Tuning tuning;
+    // Called on the compactor's thread before each compaction of a dropped
+    // segment's range (tests hold a compaction there, as a long one would).
+    std::function<void()> before_compaction;
   };
 
   // `database` must have the kColumnFamily column family open, opened with

@@ -1,5 +1,7 @@
 #include "storage/activation_store.h"
 
+#include <chrono>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -43,6 +45,11 @@ class ActivationStoreTest : public ::testing::Test {
     ActivationStore::Options options;
     options.capacity_bytes = capacity;
     options.tuning.write_buffer_bytes = 1 << 20;
+    options.before_compaction = [this] {
+      absl::MutexLock lock(&hold_mu_);
+      ++compactions_begun_;
+      hold_mu_.Await(absl::Condition(&release_compactions_));
+    };
     Database::Options db;
     db.path = dir_.Sub("db");
     db.column_families = {"jobs", ActivationStore::kColumnFamily};
@@ -59,10 +66,53 @@ class ActivationStoreTest : public ::testing::Test {
     return info;
   }
 
+  void HoldCompactions(bool hold) {
+    absl::MutexLock lock(&hold_mu_);
+    release_compactions_ = !hold;
+  }
+  int compactions_begun() {
+    absl::MutexLock lock(&hold_mu_);
+    return compactions_begun_;
+  }
+
+  absl::Mutex hold_mu_;
+  bool release_compactions_ ABSL_GUARDED_BY(hold_mu_) = true;
+  int compactions_begun_ ABSL_GUARDED_BY(hold_mu_) = 0;
   ftd::testing::TempDir dir_;
   std::unique_ptr<Database> database_;
   std::unique_ptr<ActivationStore> store_;
 };
+
+// Dropping a segment compacts its range on the compactor's thread, not under
+// the lock every cache read and write takes: a long compaction holds up no
+// job's reads or writes. Before the fix the compaction ran in the drop,
+// under that lock.
+TEST_F(ActivationStoreTest, ACompactionHoldsUpNoReadOrWrite) {
+  const SegmentKey dropped = Key('a', 1), used = Key('b', 1);
+  ASSERT_OK(store_->Acquire("job-1", dropped, Info()));
+  ASSERT_OK(store_->Put(dropped, Values(0, 20)));
+  ASSERT_OK(store_->Acquire("job-2", used, Info()));
+  ASSERT_OK(store_->Put(used, Values(0, 5)));
+  HoldCompactions(true);
+  auto drop = std::async(std::launch::async,
+                         [&] { return store_->Release("job-1", dropped, /*drop=*/true); });
+  ASSERT_EQ(drop.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "the drop waited for its compaction";
+  EXPECT_OK(drop.get());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (compactions_begun() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(compactions_begun(), 1);  // and it is held there now
+  auto work = std::async(std::launch::async, [&] {
+    absl::Status put = store_->Put(used, Values(5, 10));
+    return put.ok() ? store_->MultiGet({{used, 7}})[0].status() : put;
+  });
+  const bool answered = work.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  EXPECT_TRUE(answered) << "a read or write waited for a compaction";
+  HoldCompactions(false);
+  if (answered) EXPECT_OK(work.get());
+}
 
 TEST_F(ActivationStoreTest, StoresReadsAndListsASegmentsEntries) {
   const SegmentKey key = Key('n', 2);

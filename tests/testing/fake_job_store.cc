@@ -112,10 +112,29 @@ absl::StatusOr<v1::JobEvent> FakeJobStore::AppendEvent(v1::JobEvent event, const
   return event;
 }
 
+void FakeJobStore::HoldListings(bool hold) {
+  absl::MutexLock lock(&mu_);
+  hold_listings_ = hold;
+}
+
+int FakeJobStore::ListingsUnderWay() const {
+  absl::MutexLock lock(&mu_);
+  return listings_under_way_;
+}
+
 absl::StatusOr<storage::JobPage> FakeJobStore::ListJobs(const storage::JobFilter& filter,
                                                         int page_size,
                                                         const std::string& page_token) {
   if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
+  {
+    absl::MutexLock lock(&mu_);
+    ++listings_under_way_;
+    mu_.Await(absl::Condition(
+        +[](FakeJobStore* self)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) { return !self->hold_listings_; },
+        this));
+    --listings_under_way_;
+  }
   // Tokens as the real store's: "aN" continues after job N, "dN" before it.
   uint64_t from = 0;
   const char order = filter.newest_first ? 'd' : 'a';

@@ -24,6 +24,10 @@ class FakeJobStore final : public storage::JobStore {
   // The job's record becomes unreadable, as one damaged on disk: GetJob is
   // DATA_LOSS, ListJobs names it in `unreadable`.
   void CorruptJob(const std::string& job_id);
+  // While held, ListJobs waits (as a long scan of a large store would),
+  // after it has begun; ListingsUnderWay counts those waiting.
+  void HoldListings(bool hold);
+  int ListingsUnderWay() const;
 
   absl::StatusOr<v1::Job> CreateJob(v1::Job job, v1::JobEvent first_event) override;
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
@@ -58,6 +62,8 @@ class FakeJobStore final : public storage::JobStore {
   uint64_t next_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Status fail_ ABSL_GUARDED_BY(mu_);
   int64_t failed_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool hold_listings_ ABSL_GUARDED_BY(mu_) = false;
+  int listings_under_way_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ftd::testing

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -717,6 +718,31 @@ TEST_F(JobManagerTest, AJobThatKeepsCrashingTheDaemonFailsWithTheReason) {
   EXPECT_THAT(job.error(),
               AllOf(HasSubstr("3 times in a row"), HasSubstr("since its checkpoint of step 40"),
                     HasSubstr("batch_size 4096")));
+}
+
+// A listing scans the store without the manager's lock, which every
+// training step, get, cancel and state change takes: a slow scan (a large
+// store) holds none of them up. Before the fix the scan ran under the lock,
+// and the get below waited for it.
+TEST_F(JobManagerTest, ASlowListingHoldsUpNoJobAndNoOtherCall) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("block")));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  store_.HoldListings(true);
+  std::thread lister([&] { EXPECT_OK(manager_->List({}).status()); });
+  while (store_.ListingsUnderWay() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto get = std::async(std::launch::async, [&] { return manager_->Get(job.id()); });
+  const bool answered = get.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  EXPECT_TRUE(answered) << "a get waited for a listing";
+  auto submit = std::async(std::launch::async, [&] { return manager_->Submit(Spec("ok")); });
+  EXPECT_EQ(submit.wait_for(std::chrono::seconds(5)), std::future_status::ready)
+      << "a submission waited for a listing";
+  store_.HoldListings(false);
+  lister.join();
+  trainer_.Release(job.id());
+  Recorder recorder;
+  EXPECT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::JOB_STATE_SUCCEEDED);
+  if (answered) EXPECT_OK(get.get().status());
 }
 
 TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
