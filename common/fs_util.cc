@@ -133,7 +133,8 @@ absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
 
 absl::Status IoError(int err, const std::string& what) {
   const std::string message = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
+  // A full disk, a quota, or the process's file size limit.
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return absl::ResourceExhaustedError(message);
   return absl::UnavailableError(message);
 }
 

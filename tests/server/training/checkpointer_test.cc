@@ -1,7 +1,9 @@
 #include "server/training/engine/checkpointer.h"
 
+#include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -15,6 +17,7 @@ namespace ftd::training {
 namespace {
 
 namespace fs = std::filesystem;
+using ::ftd::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -124,6 +127,36 @@ TEST(CheckpointerTest, AnInterruptedSaveLeavesTheEarlierOnesAndIsCleanedUp) {
   EXPECT_FALSE(fs::exists(dir.Sub("ckpt/.staging-step-000000000020")));
   ASSERT_OK(checkpointer.RemoveAll());
   EXPECT_FALSE(fs::exists(dir.Sub("ckpt")));
+}
+
+// A write that runs out of room (here the file size limit, EFBIG, as a full
+// disk's ENOSPC would) fails the save with RESOURCE_EXHAUSTED naming the
+// file, and the checkpoint before it stays whole and is the one loaded.
+TEST(CheckpointerTest, ASaveThatRunsOutOfRoomKeepsTheCheckpointBefore) {
+  ftd::testing::TempDir dir;
+  Checkpointer checkpointer(dir.Sub("ckpt"));
+  ASSERT_OK(checkpointer.Save(State(10), Tensors(1)).status());
+  NamedTensors big = {{"model/w", torch::full({256, 1024}, 2.0f)}};  // 1 MiB
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &before), 0);
+  const auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit small = before;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  absl::StatusOr<v1::Checkpoint> refused = checkpointer.Save(State(20), big);
+  setrlimit(RLIMIT_FSIZE, &before);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_THAT(refused.status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("tensors.safetensors")));
+  Checkpointer::LoadResult loaded = checkpointer.LoadLatest("run-1");
+  ASSERT_TRUE(loaded.checkpoint.has_value());
+  EXPECT_EQ(loaded.checkpoint->state.step(), 10);
+  EXPECT_TRUE(loaded.skipped.empty());
+  EXPECT_THAT(checkpointer.List(), SizeIs(1));
+  // With room again, the next save lands and clears what the refused one left.
+  ASSERT_OK(checkpointer.Save(State(30), big).status());
+  EXPECT_EQ(checkpointer.LoadLatest("run-1").checkpoint->state.step(), 30);
+  EXPECT_FALSE(fs::exists(dir.Sub("ckpt/.staging-step-000000000020")));
 }
 
 }  // namespace
