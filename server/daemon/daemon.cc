@@ -103,17 +103,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   std::string metrics_scheme;
   if (!options.metrics_address.empty()) {
     metrics::MetricsHttpServer::Options metrics_options;
-    if (!options.metrics_token_file.empty()) {
-      absl::StatusOr<std::string> token = ReadFile(options.metrics_token_file);
-      const std::string trimmed =
-          token.ok() ? std::string(absl::StripAsciiWhitespace(*token)) : std::string();
-      if (trimmed.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("metrics_token_file: \"",
-                                                       options.metrics_token_file, "\" ",
-                                                       token.ok() ? "is empty" : "cannot be read"));
-      }
-      metrics_options.token_sha256 = Sha256::Hex(trimmed);
-    }
+    metrics_options.token_file = options.metrics_token_file;
+    metrics_options.token_reload_interval = options.auth.reload_interval;
     if (!options.metrics_tls_client_ca.empty() &&
         (!options.metrics_tls || options.transport.cert_file.empty())) {
       return absl::InvalidArgumentError(

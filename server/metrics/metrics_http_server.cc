@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,11 +18,30 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
+#include "common/fs_util.h"
 #include "common/sha256.h"
 #include "server/metrics/http_request.h"
 
 namespace ftd::metrics {
 namespace {
+
+// What no token hashes to: scrapes are all refused.
+constexpr char kRefuseAll[] = "-";
+
+// The scrape token file's version and the digest of the token in it
+// (kRefuseAll when it is gone or empty).
+std::pair<std::string, std::string> ReadTokenFile(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return {"gone", kRefuseAll};
+  const std::string version = absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
+                                           ".", st.st_mtim.tv_nsec);
+  absl::StatusOr<std::string> text = ReadFile(path);
+  const std::string token =
+      text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
+  return {version, token.empty() ? std::string(kRefuseAll) : Sha256::Hex(token)};
+}
 
 std::string Response(int code, const std::string& reason, const std::string& content_type,
                      const std::string& body, bool head = false) {
@@ -67,6 +87,10 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, const Metrics* metrics, Options options) {
+  if (!options.token_file.empty() && ReadTokenFile(options.token_file).second == kRefuseAll) {
+    return absl::InvalidArgumentError(absl::StrCat("metrics_token_file: \"", options.token_file,
+                                                   "\" is missing, unreadable or empty"));
+  }
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
@@ -259,7 +283,21 @@ bool MetricsHttpServer::Write(Connection& c) {
   return false;  // all sent: close
 }
 
-std::string MetricsHttpServer::Answer(const std::string& head) const {
+const std::string& MetricsHttpServer::TokenSha256() {
+  if (options_.token_file.empty()) return options_.token_sha256;
+  const absl::Time now = absl::Now();
+  if (now - token_checked_ >= options_.token_reload_interval) {
+    token_checked_ = now;
+    auto [version, digest] = ReadTokenFile(options_.token_file);
+    if (version != token_version_ || token_sha256_.empty()) {
+      token_version_ = std::move(version);
+      token_sha256_ = std::move(digest);
+    }
+  }
+  return token_sha256_;
+}
+
+std::string MetricsHttpServer::Answer(const std::string& head) {
   absl::StatusOr<HttpRequest> request = ParseHttpRequestHead(head);
   if (!request.ok()) return Response(400, "Bad Request", "text/plain", "bad request line\n");
   if (request->path != "/metrics") {
@@ -268,9 +306,10 @@ std::string MetricsHttpServer::Answer(const std::string& head) const {
   if (request->method != "GET" && request->method != "HEAD") {
     return Response(405, "Method Not Allowed", "text/plain", "use GET\n");
   }
-  if (!options_.token_sha256.empty() &&
+  const std::string& token_sha256 = TokenSha256();
+  if (!token_sha256.empty() &&
       (!request->bearer_token.has_value() || request->bearer_token->empty() ||
-       Sha256::Hex(*request->bearer_token) != options_.token_sha256)) {
+       Sha256::Hex(*request->bearer_token) != token_sha256)) {
     return Response(401, "Unauthorized", "text/plain",
                     "scrapes need \"Authorization: Bearer <token>\" (the daemon's "
                     "--metrics_token_file)\n");

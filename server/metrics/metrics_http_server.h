@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/metrics/metrics.h"
 #include "server/security/tls_context.h"
 
@@ -34,6 +35,11 @@ class MetricsHttpServer {
     // When set, a scrape must send "Authorization: Bearer TOKEN" for a
     // token whose SHA-256 (lower-case hex) this is; else 401.
     std::string token_sha256;
+    // Or the file holding that token, re-read when it changes (looked at no
+    // more often than token_reload_interval): a new token takes over, and a
+    // file gone or empty refuses every scrape until it holds one again.
+    std::string token_file;
+    absl::Duration token_reload_interval = absl::Seconds(10);
     // When set, connections are TLS from this context (shared with no one
     // else's writes: the server only makes connections from it).
     std::shared_ptr<security::TlsServerContext> tls;
@@ -67,13 +73,20 @@ class MetricsHttpServer {
   bool Read(Connection& c);
   // Sends what it can of the answer. False when done or broken.
   bool Write(Connection& c);
-  std::string Answer(const std::string& request) const;
+  std::string Answer(const std::string& request);
+  // The digest scrapes must match now (Serve's thread only); empty: none
+  // is asked for; kRefuseAll: the token file is gone or empty.
+  const std::string& TokenSha256();
 
   const int listen_fd_;
   const int wake_fd_;  // an eventfd that ends Serve()
   const std::string address_;
   const Metrics* const metrics_;
   const Options options_;
+  // The token file's digest and version (size, time, inode) as last read.
+  std::string token_sha256_;
+  std::string token_version_;
+  absl::Time token_checked_ = absl::InfinitePast();
   std::thread thread_;
 };
 

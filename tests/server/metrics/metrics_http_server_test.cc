@@ -109,6 +109,35 @@ TEST_F(MetricsHttpServerTest, AScrapeTokenIsRequiredWhenSet) {
               AllOf(StartsWith("HTTP/1.1 200 OK"), HasSubstr("ftd_build_info")));
 }
 
+// The scrape token's file is re-read as it changes (a rotated Secret): the
+// new token takes over from the next scrape; a file gone refuses them all.
+TEST_F(MetricsHttpServerTest, TheScrapeTokenFileIsReReadWhenItChanges) {
+  ftd::testing::TempDir dir;
+  auto write = [&](const std::string& token) {
+    ftd::testing::WriteFile(dir.Sub("token.new"), token + "\n");
+    std::filesystem::rename(dir.Sub("token.new"), dir.Sub("token"));
+  };
+  auto scrape = [](const std::string& address, const std::string& token) {
+    return Get(address, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer " + token + "\r\n\r\n");
+  };
+  MetricsHttpServer::Options options;
+  options.token_file = dir.Sub("token");
+  options.token_reload_interval = absl::ZeroDuration();
+  EXPECT_THAT(MetricsHttpServer::Start("127.0.0.1:0", &metrics_, options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics_token_file")));
+  write("first-secret");
+  ASSERT_OK_AND_ASSIGN(auto server, MetricsHttpServer::Start("127.0.0.1:0", &metrics_, options));
+  EXPECT_THAT(scrape(server->address(), "first-secret"), StartsWith("HTTP/1.1 200"));
+  write("second-secret");
+  EXPECT_THAT(scrape(server->address(), "first-secret"), StartsWith("HTTP/1.1 401"));
+  EXPECT_THAT(scrape(server->address(), "second-secret"), StartsWith("HTTP/1.1 200"));
+  std::filesystem::remove(dir.Sub("token"));
+  EXPECT_THAT(scrape(server->address(), "second-secret"), StartsWith("HTTP/1.1 401"));
+  EXPECT_THAT(scrape(server->address(), "-"), StartsWith("HTTP/1.1 401"));
+  write("third-secret");
+  EXPECT_THAT(scrape(server->address(), "third-secret"), StartsWith("HTTP/1.1 200"));
+}
+
 TEST_F(MetricsHttpServerTest, ConnectionsRequestsAndTimeAreLimited) {
   MetricsHttpServer::Options limits;
   limits.max_connections = 2;
