@@ -61,7 +61,6 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   if (path->empty()) return Invalid(field, "is required");
   // Canonical: symbolic links and ".." resolved, so neither leads out.
   absl::StatusOr<std::string> canonical = CanonicalPath(*path);
-  if (!canonical.ok()) return Invalid(field, std::string(canonical.status().message()));
   const bool per_tenant = !caller.admin && !options_.tenant_data_roots.empty();
   std::vector<std::string> roots = options_.data_roots;
   if (per_tenant) {
@@ -79,6 +78,40 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
                                                   : std::string("the daemon's"),
                                        " data roots (", absl::StrJoin(roots, ", "), ")"));
   };
+  // Where the path leads lexically (".." resolved, links not), and whether a
+  // symbolic link on it inside the roots is what takes it elsewhere: so that
+  // what a caller is told never depends on what exists outside its roots
+  // (an existing target and a missing one read the same).
+  const std::string lexical =
+      std::filesystem::absolute(std::filesystem::path(*path)).lexically_normal().string();
+  bool lexically_inside = false;
+  for (const std::string& root : roots)
+    lexically_inside = lexically_inside || IsWithin(lexical, root);
+  auto through_link = [&]() {
+    return Invalid(field, absl::StrCat("\"", *path, "\" leads outside ",
+                                       per_tenant ? absl::StrCat("tenant \"", caller.tenant, "\"'s")
+                                                  : std::string("the daemon's"),
+                                       " data roots, or nowhere, through a symbolic link"));
+  };
+  auto has_link = [&]() {
+    std::filesystem::path prefix;
+    for (const auto& part : std::filesystem::path(lexical)) {
+      prefix /= part;
+      std::error_code ec;
+      const auto status = std::filesystem::symlink_status(prefix, ec);
+      if (ec || !std::filesystem::exists(status)) return false;
+      if (std::filesystem::is_symlink(status)) return true;
+    }
+    return false;
+  };
+  if (!canonical.ok()) {
+    if (!std::filesystem::path(*path).is_absolute()) {
+      return Invalid(field, std::string(canonical.status().message()));
+    }
+    if (!lexically_inside) return outside();
+    if (has_link()) return through_link();
+    return Invalid(field, std::string(canonical.status().message()));
+  }
   if (!options_.jobs_dir.empty() && IsWithin(*canonical, options_.jobs_dir) &&
       *canonical != options_.jobs_dir) {
     // A job's output: the job's tenant's (and admins').
@@ -93,7 +126,11 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   if (!options_.data_dir.empty() && IsWithin(*canonical, options_.data_dir)) return outside();
   bool allowed = false;
   for (const std::string& root : roots) allowed = allowed || IsWithin(*canonical, root);
-  if (!allowed) return outside();
+  if (!allowed) return lexically_inside ? through_link() : outside();
+  // A missing path through a link (a dangling one) reads as one through a
+  // link that leads out: its target is not the caller's to learn about.
+  std::error_code missing;
+  if (!std::filesystem::exists(*canonical, missing) && has_link()) return through_link();
   *path = *canonical;
   return absl::OkStatus();
 }

@@ -230,6 +230,32 @@ TEST_F(JobSpecValidatorTest, ADatasetThatChangedIsReadAgain) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(":3: the label is empty")));
 }
 
+// What a caller is told about a path never depends on what exists outside
+// its roots: a missing path outside reads as an existing one, and a link in
+// the roots to a missing target outside as one to an existing target.
+TEST_F(JobSpecValidatorTest, ErrorsDoNotTellWhetherAPathOutsideTheRootsExists) {
+  WriteFile(outside_.Sub("exists.csv"), "text,label\na,b\n");
+  auto message = [&](const std::string& path) {
+    v1::JobSpec spec = spec_;
+    spec.mutable_train_dataset()->set_path(path);
+    std::string text(Validator().ValidateAndNormalize(&spec).message());
+    // The path itself differs; the rest must not.
+    const size_t at = text.find(path);
+    if (at != std::string::npos) text.replace(at, path.size(), "P");
+    return text;
+  };
+  const std::string existing = message(outside_.Sub("exists.csv"));
+  EXPECT_THAT(existing, HasSubstr("outside"));
+  EXPECT_EQ(message(outside_.Sub("missing.csv")), existing);
+  std::filesystem::create_symlink(outside_.Sub("exists.csv"), root_.Sub("to-existing.csv"));
+  std::filesystem::create_symlink(outside_.Sub("missing.csv"), root_.Sub("to-missing.csv"));
+  const std::string linked = message(root_.Sub("to-existing.csv"));
+  EXPECT_THAT(linked, HasSubstr("outside"));
+  EXPECT_EQ(message(root_.Sub("to-missing.csv")), linked);
+  // Inside the roots, a missing file is still named as missing.
+  EXPECT_THAT(message(root_.Sub("nope.csv")), HasSubstr("does not exist"));
+}
+
 TEST_F(JobSpecValidatorTest, DatasetErrorsNameTheField) {
   ExpectInvalid([](v1::JobSpec* s) { s->clear_train_dataset(); }, "train_dataset.path", "required");
   ExpectInvalid(
