@@ -66,6 +66,9 @@ ABSL_FLAG(std::string, metrics_tls_client_ca, "",
 ABSL_FLAG(absl::Duration, metrics_job_retention, absl::Minutes(10),
           "how long a finished job's metrics stay (for example 10m, 1h)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
+ABSL_FLAG(int64_t, cache_max_mb_per_tenant, 0,
+          "each tenant's share of the activation cache in MiB (0: none besides --cache_max_mb); "
+          "a tenant past it evicts its own least recently used segments");
 ABSL_FLAG(int64_t, cache_max_mb, 8192,
           "size cap of the activation cache in MiB; least recently used segments go first");
 ABSL_FLAG(int64_t, cache_block_cache_mb, 32,
@@ -168,6 +171,8 @@ int main(int argc, char** argv) {
   }
   ftd::daemon::Daemon::Options options;
   options.cache.capacity_bytes = absl::GetFlag(FLAGS_cache_max_mb) << 20;
+  options.cache.tenant_capacity_bytes =
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_cache_max_mb_per_tenant)) << 20;
   options.cache.tuning.block_cache_bytes = absl::GetFlag(FLAGS_cache_block_cache_mb) << 20;
   options.cache.tuning.write_buffer_bytes = absl::GetFlag(FLAGS_cache_write_buffer_mb) << 20;
   const int cpu_threads = absl::GetFlag(FLAGS_cpu_threads);

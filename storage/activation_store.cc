@@ -200,6 +200,7 @@ absl::Status ActivationStore::Acquire(const std::string& user, const SegmentKey&
   if (created) {
     record.info.set_dtype(info.dtype());
     record.info.set_base_model(info.base_model());
+    record.info.set_tenant(info.tenant());
     *record.info.mutable_create_time() = Now();
   }
   *record.info.mutable_last_used_time() = Now();
@@ -262,6 +263,33 @@ absl::Status ActivationStore::DropLocked(const SegmentKey& key) {
   return absl::OkStatus();
 }
 
+absl::Status ActivationStore::MakeTenantRoomLocked(const std::string& tenant, int64_t incoming) {
+  if (options_.tenant_capacity_bytes <= 0) return absl::OkStatus();
+  while (true) {
+    int64_t used = 0;
+    const SegmentKey* victim = nullptr;
+    const v1::CacheSegment* victim_info = nullptr;
+    for (const auto& [key, record] : segments_) {
+      if (record.info.tenant() != tenant) continue;
+      used += record.info.bytes();
+      if (!record.users.empty()) continue;
+      if (victim == nullptr || Older(record.info.last_used_time(), victim_info->last_used_time())) {
+        victim = &key;
+        victim_info = &record.info;
+      }
+    }
+    if (used + incoming <= options_.tenant_capacity_bytes) return absl::OkStatus();
+    if (victim == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the tenant's share of the activation cache, ", options_.tenant_capacity_bytes >> 20,
+          " MiB (--cache_max_mb_per_tenant), is full and every one of its segments is in use"));
+    }
+    const SegmentKey key = *victim;
+    RETURN_IF_ERROR(DropLocked(key));
+    ++evictions_;
+  }
+}
+
 absl::Status ActivationStore::MakeRoomLocked(int64_t incoming) {
   while (bytes_ + incoming > options_.capacity_bytes) {
     const SegmentKey* victim = nullptr;
@@ -310,6 +338,7 @@ absl::Status ActivationStore::Put(const SegmentKey& key,
         absl::StrCat("cache segment ", key.ToString(), " is not held (evicted or cleared)"));
   }
   // The segment in hand is in use, so eviction never picks it.
+  RETURN_IF_ERROR(MakeTenantRoomLocked(it->second.info.tenant(), incoming));
   RETURN_IF_ERROR(MakeRoomLocked(incoming));
   v1::CacheSegment info = it->second.info;
   info.set_entries(info.entries() + static_cast<int64_t>(values.size()));

@@ -72,6 +72,10 @@ class ActivationStore {
   struct Options {
     // The size cap, in bytes of stored values.
     int64_t capacity_bytes = int64_t{8} << 30;
+    // Each tenant's share of it (CacheSegment.tenant; 0: none besides the
+    // cap): a tenant's writes past it evict the tenant's own least recently
+    // used segments, never another tenant's.
+    int64_t tenant_capacity_bytes = 0;
     // Must be what the column family was opened with.
     Tuning tuning;
     // Called on the compactor's thread before each compaction of a dropped
@@ -146,6 +150,8 @@ class ActivationStore {
   absl::Status DropLocked(const SegmentKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Evicts unused segments, least recently used first, until `incoming` more
   // bytes fit.
+  absl::Status MakeTenantRoomLocked(const std::string& tenant, int64_t incoming)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MakeRoomLocked(int64_t incoming) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Database* const database_;

@@ -39,11 +39,12 @@ class ActivationStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
 
-  void Open(int64_t capacity = int64_t{1} << 30) {
+  void Open(int64_t capacity = int64_t{1} << 30, int64_t tenant_capacity = 0) {
     store_.reset();
     database_.reset();
     ActivationStore::Options options;
     options.capacity_bytes = capacity;
+    options.tenant_capacity_bytes = tenant_capacity;
     options.tuning.write_buffer_bytes = 1 << 20;
     options.before_compaction = [this] {
       absl::MutexLock lock(&hold_mu_);
@@ -59,8 +60,9 @@ class ActivationStoreTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(store_, ActivationStore::Open(database_.get(), options));
   }
 
-  v1::CacheSegment Info() {
+  v1::CacheSegment Info(const std::string& tenant = "") {
     v1::CacheSegment info;
+    info.set_tenant(tenant);
     info.set_dtype(v1::ActivationCache::DTYPE_BF16);
     info.set_base_model("/models/tiny");
     return info;
@@ -230,6 +232,38 @@ TEST(SegmentKeyTest, ParsesHexAndNamesTheBadField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("namespace")));
   EXPECT_THAT(SegmentKey::FromHex(std::string(32, 'a'), "00", 3).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset_fingerprint")));
+}
+
+// Each tenant's share: a tenant past it evicts its own least recently used
+// segments, never another tenant's, and is refused when all of its own are in
+// use; the other tenant writes on.
+TEST_F(ActivationStoreTest, ATenantPastItsShareEvictsOnlyItsOwnSegments) {
+  Open(/*capacity=*/100000, /*tenant_capacity=*/30000);
+  ASSERT_OK(store_->Acquire("job-b", Key('b', 1), Info("bob")));
+  ASSERT_OK(store_->Put(Key('b', 1), Values(0, 20)));  // 20,000 bytes of bob's
+  ASSERT_OK(store_->Release("job-b", Key('b', 1), /*drop=*/false));
+  for (char ns : {'p', 'q', 'r'}) {
+    ASSERT_OK(store_->Acquire("job-a", Key(ns, 1), Info("alice")));
+    ASSERT_OK(store_->Put(Key(ns, 1), Values(0, 10)));  // 10,000 bytes each
+    ASSERT_OK(store_->Release("job-a", Key(ns, 1), /*drop=*/false));
+  }
+  // A fourth alice segment: her oldest goes, bob's stays though older.
+  ASSERT_OK(store_->Acquire("job-a", Key('s', 1), Info("alice")));
+  ASSERT_OK(store_->Put(Key('s', 1), Values(0, 10)));
+  EXPECT_THAT(store_->Segment(Key('p', 1)).status(),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ASSERT_OK_AND_ASSIGN(v1::CacheSegment bobs, store_->Segment(Key('b', 1)));
+  EXPECT_EQ(bobs.bytes(), 20000);
+  EXPECT_EQ(bobs.tenant(), "bob");
+  // All her segments in use and her share full: refused, naming the flag.
+  ASSERT_OK(store_->Acquire("job-a", Key('q', 1), Info("alice")));
+  ASSERT_OK(store_->Acquire("job-a", Key('r', 1), Info("alice")));
+  EXPECT_THAT(store_->Put(Key('s', 1), Values(10, 20)),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("--cache_max_mb_per_tenant")));
+  // Bob writes on.
+  ASSERT_OK(store_->Acquire("job-b", Key('b', 1), Info("bob")));
+  EXPECT_OK(store_->Put(Key('b', 1), Values(20, 25)));
 }
 
 }  // namespace

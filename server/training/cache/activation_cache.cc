@@ -135,6 +135,7 @@ void JobActivationCache::SetDepth(const std::vector<std::string>& block_digests)
   v1::CacheSegment info;
   info.set_dtype(ToProto(options_.dtype));
   info.set_base_model(options_.base_model);
+  info.set_tenant(options_.tenant);
   if (absl::Status s = options_.store->Acquire(options_.job_id, key, info); !s.ok()) {
     Disable(std::string(s.message()));
     return;
@@ -444,6 +445,7 @@ absl::Status JobActivationCache::RestoreProgress(const internal::CacheProgress& 
   v1::CacheSegment info;
   info.set_dtype(ToProto(options_.dtype));
   info.set_base_model(options_.base_model);
+  info.set_tenant(options_.tenant);
   for (size_t i = 0; i < segments.size(); ++i) {
     if (!progress.segments(static_cast<int>(i)).held()) continue;
     if (absl::Status s = options_.store->Acquire(options_.job_id, segments[i].key, info); !s.ok()) {

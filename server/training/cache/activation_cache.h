@@ -66,6 +66,7 @@ class JobActivationCache {
     // (precision): with the prefix's weights, all a stored value depends on.
     std::string inputs_digest;
     std::string base_model;
+    std::string tenant;  // whose share of the cache its segments count in
     storage::ActivationDtype dtype = storage::ActivationDtype::kBf16;
     std::vector<int64_t> lengths;  // each training example's token count
     int64_t hidden_size = 0;

@@ -276,6 +276,7 @@ class Run {
       options.inputs_digest = InputsDigest(data.ids, in_.config_json,
                                            autocast_ ? "bf16-autocast" : "fp32", context_.tenant());
       options.base_model = spec.base_model();
+      options.tenant = context_.tenant();
       options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::DTYPE_FP32
                           ? storage::ActivationDtype::kFp32
                           : storage::ActivationDtype::kBf16;
