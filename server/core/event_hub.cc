@@ -146,10 +146,14 @@ EventSubscription::Pull EventHub::Next(uint64_t id, v1::JobEvent* event, absl::S
         sub->known_last = sub->next - 1;
         return EventSubscription::Pull::kClosed;
       }
-      if (page->events.empty() || page->events.front().sequence() != sub->next) {
+      if (page->events.empty()) {
         // The store has no more than this (it cannot be behind what was
         // published, so this is the end of what exists).
         sub->known_last = sub->next - 1;
+      } else if (page->events.front().sequence() > sub->next) {
+        // Events the history's bound dropped (--max_job_events): their
+        // numbers are skipped.
+        sub->next = page->events.front().sequence();
       }
       sub->history.assign(std::make_move_iterator(page->events.begin()),
                           std::make_move_iterator(page->events.end()));

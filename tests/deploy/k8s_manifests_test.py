@@ -132,8 +132,10 @@ def check_overlay(name, objects, dashboard, known_flags, ftctl_flags):
         for port in rule.get("ports", []):
             rules[port.get("port")] = rule.get("from", [])
     check(set(rules) == {"grpc", "metrics"}, f"{name}: the NetworkPolicy's ports are {sorted(rules)}")
-    check(all(f.get("podSelector", {}).get("matchLabels", {}).get("ftd.dev/client") == "true"
-              for f in rules.get("grpc", [{}])), f"{name}: gRPC is admitted from unlabelled pods")
+    check(all(f.get("podSelector", {}).get("matchLabels") == {"ftd.dev/client": "true"}
+              and not f.get("podSelector", {}).get("matchExpressions")
+              for f in rules.get("grpc", [{}])),
+          f"{name}: gRPC is not admitted from exactly the pods labelled ftd.dev/client: {rules.get('grpc')}")
     check(all(f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
               and "podSelector" not in f for f in rules.get("metrics", [{}])),
           f"{name}: metrics are admitted from outside the monitoring namespace")

@@ -94,6 +94,31 @@ TEST_F(EventHubTest, AnEndedJobsWatchClosesAfterItsHistoryFromTheRequestedSequen
   EXPECT_OK(status);
 }
 
+// A history the store's bound thinned has gaps in its sequence numbers: a
+// watch replays what is left, skipping them, and goes on with live events.
+TEST_F(EventHubTest, AWatchSkipsWhatTheHistorysBoundDropped) {
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get(),
+                                                                {.max_events_per_job = 8}));
+  EventHub hub({store_.get()});
+  for (int step = 1; step <= 40; ++step) Append(hub, step);  // sequences 2..41
+  ASSERT_OK_AND_ASSIGN(auto sub, hub.Subscribe(job_id_, 0, 41, false, [] {}));
+  Pull last;
+  absl::Status status;
+  std::vector<int64_t> got = Drain(*sub, &last, &status);
+  EXPECT_EQ(last, Pull::kWait);
+  ASSERT_GE(got.size(), 9u);
+  EXPECT_EQ(got.front(), 1);  // the submission stays
+  EXPECT_EQ(got.back(), 41);
+  Append(hub, 41);
+  EXPECT_THAT(Drain(*sub, &last, &status), ::testing::ElementsAre(42));
+  // An ended job's watch replays the same and closes.
+  ASSERT_OK_AND_ASSIGN(auto ended, hub.Subscribe(job_id_, 0, 42, /*ended=*/true, [] {}));
+  std::vector<int64_t> replayed = Drain(*ended, &last, &status);
+  EXPECT_EQ(last, Pull::kClosed);
+  EXPECT_EQ(replayed.back(), 42);
+}
+
 // A watcher that does not read holds at most max_buffered_events; once it
 // reads, it gets every event in order from the store, none lost.
 TEST_F(EventHubTest, ASlowWatcherHoldsBoundedMemoryAndLosesNothing) {
