@@ -362,12 +362,12 @@ std::vector<absl::StatusOr<std::string>> ActivationStore::MultiGet(
   std::vector<rocksdb::Slice> slices(key_bytes.begin(), key_bytes.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  {
-    const Database::Session session = database_->session();
-    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
-    session.db()->MultiGet(rocksdb::ReadOptions(), cf, slices.size(), slices.data(), values.data(),
-                           statuses.data());
-  }
+  // The values are pinned in the instance's memory: copied out before the
+  // session ends.
+  const Database::Session session = database_->session();
+  rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+  session.db()->MultiGet(rocksdb::ReadOptions(), cf, slices.size(), slices.data(), values.data(),
+                         statuses.data());
   std::vector<absl::StatusOr<std::string>> out;
   out.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {

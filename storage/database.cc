@@ -191,7 +191,6 @@ void Database::ReopenLoop() {
     const bool writable = Reopen();
     mu_.Lock();
     if (writable) {
-      needs_reopen_ = false;
       Log(LogLevel::kInfo, absl::StrCat("the database at ", options_.path, " takes writes again"));
     } else {
       wait = std::min(wait * 2, absl::Seconds(30));
@@ -200,38 +199,36 @@ void Database::ReopenLoop() {
 }
 
 bool Database::Reopen() {
+  // Readers go on from a read-only instance (it takes no lock on the
+  // folder) while the failed one closes; there is always one to serve.
   std::shared_ptr<Session::Instance> old;
   {
     absl::MutexLock lock(&mu_);
-    old = std::move(current_);  // new sessions wait from here
+    old = current_;
   }
-  // The instance closes once no session uses it; one held longer than this
-  // (a long compaction) keeps it, and the next try comes later.
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (old.use_count() > 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  if (old.use_count() > 1) {
-    absl::MutexLock lock(&mu_);
-    current_ = std::move(old);
-    return false;
-  }
-  old.reset();
-  absl::StatusOr<std::shared_ptr<Session::Instance>> writable = OpenInstance(options_, false);
-  if (writable.ok()) {
-    absl::MutexLock lock(&mu_);
-    current_ = *std::move(writable);
-    return true;
-  }
-  // Still failing: serve reads from a read-only instance meanwhile.
-  while (true) {
+  if (!old->read_only) {
     absl::StatusOr<std::shared_ptr<Session::Instance>> reader = OpenInstance(options_, true);
-    if (reader.ok()) {
-      absl::MutexLock lock(&mu_);
-      current_ = *std::move(reader);
+    if (!reader.ok()) {
+      Log(LogLevel::kError, absl::StrCat(reader.status().message(), "; trying again later"));
       return false;
     }
-    Log(LogLevel::kError, absl::StrCat(reader.status().message(), "; trying again"));
-    absl::SleepFor(absl::Milliseconds(100));
+    {
+      absl::MutexLock lock(&mu_);
+      current_ = *std::move(reader);
+    }
+    // The writable instance needs the failed one closed: once the sessions
+    // on it are done (a long compaction may keep one; then the writable
+    // open below fails on its lock, and the next try comes later).
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (old.use_count() > 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
   }
+  old.reset();  // a read-only one holds no lock: it goes when its readers do
+  absl::StatusOr<std::shared_ptr<Session::Instance>> writable = OpenInstance(options_, false);
+  if (!writable.ok()) return false;
+  absl::MutexLock lock(&mu_);
+  current_ = *std::move(writable);
+  needs_reopen_ = false;
+  return true;
 }
 
 absl::Status Database::ResetColumnFamily(const std::string& name,

@@ -43,8 +43,7 @@ class Database {
   // The open RocksDB and its column family handles, valid while the Session
   // lives: take one for each piece of work (a read, a scan, a write) and
   // drop it when done, since a reopen (see Write) waits for the sessions on
-  // the instance it closes. Never wait for a lock another thread may hold
-  // while asking for a session, with a session open.
+  // the instance it closes before it opens a writable one.
   class Session {
    public:
     rocksdb::DB* db() const;
@@ -84,7 +83,8 @@ class Database {
   std::map<std::string, uint64_t> IntProperty(const std::string& property) const;
 
   // Drops a column family and creates it empty with `options` (the cache
-  // starts over when it cannot be read).
+  // starts over when it cannot be read). At start-up only, before any other
+  // session: it changes the current instance's handles in place.
   absl::Status ResetColumnFamily(const std::string& name,
                                  const rocksdb::ColumnFamilyOptions& options);
 
@@ -94,14 +94,15 @@ class Database {
   static absl::StatusOr<std::shared_ptr<Session::Instance>> OpenInstance(const Options& options,
                                                                          bool read_only);
   void ReopenLoop();
-  // Closes the current instance once its sessions are done (or gives up
-  // after a few seconds) and opens a writable one, else a read-only one.
-  // True once writable.
+  // Serves reads from a read-only instance, closes the failed one once its
+  // sessions are done (or gives up after a few seconds, for a later try)
+  // and opens a writable one. True once writable.
   bool Reopen();
 
   Options options_;
   mutable absl::Mutex mu_;
-  std::shared_ptr<Session::Instance> current_ ABSL_GUARDED_BY(mu_);  // null while reopening
+  // Never null: a read-only instance serves while a failed one closes.
+  std::shared_ptr<Session::Instance> current_ ABSL_GUARDED_BY(mu_);
   bool needs_reopen_ ABSL_GUARDED_BY(mu_) = false;
   rocksdb::Status last_error_ ABSL_GUARDED_BY(mu_);  // what writes get until the reopen
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -303,6 +303,7 @@ absl::StatusOr<v1::File> FileStore::Commit(std::unique_ptr<Upload> upload, v1::F
   rocksdb::WriteOptions write;
   write.sync = true;
   if (rocksdb::Status s = options_.database->Write(session, write, &batch); !s.ok()) {
+    next_id_ = number + 1;  // it may come back at a reopen: the id is not given again
     return fail(FromRocksDb(s, absl::StrCat("cannot store ", id)));
   }
   files_[number] = file;

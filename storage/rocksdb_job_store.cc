@@ -242,8 +242,14 @@ absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent fir
   }
   rocksdb::WriteOptions options;
   options.sync = true;
-  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, options, &batch),
-                              absl::StrCat("job store: writing ", job.id())));
+  if (absl::Status written = FromRocksDb(database_->Write(session, options, &batch),
+                                         absl::StrCat("job store: writing ", job.id()));
+      !written.ok()) {
+    // A write reported failed may still be in RocksDB's log (appended, its
+    // sync failed) and come back at a reopen: its number is not given again.
+    next_job_ = number + 1;
+    return written;
+  }
   next_job_ = number + 1;
   last_sequence_[number] = 1;
   return job;
@@ -387,12 +393,15 @@ absl::StatusOr<RocksDbJobStore::Thinned> RocksDbJobStore::ThinnedOf(
   rocksdb::Status s =
       session.db()->Get(rocksdb::ReadOptions(), session.cf("jobs"), ThinnedKey(number), &value);
   if (s.ok()) {
-    if (value.size() != 16) {
-      return absl::DataLossError(
-          absl::StrCat("job store: the history bound of ", JobId(number), " is corrupt"));
+    if (value.size() == 16) {
+      thinned.thinned_through = static_cast<int64_t>(ReadBigEndian(value.substr(0, 8)));
+      thinned.dropped = static_cast<int64_t>(ReadBigEndian(value.substr(8)));
+    } else {
+      // Damaged: the history is looked at again from its start, and the
+      // count of what went starts over; its events are served either way.
+      Log(LogLevel::kWarning, absl::StrCat("job store: the history bound of ", JobId(number),
+                                           " cannot be read; it starts over"));
     }
-    thinned.thinned_through = static_cast<int64_t>(ReadBigEndian(value.substr(0, 8)));
-    thinned.dropped = static_cast<int64_t>(ReadBigEndian(value.substr(8)));
   } else if (!s.IsNotFound()) {
     return FromRocksDb(s, "job store: reading a history bound");
   }
@@ -454,8 +463,16 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
     batch.Put(cf, JobKey(number), job->SerializeAsString());
     options.sync = true;
   }
-  RETURN_IF_ERROR(FromRocksDb(database_->Write(session, options, &batch),
-                              absl::StrCat("job store: writing an event of ", event.job_id())));
+  if (absl::Status written =
+          FromRocksDb(database_->Write(session, options, &batch),
+                      absl::StrCat("job store: writing an event of ", event.job_id()));
+      !written.ok()) {
+    // It may come back at a reopen (see CreateJob): read the numbers from
+    // the store again next time.
+    last_sequence_.erase(number);
+    thinned_.erase(number);
+    return written;
+  }
   last_sequence_[number] = event.sequence();
   if (thinned.has_value()) thinned_[number] = *thinned;
   return event;

@@ -93,9 +93,11 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
                                                   : std::string("the daemon's"),
                                        " data roots, or nowhere, through a symbolic link"));
   };
+  // A link anywhere on the path as written (before ".." is resolved, so
+  // that "link/.." counts), up to the first part that does not exist.
   auto has_link = [&]() {
     std::filesystem::path prefix;
-    for (const auto& part : std::filesystem::path(lexical)) {
+    for (const auto& part : std::filesystem::path(*path)) {
       prefix /= part;
       std::error_code ec;
       const auto status = std::filesystem::symlink_status(prefix, ec);
@@ -127,6 +129,9 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   bool allowed = false;
   for (const std::string& root : roots) allowed = allowed || IsWithin(*canonical, root);
   if (!allowed) return lexically_inside ? through_link() : outside();
+  // Named outside the roots, through a link into them: refused as outside,
+  // whether the link exists or not.
+  if (!lexically_inside) return outside();
   // A missing path through a link (a dangling one) reads as one through a
   // link that leads out: its target is not the caller's to learn about.
   std::error_code missing;

@@ -5,8 +5,8 @@
 #include <openssl/err.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,9 +16,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
@@ -35,8 +35,8 @@ constexpr char kRefuseAll[] = "-";
 std::pair<std::string, std::string> ReadTokenFile(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return {"gone", kRefuseAll};
-  const std::string version = absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
-                                           ".", st.st_mtim.tv_nsec);
+  const std::string version =
+      absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
   absl::StatusOr<std::string> text = ReadFile(path);
   const std::string token =
       text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
@@ -184,6 +184,7 @@ void MetricsHttpServer::Serve() {
       } else {
         if (c.ssl != nullptr && c.sent == c.out.size() && !c.out.empty()) {
           SSL_shutdown(c.ssl.get());  // best effort: the close_notify, without waiting
+          ERR_clear_error();
         }
         c.ssl.reset();
         close(c.fd);
@@ -228,6 +229,7 @@ bool MetricsHttpServer::Read(Connection& c) {
   while (true) {
     ssize_t n;
     if (c.ssl != nullptr) {
+      ERR_clear_error();  // SSL_get_error reads the queue: only this call's
       const int r = SSL_read(c.ssl.get(), buffer, sizeof(buffer));
       if (r <= 0) {
         c.want = TlsWait(c.ssl.get(), r);  // the handshake or more of the request, later
@@ -261,6 +263,7 @@ bool MetricsHttpServer::Read(Connection& c) {
 bool MetricsHttpServer::Write(Connection& c) {
   while (c.sent < c.out.size()) {
     if (c.ssl != nullptr) {
+      ERR_clear_error();
       const int n = SSL_write(c.ssl.get(), c.out.data() + c.sent,
                               static_cast<int>(std::min<size_t>(c.out.size() - c.sent, 1 << 20)));
       if (n <= 0) {

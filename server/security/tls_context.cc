@@ -87,6 +87,9 @@ absl::StatusOr<TlsServerContext::ContextPtr> TlsServerContext::Build(const std::
     ERR_clear_error();
     if (count == 0) return refused(files.client_ca_file, "it holds no certificate");
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // A TLS 1.2 session resumed under client verification needs one.
+    static const unsigned char kSessionContext[] = "ftd-metrics";
+    SSL_CTX_set_session_id_context(context.get(), kSessionContext, sizeof(kSessionContext) - 1);
   }
   return context;
 }

@@ -258,9 +258,9 @@ TEST_F(ActivationStoreTest, ATenantPastItsShareEvictsOnlyItsOwnSegments) {
   // All her segments in use and her share full: refused, naming the flag.
   ASSERT_OK(store_->Acquire("job-a", Key('q', 1), Info("alice")));
   ASSERT_OK(store_->Acquire("job-a", Key('r', 1), Info("alice")));
-  EXPECT_THAT(store_->Put(Key('s', 1), Values(10, 20)),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("--cache_max_mb_per_tenant")));
+  EXPECT_THAT(
+      store_->Put(Key('s', 1), Values(10, 20)),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--cache_max_mb_per_tenant")));
   // Bob writes on.
   ASSERT_OK(store_->Acquire("job-b", Key('b', 1), Info("bob")));
   EXPECT_OK(store_->Put(Key('b', 1), Values(20, 25)));

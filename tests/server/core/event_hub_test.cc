@@ -98,8 +98,8 @@ TEST_F(EventHubTest, AnEndedJobsWatchClosesAfterItsHistoryFromTheRequestedSequen
 // watch replays what is left, skipping them, and goes on with live events.
 TEST_F(EventHubTest, AWatchSkipsWhatTheHistorysBoundDropped) {
   store_.reset();
-  ASSERT_OK_AND_ASSIGN(store_, storage::RocksDbJobStore::Create(database_.get(),
-                                                                {.max_events_per_job = 8}));
+  ASSERT_OK_AND_ASSIGN(
+      store_, storage::RocksDbJobStore::Create(database_.get(), {.max_events_per_job = 8}));
   EventHub hub({store_.get()});
   for (int step = 1; step <= 40; ++step) Append(hub, step);  // sequences 2..41
   ASSERT_OK_AND_ASSIGN(auto sub, hub.Subscribe(job_id_, 0, 41, false, [] {}));

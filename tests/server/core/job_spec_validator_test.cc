@@ -252,6 +252,15 @@ TEST_F(JobSpecValidatorTest, ErrorsDoNotTellWhetherAPathOutsideTheRootsExists) {
   const std::string linked = message(root_.Sub("to-existing.csv"));
   EXPECT_THAT(linked, HasSubstr("outside"));
   EXPECT_EQ(message(root_.Sub("to-missing.csv")), linked);
+  // Through "link/..": the same whether the link's target exists or not.
+  std::filesystem::create_directory_symlink(outside_.Sub("dir"), root_.Sub("to-dir"));
+  const std::string through_missing = message(root_.Sub("to-dir/../zzz.csv"));
+  std::filesystem::create_directories(outside_.Sub("dir"));
+  EXPECT_EQ(message(root_.Sub("to-dir/../zzz.csv")), through_missing);
+  // Named outside, through a link into the roots: outside, existing or not.
+  std::filesystem::create_directory_symlink(root_.path(), outside_.Sub("into-root"));
+  EXPECT_EQ(message(outside_.Sub("into-root/train.csv")), existing);
+  EXPECT_EQ(message(outside_.Sub("no-such-link/train.csv")), existing);
   // Inside the roots, a missing file is still named as missing.
   EXPECT_THAT(message(root_.Sub("nope.csv")), HasSubstr("does not exist"));
 }
