@@ -235,10 +235,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     m->AddScrapeHook([m, database, cache, devices, cuda_memory_used] {
       const auto live = database->IntProperty("rocksdb.estimate-live-data-size");
       const auto pending = database->IntProperty("rocksdb.estimate-pending-compaction-bytes");
+      const auto memtables = database->IntProperty("rocksdb.cur-size-all-mem-tables");
       for (const auto& [family, bytes] : live) {
         auto it = pending.find(family);
+        auto mem = memtables.find(family);
         m->SetRocksDbSizes(family, static_cast<int64_t>(bytes),
-                           it == pending.end() ? 0 : static_cast<int64_t>(it->second));
+                           it == pending.end() ? 0 : static_cast<int64_t>(it->second),
+                           mem == memtables.end() ? 0 : static_cast<int64_t>(mem->second));
       }
       m->SetCacheSize(cache->bytes(), cache->capacity_bytes());
       m->SetCacheEvictions(cache->evictions());

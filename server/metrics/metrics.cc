@@ -168,6 +168,9 @@ Metrics::Metrics(Options options)
       rocksdb_pending_(GaugeFamily(*registry_, "ftd_rocksdb_pending_compaction_bytes",
                                    "RocksDB's estimate of bytes compaction still has to rewrite, "
                                    "by column family.")),
+      rocksdb_memtables_(GaugeFamily(*registry_, "ftd_rocksdb_memtable_bytes",
+                                     "Memory of RocksDB's memtables (writes not yet flushed to "
+                                     "tables), by column family.")),
       resident_memory_(GaugeFamily(*registry_, "ftd_process_resident_memory_bytes",
                                    "Resident memory of the daemon's process.")
                            .Add({})) {
@@ -358,10 +361,12 @@ void Metrics::RecordGrpcRequest(const std::string& method, const std::string& co
 }
 
 void Metrics::SetRocksDbSizes(const std::string& column_family, int64_t live_data_bytes,
-                              int64_t pending_compaction_bytes) {
+                              int64_t pending_compaction_bytes, int64_t memtable_bytes) {
   rocksdb_live_.Add({{"column_family", column_family}}).Set(static_cast<double>(live_data_bytes));
   rocksdb_pending_.Add({{"column_family", column_family}})
       .Set(static_cast<double>(pending_compaction_bytes));
+  rocksdb_memtables_.Add({{"column_family", column_family}})
+      .Set(static_cast<double>(memtable_bytes));
 }
 
 void Metrics::SetResidentMemory(int64_t bytes) { resident_memory_.Set(static_cast<double>(bytes)); }

@@ -85,7 +85,7 @@ class Metrics final : public prometheus::Collectable {
   // The server.
   void RecordGrpcRequest(const std::string& method, const std::string& code);
   void SetRocksDbSizes(const std::string& column_family, int64_t live_data_bytes,
-                       int64_t pending_compaction_bytes);
+                       int64_t pending_compaction_bytes, int64_t memtable_bytes);
   void SetResidentMemory(int64_t bytes);
 
  private:
@@ -154,6 +154,7 @@ class Metrics final : public prometheus::Collectable {
   prometheus::Family<prometheus::Counter>& grpc_requests_;
   prometheus::Family<prometheus::Gauge>& rocksdb_live_;
   prometheus::Family<prometheus::Gauge>& rocksdb_pending_;
+  prometheus::Family<prometheus::Gauge>& rocksdb_memtables_;
   prometheus::Gauge& resident_memory_;
 
   mutable absl::Mutex mu_;

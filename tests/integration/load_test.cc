@@ -5,6 +5,10 @@
 // the daemon's memory must come back near where it was. The report (one
 // JSON line) is printed; docs/reliability.md quotes the long form:
 //   FTD_LOAD_CLIENTS=300 FTD_LOAD_SECONDS=60 build/tests/load_test
+// (FTD_LOAD_DAEMON_FLAGS adds daemon flags).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,9 +19,11 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
@@ -39,6 +45,36 @@ double RssMib(int pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
   }
   return -1;
+}
+
+// The daemon's RocksDB memtables in MiB, all column families, from its
+// metrics endpoint (`info` is ftctl info's output); -1 when unreadable.
+double MemtablesMib(const std::string& info) {
+  const std::regex address(R"(http://127\.0\.0\.1:(\d+)/metrics)");
+  std::smatch m;
+  if (!std::regex_search(info, m, address)) return -1;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(m[1])));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  const std::string request = "GET /metrics HTTP/1.1\r\n\r\n";
+  (void)!send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string answer;
+  char buffer[65536];
+  ssize_t n;
+  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) answer.append(buffer, n);
+  close(fd);
+  const std::regex line(R"(ftd_rocksdb_memtable_bytes\{[^}]*\} ([0-9.e+]+))");
+  double bytes = 0;
+  for (std::sregex_iterator it(answer.begin(), answer.end(), line), end; it != end; ++it) {
+    bytes += std::stod((*it)[1]);
+  }
+  return bytes / (1 << 20);
 }
 
 int EnvInt(const char* name, int fallback) {
@@ -73,13 +109,17 @@ TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
   ftd::testing::TempDir dir;
   ftd::testing::WriteTinyBert(dir.Sub("data/tiny"));
   ftd::testing::WriteSentimentCsv(dir.Sub("data/train.csv"), 512, 1);
-  FtdDaemon daemon({FTD_BINARY,
-                    FTCTL_BINARY,
-                    dir.Sub("ftd-data"),
-                    dir.Sub("data"),
-                    1,
-                    dir.Sub("ftd.log"),
-                    {"--max_queued_jobs=200"}});
+  // FTD_LOAD_DAEMON_FLAGS: more daemon flags, space-separated (for example
+  // --metrics_job_retention=1s, to tell finished jobs' metric series from
+  // what the load itself leaves).
+  std::vector<std::string> flags = {"--max_queued_jobs=200"};
+  if (const char* more = std::getenv("FTD_LOAD_DAEMON_FLAGS")) {
+    for (absl::string_view flag : absl::StrSplit(more, ' ', absl::SkipEmpty())) {
+      flags.emplace_back(flag);
+    }
+  }
+  FtdDaemon daemon({FTD_BINARY, FTCTL_BINARY, dir.Sub("ftd-data"), dir.Sub("data"), 1,
+                    dir.Sub("ftd.log"), flags});
   ASSERT_TRUE(daemon.started());
   // The job that trains throughout (and that the watchers follow).
   CommandResult job = daemon.Ftctl({"submit", "--upload=false", "--model=" + dir.Sub("data/tiny"),
@@ -93,6 +133,8 @@ TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
   std::this_thread::sleep_for(std::chrono::seconds(2));
   const int pid = daemon.process().pid();
   const double before = RssMib(pid);
+  const std::string info = daemon.Ftctl({"info"}).out;
+  const double memtables_before = MemtablesMib(info);
 
   CommandResult load = ftd::testing::RunCommand(
       {FTD_NODE, work + "/load.mjs", "--address=" + daemon.address(),
@@ -105,8 +147,10 @@ TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
   // Idle again: what the load made the daemon hold is given back.
   std::this_thread::sleep_for(std::chrono::seconds(3));
   const double after = RssMib(pid);
+  const double memtables_after = MemtablesMib(info);
   std::cout << "load: " << load.out << "memory (MiB): before " << before << ", at the end " << peak
-            << ", 3 s later " << after << "\n";
+            << ", 3 s later " << after << "; RocksDB's memtables " << memtables_before
+            << " before, " << memtables_after << " after\n";
 
   // Only documented limits may refuse (a full queue, too many watches), and
   // a cancel may find its job ended; nothing else.

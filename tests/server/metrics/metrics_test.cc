@@ -38,7 +38,7 @@ TEST_F(MetricsTest, EveryFamilyIsDocumentedInDocsMetricsAndEveryDocumentedOneExi
   metrics_.SetDeviceBusy("cpu:0", false);
   metrics_.SetDeviceMemoryUsed("cuda:0", 1);
   metrics_.RecordGrpcRequest("/ftd.v1.FineTuning/GetJob", "OK");
-  metrics_.SetRocksDbSizes("jobs", 1, 0);
+  metrics_.SetRocksDbSizes("jobs", 1, 0, 0);
   // The other subjects' families, on the same registry.
   SecurityMetrics security(metrics_.registry());
   security.Refused("GetJob", "INVALID_TOKEN");
