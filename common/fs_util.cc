@@ -18,6 +18,12 @@ namespace ftd {
 
 namespace fs = std::filesystem;
 
+std::string FileVersion(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+}
+
 absl::StatusOr<std::string> CanonicalPath(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("the path is empty");
   fs::path p(path);

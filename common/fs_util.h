@@ -12,9 +12,14 @@ namespace ftd {
 
 // An I/O error `err` (an errno value) while doing `what` ("cannot write
 // /x"): RESOURCE_EXHAUSTED for a full disk or quota (ENOSPC, EDQUOT), so that
-// callers can tell it from other failures; UNAVAILABLE otherwise. The
+// callers can tell it from other failures (EFBIG too); UNAVAILABLE otherwise. The
 // message is `what` and the system's reason.
 absl::Status IoError(int err, const std::string& what);
+
+// A string that changes when the file at `path` is replaced or written (its
+// inode, size and modification time, following links); "" when it is gone.
+// For re-reading files as they change (rotated secrets).
+std::string FileVersion(const std::string& path);
 
 // The absolute, symlink-resolved form of `path` (which need not exist).
 // Errors: INVALID_ARGUMENT when `path` is relative or cannot be resolved.

@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,14 +32,12 @@ constexpr char kRefuseAll[] = "-";
 // The scrape token file's version and the digest of the token in it
 // (kRefuseAll when it is gone or empty).
 std::pair<std::string, std::string> ReadTokenFile(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return {"gone", kRefuseAll};
-  const std::string version =
-      absl::StrCat(st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+  std::string version = FileVersion(path);
+  if (version.empty()) return {"gone", kRefuseAll};
   absl::StatusOr<std::string> text = ReadFile(path);
   const std::string token =
       text.ok() ? std::string(absl::StripAsciiWhitespace(*text)) : std::string();
-  return {version, token.empty() ? std::string(kRefuseAll) : Sha256::Hex(token)};
+  return {std::move(version), token.empty() ? std::string(kRefuseAll) : Sha256::Hex(token)};
 }
 
 std::string Response(int code, const std::string& reason, const std::string& content_type,

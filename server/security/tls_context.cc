@@ -3,11 +3,11 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <sys/stat.h>
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "common/pem.h"
 #include "common/status_macros.h"
@@ -95,17 +95,8 @@ absl::StatusOr<TlsServerContext::ContextPtr> TlsServerContext::Build(const std::
 }
 
 std::string TlsServerContext::Version() const {
-  std::string version;
-  for (const std::string* path : {&files_.cert_file, &files_.key_file, &files_.client_ca_file}) {
-    struct stat st {};
-    if (path->empty() || stat(path->c_str(), &st) != 0) {
-      absl::StrAppend(&version, "-;");
-      continue;
-    }
-    absl::StrAppend(&version, st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
-                    st.st_mtim.tv_nsec, ";");
-  }
-  return version;
+  return absl::StrCat(FileVersion(files_.cert_file), ";", FileVersion(files_.key_file), ";",
+                      files_.client_ca_file.empty() ? "" : FileVersion(files_.client_ca_file));
 }
 
 absl::StatusOr<std::unique_ptr<TlsServerContext>> TlsServerContext::Load(const std::string& flag,

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
+#include "tests/testing/node_package.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
 
@@ -84,19 +85,7 @@ int EnvInt(const char* name, int fallback) {
 }
 
 std::string InstallClient() {
-  const std::string work = FTD_NODE_WORK_DIR;
-  fs::create_directories(work);
-  for (const char* name : {"package.json", "package-lock.json", "load.mjs"}) {
-    fs::copy_file(fs::path(FTD_SOURCE_DIR) / "tests/node" / name, fs::path(work) / name,
-                  fs::copy_options::overwrite_existing);
-  }
-  if (!fs::exists(fs::path(work) / "node_modules/@grpc/grpc-js")) {
-    CommandResult npm = ftd::testing::RunCommand(
-        {FTD_NPM, "ci", "--prefix", work, "--no-audit", "--no-fund", "--loglevel=error"},
-        std::chrono::seconds(300));
-    if (npm.exit_code != 0) ADD_FAILURE() << "npm ci: " << npm.err;
-  }
-  return work;
+  return ftd::testing::InstallNodePackage(FTD_SOURCE_DIR, FTD_NODE_WORK_DIR, FTD_NPM, {"load.mjs"});
 }
 
 TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {

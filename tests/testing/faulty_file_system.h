@@ -88,35 +88,38 @@ class FaultyFileSystem {
     rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
                                       rocksdb::IODebugContext* dbg) override {
-      if (rocksdb::IOStatus s = Refusal(fault_, refused.get()); !s.ok()) return s;
-      rocksdb::IOStatus s = FileSystemWrapper::NewWritableFile(name, options, result, dbg);
-      if (s.ok()) result->reset(new File(std::move(*result), fault_, refused));
-      return s;
+      return Wrapped(
+          result, [&] { return FileSystemWrapper::NewWritableFile(name, options, result, dbg); });
     }
     rocksdb::IOStatus ReopenWritableFile(const std::string& name,
                                          const rocksdb::FileOptions& options,
                                          std::unique_ptr<rocksdb::FSWritableFile>* result,
                                          rocksdb::IODebugContext* dbg) override {
-      if (rocksdb::IOStatus s = Refusal(fault_, refused.get()); !s.ok()) return s;
-      rocksdb::IOStatus s = FileSystemWrapper::ReopenWritableFile(name, options, result, dbg);
-      if (s.ok()) result->reset(new File(std::move(*result), fault_, refused));
-      return s;
+      return Wrapped(result, [&] {
+        return FileSystemWrapper::ReopenWritableFile(name, options, result, dbg);
+      });
     }
     rocksdb::IOStatus ReuseWritableFile(const std::string& name, const std::string& old_name,
                                         const rocksdb::FileOptions& options,
                                         std::unique_ptr<rocksdb::FSWritableFile>* result,
                                         rocksdb::IODebugContext* dbg) override {
+      return Wrapped(result, [&] {
+        return FileSystemWrapper::ReuseWritableFile(name, old_name, options, result, dbg);
+      });
+    }
+
+    const std::shared_ptr<std::atomic<int64_t>> refused = std::make_shared<std::atomic<int64_t>>(0);
+
+   private:
+    // Refused while failing; else `open`'s file, wrapped to fail later.
+    template <typename Open>
+    rocksdb::IOStatus Wrapped(std::unique_ptr<rocksdb::FSWritableFile>* result, Open open) {
       if (rocksdb::IOStatus s = Refusal(fault_, refused.get()); !s.ok()) return s;
-      rocksdb::IOStatus s =
-          FileSystemWrapper::ReuseWritableFile(name, old_name, options, result, dbg);
+      rocksdb::IOStatus s = open();
       if (s.ok()) result->reset(new File(std::move(*result), fault_, refused));
       return s;
     }
 
-    const std::shared_ptr<std::atomic<int64_t>> refused =
-        std::make_shared<std::atomic<int64_t>>(0);
-
-   private:
     const State fault_;
   };
 
