@@ -133,7 +133,8 @@ absl::Status FileStore::Upload::Write(std::string_view bytes) {
 
 // --- FileStore ----------------------------------------------------------------
 
-FileStore::FileStore(Options options) : options_(std::move(options)) {}
+FileStore::FileStore(Options options)
+    : options_(std::move(options)), numbers_(options_.ids, options_.now) {}
 
 std::string FileStore::BlobPath(const std::string& sha256) const {
   return (fs::path(options_.root) / "blobs" / sha256).string();
@@ -232,7 +233,7 @@ absl::StatusOr<v1::File> FileStore::Commit(std::unique_ptr<Upload> upload, v1::F
         "the upload is incomplete (", upload->received(), " of ", upload->total(), " bytes)"));
   }
   absl::MutexLock lock(&mu_);
-  const uint64_t number = next_id_;
+  const uint64_t number = numbers_.Next(next_id_);
   const std::string id = absl::StrCat("file-", number);
   const std::string object = ObjectPath(id);
   std::vector<std::string> new_blobs;

@@ -29,6 +29,7 @@
 #include "common/sha256.h"
 #include "ftd/v1/ftd.pb.h"
 #include "storage/database.h"
+#include "storage/id_numbers.h"
 
 namespace ftd::storage {
 
@@ -40,6 +41,9 @@ class FileStore {
     std::string root;              // the folder; created when missing
     Database* database = nullptr;  // with kColumnFamily open; outlives the store
     std::function<absl::Time()> now = [] { return absl::Now(); };
+    // How file ids are numbered (storage/id_numbers.h): opaque ones when
+    // tenants share the daemon.
+    IdScheme ids = IdScheme::kSequential;
   };
 
   // An upload under way: its entries' bytes arrive in order through Write.
@@ -121,6 +125,7 @@ class FileStore {
   // By number (file-<n>), so that newest first is reverse order.
   std::map<uint64_t, v1::File> files_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  IdNumbers numbers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_upload_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };

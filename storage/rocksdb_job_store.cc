@@ -218,13 +218,16 @@ absl::Status RocksDbJobStore::Migrate(Database* database, const Database::Sessio
 }
 
 RocksDbJobStore::RocksDbJobStore(Database* database, uint64_t next_job, Options options)
-    : database_(database), options_(options), next_job_(next_job) {}
+    : database_(database),
+      options_(options),
+      next_job_(next_job),
+      numbers_(options.ids, options.now) {}
 
 absl::StatusOr<v1::Job> RocksDbJobStore::CreateJob(v1::Job job, v1::JobEvent first_event) {
   absl::MutexLock lock(&mu_);
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
-  const uint64_t number = next_job_;
+  const uint64_t number = numbers_.Next(next_job_);
   job.set_id(JobId(number));
   first_event.set_job_id(job.id());
   first_event.set_sequence(1);

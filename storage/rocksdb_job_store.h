@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,7 +18,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "storage/database.h"
+#include "storage/id_numbers.h"
 #include "storage/job_store.h"
 
 namespace ftd::storage {
@@ -33,6 +37,10 @@ class RocksDbJobStore final : public JobStore {
     // job's record keeps its newest evaluations and every freeze that froze
     // something either way.
     int64_t max_events_per_job = 0;
+    // How job ids are numbered (storage/id_numbers.h): opaque ones when
+    // tenants share the daemon.
+    IdScheme ids = IdScheme::kSequential;
+    std::function<absl::Time()> now = [] { return absl::Now(); };
   };
 
   // `database` must outlive the store and have the "jobs" column family.
@@ -90,6 +98,7 @@ class RocksDbJobStore final : public JobStore {
   // before a database session, never after one.
   absl::Mutex mu_;
   uint64_t next_job_ ABSL_GUARDED_BY(mu_);
+  IdNumbers numbers_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, int64_t> last_sequence_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Thinned> thinned_ ABSL_GUARDED_BY(mu_);
 };

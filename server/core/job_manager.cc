@@ -421,9 +421,9 @@ void JobManager::AppendLocked(ActiveJob& active, v1::JobEvent event, bool persis
       options_.store->AppendEvent(std::move(event), persist_job ? &active.job : nullptr);
   if (!stored.ok()) {
     if (active.refused_events++ == 0) {
-      Log(LogLevel::kError, absl::StrCat(active.job.id(), ": an event was not kept (",
-                                         stored.status().ToString(),
-                                         "); the job goes on, and further refusals are counted"));
+      Log(LogLevel::kError,
+          absl::StrCat(active.job.id(), ": an event was not kept (", stored.status().ToString(),
+                       "); the job goes on, and further refusals are counted"));
     }
     return;
   }
@@ -501,13 +501,6 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
       return GetLocked(earlier->id());
     }
   }
-  if (options_.max_queued_jobs > 0 && scheduler_->QueueLength() >= options_.max_queued_jobs) {
-    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
-                          "the queue holds ", scheduler_->QueueLength(),
-                          " jobs, the most it takes (--max_queued_jobs=", options_.max_queued_jobs,
-                          "); submit again once some have started or been cancelled")),
-                      "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
-  }
   // Priority is a claim on everyone's devices: above 0, an admin's to make
   // (without authentication every caller is one).
   if (!caller.admin && spec.priority() > 0) {
@@ -529,6 +522,15 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
               options_.max_queued_jobs_per_tenant, "); submit again once some have started")),
           "TENANT_QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs_per_tenant)}});
     }
+  }
+  // Checked after the tenant's own limit, and without a count: that the
+  // daemon is full is all it tells of the other tenants.
+  if (options_.max_queued_jobs > 0 && scheduler_->QueueLength() >= options_.max_queued_jobs) {
+    return WithReason(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "the queue is full: it holds the most jobs it takes (--max_queued_jobs=",
+            options_.max_queued_jobs, "); submit again once some have started or been cancelled")),
+        "QUEUE_FULL", {{"limit", absl::StrCat(options_.max_queued_jobs)}});
   }
   // The uploaded files it names are kept from deletion from here on (the
   // pin moves to the job's id once it has one; mu_ makes the key unique).

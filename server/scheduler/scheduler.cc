@@ -220,10 +220,11 @@ Scheduler::CancelOutcome Scheduler::Cancel(const std::string& job_id) {
 
 int64_t Scheduler::QueuePosition(const std::string& job_id) const {
   absl::MutexLock lock(&mu_);
-  for (size_t i = 0; i < queue_.size(); ++i) {
-    if (queue_[i].job_id == job_id) return static_cast<int64_t>(i) + 1;
-  }
-  return 0;
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [&](const QueuedJob& job) { return job.job_id == job_id; });
+  if (it == queue_.end()) return 0;
+  return std::count_if(queue_.begin(), it + 1,
+                       [&](const QueuedJob& job) { return job.group == it->group; });
 }
 
 int64_t Scheduler::QueueLength() const {

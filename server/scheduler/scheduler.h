@@ -75,9 +75,12 @@ class Scheduler {
   };
   CancelOutcome Cancel(const std::string& job_id);
 
-  // 1 for the next job to start, 2 for the one after, ... in priority and
-  // submission order (the fair share may start another group's job first);
-  // 0 when not queued.
+  // The job's place among its own group's queued jobs: 1 for the group's
+  // next job to start, 2 for the one after, ... in priority and submission
+  // order; 0 when not queued. Other groups' jobs are not counted: the fair
+  // share interleaves groups, so a place in one line of all would not say
+  // when a job starts, and would tell a group of the others' work. Without
+  // groups (all ""), the place in the whole queue.
   int64_t QueuePosition(const std::string& job_id) const;
   int64_t QueueLength() const;
 

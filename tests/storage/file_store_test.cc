@@ -6,6 +6,7 @@
 #include <fstream>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -44,12 +45,16 @@ class FileStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
 
-  void Open() {
+  void Open(IdScheme ids = IdScheme::kSequential) {
     store_.reset();
     database_.reset();
     ASSERT_OK_AND_ASSIGN(database_,
                          Database::Open({dir_.Sub("db"), {FileStore::kColumnFamily}, {}}));
-    ASSERT_OK_AND_ASSIGN(store_, FileStore::Open({dir_.Sub("files"), database_.get()}));
+    FileStore::Options options;
+    options.root = dir_.Sub("files");
+    options.database = database_.get();
+    options.ids = ids;
+    ASSERT_OK_AND_ASSIGN(store_, FileStore::Open(options));
   }
 
   // Uploads `files` (name, content) in chunks of `chunk` bytes.
@@ -160,6 +165,26 @@ TEST_F(FileStoreTest, FilesSurviveAReopenAndWhatACrashLeftHalfDoneIsRemoved) {
   // Ids are not reused, even the deleted newest one's.
   ASSERT_OK_AND_ASSIGN(v1::File c, Put({{"c.csv", "text,label\nq,r\n"}}));
   EXPECT_EQ(c.id(), "file-3");
+}
+
+// Opaque ids (for tenants) are canonical ids, survive a reopen, list
+// newest first and go on from a sequential store's numbers.
+TEST_F(FileStoreTest, OpaqueIdsAreCanonicalAndGoOnFromSequentialOnes) {
+  ASSERT_OK_AND_ASSIGN(v1::File a, Put({{"a.csv", "text,label\nx,y\n"}}));
+  EXPECT_EQ(a.id(), "file-1");
+  Open(IdScheme::kOpaque);
+  ASSERT_OK_AND_ASSIGN(v1::File b, Put({{"b.csv", "text,label\nz,w\n"}}));
+  EXPECT_EQ(b.id().size(), 5u + 19u) << b.id();
+  EXPECT_EQ(absl::StrCat("file-", FileNumber(b.id())), b.id());
+  EXPECT_TRUE(fs::is_directory(store_->ObjectPath(b.id())));
+  Open(IdScheme::kOpaque);
+  ASSERT_OK_AND_ASSIGN(v1::File read, store_->Get(b.id()));
+  EXPECT_EQ(read.entries(0).sha256(), b.entries(0).sha256());
+  ASSERT_OK_AND_ASSIGN(v1::File c, Put({{"c.csv", "text,label\nq,r\n"}}));
+  EXPECT_GT(FileNumber(c.id()), FileNumber(b.id()));
+  std::vector<std::string> listed;
+  for (const v1::File& file : store_->List()) listed.push_back(file.id());
+  EXPECT_THAT(listed, ElementsAre(c.id(), b.id(), a.id()));
 }
 
 TEST(FileNumberTest, OnlyCanonicalIdsHaveANumber) {

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -402,6 +404,51 @@ TEST_F(RocksDbJobStoreTest, EverythingSurvivesReopening) {
   EXPECT_EQ(c.id(), "job-3");
   ASSERT_OK_AND_ASSIGN(v1::JobEvent next, store_->AppendEvent(event, nullptr));
   EXPECT_EQ(next.sequence(), 3);
+}
+
+// Opaque ids (for tenants): the store reads, pages, updates and deletes by
+// them as by sequential ones, lists them in creation order, and goes on
+// from a sequential store's numbers.
+TEST_F(RocksDbJobStoreTest, OpaqueIdsWorkAsSequentialOnesAndKeepCreationOrder) {
+  ASSERT_OK_AND_ASSIGN(v1::Job first, store_->CreateJob(NewJob("sequential"), Log("x")));
+  EXPECT_EQ(first.id(), "job-1");
+  int64_t millis = 1'800'000'000'000;
+  RocksDbJobStore::Options options;
+  options.ids = IdScheme::kOpaque;
+  options.now = [&] { return absl::FromUnixMillis(millis); };
+  Open(options);
+  std::vector<std::string> created = {first.id()};
+  for (int i = 0; i < 5; ++i, ++millis) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob(absl::StrCat("o", i)), Log("x")));
+    EXPECT_EQ(RocksDbJobStore::JobId(RocksDbJobStore::ParseJobId(job.id())), job.id());
+    EXPECT_EQ(job.id().size(), 4u + 19u) << job.id();
+    created.push_back(job.id());
+  }
+  std::vector<std::string> listed;
+  std::string token;
+  do {
+    ASSERT_OK_AND_ASSIGN(JobPage page, store_->ListJobs(JobFilter(), 2, token));
+    for (const std::string& id : Ids(page)) listed.push_back(id);
+    token = page.next_page_token;
+  } while (!token.empty());
+  EXPECT_EQ(listed, created);
+
+  v1::Job job = NewJob("renamed");
+  job.set_id(created[3]);
+  ASSERT_OK(store_->UpdateJob(job));
+  v1::JobEvent event = Log("y");
+  event.set_job_id(created[3]);
+  ASSERT_OK_AND_ASSIGN(v1::JobEvent appended, store_->AppendEvent(event, nullptr));
+  EXPECT_EQ(appended.sequence(), 2);
+  ASSERT_OK(store_->DeleteJob(created[2]));
+  EXPECT_TRUE(absl::IsNotFound(store_->GetJob(created[2]).status()));
+  // Numbers only grow across a reopen, even with the clock set back.
+  millis -= 3'600'000;
+  Open(options);
+  ASSERT_OK_AND_ASSIGN(v1::Job read, store_->GetJob(created[3]));
+  EXPECT_EQ(read.spec().display_name(), "renamed");
+  ASSERT_OK_AND_ASSIGN(v1::Job later, store_->CreateJob(NewJob("later"), Log("x")));
+  EXPECT_GT(RocksDbJobStore::ParseJobId(later.id()), RocksDbJobStore::ParseJobId(created.back()));
 }
 
 TEST_F(RocksDbJobStoreTest, ASecondOpenOfTheSameFolderFailsClearly) {

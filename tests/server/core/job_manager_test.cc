@@ -525,6 +525,8 @@ TEST_F(JobManagerTest, OneTenantsBurstDoesNotStarveAnother) {
   EXPECT_EQ(refused, 150);
   ASSERT_OK_AND_ASSIGN(v1::Job bobs, manager_->Submit(Spec("ok"), "", bob));
   EXPECT_EQ(bobs.tenant(), "bob");
+  // His place in line counts his own jobs, not the 50 of hers before it.
+  EXPECT_EQ(bobs.queue_position(), 1);
   trainer_.Release(running.id());
   ASSERT_TRUE(trainer_.AwaitStarted(2));
   EXPECT_EQ(trainer_.started()[1], bobs.id());
@@ -866,7 +868,7 @@ TEST_F(JobManagerTest, TheQueueIsLimitedAndARetriedSubmissionStillAnswers) {
   ASSERT_OK(manager_->Submit(Spec("b")).status());
   EXPECT_THAT(manager_->Submit(Spec("c")),
               StatusIs(absl::StatusCode::kResourceExhausted,
-                       AllOf(HasSubstr("holds 2 jobs"), HasSubstr("--max_queued_jobs=2"))));
+                       AllOf(HasSubstr("the queue is full"), HasSubstr("--max_queued_jobs=2"))));
   EXPECT_EQ(ReasonOf(manager_->Submit(Spec("c")).status()), "QUEUE_FULL");
   // A retry of an acknowledged submission gets its job, queue full or not.
   ASSERT_OK_AND_ASSIGN(v1::Job again, manager_->Submit(first, "r-1"));

@@ -114,6 +114,14 @@ TEST(SchedulerTest, GroupsTakeTurnsWithinAPriority) {
   scheduler.Enqueue("b1", 0, 5, Any(), "bob");
   scheduler.Enqueue("b2", 0, 6, Any(), "bob");
   scheduler.Enqueue("urgent", 9, 7, Any(), "alice");
+  // A place in line counts the group's own jobs only: the others' would
+  // tell of their work, and the turns make one line of all meaningless.
+  EXPECT_EQ(scheduler.QueuePosition("urgent"), 1);
+  EXPECT_EQ(scheduler.QueuePosition("a1"), 2);
+  EXPECT_EQ(scheduler.QueuePosition("a4"), 5);
+  EXPECT_EQ(scheduler.QueuePosition("b1"), 1);
+  EXPECT_EQ(scheduler.QueuePosition("b2"), 2);
+  EXPECT_EQ(scheduler.QueueLength(), 7);
   scheduler.Start();
   const std::vector<std::string> expected = {"urgent", "b1", "a1", "b2", "a2", "a3", "a4"};
   for (size_t i = 0; i < expected.size(); ++i) {
