@@ -9,20 +9,19 @@
 namespace ftd::api {
 namespace {
 
-namespace v1 = grpc::reflection::v1;
 using google::protobuf::DescriptorPool;
 using google::protobuf::FileDescriptor;
 
-void SetError(grpc::StatusCode code, const std::string& message,
-              v1::ServerReflectionResponse* response) {
+template <typename Response>
+void SetError(grpc::StatusCode code, const std::string& message, Response* response) {
   response->mutable_error_response()->set_error_code(static_cast<int>(code));
   response->mutable_error_response()->set_error_message(message);
 }
 
 // `file` and the files it imports, transitively, except those this stream
 // has sent already (`sent`), as the reference implementation answers.
-void AddFiles(const FileDescriptor* file, std::set<std::string>* sent,
-              v1::ServerReflectionResponse* response) {
+template <typename Response>
+void AddFiles(const FileDescriptor* file, std::set<std::string>* sent, Response* response) {
   if (!sent->insert(file->name()).second) return;
   google::protobuf::FileDescriptorProto proto;
   file->CopyTo(&proto);
@@ -33,9 +32,9 @@ void AddFiles(const FileDescriptor* file, std::set<std::string>* sent,
 
 }  // namespace
 
-grpc::Status ReflectionService::ServerReflectionInfo(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::ServerReflectionResponse, v1::ServerReflectionRequest>* stream) {
+template <typename Request, typename Response>
+grpc::Status Reflection::Serve(grpc::ServerContext* context,
+                               grpc::ServerReaderWriter<Response, Request>* stream) const {
   if (auth_ != nullptr) {
     absl::StatusOr<ftd::core::Caller> caller = security::AuthenticateCall(auth_, *context);
     if (!caller.ok()) {
@@ -48,13 +47,13 @@ grpc::Status ReflectionService::ServerReflectionInfo(
   }
   const DescriptorPool* pool = DescriptorPool::generated_pool();
   std::set<std::string> sent;
-  v1::ServerReflectionRequest request;
+  Request request;
   while (stream->Read(&request)) {
-    v1::ServerReflectionResponse response;
+    Response response;
     response.set_valid_host(request.host());
     *response.mutable_original_request() = request;
     switch (request.message_request_case()) {
-      case v1::ServerReflectionRequest::kFileByFilename: {
+      case Request::kFileByFilename: {
         const FileDescriptor* file = pool->FindFileByName(request.file_by_filename());
         if (file == nullptr) {
           SetError(grpc::StatusCode::NOT_FOUND, "File not found.", &response);
@@ -63,7 +62,7 @@ grpc::Status ReflectionService::ServerReflectionInfo(
         }
         break;
       }
-      case v1::ServerReflectionRequest::kFileContainingSymbol: {
+      case Request::kFileContainingSymbol: {
         const FileDescriptor* file =
             pool->FindFileContainingSymbol(request.file_containing_symbol());
         if (file == nullptr) {
@@ -73,7 +72,7 @@ grpc::Status ReflectionService::ServerReflectionInfo(
         }
         break;
       }
-      case v1::ServerReflectionRequest::kFileContainingExtension: {
+      case Request::kFileContainingExtension: {
         const auto* type =
             pool->FindMessageTypeByName(request.file_containing_extension().containing_type());
         const auto* extension =
@@ -87,7 +86,7 @@ grpc::Status ReflectionService::ServerReflectionInfo(
         }
         break;
       }
-      case v1::ServerReflectionRequest::kAllExtensionNumbersOfType: {
+      case Request::kAllExtensionNumbersOfType: {
         const auto* type = pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
         if (type == nullptr) {
           SetError(grpc::StatusCode::NOT_FOUND, "Type not found.", &response);
@@ -100,7 +99,7 @@ grpc::Status ReflectionService::ServerReflectionInfo(
         for (const auto* extension : extensions) numbers->add_extension_number(extension->number());
         break;
       }
-      case v1::ServerReflectionRequest::kListServices:
+      case Request::kListServices:
         for (const std::string& name : services_) {
           response.mutable_list_services_response()->add_service()->set_name(name);
         }
@@ -112,6 +111,20 @@ grpc::Status ReflectionService::ServerReflectionInfo(
     if (!stream->Write(response)) break;
   }
   return grpc::Status::OK;
+}
+
+grpc::Status ReflectionV1Service::ServerReflectionInfo(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<grpc::reflection::v1::ServerReflectionResponse,
+                             grpc::reflection::v1::ServerReflectionRequest>* stream) {
+  return reflection_->Serve(context, stream);
+}
+
+grpc::Status ReflectionV1AlphaService::ServerReflectionInfo(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<grpc::reflection::v1alpha::ServerReflectionResponse,
+                             grpc::reflection::v1alpha::ServerReflectionRequest>* stream) {
+  return reflection_->Serve(context, stream);
 }
 
 }  // namespace ftd::api

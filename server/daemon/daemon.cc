@@ -13,7 +13,6 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "server/metrics/grpc_request_counter.h"
@@ -132,14 +131,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   db_options.column_family_options[storage::ActivationStore::kColumnFamily] =
       storage::ActivationStore::ColumnFamilyOptions(options.cache.tuning);
   ASSIGN_OR_RETURN(daemon->database_, storage::Database::Open(db_options));
+  // Among tenants, ids must not count what the others create.
+  const storage::IdScheme ids =
+      options.authenticate ? storage::IdScheme::kOpaque : storage::IdScheme::kSequential;
+  storage::RocksDbJobStore::Options store_options;
+  store_options.max_events_per_job = options.max_job_events;
+  store_options.ids = ids;
   ASSIGN_OR_RETURN(daemon->store_,
-                   storage::RocksDbJobStore::Create(
-                       daemon->database_.get(), {.max_events_per_job = options.max_job_events}));
+                   storage::RocksDbJobStore::Create(daemon->database_.get(), store_options));
   ASSIGN_OR_RETURN(daemon->activation_store_,
                    storage::ActivationStore::Open(daemon->database_.get(), options.cache));
-  ASSIGN_OR_RETURN(daemon->file_store_,
-                   storage::FileStore::Open({(fs::path(canonical_data_dir) / "files").string(),
-                                             daemon->database_.get()}));
+  storage::FileStore::Options file_store_options;
+  file_store_options.root = (fs::path(canonical_data_dir) / "files").string();
+  file_store_options.database = daemon->database_.get();
+  file_store_options.ids = ids;
+  ASSIGN_OR_RETURN(daemon->file_store_, storage::FileStore::Open(file_store_options));
   options.files.store = daemon->file_store_.get();
   daemon->files_ = std::make_unique<core::FileManager>(options.files);
   daemon->trainer_ = options.make_trainer(daemon->activation_store_.get());
@@ -188,20 +194,22 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get(),
                                                               daemon->files_.get(), access);
 
-  // Reflection: v1 our own, for admins when callers authenticate; v1alpha
-  // from gRPC's plugin, which cannot check callers, only without.
-  std::vector<std::string> services = {ftd::v1::FineTuning::service_full_name(),
-                                       "grpc.health.v1.Health",
-                                       "grpc.reflection.v1.ServerReflection"};
-  if (auth == nullptr) services.push_back("grpc.reflection.v1alpha.ServerReflection");
-  daemon->reflection_ = std::make_unique<api::ReflectionService>(std::move(services), auth);
+  // Reflection, v1 and v1alpha, for admins when callers authenticate.
+  std::vector<std::string> services = {
+      ftd::v1::FineTuning::service_full_name(), "grpc.health.v1.Health",
+      grpc::reflection::v1::ServerReflection::service_full_name(),
+      grpc::reflection::v1alpha::ServerReflection::service_full_name()};
+  daemon->reflection_ = std::make_unique<api::Reflection>(std::move(services), auth);
+  daemon->reflection_v1_ = std::make_unique<api::ReflectionV1Service>(daemon->reflection_.get());
+  daemon->reflection_v1alpha_ =
+      std::make_unique<api::ReflectionV1AlphaService>(daemon->reflection_.get());
   grpc::EnableDefaultHealthCheckService(true);
-  if (auth == nullptr) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.address, transport.credentials, &port);
   builder.RegisterService(daemon->service_.get());
-  builder.RegisterService(daemon->reflection_.get());
+  builder.RegisterService(daemon->reflection_v1_.get());
+  builder.RegisterService(daemon->reflection_v1alpha_.get());
   // gRPC's default, said out loud: no request may be larger (a JobSpec is
   // a few KiB), and no answer, which keeps a job's record small.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);

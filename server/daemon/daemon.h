@@ -41,6 +41,8 @@ class Daemon {
     security::TransportOptions transport;
     // Callers authenticate (tokens, client certificates), and each sees its
     // tenant's jobs and files only; off: every caller is the admin of "".
+    // On, job and file ids are opaque (storage/id_numbers.h) rather than
+    // sequential, so that they do not count other tenants' work.
     bool authenticate = false;
     security::Authenticator::Options auth;
     // When set, the bound address ("127.0.0.1:40123") is written here once
@@ -130,7 +132,9 @@ class Daemon {
   std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
   std::unique_ptr<api::FineTuningService> service_;
-  std::unique_ptr<api::ReflectionService> reflection_;
+  std::unique_ptr<api::Reflection> reflection_;
+  std::unique_ptr<api::ReflectionV1Service> reflection_v1_;
+  std::unique_ptr<api::ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<security::Authenticator> authenticator_;
   std::unique_ptr<metrics::SecurityMetrics> security_metrics_;
   std::unique_ptr<grpc::Server> server_;

@@ -187,6 +187,23 @@ def openssl(*argv):
     subprocess.run(["openssl", *argv], check=True, capture_output=True)
 
 
+def check_image_default(dockerfile, cmd, ftd, work):
+    """The image's default command refuses plaintext on 0.0.0.0 (a bare `docker run` does not
+    serve anyone who reaches the port), and takes TLS from the environment. Neither run binds."""
+    tmp = tempfile.mkdtemp(prefix="ftd-image-", dir=work)
+    args = [a if not a.startswith("--data_dir=") else f"--data_dir={tmp}/data" for a in cmd]
+    args = [a if not a.startswith("--data_roots=") else f"--data_roots={tmp}" for a in args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGS_")}
+    bare = subprocess.run([ftd, *args], capture_output=True, text=True, timeout=60, env=env)
+    check(bare.returncode != 0 and "--allow_insecure" in bare.stderr,
+          f"{dockerfile}: the default command should refuse plaintext on 0.0.0.0: {bare.stderr}")
+    missing = os.path.join(tmp, "no-such.crt")
+    tls = subprocess.run([ftd, *args], capture_output=True, text=True, timeout=60,
+                         env={**env, "FLAGS_tls_cert": missing, "FLAGS_tls_key": missing})
+    check(tls.returncode != 0 and missing in tls.stderr,
+          f"{dockerfile}: FLAGS_tls_cert in the environment is not read: {tls.stderr}")
+
+
 def run_overlay(name, objects, ftd, ftctl, work):
     """The overlay's ftd arguments and probe for real, with its Secrets' files."""
     sts = one(objects, "StatefulSet")
@@ -327,6 +344,7 @@ def main():
         if cmd:
             for flag in flags_of(json.loads(cmd.group(1))):
                 check(flag in known_flags, f"{dockerfile}: ftd has no flag --{flag}")
+            check_image_default(dockerfile, json.loads(cmd.group(1)), args.ftd, args.work_dir)
         for options in re.findall(r"\./scripts/install-deps\.sh([^&\n\\]*)", text):
             result = subprocess.run(["bash", os.path.join(args.source_dir, "scripts/install-deps.sh"),
                                      *options.split(), "--dry-run"], capture_output=True, text=True)

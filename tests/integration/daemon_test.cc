@@ -491,7 +491,7 @@ TEST_F(DaemonTest, ServesTheStandardHealthService) {
   EXPECT_EQ(daemon->Ftctl({"health", "ftd.v1.FineTuning"}).out, "SERVING\n");
 }
 
-// Reflection v1 (ours) answers as v1alpha (gRPC's) does: the services, and
+// Reflection v1 answers as gRPC's reference v1alpha does: the services, and
 // the file defining a symbol with the files it imports.
 TEST_F(DaemonTest, ServesReflectionV1) {
   auto daemon = StartDaemon(/*cpu_slots=*/0);

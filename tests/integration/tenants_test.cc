@@ -20,6 +20,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
@@ -57,6 +58,26 @@ std::string Scrape(const std::string& address) {
   return response;
 }
 
+// One list_services call of reflection `Protocol` (v1 or v1alpha, with its
+// Request and Response) with `token` ("": none); its status.
+template <typename Protocol, typename Request, typename Response>
+grpc::StatusCode ReflectAs(const std::shared_ptr<grpc::Channel>& channel,
+                           const std::string& token) {
+  auto reflection = Protocol::NewStub(channel);
+  grpc::ClientContext context;
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  auto stream = reflection->ServerReflectionInfo(&context);
+  Request request;
+  request.set_list_services("");
+  stream->Write(request);
+  stream->WritesDone();
+  Response response;
+  bool listed = false;
+  while (stream->Read(&response)) listed |= response.list_services_response().service_size() > 0;
+  const grpc::StatusCode code = stream->Finish().error_code();
+  return code == grpc::StatusCode::OK && !listed ? grpc::StatusCode::UNKNOWN : code;
+}
+
 class TenantsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -92,9 +113,28 @@ class TenantsTest : public ::testing::Test {
     return daemon_->Ftctl(std::move(args));
   }
 
+  // Uploads `path` as `who`; the file's id ("" when it fails).
+  std::string Upload(const std::string& who, const std::string& path) {
+    CommandResult r = As(who, {"upload", path});
+    std::smatch match;
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    if (!std::regex_search(r.out, match, std::regex("file-[0-9]+"))) return "";
+    return match[0];
+  }
+
   ftd::testing::TempDir dir_;
   std::unique_ptr<FtdDaemon> daemon_;
 };
+
+// The job id in ftctl submit's output ("" when there is none).
+std::string SubmittedId(const CommandResult& r) {
+  std::smatch match;
+  if (!std::regex_search(r.out, match, std::regex("submitted (job-[0-9]+)"))) return "";
+  return match[1];
+}
+
+// The number of an id ("job-123" -> 123).
+uint64_t Number(const std::string& id) { return std::stoull(id.substr(id.find('-') + 1)); }
 
 TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
   // Without credentials, or with a wrong token: nothing but the health check.
@@ -107,8 +147,9 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
   EXPECT_EQ(As("", {"health"}).out, "SERVING\n");
 
   // Alice's files and job.
-  ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/tiny")}).exit_code, 0);       // file-1
-  ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);  // file-2
+  const std::string model = Upload("alice", dir_.Sub("client/tiny"));
+  const std::string train = Upload("alice", dir_.Sub("client/train.csv"));
+  ASSERT_FALSE(model.empty() || train.empty());
   const std::vector<std::string> cached = {"--epochs=1",          "--batch_size=16",
                                            "--max_seq_length=16", "--freeze=static:1",
                                            "--cache=true",        "--watch"};
@@ -117,45 +158,55 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
     args.insert(args.end(), cached.begin(), cached.end());
     return As(who, args);
   };
-  CommandResult run = submit("alice", {"--model=file-1", "--train=file-2", "--request_id=r1"});
+  CommandResult run = submit("alice", {"--model=" + model, "--train=" + train, "--request_id=r1"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  EXPECT_THAT(As("alice", {"get", "job-1"}).out, HasSubstr("SUCCEEDED"));
+  const std::string job = SubmittedId(run);
+  ASSERT_FALSE(job.empty()) << run.out;
+  EXPECT_THAT(As("alice", {"get", job}).out, HasSubstr("SUCCEEDED"));
 
   // To Bob, Alice's job and files are what missing ones are.
   const std::string missing_job = As("bob", {"get", "job-99"}).err;
   EXPECT_THAT(missing_job, HasSubstr("NOT_FOUND: no job job-99"));
   const std::vector<std::vector<std::string>> on_alices_job = {
-      {"get", "job-1"},    {"watch", "job-1"},         {"events", "job-1"},
-      {"cancel", "job-1"}, {"delete", "job-1"},        {"download", "job-1", dir_.Sub("bob-out")},
-      {"cache", "job-1"},  {"cache", "clear", "job-1"}};
+      {"get", job},    {"watch", job},         {"events", job},
+      {"cancel", job}, {"delete", job},        {"download", job, dir_.Sub("bob-out")},
+      {"cache", job},  {"cache", "clear", job}};
   for (const std::vector<std::string>& args : on_alices_job) {
     CommandResult r = As("bob", args);
     EXPECT_EQ(r.exit_code, 1) << args[0];
-    EXPECT_THAT(r.err, HasSubstr("NOT_FOUND: no job job-1")) << args[0];
+    EXPECT_THAT(r.err, HasSubstr("NOT_FOUND: no job " + job)) << args[0];
   }
   EXPECT_FALSE(fs::exists(dir_.Sub("bob-out")));
-  EXPECT_THAT(As("bob", {"list"}).out, Not(HasSubstr("job-1")));
-  EXPECT_THAT(As("bob", {"files"}).out, Not(HasSubstr("file-1")));
+  EXPECT_THAT(As("bob", {"list"}).out, Not(HasSubstr(job)));
+  EXPECT_THAT(As("bob", {"files"}).out, Not(HasSubstr(model)));
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"files", "file-1"}, {"files", "delete", "file-1"}}) {
-    EXPECT_THAT(As("bob", args).err, HasSubstr("NOT_FOUND: no file \"file-1\"")) << args[1];
+       {std::vector<std::string>{"files", model}, {"files", "delete", model}}) {
+    EXPECT_THAT(As("bob", args).err, HasSubstr("NOT_FOUND: no file \"" + model + "\"")) << args[1];
   }
-  CommandResult borrowed = As("bob", {"submit", "--model=file-1", "--train=file-2", "--epochs=1"});
-  EXPECT_THAT(borrowed.err,
-              HasSubstr("INVALID_ARGUMENT: base_model_file_id: no uploaded file \"file-1\""));
+  CommandResult borrowed =
+      As("bob", {"submit", "--model=" + model, "--train=" + train, "--epochs=1"});
+  EXPECT_THAT(borrowed.err, HasSubstr("INVALID_ARGUMENT: base_model_file_id: no uploaded file \"" +
+                                      model + "\""));
   // Bob's own job, with Alice's request id: a job of his, not hers.
-  ASSERT_EQ(As("bob", {"upload", dir_.Sub("client/tiny")}).exit_code, 0);       // file-3
-  ASSERT_EQ(As("bob", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);  // file-4
+  const std::string bobs_model = Upload("bob", dir_.Sub("client/tiny"));
+  const std::string bobs_train = Upload("bob", dir_.Sub("client/train.csv"));
   // The same model and rows: his job computes its own activations, hers
   // are not his to read.
-  CommandResult bobs = submit("bob", {"--model=file-3", "--train=file-4", "--request_id=r1"});
+  CommandResult bobs =
+      submit("bob", {"--model=" + bobs_model, "--train=" + bobs_train, "--request_id=r1"});
   ASSERT_EQ(bobs.exit_code, 0) << bobs.err;
-  EXPECT_THAT(bobs.out, AllOf(HasSubstr("submitted job-2"),
-                              HasSubstr("cache epoch 1: 0 of 64 examples from the cache")));
-  CommandResult again = submit("alice", {"--model=file-1", "--train=file-2"});
+  const std::string bobs_job = SubmittedId(bobs);
+  EXPECT_THAT(bobs.out, HasSubstr("cache epoch 1: 0 of 64 examples from the cache"));
+  // Ids count nothing: one tenant's next id does not follow another's.
+  EXPECT_GT(Number(bobs_job), Number(job));
+  EXPECT_NE(Number(bobs_job), Number(job) + 1);
+  EXPECT_NE(Number(bobs_model), Number(train) + 1);
+  CommandResult again = submit("alice", {"--model=" + model, "--train=" + train});
   EXPECT_THAT(again.out, HasSubstr("cache epoch 1: 64 of 64 examples from the cache"));
+  const std::string alices_second = SubmittedId(again);
   // Priority above 0 is a claim on everyone's devices: an admin's.
-  CommandResult urgent = As("bob", {"submit", "--model=file-3", "--train=file-4", "--priority=5"});
+  CommandResult urgent =
+      As("bob", {"submit", "--model=" + bobs_model, "--train=" + bobs_train, "--priority=5"});
   EXPECT_THAT(urgent.err, HasSubstr("INVALID_ARGUMENT: priority: above 0 is for admins"));
   // What only admins see.
   CommandResult cache = As("bob", {"cache"});
@@ -164,31 +215,29 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
 
   // The admin sees both tenants' jobs and files, and the whole cache.
   CommandResult all = As("ops", {"list"});
-  EXPECT_THAT(all.out, AllOf(HasSubstr("job-1"), HasSubstr("job-2"), HasSubstr("job-3")));
-  EXPECT_THAT(As("ops", {"files"}).out, AllOf(HasSubstr("file-1"), HasSubstr("file-4")));
-  EXPECT_EQ(As("ops", {"get", "job-1"}).exit_code, 0);
+  EXPECT_THAT(all.out, AllOf(HasSubstr(job), HasSubstr(bobs_job), HasSubstr(alices_second)));
+  EXPECT_THAT(As("ops", {"files"}).out, AllOf(HasSubstr(model), HasSubstr(bobs_train)));
+  EXPECT_EQ(As("ops", {"get", job}).exit_code, 0);
   EXPECT_EQ(As("ops", {"cache"}).exit_code, 0);
-  EXPECT_THAT(As("ops", {"get", "job-2", "--json"}).out, HasSubstr("\"tenant\": \"bob\""));
+  EXPECT_THAT(As("ops", {"get", bobs_job, "--json"}).out, HasSubstr("\"tenant\": \"bob\""));
 
-  // Reflection is for admins.
+  // Reflection, both versions, is for admins.
   auto channel = grpc::CreateChannel(daemon_->address(), grpc::InsecureChannelCredentials());
-  auto reflection = grpc::reflection::v1::ServerReflection::NewStub(channel);
   for (const auto& [who, code] :
        {std::pair{"bob", grpc::StatusCode::PERMISSION_DENIED},
         std::pair{"", grpc::StatusCode::UNAUTHENTICATED}, std::pair{"ops", grpc::StatusCode::OK}}) {
-    grpc::ClientContext context;
-    if (*who != '\0') {
-      context.AddMetadata("authorization", absl::StrCat("Bearer token-of-", who, "-0123456789"));
-    }
-    auto stream = reflection->ServerReflectionInfo(&context);
-    grpc::reflection::v1::ServerReflectionRequest request;
-    request.set_list_services("");
-    stream->Write(request);
-    stream->WritesDone();
-    grpc::reflection::v1::ServerReflectionResponse response;
-    while (stream->Read(&response)) {
-    }
-    EXPECT_EQ(stream->Finish().error_code(), code) << who;
+    const std::string token = *who == '\0' ? "" : absl::StrCat("token-of-", who, "-0123456789");
+    namespace v1 = grpc::reflection::v1;
+    namespace v1alpha = grpc::reflection::v1alpha;
+    EXPECT_EQ(
+        (ReflectAs<v1::ServerReflection, v1::ServerReflectionRequest, v1::ServerReflectionResponse>(
+            channel, token)),
+        code)
+        << who;
+    EXPECT_EQ((ReflectAs<v1alpha::ServerReflection, v1alpha::ServerReflectionRequest,
+                         v1alpha::ServerReflectionResponse>(channel, token)),
+              code)
+        << who;
   }
 
   // Refusals are counted, by method and reason (never by token).
@@ -219,12 +268,13 @@ TEST_F(TenantsTest, PathsAreLimitedToTheTenantsOwnDataRoots) {
   EXPECT_THAT(bob.err, HasSubstr("INVALID_ARGUMENT: base_model: \"" + dir_.Sub("roots/alice/tiny") +
                                  "\" is outside tenant \"bob\"'s data roots"));
   // Nor through the daemon's data folder (Alice's uploads are there).
-  ASSERT_EQ(As("alice", {"upload", dir_.Sub("client/train.csv")}).exit_code, 0);
+  const std::string uploaded = Upload("alice", dir_.Sub("client/train.csv"));
+  const std::string stored_path = dir_.Sub("ftd-data/files/objects/" + uploaded + "/train.csv");
+  ASSERT_TRUE(fs::exists(stored_path));
   CommandResult stored =
       As("bob", {"submit", "--upload=false", "--model=" + dir_.Sub("roots/bob/tiny"),
-                 "--train=" + dir_.Sub("ftd-data/files/objects/file-1/train.csv")});
-  EXPECT_THAT(stored.err, HasSubstr("INVALID_ARGUMENT: train_dataset.path: \"" +
-                                    dir_.Sub("ftd-data/files/objects/file-1/train.csv") +
+                 "--train=" + stored_path});
+  EXPECT_THAT(stored.err, HasSubstr("INVALID_ARGUMENT: train_dataset.path: \"" + stored_path +
                                     "\" is outside tenant \"bob\"'s data roots"));
   CommandResult alice = As("alice", alices);
   EXPECT_EQ(alice.exit_code, 0) << alice.err;
