@@ -190,6 +190,7 @@ def openssl(*argv):
 def check_image_default(dockerfile, cmd, ftd, work):
     """The image's default command refuses plaintext on 0.0.0.0 (a bare `docker run` does not
     serve anyone who reaches the port), and takes TLS from the environment. Neither run binds."""
+    os.makedirs(work, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="ftd-image-", dir=work)
     args = [a if not a.startswith("--data_dir=") else f"--data_dir={tmp}/data" for a in cmd]
     args = [a if not a.startswith("--data_roots=") else f"--data_roots={tmp}" for a in args]
