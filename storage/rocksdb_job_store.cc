@@ -476,9 +476,23 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
     thinned_.erase(number);
     return written;
   }
+  if (job != nullptr &&
+      (job->state() == v1::JOB_STATE_SUCCEEDED || job->state() == v1::JOB_STATE_FAILED ||
+       job->state() == v1::JOB_STATE_CANCELLED)) {
+    // An ended job's numbers are rarely needed again (and then read from
+    // the store): what is kept here does not grow with every job run.
+    last_sequence_.erase(number);
+    thinned_.erase(number);
+    return event;
+  }
   last_sequence_[number] = event.sequence();
   if (thinned.has_value()) thinned_[number] = *thinned;
   return event;
+}
+
+size_t RocksDbJobStore::tracked_jobs() {
+  absl::MutexLock lock(&mu_);
+  return std::max(last_sequence_.size(), thinned_.size());
 }
 
 absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int page_size,

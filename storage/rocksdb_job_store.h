@@ -63,6 +63,10 @@ class RocksDbJobStore final : public JobStore {
                                        int page_size, const std::string& page_token) override;
   absl::StatusOr<std::optional<v1::JobEvent>> LastEvent(const std::string& job_id) override;
 
+  // Jobs whose event numbers are held in memory (unfinished ones; ended
+  // ones are forgotten as they end).
+  size_t tracked_jobs();
+
   // "job-<n>" <-> n. ParseJobId returns 0 for anything else.
   static std::string JobId(uint64_t number);
   static uint64_t ParseJobId(const std::string& job_id);

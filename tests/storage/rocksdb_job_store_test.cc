@@ -451,6 +451,30 @@ TEST_F(RocksDbJobStoreTest, OpaqueIdsWorkAsSequentialOnesAndKeepCreationOrder) {
   EXPECT_GT(RocksDbJobStore::ParseJobId(later.id()), RocksDbJobStore::ParseJobId(created.back()));
 }
 
+// What the store holds in memory per job does not grow with every job
+// run: an ended job's event numbers are forgotten, and read again if an
+// event comes after its end.
+TEST_F(RocksDbJobStoreTest, EndedJobsAreForgottenAndTheirNumbersReadAgain) {
+  Open({.max_events_per_job = 16});
+  std::string last_id;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::Job job, store_->CreateJob(NewJob("a"), Log("x")));
+    v1::JobEvent event = Log("progress");
+    event.set_job_id(job.id());
+    ASSERT_OK(store_->AppendEvent(event, nullptr));
+    job.set_state(i % 2 == 0 ? v1::JOB_STATE_SUCCEEDED : v1::JOB_STATE_CANCELLED);
+    ASSERT_OK(store_->AppendEvent(event, &job));
+    last_id = job.id();
+  }
+  EXPECT_EQ(store_->tracked_jobs(), 0u);
+  ASSERT_OK_AND_ASSIGN(v1::Job running, store_->CreateJob(NewJob("b"), Log("x")));
+  EXPECT_EQ(store_->tracked_jobs(), 1u);
+  v1::JobEvent late = Log("after the end");
+  late.set_job_id(last_id);
+  ASSERT_OK_AND_ASSIGN(v1::JobEvent appended, store_->AppendEvent(late, nullptr));
+  EXPECT_EQ(appended.sequence(), 4);
+}
+
 TEST_F(RocksDbJobStoreTest, ASecondOpenOfTheSameFolderFailsClearly) {
   EXPECT_THAT(Database::Open({dir_.Sub("db"), {"jobs"}, {}}),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr(dir_.Sub("db"))));
