@@ -6,7 +6,9 @@
 // tenants' jobs or uploads in between. Opaque numbers are made of the
 // creation time in milliseconds and 20 random bits (about 1.9e18 today, 19
 // digits, below 2^63 until the year 2248): a number depends on when it
-// was made and on chance, not on how many came before. Either way numbers
+// was made and on chance, not on how many came before (one made behind the
+// last, in the same millisecond or after the clock was set back, is the
+// last plus a random amount, never plus one). Either way numbers
 // only grow, across restarts too (the store keeps the smallest free one),
 // so listing by number is listing by creation.
 #pragma once
@@ -25,14 +27,17 @@ class IdNumbers {
  public:
   IdNumbers(IdScheme scheme, std::function<absl::Time()> now);
 
-  // The number for the next record, given the smallest one still free (it
-  // is that one, or for opaque ids larger when the clock is ahead of it).
+  // The number for the next record, at least the smallest one still free
+  // (sequential ids: that one).
   uint64_t Next(uint64_t smallest_free);
 
  private:
+  // 20 random bits.
+  uint64_t Noise();
+
   const IdScheme scheme_;
   const std::function<absl::Time()> now_;
-  std::mt19937_64 random_;
+  std::random_device fallback_;  // if getrandom(2) fails
 };
 
 }  // namespace ftd::storage

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ftd/v1/ftd.grpc.pb.h"
+#include "server/api/access.h"
 #include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
 #include "server/security/authenticator.h"
@@ -15,12 +16,7 @@ namespace ftd::api {
 
 class FineTuningService final : public v1::FineTuning::CallbackService {
  public:
-  // Who may call (authentication off when `auth` is null), and what is
-  // told of refusals (the metrics: method and reason, never a credential).
-  struct Access {
-    security::Authenticator* auth = nullptr;
-    std::function<void(const std::string& method, const std::string& reason)> denied;
-  };
+  using Access = api::Access;
 
   // `manager`, `files` and `access.auth` must outlive the service.
   FineTuningService(core::JobManager* manager, core::FileManager* files, Access access)

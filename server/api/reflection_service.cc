@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
+#include "server/core/error_details.h"
 
 namespace ftd::api {
 namespace {
@@ -35,13 +36,16 @@ void AddFiles(const FileDescriptor* file, std::set<std::string>* sent, Response*
 template <typename Request, typename Response>
 grpc::Status Reflection::Serve(grpc::ServerContext* context,
                                grpc::ServerReaderWriter<Response, Request>* stream) const {
-  if (auth_ != nullptr) {
-    absl::StatusOr<ftd::core::Caller> caller = security::AuthenticateCall(auth_, *context);
+  if (access_.auth != nullptr) {
+    constexpr char kMethod[] = "ServerReflectionInfo";
+    absl::StatusOr<ftd::core::Caller> caller = security::AuthenticateCall(access_.auth, *context);
     if (!caller.ok()) {
+      if (access_.denied) access_.denied(kMethod, core::ReasonOf(caller.status()));
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           std::string(caller.status().message()));
     }
     if (!caller->admin) {
+      if (access_.denied) access_.denied(kMethod, "ADMIN_ONLY");
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "reflection is for admins");
     }
   }

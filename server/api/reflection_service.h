@@ -12,7 +12,7 @@
 
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "server/security/authenticator.h"
+#include "server/api/access.h"
 
 namespace ftd::api {
 
@@ -20,9 +20,10 @@ namespace ftd::api {
 class Reflection {
  public:
   // `services`: the fully-qualified names list_services answers with. With
-  // `auth` (not owned), only admins may reflect.
-  Reflection(std::vector<std::string> services, security::Authenticator* auth)
-      : services_(std::move(services)), auth_(auth) {}
+  // `access.auth` (not owned), only admins may reflect; refusals are told to
+  // `access.denied`.
+  Reflection(std::vector<std::string> services, Access access)
+      : services_(std::move(services)), access_(std::move(access)) {}
 
   // One reflection stream of either version (Request and Response are v1's
   // or v1alpha's messages).
@@ -32,7 +33,7 @@ class Reflection {
 
  private:
   const std::vector<std::string> services_;
-  security::Authenticator* const auth_;
+  const Access access_;
 };
 
 class ReflectionV1Service final : public grpc::reflection::v1::ServerReflection::Service {

@@ -318,38 +318,8 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
   {
     absl::MutexLock lock(&mu_);
     if (uploads_ >= options_.max_uploads) DropIdleUploadsLocked(&dropped);
-    if (uploads_ >= options_.max_uploads) {
-      return Exhausted("TOO_MANY_UPLOADS",
-                       absl::StrCat(options_.max_uploads,
-                                    " uploads are under way, the daemon's limit (--max_uploads); "
-                                    "try again when one has ended"),
-                       options_.max_uploads);
-    }
-    if (options_.max_files > 0 &&
-        static_cast<int64_t>(options_.store->size()) + uploads_ >= options_.max_files) {
-      return Exhausted("TOO_MANY_FILES",
-                       absl::StrCat("the daemon keeps at most ", options_.max_files,
-                                    " files (--max_files); delete some first"),
-                       options_.max_files);
-    }
-    const int64_t stored = options_.store->stored_bytes();
-    if (options_.max_stored_bytes > 0 &&
-        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
-      DropIdleUploadsLocked(&dropped);
-    }
-    if (options_.max_stored_bytes > 0 &&
-        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
-      // The daemon's totals for admins only: they tell of other tenants.
-      return Exhausted(
-          "STORAGE_FULL",
-          caller.admin
-              ? absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_),
-                             " of ", Mib(options_.max_stored_bytes),
-                             " (--max_files_mb) are stored or being uploaded; delete files first")
-              : absl::StrCat("the upload has ", Mib(total),
-                             "; the daemon's storage for uploads (--max_files_mb) is full"),
-          options_.max_stored_bytes);
-    }
+    // The tenant's own limits first: a tenant at its own learns nothing of
+    // whether the daemon's are reached too.
     if (options_.max_tenant_uploads > 0 &&
         tenant_uploads_[caller.tenant] >= options_.max_tenant_uploads) {
       return Exhausted(
@@ -383,6 +353,38 @@ absl::StatusOr<std::unique_ptr<FileManager::Upload>> FileManager::BeginUpload(
                          "first"),
             options_.max_tenant_bytes);
       }
+    }
+    if (uploads_ >= options_.max_uploads) {
+      return Exhausted("TOO_MANY_UPLOADS",
+                       absl::StrCat(options_.max_uploads,
+                                    " uploads are under way, the daemon's limit (--max_uploads); "
+                                    "try again when one has ended"),
+                       options_.max_uploads);
+    }
+    if (options_.max_files > 0 &&
+        static_cast<int64_t>(options_.store->size()) + uploads_ >= options_.max_files) {
+      return Exhausted("TOO_MANY_FILES",
+                       absl::StrCat("the daemon keeps at most ", options_.max_files,
+                                    " files (--max_files); delete some first"),
+                       options_.max_files);
+    }
+    const int64_t stored = options_.store->stored_bytes();
+    if (options_.max_stored_bytes > 0 &&
+        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
+      DropIdleUploadsLocked(&dropped);
+    }
+    if (options_.max_stored_bytes > 0 &&
+        stored + reserved_bytes_ + total > options_.max_stored_bytes) {
+      // The daemon's totals for admins only: they tell of other tenants.
+      return Exhausted(
+          "STORAGE_FULL",
+          caller.admin
+              ? absl::StrCat("the upload has ", Mib(total), "; ", Mib(stored + reserved_bytes_),
+                             " of ", Mib(options_.max_stored_bytes),
+                             " (--max_files_mb) are stored or being uploaded; delete files first")
+              : absl::StrCat("the upload has ", Mib(total),
+                             "; the daemon's storage for uploads (--max_files_mb) is full"),
+          options_.max_stored_bytes);
     }
     ++uploads_;
     reserved_bytes_ += total;

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/address.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/sha256.h"
@@ -199,7 +200,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
       ftd::v1::FineTuning::service_full_name(), "grpc.health.v1.Health",
       grpc::reflection::v1::ServerReflection::service_full_name(),
       grpc::reflection::v1alpha::ServerReflection::service_full_name()};
-  daemon->reflection_ = std::make_unique<api::Reflection>(std::move(services), auth);
+  daemon->reflection_ = std::make_unique<api::Reflection>(std::move(services), access);
   daemon->reflection_v1_ = std::make_unique<api::ReflectionV1Service>(daemon->reflection_.get());
   daemon->reflection_v1alpha_ =
       std::make_unique<api::ReflectionV1AlphaService>(daemon->reflection_.get());
@@ -297,6 +298,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
           daemon->metrics_address_.empty()
               ? std::string("off")
               : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
+  if (auth == nullptr && !IsLoopbackAddress(options.address)) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("callers are not authenticated on ", daemon->address_,
+                     ": whoever reaches it (with a client certificate, under mutual TLS) acts as "
+                     "an admin; give --tokens_file or --client_cert_tenants to tell tenants apart"));
+  }
   return daemon;
 }
 

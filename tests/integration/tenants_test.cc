@@ -251,7 +251,12 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
       metrics,
       AllOf(HasSubstr("ftd_auth_refused_total{method=\"ListJobs\",reason=\"MISSING_"
                       "CREDENTIALS\"} 1"),
-            HasSubstr("ftd_auth_refused_total{method=\"GetCache\",reason=\"ADMIN_ONLY\"} 1")));
+            HasSubstr("ftd_auth_refused_total{method=\"GetCache\",reason=\"ADMIN_ONLY\"} 1"),
+            // Bob's and the anonymous reflection, both versions.
+            HasSubstr("ftd_auth_refused_total{method=\"ServerReflectionInfo\",reason=\"ADMIN_"
+                      "ONLY\"} 2"),
+            HasSubstr("ftd_auth_refused_total{method=\"ServerReflectionInfo\",reason=\"MISSING_"
+                      "CREDENTIALS\"} 2")));
   EXPECT_THAT(metrics, Not(HasSubstr("token-of-")));
 }
 

@@ -336,14 +336,18 @@ TEST_F(FileManagerTest, EachTenantHasItsShareOfUploadPlacesAndFiles) {
   FileManager::Options options;
   options.max_tenant_uploads = 1;
   options.max_tenant_files = 2;
+  options.max_uploads = 2;
   MakeManager(options);
-  const Caller alice{"alice", false}, bob{"bob", false};
+  const Caller alice{"alice", false}, bob{"bob", false}, carol{"carol", false};
   const Files data = {{"t.csv", "text,label\nx,a\n"}};
   ASSERT_OK_AND_ASSIGN(auto first,
                        manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice));
+  ASSERT_OK_AND_ASSIGN(auto bobs, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), bob));
+  // The daemon's places are taken too; she is told of her own limit only.
   EXPECT_EQ(ReasonOf(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), alice).status()),
             "TENANT_TOO_MANY_UPLOADS");
-  ASSERT_OK_AND_ASSIGN(auto bobs, manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), bob));
+  EXPECT_EQ(ReasonOf(manager_->BeginUpload(Header(v1::FILE_KIND_DATASET, data), carol).status()),
+            "TOO_MANY_UPLOADS");
   ASSERT_OK(first->Write(Concat(data)));
   ASSERT_OK(first->Finish().status());
   first.reset();

@@ -860,6 +860,21 @@ TEST_F(JobManagerTest, AnUnreadableJobRecordIsQuarantinedAndTheRestServed) {
   EXPECT_THAT(events.events[1].log().message(), HasSubstr("cannot be read"));
 }
 
+// A tenant at its own limit is told of that one, whether the daemon's
+// queue is full too or not; the daemon's full queue tells no count.
+TEST_F(JobManagerTest, ATenantAtItsOwnLimitLearnsNothingOfTheDaemonsQueue) {
+  max_queued_jobs_ = 2;
+  max_queued_jobs_per_tenant_ = 1;
+  StartManager(/*cpu_slots=*/0);
+  const Caller alice{"alice", false}, bob{"bob", false}, carol{"carol", false};
+  ASSERT_OK(manager_->Submit(Spec("a"), "", alice).status());
+  ASSERT_OK(manager_->Submit(Spec("b"), "", bob).status());
+  EXPECT_EQ(ReasonOf(manager_->Submit(Spec("a2"), "", alice).status()), "TENANT_QUEUE_FULL");
+  absl::Status full = manager_->Submit(Spec("c"), "", carol).status();
+  EXPECT_EQ(ReasonOf(full), "QUEUE_FULL");
+  EXPECT_THAT(full.message(), Not(HasSubstr("2 jobs")));
+}
+
 TEST_F(JobManagerTest, TheQueueIsLimitedAndARetriedSubmissionStillAnswers) {
   max_queued_jobs_ = 2;
   StartManager(/*cpu_slots=*/0);
