@@ -63,6 +63,9 @@ ABSL_FLAG(bool, metrics_tls, true,
 ABSL_FLAG(std::string, metrics_tls_client_ca, "",
           "PEM CA bundle: scrapers of the HTTPS metrics endpoint must present a certificate it "
           "signed");
+ABSL_FLAG(absl::Duration, memory_trim_interval, absl::Seconds(30),
+          "how often memory that malloc holds free (after a burst of requests) is given back to "
+          "the system; 0 never");
 ABSL_FLAG(absl::Duration, metrics_job_retention, absl::Minutes(10),
           "how long a finished job's metrics stay (for example 10m, 1h)");
 ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
@@ -248,6 +251,7 @@ int main(int argc, char** argv) {
   options.address_file = absl::GetFlag(FLAGS_address_file);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.metrics_job_retention = absl::GetFlag(FLAGS_metrics_job_retention);
+  options.memory_trim_interval = absl::GetFlag(FLAGS_memory_trim_interval);
   options.cuda_memory_used = ftd::training::CudaMemoryUsed;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.data_roots = absl::GetFlag(FLAGS_data_roots);

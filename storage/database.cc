@@ -7,8 +7,23 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/table.h"
 
 namespace ftd::storage {
+
+rocksdb::ColumnFamilyOptions Database::RecordsColumnFamilyOptions() {
+  rocksdb::ColumnFamilyOptions options;
+  // RocksDB's default (64 MiB a memtable, two of them) would let a busy
+  // daemon's job records and events hold up to 128 MiB in memory before a
+  // flush; these families take a few writes a second of small records.
+  options.write_buffer_size = kRecordsWriteBufferBytes;
+  options.max_write_buffer_number = 2;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(kRecordsBlockCacheBytes);
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return options;
+}
 
 absl::Status FromRocksDb(const rocksdb::Status& status, const std::string& what) {
   if (status.ok()) return absl::OkStatus();
@@ -83,7 +98,7 @@ absl::StatusOr<std::shared_ptr<Database::Session::Instance>> Database::OpenInsta
     auto it = options.column_family_options.find(name);
     descriptors.emplace_back(name, it != options.column_family_options.end()
                                        ? it->second
-                                       : rocksdb::ColumnFamilyOptions());
+                                       : RecordsColumnFamilyOptions());
   }
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;

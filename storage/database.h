@@ -24,12 +24,20 @@ class Database {
     std::string path;
     // Column families to open (created when missing), besides "default".
     std::vector<std::string> column_families = {"jobs"};
-    // Options of a column family by name; RocksDB's defaults for the others.
+    // Options of a column family by name; RecordsColumnFamilyOptions() for
+    // the others.
     std::map<std::string, rocksdb::ColumnFamilyOptions> column_family_options;
     // The environment RocksDB's files go through; nullptr: the default (a
     // test's fault-injecting one otherwise). Must outlive the database.
     rocksdb::Env* env = nullptr;
   };
+
+  // For families of small records (jobs, events, files): memtables of
+  // kRecordsWriteBufferBytes (two at most) and a block cache of
+  // kRecordsBlockCacheBytes, so that what they hold in memory is bounded.
+  static constexpr size_t kRecordsWriteBufferBytes = 4 << 20;
+  static constexpr size_t kRecordsBlockCacheBytes = 8 << 20;
+  static rocksdb::ColumnFamilyOptions RecordsColumnFamilyOptions();
 
   // Opens or creates the database. Errors: UNAVAILABLE when RocksDB cannot
   // open it (another daemon holds its lock, the folder is not writable, ...),

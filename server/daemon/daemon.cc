@@ -298,11 +298,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
           daemon->metrics_address_.empty()
               ? std::string("off")
               : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
+  daemon->memory_trimmer_ = std::make_unique<MemoryTrimmer>(options.memory_trim_interval);
   if (auth == nullptr && !IsLoopbackAddress(options.address)) {
     Log(LogLevel::kWarning,
-        absl::StrCat("callers are not authenticated on ", daemon->address_,
-                     ": whoever reaches it (with a client certificate, under mutual TLS) acts as "
-                     "an admin; give --tokens_file or --client_cert_tenants to tell tenants apart"));
+        absl::StrCat(
+            "callers are not authenticated on ", daemon->address_,
+            ": whoever reaches it (with a client certificate, under mutual TLS) acts as "
+            "an admin; give --tokens_file or --client_cert_tenants to tell tenants apart"));
   }
   return daemon;
 }
@@ -313,6 +315,7 @@ void Daemon::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   Log(LogLevel::kInfo, "shutting down");
+  memory_trimmer_.reset();
   metrics_server_.reset();
   if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
   // Jobs stop first: their watchers are closed, so the server's own shutdown

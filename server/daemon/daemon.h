@@ -17,6 +17,7 @@
 #include "server/api/reflection_service.h"
 #include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
+#include "server/daemon/memory_trimmer.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/metrics_observer.h"
@@ -98,6 +99,9 @@ class Daemon {
     // The environment the database's files go through (nullptr: RocksDB's
     // default); a test's fault-injecting one. Must outlive the daemon.
     rocksdb::Env* storage_env = nullptr;
+    // How often the allocator's free memory goes back to the system
+    // (server/daemon/memory_trimmer.h); 0: never.
+    absl::Duration memory_trim_interval = absl::Seconds(30);
   };
 
   // Opens the database, recovers jobs and starts serving.
@@ -139,6 +143,7 @@ class Daemon {
   std::unique_ptr<metrics::SecurityMetrics> security_metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
+  std::unique_ptr<MemoryTrimmer> memory_trimmer_;
   bool shut_down_ = false;
 };
 

@@ -99,7 +99,14 @@ TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
   ASSERT_FALSE(::testing::Test::HasFailure());
   ftd::testing::TempDir dir;
   ftd::testing::WriteTinyBert(dir.Sub("data/tiny"));
-  ftd::testing::WriteSentimentCsv(dir.Sub("data/train.csv"), 512, 1);
+  // FTD_LOAD_ROUNDS runs the load again on the same daemon: memory that a
+  // round leaves and the next reuses (caches, the allocator's free lists)
+  // stays level; what the daemon keeps per request or job grows each round.
+  const int rounds = std::max(1, EnvInt("FTD_LOAD_ROUNDS", 1));
+  // Rows enough for the training job to outlast every round (1,000 epochs
+  // of 512 take about 3 minutes under load).
+  ftd::testing::WriteSentimentCsv(dir.Sub("data/train.csv"),
+                                  512 * rounds * std::max(1, seconds / 60), 1);
   // FTD_LOAD_DAEMON_FLAGS: more daemon flags, space-separated (for example
   // --metrics_job_retention=1s, to tell finished jobs' metric series from
   // what the load itself leaves).
@@ -127,10 +134,6 @@ TEST(LoadTest, HundredsOfClientsGetAnswersWhileAJobTrainsAndMemoryComesBack) {
   const std::string info = daemon.Ftctl({"info"}).out;
   const double memtables_before = MemtablesMib(info);
 
-  // FTD_LOAD_ROUNDS runs the load again on the same daemon: memory that a
-  // round leaves and the next reuses (caches, the allocator's free lists)
-  // stays level; what the daemon keeps per request or job grows each round.
-  const int rounds = std::max(1, EnvInt("FTD_LOAD_ROUNDS", 1));
   std::vector<double> after_round;
   for (int round = 1; round <= rounds; ++round) {
     CommandResult load = ftd::testing::RunCommand(
