@@ -5,7 +5,9 @@
 // ListJobs, GetJob, and WatchJob on the job that trains meanwhile (read for
 // up to half a second, then cancelled). Prints one JSON line: requests
 // served, errors by code, and each RPC's p50/p99 latency in milliseconds
-// (a watch's is the time to its first event).
+// (a watch's is the time to its first event), and how many events the
+// watches received (a watch replays the job's history from its start, so
+// what it streams in its half second grows as the job trains).
 //
 //   node load.mjs --address=HOST:PORT --protos=DIR --model=PATH --train=PATH
 //                 --clients=N --seconds=S --watch_job=job-1
@@ -58,6 +60,7 @@ function watch(client, jobId) {
       record("WatchJob", performance.now() - start, code);
     };
     call.on("data", () => {
+      ++watchEvents;
       if (recorded) return;
       note("OK");  // the time to the first event
       setTimeout(() => call.cancel(), 500);
@@ -73,6 +76,7 @@ function watch(client, jobId) {
 
 const deadline = Date.now() + Number(args.seconds) * 1000;
 let submitted = 0;
+let watchEvents = 0;  // events the watches received, all of them
 async function runClient(index) {
   // Each client on its own connection.
   const client = new ftd.FineTuning(args.address, grpc.credentials.createInsecure(), {
@@ -112,7 +116,9 @@ const started = performance.now();
 await Promise.all(Array.from({ length: Number(args.clients) }, (_, i) => runClient(i)));
 const seconds = (performance.now() - started) / 1000;
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-const report = { clients: Number(args.clients), seconds: Number(seconds.toFixed(1)), submitted, rpcs: {} };
+const report = {
+  clients: Number(args.clients), seconds: Number(seconds.toFixed(1)), submitted, watch_events: watchEvents, rpcs: {},
+};
 let total = 0;
 const errors = {};
 for (const [method, values] of Object.entries(latencies)) {
