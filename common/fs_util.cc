@@ -101,7 +101,7 @@ int OpenNoLinks(const std::string& path, int flags) {
   return fd;
 }
 
-absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
+absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path, int64_t max_bytes) {
   // O_NONBLOCK: a FIFO put in a regular file's place does not block the
   // open; it is then refused as not a regular file.
   const int fd = OpenNoLinks(path, O_RDONLY | O_NONBLOCK);
@@ -120,6 +120,12 @@ absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path) {
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return absl::FailedPreconditionError(absl::StrCat("\"", path, "\" is not a regular file"));
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    return absl::FailedPreconditionError(absl::StrCat("\"", path, "\" is ", st.st_size >> 20,
+                                                      " MiB, more than the ", max_bytes >> 20,
+                                                      " MiB ftd reads of such a file"));
   }
   std::string content;
   content.resize(static_cast<size_t>(st.st_size));

@@ -1,6 +1,7 @@
 // File-system helpers shared by the daemon's components.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,9 +43,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 int OpenNoLinks(const std::string& path, int flags);
 
 // Reads a whole regular file through OpenNoLinks (a FIFO in its place does
-// not block). Errors: as ReadFile's; FAILED_PRECONDITION for a link on the
-// path or a file that is not regular.
-absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path);
+// not block), of at most `max_bytes` (what a user's file can make the
+// daemon allocate). Errors: as ReadFile's; FAILED_PRECONDITION for a link
+// on the path, a file that is not regular, or one larger than `max_bytes`.
+inline constexpr int64_t kMaxReadFileBytes = int64_t{2000} << 20;
+// ... and of a JSON settings file of a model folder (config.json,
+// tokenizer_config.json, a shard index), which is a few KiB.
+inline constexpr int64_t kMaxJsonFileBytes = int64_t{16} << 20;
+absl::StatusOr<std::string> ReadFileNoFollow(const std::string& path,
+                                             int64_t max_bytes = kMaxReadFileBytes);
 
 // fsync of a file or a folder. Errors: IoError's, naming the path.
 absl::Status SyncPath(const std::string& path);

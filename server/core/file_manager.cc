@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 // A dataset is parsed whole to describe it: at most this many bytes.
-constexpr int64_t kMaxDescribedDatasetBytes = int64_t{2} << 30;
+constexpr int64_t kMaxDescribedDatasetBytes = training::kMaxDatasetBytes;
 
 std::string Mib(int64_t bytes) {
   if (bytes >= (int64_t{1} << 30)) return absl::StrFormat("%.1f GiB", bytes / 1073741824.0);
@@ -185,7 +185,7 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
     shards.insert("model.safetensors");
   }
   int64_t parameters = 0;
-  for (size_t i = 0; i < entries.size(); ++i) {
+  for (int i = 0; i < entries.size(); ++i) {
     if (shards.count(entries[i].name()) == 0) continue;
     absl::StatusOr<std::unique_ptr<training::SafetensorsFile>> weights =
         training::SafetensorsFile::Open(staged_->StagedPath(i));
@@ -226,7 +226,14 @@ absl::StatusOr<v1::File> FileManager::Upload::Finish() {
   file.set_kind(header_.kind());
   file.set_tenant(tenant_);
   file.set_display_name(header_.display_name());
-  RETURN_IF_ERROR(CheckContent(&file));
+  // A file too large for the memory left to parse fails this upload, not
+  // the daemon.
+  try {
+    RETURN_IF_ERROR(CheckContent(&file));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "the daemon has not the memory to check this file now; nothing was kept");
+  }
   ASSIGN_OR_RETURN(v1::File stored, manager_->options_.store->Commit(std::move(staged_), file));
   Log(LogLevel::kInfo,
       absl::StrCat(stored.id(), ": uploaded (",
@@ -509,7 +516,10 @@ absl::StatusOr<v1::DeleteFileResponse> FileManager::Delete(const std::string& fi
   ASSIGN_OR_RETURN(int64_t freed, options_.store->Delete(file_id));
   Log(LogLevel::kInfo, absl::StrCat(file_id, ": deleted (", Mib(freed), " freed)"));
   v1::DeleteFileResponse response;
-  response.set_bytes_freed(freed);
+  // To a user, what its own usage went down by: whether another tenant
+  // stores the same bytes (so that the disk got less back) is not its to
+  // know.
+  response.set_bytes_freed(caller.admin ? freed : file.bytes());
   return response;
 }
 

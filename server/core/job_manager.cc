@@ -483,8 +483,14 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return ShuttingDown();
   }
-  // File checks run outside the lock.
-  RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec, caller));
+  // File checks run outside the lock. A file too large for the memory left
+  // to read fails this submission, not the daemon.
+  try {
+    RETURN_IF_ERROR(validator_->ValidateAndNormalize(&spec, caller));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "the daemon has not the memory to read this job's files now; try again later");
+  }
 
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return ShuttingDown();
@@ -607,10 +613,20 @@ absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) {
 absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& request,
                                                       const Caller& caller) {
   ASSIGN_OR_RETURN(int page_size, PageSize(request.page_size(), kDefaultJobsPageSize));
+  // Each job the scan reads is matched against the filter: its size is
+  // bounded (a state named twice counts once, so there are a few at most).
+  constexpr int kMaxFilterLabels = 64;
+  if (request.labels_size() > kMaxFilterLabels) {
+    return InvalidField("labels", absl::StrCat("at most ", kMaxFilterLabels, " labels, got ",
+                                               request.labels_size()));
+  }
   storage::JobFilter filter;
   for (int state : request.states()) {
     if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
       return InvalidField("states", absl::StrCat("unknown state ", state));
+    }
+    if (std::find(filter.states.begin(), filter.states.end(), state) != filter.states.end()) {
+      continue;
     }
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
@@ -691,8 +707,17 @@ absl::StatusOr<std::unique_ptr<EventSubscription>> JobManager::Watch(const std::
   const bool active = active_.count(job_id) > 0;
   if (!active) RETURN_IF_ERROR(options_.store->GetJob(job_id).status());
   ASSIGN_OR_RETURN(std::optional<v1::JobEvent> last, options_.store->LastEvent(job_id));
-  return events_.Subscribe(job_id, after_sequence, last.has_value() ? last->sequence() : 0,
-                           /*ended=*/!active, std::move(wake));
+  const int64_t last_sequence = last.has_value() ? last->sequence() : 0;
+  // A client resumes after an event it has seen, which the store has; a
+  // number past the last one names nothing (and one near int64's end would
+  // overflow the watch's next number).
+  if (after_sequence > last_sequence) {
+    return InvalidField("after_sequence",
+                        absl::StrCat(after_sequence, " is past the job's last event (",
+                                     last_sequence, "); use a sequence number it has sent"));
+  }
+  return events_.Subscribe(job_id, after_sequence, last_sequence, /*ended=*/!active,
+                           std::move(wake));
 }
 
 v1::ServerInfo JobManager::ServerInfo() const {

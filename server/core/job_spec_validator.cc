@@ -106,6 +106,25 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
     }
     return false;
   };
+  // "link/.." leads to the parent of the link's target if that exists and
+  // to the link's own folder if not: refused whatever it points to, so that
+  // the answer tells nothing of the target.
+  auto link_then_up = [&]() {
+    std::filesystem::path prefix;
+    bool link = false;
+    bool exists = true;
+    for (const auto& part : std::filesystem::path(*path)) {
+      if (part == ".." && link) return true;
+      prefix /= part;
+      if (!exists) continue;
+      std::error_code ec;
+      const auto status = std::filesystem::symlink_status(prefix, ec);
+      exists = !ec && std::filesystem::exists(status);
+      link = link || (exists && std::filesystem::is_symlink(status));
+    }
+    return false;
+  };
+  if (lexically_inside && link_then_up()) return through_link();
   if (!canonical.ok()) {
     if (!std::filesystem::path(*path).is_absolute()) {
       return Invalid(field, std::string(canonical.status().message()));
@@ -194,6 +213,17 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
   }
   if (dataset->text_column().empty()) dataset->set_text_column("text");
   if (dataset->label_column().empty()) dataset->set_label_column("label");
+  // The names are kept in the job's record: as long as a column's name in
+  // an uploaded dataset may be.
+  for (const auto& [name, column] :
+       {std::pair<const char*, const std::string*>{"text_column", &dataset->text_column()},
+        {"label_column", &dataset->label_column()}}) {
+    if (column->size() > training::kMaxColumnNameBytes || !Printable(*column)) {
+      return Invalid(
+          field + "." + name,
+          absl::StrCat("must be at most ", training::kMaxColumnNameBytes, " printable characters"));
+    }
+  }
   if (dataset->text_column() == dataset->label_column()) {
     return Invalid(field + ".label_column", absl::StrCat("is the same column as text_column (\"",
                                                          dataset->text_column(), "\")"));

@@ -55,7 +55,8 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder, const std
                               "upload follows links)"));
     }
   }
-  absl::StatusOr<std::string> text = ReadFileNoFollow((fs::path(folder) / "config.json").string());
+  absl::StatusOr<std::string> text =
+      ReadFileNoFollow((fs::path(folder) / "config.json").string(), kMaxJsonFileBytes);
   if (!text.ok()) {
     return InvalidField(field, absl::StrCat("cannot read config.json: ", text.status().message()));
   }
@@ -69,9 +70,9 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& folder, const std
   }
   auto type = config.fields().find("model_type");
   if (type != config.fields().end() && type->second.string_value() != "bert") {
-    return InvalidField(field,
-                        absl::StrCat(file, " has model_type \"", type->second.string_value(),
-                                     "\"; ftd fine-tunes BERT checkpoints (model_type \"bert\")"));
+    return InvalidField(field, absl::StrCat(file,
+                                            "'s model_type is not \"bert\"; ftd fine-tunes "
+                                            "BERT checkpoints"));
   }
   ModelConfig result;
   if (type != config.fields().end()) result.model_type = type->second.string_value();

@@ -20,6 +20,22 @@ using ::ftd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
+// A user's file is read whole only up to a size: a sparse file of a
+// terabyte costs no disk and must not cost the daemon its memory.
+TEST(FsUtilTest, ReadFileNoFollowRefusesAFileLargerThanItsLimit) {
+  ftd::testing::TempDir dir;
+  const std::string path = dir.Sub("f.json");
+  std::ofstream(path) << "0123456789";
+  ASSERT_OK_AND_ASSIGN(std::string text, ReadFileNoFollow(path, 10));
+  EXPECT_EQ(text, "0123456789");
+  EXPECT_THAT(ReadFileNoFollow(path, 9),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(path)));
+  fs::resize_file(path, uintmax_t{1} << 40);
+  EXPECT_THAT(ReadFileNoFollow(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("1048576 MiB"), HasSubstr("more than the 2000 MiB"))));
+}
+
 TEST(FsUtilTest, WriteFileAtomicallyReplacesTheFileAndLeavesNothingBehind) {
   ftd::testing::TempDir dir;
   const std::string path = dir.Sub("metrics.json");

@@ -29,23 +29,38 @@ struct CsvRecord {
   int line = 0;
 };
 
-absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::string_view text) {
-  std::vector<CsvRecord> records;
+absl::Status TooManyRows(const std::string& path) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": more than ", kMaxDatasetRows,
+                                                 " rows, the most ftd reads of a dataset"));
+}
+
+// Calls `record_fn` with each record in order (the header first), until it
+// returns an error. Errors: a malformed record, or one of more than
+// kMaxDatasetColumns fields.
+absl::Status ForEachCsvRecord(const std::string& path, std::string_view text,
+                              const std::function<absl::Status(const CsvRecord&)>& record_fn) {
   CsvRecord record;
   std::string field;
   int line = 1;
   record.line = 1;
   size_t i = 0;
   bool any = false;  // the current record has content
-  auto end_field = [&] {
+  auto end_field = [&]() -> absl::Status {
+    if (record.fields.size() == kMaxDatasetColumns) {
+      return RowError(path, record.line,
+                      absl::StrCat("more than ", kMaxDatasetColumns,
+                                   " fields, the most ftd reads of a record"));
+    }
     record.fields.push_back(std::move(field));
     field.clear();
+    return absl::OkStatus();
   };
-  auto end_record = [&] {
-    end_field();
-    records.push_back(std::move(record));
+  auto end_record = [&]() -> absl::Status {
+    RETURN_IF_ERROR(end_field());
+    RETURN_IF_ERROR(record_fn(record));
     record = CsvRecord();
     any = false;
+    return absl::OkStatus();
   };
   while (i < text.size()) {
     char c = text[i];
@@ -75,13 +90,13 @@ absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::st
       continue;
     }
     if (c == ',') {
-      end_field();
+      RETURN_IF_ERROR(end_field());
       any = true;
       ++i;
     } else if (c == '\r' || c == '\n') {
       if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
       ++i;
-      if (any || !field.empty()) end_record();
+      if (any || !field.empty()) RETURN_IF_ERROR(end_record());
       ++line;
       record.line = line;
     } else {
@@ -91,43 +106,51 @@ absl::StatusOr<std::vector<CsvRecord>> ParseCsv(const std::string& path, std::st
       ++i;
     }
   }
-  if (any || !field.empty()) end_record();
-  return records;
+  if (any || !field.empty()) RETURN_IF_ERROR(end_record());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TextDataset> ReadCsv(const v1::Dataset& spec, std::string_view text,
                                     TextDataset dataset) {
   const std::string path = DatasetName(spec);
-  ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(path, text));
-  if (records.empty()) return RowError(path, 1, "the file has no header row");
-  const std::vector<std::string>& header = records[0].fields;
-  auto column = [&](const std::string& name) -> int {
-    auto it = std::find(header.begin(), header.end(), name);
-    return it == header.end() ? -1 : static_cast<int>(it - header.begin());
-  };
-  const int text_col = column(spec.text_column());
-  const int label_col = column(spec.label_column());
-  for (auto [name, col] :
-       {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
-    if (col < 0) {
-      // The header's own names are the file's contents: only their count.
-      return RowError(path, 1,
-                      absl::StrCat("no column \"", name, "\" in the header (it has ", header.size(),
-                                   header.size() == 1 ? " column" : " columns",
-                                   "; name the column with text_column or label_column)"));
+  size_t columns = 0;
+  int text_col = -1;
+  int label_col = -1;
+  // Only the text and the label of each record are kept.
+  RETURN_IF_ERROR(ForEachCsvRecord(path, text, [&](const CsvRecord& rec) -> absl::Status {
+    if (columns == 0) {
+      const std::vector<std::string>& header = rec.fields;
+      auto column = [&](const std::string& name) -> int {
+        auto it = std::find(header.begin(), header.end(), name);
+        return it == header.end() ? -1 : static_cast<int>(it - header.begin());
+      };
+      text_col = column(spec.text_column());
+      label_col = column(spec.label_column());
+      for (auto [name, col] :
+           {std::pair{spec.text_column(), text_col}, {spec.label_column(), label_col}}) {
+        if (col < 0) {
+          // The header's own names are the file's contents: only their count.
+          return RowError(path, 1,
+                          absl::StrCat("no column \"", name, "\" in the header (it has ",
+                                       header.size(), header.size() == 1 ? " column" : " columns",
+                                       "; name the column with text_column or label_column)"));
+        }
+      }
+      columns = header.size();
+      return absl::OkStatus();
     }
-  }
-  for (size_t r = 1; r < records.size(); ++r) {
-    const CsvRecord& rec = records[r];
-    if (rec.fields.size() != header.size()) {
+    if (rec.fields.size() != columns) {
       return RowError(path, rec.line,
-                      absl::StrCat("expected ", header.size(), " fields, got ", rec.fields.size()));
+                      absl::StrCat("expected ", columns, " fields, got ", rec.fields.size()));
     }
     if (rec.fields[label_col].empty()) return RowError(path, rec.line, "the label is empty");
+    if (static_cast<int64_t>(dataset.texts.size()) == kMaxDatasetRows) return TooManyRows(path);
     dataset.texts.push_back(rec.fields[text_col]);
     dataset.labels.push_back(rec.fields[label_col]);
     dataset.lines.push_back(rec.line);
-  }
+    return absl::OkStatus();
+  }));
+  if (columns == 0) return RowError(path, 1, "the file has no header row");
   return dataset;
 }
 
@@ -183,6 +206,11 @@ absl::Status ForEachJsonObject(
     ++line;
     if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
     if (row.find_first_not_of(" \t") == std::string_view::npos) continue;
+    if (row.size() > kMaxJsonlLineBytes) {
+      return RowError(name, line,
+                      absl::StrCat("longer than ", kMaxJsonlLineBytes >> 20,
+                                   " MiB, the most ftd reads of a JSONL line"));
+    }
     google::protobuf::Struct object;
     if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
       return RowError(
@@ -212,6 +240,9 @@ absl::StatusOr<TextDataset> ReadJsonl(const v1::Dataset& spec, std::string_view 
           values[k] = *std::move(v);
         }
         if (values[1].empty()) return RowError(path, line, "the label is empty");
+        if (static_cast<int64_t>(dataset.texts.size()) == kMaxDatasetRows) {
+          return TooManyRows(path);
+        }
         dataset.texts.push_back(std::move(values[0]));
         dataset.labels.push_back(std::move(values[1]));
         dataset.lines.push_back(line);
@@ -230,7 +261,7 @@ std::string DatasetName(const v1::Dataset& spec) {
 
 absl::StatusOr<TextDataset> ReadTextDataset(const v1::Dataset& spec) {
   // Through regular folders only: the path was canonical when checked.
-  absl::StatusOr<std::string> content = ReadFileNoFollow(spec.path());
+  absl::StatusOr<std::string> content = ReadFileNoFollow(spec.path(), kMaxDatasetBytes);
   if (!content.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the dataset ", DatasetName(spec),
@@ -258,26 +289,53 @@ absl::StatusOr<DatasetShape> DescribeTextDataset(v1::DatasetFormat format, const
                                                  std::string_view content) {
   ASSIGN_OR_RETURN(std::string_view text, DatasetText(name, content));
   DatasetShape shape;
-  if (format == v1::DATASET_FORMAT_JSONL) {
-    RETURN_IF_ERROR(ForEachJsonObject(name, text, [&](int, const google::protobuf::Struct& object) {
-      if (shape.rows++ == 0) {
-        for (const auto& [key, value] : object.fields()) shape.columns.push_back(key);
-        std::sort(shape.columns.begin(), shape.columns.end());
-      }
-      return absl::OkStatus();
-    }));
-  } else {
-    ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(name, text));
-    if (records.empty()) return RowError(name, 1, "the file has no header row");
-    shape.columns = records[0].fields;
-    for (size_t r = 1; r < records.size(); ++r) {
-      if (records[r].fields.size() != shape.columns.size()) {
-        return RowError(name, records[r].line,
-                        absl::StrCat("expected ", shape.columns.size(), " fields, got ",
-                                     records[r].fields.size()));
+  // The columns are kept in the file's record: their count and length are
+  // bounded.
+  auto take_columns = [&](int line, std::vector<std::string> columns) -> absl::Status {
+    if (columns.size() > kMaxDatasetColumns) {
+      return RowError(name, line,
+                      absl::StrCat(columns.size(), " columns, more than the ", kMaxDatasetColumns,
+                                   " ftd reads"));
+    }
+    for (const std::string& column : columns) {
+      if (column.size() > kMaxColumnNameBytes) {
+        return RowError(
+            name, line,
+            absl::StrCat("a column's name is longer than ", kMaxColumnNameBytes, " bytes"));
       }
     }
-    shape.rows = static_cast<int64_t>(records.size()) - 1;
+    shape.columns = std::move(columns);
+    return absl::OkStatus();
+  };
+  if (format == v1::DATASET_FORMAT_JSONL) {
+    RETURN_IF_ERROR(
+        ForEachJsonObject(name, text, [&](int line, const google::protobuf::Struct& object) {
+          if (shape.rows == kMaxDatasetRows) return TooManyRows(name);
+          if (shape.rows++ == 0) {
+            std::vector<std::string> keys;
+            for (const auto& [key, value] : object.fields()) keys.push_back(key);
+            std::sort(keys.begin(), keys.end());
+            return take_columns(line, std::move(keys));
+          }
+          return absl::OkStatus();
+        }));
+  } else {
+    bool header = true;
+    RETURN_IF_ERROR(ForEachCsvRecord(name, text, [&](const CsvRecord& rec) -> absl::Status {
+      if (header) {
+        header = false;
+        return take_columns(rec.line, rec.fields);
+      }
+      if (rec.fields.size() != shape.columns.size()) {
+        return RowError(
+            name, rec.line,
+            absl::StrCat("expected ", shape.columns.size(), " fields, got ", rec.fields.size()));
+      }
+      if (shape.rows == kMaxDatasetRows) return TooManyRows(name);
+      ++shape.rows;
+      return absl::OkStatus();
+    }));
+    if (header) return RowError(name, 1, "the file has no header row");
   }
   if (shape.rows == 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": the file has no rows"));

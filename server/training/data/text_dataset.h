@@ -13,6 +13,18 @@
 
 namespace ftd::training {
 
+// The most of a dataset file ftd reads: its size, its rows, the fields of a
+// CSV record, the bytes of a JSONL line, and (for an uploaded file's
+// description) the length of a column's name. Past them a dataset is
+// refused with INVALID_ARGUMENT naming the file and the limit, so that what
+// one submission or upload makes the daemon hold is bounded (a file of
+// short fields or deep JSON costs many times its size in memory).
+inline constexpr int64_t kMaxDatasetBytes = int64_t{2000} << 20;
+inline constexpr int64_t kMaxDatasetRows = 20'000'000;
+inline constexpr size_t kMaxDatasetColumns = 1000;
+inline constexpr size_t kMaxJsonlLineBytes = size_t{4} << 20;
+inline constexpr size_t kMaxColumnNameBytes = 256;
+
 struct TextDataset {
   // The file as errors name it (DatasetName).
   std::string name;

@@ -25,7 +25,25 @@ constexpr char kStaging[] = ".staging-";
 constexpr char kStateFile[] = "state.pb";
 constexpr char kTensorsFile[] = "tensors.safetensors";
 
+constexpr char kOldSuffix[] = ".old";  // ReplaceFolder's name for the folder it replaces
+
 std::string FolderName(int64_t step) { return absl::StrFormat("%s%012d", kPrefix, step); }
+
+// "step-" and digits: a checkpoint's folder.
+bool IsFolderName(const std::string& name) {
+  const size_t n = sizeof(kPrefix) - 1;
+  return name.size() > n && name.compare(0, n, kPrefix) == 0 &&
+         std::all_of(name.begin() + n, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A checkpoint's folder that a save of the same step had moved aside when it
+// stopped (between ReplaceFolder's two renames): the folder's name, or "".
+std::string MovedAside(const std::string& name) {
+  const size_t n = sizeof(kOldSuffix) - 1;
+  if (name.size() <= n || name.compare(name.size() - n, n, kOldSuffix) != 0) return "";
+  std::string base = name.substr(0, name.size() - n);
+  return IsFolderName(base) ? base : "";
+}
 
 // The file's SHA-256 (hex), read in chunks.
 absl::StatusOr<std::string> FileSha256(const std::string& path) {
@@ -87,9 +105,20 @@ absl::StatusOr<v1::Checkpoint> Checkpointer::Save(
   if (ec) {
     return absl::UnavailableError(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
   }
-  // What an interrupted save left.
+  // What an interrupted save left: its staged folder, and a folder it had
+  // moved aside (put back when nothing replaced it, else deleted).
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    if (entry.path().filename().string().rfind(kStaging, 0) == 0) fs::remove_all(entry.path(), ec);
+    const std::string entry_name = entry.path().filename().string();
+    if (entry_name.rfind(kStaging, 0) == 0) {
+      fs::remove_all(entry.path(), ec);
+    } else if (const std::string base = MovedAside(entry_name); !base.empty()) {
+      std::error_code exists_ec;
+      if (fs::exists(fs::path(dir_) / base, exists_ec)) {
+        fs::remove_all(entry.path(), ec);
+      } else {
+        fs::rename(entry.path(), fs::path(dir_) / base, ec);
+      }
+    }
   }
   const std::string name = FolderName(state.step());
   const fs::path staged = fs::path(dir_) / (kStaging + name);
@@ -158,12 +187,21 @@ absl::StatusOr<v1::Checkpoint> Checkpointer::Save(
 
 std::vector<std::string> Checkpointer::Folders() const {
   std::vector<std::string> names;
+  std::vector<std::pair<std::string, std::string>> aside;  // (base, name)
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(kPrefix, 0) == 0 && entry.is_directory(ec) && !entry.is_symlink(ec)) {
+    if (!entry.is_directory(ec) || entry.is_symlink(ec)) continue;
+    if (IsFolderName(name)) {
       names.push_back(name);
+    } else if (std::string base = MovedAside(name); !base.empty()) {
+      aside.emplace_back(std::move(base), name);
     }
+  }
+  // A folder moved aside by a save that stopped counts as its step's
+  // checkpoint while nothing took its place (the next save puts it back).
+  for (const auto& [base, name] : aside) {
+    if (std::find(names.begin(), names.end(), base) == names.end()) names.push_back(name);
   }
   std::sort(names.begin(), names.end());  // zero-padded steps: oldest first
   return names;

@@ -20,7 +20,8 @@ absl::StatusOr<JobInputs> LoadJobInputs(TrainingContext& context) {
   ASSIGN_OR_RETURN(in.config, BertConfig::FromModelFolder(spec.base_model()));
   ASSIGN_OR_RETURN(
       in.config_json,
-      ReadFileNoFollow((std::filesystem::path(spec.base_model()) / "config.json").string()));
+      ReadFileNoFollow((std::filesystem::path(spec.base_model()) / "config.json").string(),
+                       kMaxJsonFileBytes));
   ASSIGN_OR_RETURN(WordPieceTokenizer tokenizer,
                    WordPieceTokenizer::FromModelFolder(spec.base_model()));
   if (tokenizer.vocab_size() > static_cast<size_t>(in.config.vocab_size)) {

@@ -14,7 +14,7 @@ namespace ftd::training {
 
 absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
-  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(path));
+  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(path, kMaxJsonFileBytes));
   BertConfig c;
   if (!google::protobuf::util::JsonStringToMessage(text, &c.raw).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is not a JSON object"));
@@ -25,8 +25,8 @@ absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
   };
   auto type = f.find("model_type");
   if (type != f.end() && type->second.string_value() != "bert") {
-    return bad("model_type", absl::StrCat("is \"", type->second.string_value(),
-                                          "\"; ftd fine-tunes bert checkpoints"));
+    // The value is the file's contents: not repeated.
+    return bad("model_type", "is not \"bert\"; ftd fine-tunes bert checkpoints");
   }
   auto get_int = [&](const char* key, int* out, bool required) -> absl::Status {
     auto it = f.find(key);
@@ -82,8 +82,7 @@ absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
   if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh" &&
       c.hidden_act != "relu") {
     return bad("hidden_act",
-               absl::StrCat("is \"", c.hidden_act,
-                            "\"; ftd supports gelu, gelu_new, gelu_pytorch_tanh, relu"));
+               "is none of gelu, gelu_new, gelu_pytorch_tanh, relu (what ftd supports)");
   }
   auto id2label = f.find("id2label");
   if (id2label != f.end() && id2label->second.has_struct_value()) {

@@ -41,7 +41,7 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
     return absl::NotFoundError(
         absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
   }
-  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(index.string()));
+  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(index.string(), kMaxJsonFileBytes));
   ASSIGN_OR_RETURN(std::vector<std::string> files, ParseShardIndex(text, index.string()));
   for (std::string& file : files) file = (fs::path(dir) / file).string();
   return files;

@@ -209,7 +209,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std
   const std::string config_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
   std::optional<std::string> json;
   if (std::filesystem::exists(config_path)) {
-    ASSIGN_OR_RETURN(json, ReadFileNoFollow(config_path));
+    ASSIGN_OR_RETURN(json, ReadFileNoFollow(config_path, kMaxJsonFileBytes));
   }
   return FromText(*text, json, vocab_path, config_path);
 }

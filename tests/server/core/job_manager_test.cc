@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -559,6 +560,19 @@ TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsW
   ASSERT_EQ(tail.events().size(), late.events().size() - 5);
   EXPECT_EQ(tail.events()[0].sequence(), 6);
 
+  // After the last event: nothing to replay, the watch of an ended job ends.
+  Recorder at_end;
+  ASSERT_OK(at_end.Watch(manager_.get(), job.id(), late.events().back().sequence()));
+  ASSERT_TRUE(at_end.AwaitClose());
+  EXPECT_TRUE(at_end.events().empty());
+  // Past it (up to int64's end, where the watch's next number overflowed
+  // and its read of the store went round for good): refused.
+  for (int64_t past : {late.events().back().sequence() + 1, std::numeric_limits<int64_t>::max()}) {
+    Recorder beyond;
+    EXPECT_THAT(beyond.Watch(manager_.get(), job.id(), past),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("after_sequence")));
+  }
+
   Recorder none;
   EXPECT_THAT(none.Watch(manager_.get(), "job-404", 0),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
@@ -744,7 +758,9 @@ TEST_F(JobManagerTest, ASlowListingHoldsUpNoJobAndNoOtherCall) {
   trainer_.Release(job.id());
   Recorder recorder;
   EXPECT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::JOB_STATE_SUCCEEDED);
-  if (answered) EXPECT_OK(get.get().status());
+  if (answered) {
+    EXPECT_OK(get.get().status());
+  }
 }
 
 TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
@@ -788,6 +804,18 @@ TEST_F(JobManagerTest, ListFiltersAndPagesAndShowsLiveQueuePositions) {
   request.set_page_size(5000);
   EXPECT_THAT(manager_->List(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+
+  // The filter each scanned job is matched against is bounded: a state
+  // named a million times is one state, labels are at most 64.
+  v1::ListJobsRequest many;
+  for (int i = 0; i < 1000000; ++i) many.add_states(v1::JOB_STATE_CANCELLED);
+  ASSERT_OK_AND_ASSIGN(auto cancelled, manager_->List(many));
+  ASSERT_EQ(cancelled.jobs_size(), 1);
+  EXPECT_EQ(cancelled.jobs(0).id(), "job-1");
+  v1::ListJobsRequest labels;
+  for (int i = 0; i < 65; ++i) (*labels.mutable_labels())["k" + std::to_string(i)] = "v";
+  EXPECT_THAT(manager_->List(labels),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("labels: at most 64")));
 }
 
 // A write the store refuses is an error to the caller, and nothing changes:

@@ -148,7 +148,7 @@ TEST_F(JobSpecValidatorTest, ModelErrorsNameTheFieldAndTheFile) {
   WriteFile(root_.Sub("gpt/config.json"),
             R"({"model_type": "gpt2", "num_hidden_layers": 2, "max_position_embeddings": 8})");
   ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("gpt")); }, "base_model",
-                "model_type \"gpt2\"");
+                "model_type is not \"bert\"");
   WriteFile(root_.Sub("nolayers/config.json"), R"({"model_type": "bert"})");
   ExpectInvalid([&](v1::JobSpec* s) { s->set_base_model(root_.Sub("nolayers")); }, "base_model",
                 "num_hidden_layers");
@@ -257,6 +257,13 @@ TEST_F(JobSpecValidatorTest, ErrorsDoNotTellWhetherAPathOutsideTheRootsExists) {
   const std::string through_missing = message(root_.Sub("to-dir/../zzz.csv"));
   std::filesystem::create_directories(outside_.Sub("dir"));
   EXPECT_EQ(message(root_.Sub("to-dir/../zzz.csv")), through_missing);
+  // ... also when what it names lexically is the caller's own file (which
+  // it reached when the target did not exist).
+  std::filesystem::create_directory_symlink(outside_.Sub("dir2"), root_.Sub("to-dir2"));
+  const std::string to_own = message(root_.Sub("to-dir2/../train.csv"));
+  EXPECT_THAT(to_own, HasSubstr("through a symbolic link"));
+  std::filesystem::create_directories(outside_.Sub("dir2"));
+  EXPECT_EQ(message(root_.Sub("to-dir2/../train.csv")), to_own);
   // Named outside, through a link into the roots: outside, existing or not.
   std::filesystem::create_directory_symlink(root_.path(), outside_.Sub("into-root"));
   EXPECT_EQ(message(outside_.Sub("into-root/train.csv")), existing);
@@ -279,6 +286,13 @@ TEST_F(JobSpecValidatorTest, DatasetErrorsNameTheField) {
       "train_dataset.format", "CSV or JSONL");
   ExpectInvalid([&](v1::JobSpec* s) { s->mutable_train_dataset()->set_label_column("text"); },
                 "train_dataset.label_column", "same column");
+  // The names are kept in the job's record: bounded like an uploaded
+  // dataset's column names.
+  ExpectInvalid(
+      [&](v1::JobSpec* s) { s->mutable_train_dataset()->set_text_column(std::string(257, 't')); },
+      "train_dataset.text_column", "at most 256 printable characters");
+  ExpectInvalid([&](v1::JobSpec* s) { s->mutable_validation_dataset()->set_label_column("a\tb"); },
+                "validation_dataset.label_column", "printable");
 }
 
 TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {

@@ -129,6 +129,29 @@ TEST(CheckpointerTest, AnInterruptedSaveLeavesTheEarlierOnesAndIsCleanedUp) {
   EXPECT_FALSE(fs::exists(dir.Sub("ckpt")));
 }
 
+// A save of a step that already has a checkpoint moves the old folder aside
+// (step-N.old), then renames its staged one into place: one that stops
+// between the two renames leaves step-N.old, still that step's checkpoint,
+// which the next save puts back. Other names are not checkpoints.
+TEST(CheckpointerTest, AFolderASaveMovedAsideIsStillItsStepsCheckpointAndIsPutBack) {
+  ftd::testing::TempDir dir;
+  Checkpointer checkpointer(dir.Sub("ckpt"));
+  ASSERT_OK(checkpointer.Save(State(10), Tensors(1)).status());
+  ASSERT_OK(checkpointer.Save(State(20), Tensors(2)).status());
+  fs::rename(dir.Sub("ckpt/step-000000000020"), dir.Sub("ckpt/step-000000000020.old"));
+  fs::create_directories(dir.Sub("ckpt/.staging-step-000000000020"));
+  fs::create_directories(dir.Sub("ckpt/step-000000000099.bak"));
+  EXPECT_EQ(checkpointer.LoadLatest("run-1").checkpoint->state.step(), 20);
+  EXPECT_THAT(checkpointer.List(), SizeIs(2));
+  ASSERT_OK(checkpointer.Save(State(30), Tensors(3)).status());
+  EXPECT_TRUE(fs::exists(dir.Sub("ckpt/step-000000000020")));
+  EXPECT_FALSE(fs::exists(dir.Sub("ckpt/step-000000000020.old")));
+  ASSERT_THAT(checkpointer.List(), SizeIs(2));
+  EXPECT_EQ(checkpointer.List()[0].step(), 20);
+  EXPECT_EQ(checkpointer.List()[1].step(), 30);
+  EXPECT_EQ(checkpointer.LoadLatest("run-1").checkpoint->state.step(), 30);
+}
+
 // A write that runs out of room (here the file size limit, EFBIG, as a full
 // disk's ENOSPC would) fails the save with RESOURCE_EXHAUSTED naming the
 // file, and the checkpoint before it stays whole and is the one loaded.

@@ -1,5 +1,8 @@
 #include "server/training/data/text_dataset.h"
 
+#include <filesystem>
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -73,6 +76,51 @@ TEST_F(TextDatasetTest, ErrorsNameTheFileTheLineAndTheReason) {
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(dir_.Sub(c.name) + c.message)))
         << c.name;
   }
+}
+
+// What one dataset can make the daemon hold is bounded: a file of short
+// fields or long JSON lines costs many times its size once parsed, and a
+// sparse file of any size costs no disk.
+TEST_F(TextDatasetTest, WhatADatasetMakesTheDaemonHoldIsBounded) {
+  std::string wide = "text,label";
+  for (size_t i = 3; i <= kMaxDatasetColumns; ++i) wide += ",c" + std::to_string(i);
+  const std::string commas(kMaxDatasetColumns, ',');  // one field more than the most
+  EXPECT_THAT(ReadTextDataset(Spec("wide_header.csv", wide + ",one_more\na,b\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(":1: more than 1000 fields, the most ftd reads of a record")));
+  EXPECT_THAT(ReadTextDataset(Spec("wide_row.csv", "text,label\na,b\n" + commas + "\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(":3: more than 1000 fields")));
+  // As many as the most is read.
+  ASSERT_OK_AND_ASSIGN(
+      TextDataset widest,
+      ReadTextDataset(
+          Spec("widest.csv", wide + "\na,b" + std::string(kMaxDatasetColumns - 2, ',') + "\n")));
+  EXPECT_THAT(widest.labels, ElementsAre("b"));
+  EXPECT_THAT(
+      ReadTextDataset(Spec("long.jsonl", "{\"text\": \"" + std::string(kMaxJsonlLineBytes, 'a') +
+                                             "\", \"label\": \"x\"}\n")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(":1: longer than 4 MiB, the most ftd reads of a JSONL line")));
+  v1::Dataset huge = Spec("huge.csv", "text,label\na,b\n");
+  std::filesystem::resize_file(huge.path(), static_cast<uintmax_t>(kMaxDatasetBytes) + 1);
+  EXPECT_THAT(ReadTextDataset(huge), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("more than the 2000 MiB ftd reads")));
+
+  // An upload's description keeps its columns: their count and names too.
+  EXPECT_THAT(DescribeTextDataset(v1::DATASET_FORMAT_CSV, "long_name.csv",
+                                  "text," + std::string(kMaxColumnNameBytes + 1, 'n') + "\na,b\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("long_name.csv:1: a column's name is longer than 256 bytes")));
+  std::string keys = "{";
+  for (size_t i = 0; i <= kMaxDatasetColumns; ++i) keys += "\"k" + std::to_string(i) + "\": 1,";
+  keys.back() = '}';
+  EXPECT_THAT(DescribeTextDataset(v1::DATASET_FORMAT_JSONL, "keys.jsonl", keys + "\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("keys.jsonl:1: 1001 columns, more than the 1000 ftd reads")));
+  ASSERT_OK_AND_ASSIGN(DatasetShape shape,
+                       DescribeTextDataset(v1::DATASET_FORMAT_CSV, "ok.csv", "text,label\na,b\n"));
+  EXPECT_THAT(shape.columns, ElementsAre("text", "label"));
+  EXPECT_EQ(shape.rows, 1);
 }
 
 // Found by fuzz/text_dataset_fuzzer: a JSON number label too large for an
