@@ -246,7 +246,11 @@ absl::Status ActivationStore::DropLocked(const SegmentKey& key) {
                             kIndexPrefix + SegmentBytes(key) + std::string(9, '\xff'));
     }
     if (s.ok()) s = batch.Delete(cf, RecordKey(key));
-    if (s.ok()) s = database_->Write(session, rocksdb::WriteOptions(), &batch);
+    // Synced: a drop is what a user's delete acknowledges, and what it
+    // deleted must not come back after a power loss.
+    rocksdb::WriteOptions synced;
+    synced.sync = true;
+    if (s.ok()) s = database_->Write(session, synced, &batch);
     RETURN_IF_ERROR(FromRocksDb(s, absl::StrCat("dropping cache segment ", key.ToString())));
   }
   auto it = segments_.find(key);

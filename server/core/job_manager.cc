@@ -793,9 +793,14 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
   absl::StatusOr<v1::JobResult> result;
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
+  // The folder's own entry is synced before anything in it is relied on.
+  absl::Status synced =
+      ec ? absl::OkStatus() : SyncPath(options_.jobs_dir.empty() ? "." : options_.jobs_dir);
   if (ec) {
     result = absl::UnavailableError(
         absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
+  } else if (!synced.ok()) {
+    result = synced;
   } else if (absl::Status unchanged = PathsUnchanged(spec); !unchanged.ok()) {
     result = unchanged;
   } else {

@@ -1,8 +1,11 @@
 #include "server/core/job_spec_validator.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -195,9 +198,14 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
   if (!fs::is_regular_file(path, ec)) {
     return Invalid(field + where, absl::StrCat(shown, " is not a regular file"));
   }
-  if (!std::ifstream(path).good()) {
-    return Invalid(field + where, absl::StrCat(shown, " cannot be read"));
-  }
+  // Opened as the job opens it: no link followed (the path is canonical),
+  // and a FIFO swapped in since the check neither blocks the open nor passes.
+  const int fd = OpenNoLinks(path, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return Invalid(field + where, absl::StrCat(shown, " cannot be read"));
+  struct stat st;
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  ::close(fd);
+  if (!regular) return Invalid(field + where, absl::StrCat(shown, " is not a regular file"));
   if (dataset->format() == v1::DATASET_FORMAT_UNSPECIFIED) {
     std::string ext = absl::AsciiStrToLower(fs::path(path).extension().string());
     if (ext == ".csv") {
@@ -302,23 +310,32 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
                    absl::StrCat("must be between 2 and the model's max_position_embeddings (",
                                 model.max_position_embeddings, "), got ", hp->max_seq_length()));
   }
-  // A job that cannot fit is refused now, not when it takes the daemon down.
-  if (options_.memory_budget) {
+  // A job that cannot fit is refused now, not when it takes the daemon down:
+  // here with a two-label classifier, again once the training file tells
+  // how many labels it has.
+  auto check_memory = [&](int64_t num_labels) -> absl::Status {
+    if (!options_.memory_budget) return absl::OkStatus();
     const int64_t budget = options_.memory_budget(spec->device());
     const MemoryEstimate need =
-        EstimateTrainingMemory(model.shape, hp->batch_size(), hp->max_seq_length());
-    if (budget > 0 && need.total_bytes() > budget) {
-      return Invalid(
-          "hyperparameters.batch_size",
-          absl::StrCat(hp->batch_size(), " sequences of max_seq_length ", hp->max_seq_length(),
-                       " need about ", Bytes(need.total_bytes()), " (weights and AdamW ",
-                       Bytes(need.weights_and_optimizer_bytes), ", activations ",
-                       Bytes(need.activation_bytes), "), more than the ", Bytes(budget),
-                       " a job may use on the devices it may run on (the smallest of them); lower "
-                       "batch_size or "
-                       "max_seq_length"));
+        EstimateTrainingMemory(model.shape, hp->batch_size(), hp->max_seq_length(), num_labels);
+    if (budget <= 0 || need.total_bytes() <= budget) return absl::OkStatus();
+    const std::string why =
+        absl::StrCat(" need about ", Bytes(need.total_bytes()), " (weights and AdamW ",
+                     Bytes(need.weights_and_optimizer_bytes), ", activations ",
+                     Bytes(need.activation_bytes), "), more than the ", Bytes(budget),
+                     " a job may use on the devices it may run on (the smallest of them)");
+    if (EstimateTrainingMemory(model.shape, 1, 2, num_labels).total_bytes() > budget) {
+      // Not the batch: the classifier of so many labels alone does not fit.
+      return Invalid("train_dataset", absl::StrCat(training::DatasetName(spec->train_dataset()),
+                                                   "'s ", num_labels, " labels", why));
     }
-  }
+    return Invalid("hyperparameters.batch_size",
+                   absl::StrCat(hp->batch_size(), " sequences of max_seq_length ",
+                                hp->max_seq_length(), num_labels > 2 ? " and " : "",
+                                num_labels > 2 ? absl::StrCat(num_labels, " labels") : "", why,
+                                "; lower batch_size or max_seq_length"));
+  };
+  RETURN_IF_ERROR(check_memory(2));
   if (!hp->has_seed()) hp->set_seed(0);
   if (!hp->has_evaluations_per_epoch()) hp->set_evaluations_per_epoch(1);
   if (hp->evaluations_per_epoch() < 1 || hp->evaluations_per_epoch() > 1000) {
@@ -470,6 +487,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
     return Invalid("train_dataset",
                    absl::StrCat(training::DatasetName(spec->train_dataset()),
                                 ": every row has the same label; a classifier needs two or more"));
+  }
+  if ((*train)->labels.size() > 2) {
+    RETURN_IF_ERROR(check_memory(static_cast<int64_t>((*train)->labels.size())));
   }
   if (spec->has_validation_dataset()) {
     absl::StatusOr<std::shared_ptr<const DatasetSummary>> validation =

@@ -41,8 +41,9 @@ struct MemoryEstimate {
 // runtime (LibTorch, the datasets, allocator slack) comes on top. For the
 // 6-layer 256-wide model at batch 32 x 48 it is 402 MB; the daemon's peak
 // RSS training it on 24,000 rows was 658 MB (docs/reliability.md).
+// With a classifier of `num_labels` labels (its weights grow with them).
 MemoryEstimate EstimateTrainingMemory(const ModelShape& shape, int64_t batch_size,
-                                      int64_t sequence_length);
+                                      int64_t sequence_length, int64_t num_labels = 2);
 
 // The memory a job with this device request may use (0: unknown, not
 // checked): the smallest of the devices it may be placed on, so that a job

@@ -101,10 +101,14 @@ absl::StatusOr<v1::Checkpoint> Checkpointer::Save(
     internal::TrainingCheckpoint state,
     const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
   std::error_code ec;
+  const bool made = !fs::exists(dir_, ec);
   fs::create_directories(dir_, ec);
   if (ec) {
     return absl::UnavailableError(absl::StrCat("cannot create ", dir_, ": ", ec.message()));
   }
+  // The checkpoints' folder's entry is synced before a checkpoint in it is
+  // relied on.
+  if (made) RETURN_IF_ERROR(SyncPath(fs::path(dir_).parent_path().string()));
   // What an interrupted save left: its staged folder, and a folder it had
   // moved aside (put back when nothing replaced it, else deleted).
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "server/core/file_manager.h"
 #include "server/core/memory_estimate.h"
+#include "server/core/model_check.h"
 #include "storage/database.h"
 #include "storage/file_store.h"
 #include "tests/testing/status_matchers.h"
@@ -75,6 +76,43 @@ TEST(MemoryEstimateTest, CountsBertBaseExactlyAndGrowsWithTheBatch) {
   EXPECT_GT(e.activation_bytes, int64_t{3} << 30);  // ~3.9 GB at 32 x 128
   EXPECT_LT(e.activation_bytes, int64_t{5} << 30);
   EXPECT_EQ(EstimateTrainingMemory(base, 64, 128).activation_bytes, 2 * e.activation_bytes);
+}
+
+// What a job needs counts its classifier, which grows with the training
+// file's labels: so many labels that the classifier alone does not fit are
+// refused naming the dataset, fewer that fit only with a smaller batch name
+// the batch.
+TEST_F(JobSpecValidatorTest, AJobThatCannotFitIsRefusedCountingItsLabels) {
+  v1::JobSpec normalized = spec_;
+  ASSERT_OK(Validator().ValidateAndNormalize(&normalized));
+  ASSERT_OK_AND_ASSIGN(ModelConfig model, ReadModelConfig(root_.Sub("model"), "base_model", "m"));
+  const v1::Hyperparameters& hp = normalized.hyperparameters();
+  // Room for the job with two labels, and 1 MiB more.
+  const int64_t budget =
+      EstimateTrainingMemory(model.shape, hp.batch_size(), hp.max_seq_length(), 2).total_bytes() +
+      (1 << 20);
+  auto validate = [&](int labels) {
+    std::string rows = "text,label\n";
+    for (int i = 0; i < labels; ++i) rows += "t," + std::to_string(i) + "\n";
+    WriteFile(root_.Sub("many.csv"), rows);
+    v1::JobSpec spec = spec_;
+    spec.mutable_train_dataset()->set_path(root_.Sub("many.csv"));
+    spec.clear_validation_dataset();
+    JobSpecValidator::Options options{{root_.path()},
+                                      [](const v1::DeviceRequest&) { return absl::OkStatus(); },
+                                      [budget](const v1::DeviceRequest&) { return budget; }};
+    return JobSpecValidator(options).ValidateAndNormalize(&spec);
+  };
+  EXPECT_OK(validate(2));
+  // 3,000 labels: 3,000 x 33 parameters, 1.5 MiB with AdamW's moments.
+  EXPECT_THAT(validate(3000),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("hyperparameters.batch_size:"), HasSubstr("3000 labels"))));
+  // 300,000: 150 MiB of classifier, more than the batch's activations
+  // (about 100 MiB) that the budget has room for.
+  EXPECT_THAT(validate(300000), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         AllOf(StartsWith("train_dataset:"),
+                                               HasSubstr("many.csv's 300000 labels need about"))));
 }
 
 // A job is checked against the smallest memory of the devices it may run
