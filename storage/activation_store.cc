@@ -306,9 +306,10 @@ absl::Status ActivationStore::MakeRoomLocked(int64_t incoming) {
       }
     }
     if (victim == nullptr) {
+      // Without the cap's size: the message reaches the job's record, and
+      // the whole cache's size is for admins (GetCache).
       return absl::ResourceExhaustedError(
-          absl::StrCat("the activation cache is at its cap of ", options_.capacity_bytes >> 20,
-                       " MiB (--cache_max_mb) and every segment in it is in use"));
+          "the activation cache is full (--cache_max_mb) and every segment in it is in use");
     }
     const SegmentKey key = *victim;
     RETURN_IF_ERROR(DropLocked(key));

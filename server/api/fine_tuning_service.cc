@@ -37,10 +37,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 
   // Subscribes. Nothing is written before this returns, so the reactor
   // cannot finish (and be deleted) while it runs.
-  void Start(const v1::WatchJobRequest& request) {
+  void Start(const v1::WatchJobRequest& request, const core::Caller& caller) {
     absl::Status valid = RequireJobId(request.job_id());
     absl::StatusOr<std::unique_ptr<core::EventSubscription>> subscription =
-        valid.ok() ? manager_->Watch(request.job_id(), request.after_sequence(), [this] { Wake(); })
+        valid.ok() ? manager_->Watch(
+                         request.job_id(), request.after_sequence(), [this] { Wake(); }, caller)
                    : valid;
     absl::MutexLock lock(&mu_);
     started_ = true;
@@ -417,13 +418,14 @@ grpc::ServerUnaryReactor* FineTuningService::DeleteJob(grpc::CallbackServerConte
 
 grpc::ServerWriteReactor<v1::JobEvent>* FineTuningService::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  core::Caller caller;
   absl::Status allowed = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(core::Caller caller, Authorize(context, "WatchJob"));
+    ASSIGN_OR_RETURN(caller, Authorize(context, "WatchJob"));
     return CheckJob(request->job_id(), caller);
   }();
   if (!allowed.ok()) return new Refused<grpc::ServerWriteReactor<v1::JobEvent>>(allowed);
   auto* reactor = new WatchReactor(manager_);
-  reactor->Start(*request);
+  reactor->Start(*request, caller);
   return reactor;
 }
 

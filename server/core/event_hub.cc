@@ -33,12 +33,19 @@ EventHub::~EventHub() {
   thread_.join();
 }
 
-absl::StatusOr<std::unique_ptr<EventSubscription>> EventHub::Subscribe(const std::string& job_id,
-                                                                       int64_t after_sequence,
-                                                                       int64_t last_sequence,
-                                                                       bool ended,
-                                                                       std::function<void()> wake) {
+absl::StatusOr<std::unique_ptr<EventSubscription>> EventHub::Subscribe(
+    const std::string& job_id, int64_t after_sequence, int64_t last_sequence, bool ended,
+    std::function<void()> wake, const std::string& tenant) {
   absl::MutexLock lock(&mu_);
+  const size_t per_tenant = options_.max_subscriptions_per_tenant;
+  auto open = per_tenant_.find(tenant);
+  if (!tenant.empty() && per_tenant > 0 && open != per_tenant_.end() &&
+      open->second >= per_tenant) {
+    return WithReason(absl::ResourceExhaustedError(
+                          absl::StrCat("tenant \"", tenant, "\" has its most open watches (",
+                                       per_tenant, "); close one or try again later")),
+                      "TENANT_TOO_MANY_WATCHES", {{"limit", absl::StrCat(per_tenant)}});
+  }
   if (subs_.size() >= options_.max_subscriptions) {
     return WithReason(absl::ResourceExhaustedError(absl::StrCat(
                           "too many open watches (the limit is ", options_.max_subscriptions,
@@ -48,6 +55,8 @@ absl::StatusOr<std::unique_ptr<EventSubscription>> EventHub::Subscribe(const std
   const uint64_t id = next_id_++;
   auto sub = std::make_unique<Sub>();
   sub->job_id = job_id;
+  sub->tenant = tenant;
+  if (!tenant.empty()) ++per_tenant_[tenant];
   sub->wake = std::move(wake);
   sub->next = std::max<int64_t>(after_sequence, 0) + 1;
   sub->known_last = last_sequence;
@@ -180,6 +189,10 @@ void EventHub::Unsubscribe(uint64_t id) {
     if (job->second.empty()) by_job_.erase(job);
   }
   if (queued_.erase(id) > 0) wakes_.erase(std::find(wakes_.begin(), wakes_.end(), id));
+  if (const std::string& tenant = it->second->tenant; !tenant.empty()) {
+    auto count = per_tenant_.find(tenant);
+    if (--count->second == 0) per_tenant_.erase(count);
+  }
   // From inside its own wake, the wake function runs on: freed once it returns.
   if (from_own_wake) dying_ = std::move(it->second);
   subs_.erase(it);

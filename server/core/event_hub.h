@@ -69,6 +69,9 @@ class EventHub {
     size_t max_buffered_events = 256;
     // Open subscriptions at once (each holds a stream); more are refused.
     size_t max_subscriptions = 1024;
+    // ... of one tenant's (those subscribed with a tenant; 0: no limit), so
+    // that one tenant cannot take every place.
+    size_t max_subscriptions_per_tenant = 0;
   };
 
   explicit EventHub(Options options);
@@ -82,11 +85,16 @@ class EventHub {
   // newest being `last_sequence` now. With `ended` the job has no more
   // events: the subscription closes (OK) after `last_sequence`. `wake` is
   // called once soon and then whenever Next() may have more.
-  // Errors: RESOURCE_EXHAUSTED when max_subscriptions are open.
+  // `tenant` (empty: an admin's, or no tenants) counts against that
+  // tenant's share.
+  // Errors: RESOURCE_EXHAUSTED when the tenant's max_subscriptions_per_tenant
+  // (reason TENANT_TOO_MANY_WATCHES) or max_subscriptions (TOO_MANY_WATCHES)
+  // are open.
   absl::StatusOr<std::unique_ptr<EventSubscription>> Subscribe(const std::string& job_id,
                                                                int64_t after_sequence,
                                                                int64_t last_sequence, bool ended,
-                                                               std::function<void()> wake);
+                                                               std::function<void()> wake,
+                                                               const std::string& tenant = "");
 
   // A stored event (its job id and sequence set), for the job's watchers.
   void Publish(const v1::JobEvent& event);
@@ -105,6 +113,7 @@ class EventHub {
   friend class EventSubscription;
   struct Sub {
     std::string job_id;
+    std::string tenant;
     std::function<void()> wake;
     int64_t next = 1;                          // the sequence Next() returns next
     int64_t known_last = 0;                    // the newest sequence the job is known to have
@@ -126,6 +135,7 @@ class EventHub {
   absl::CondVar done_cv_;  // a wake call returned
   std::map<uint64_t, std::unique_ptr<Sub>> subs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<uint64_t>> by_job_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, size_t> per_tenant_ ABSL_GUARDED_BY(mu_);  // open subscriptions
   std::deque<uint64_t> wakes_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> queued_ ABSL_GUARDED_BY(mu_);  // the ids in wakes_
   uint64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;     // the id whose wake runs now

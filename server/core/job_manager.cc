@@ -134,8 +134,8 @@ JobManager::JobManager(Options options)
     : options_(std::move(options)),
       observer_(options_.observer != nullptr ? options_.observer : &no_observer_),
       cache_admin_(options_.activation_store),
-      events_(
-          EventHub::Options{options_.store, options_.max_buffered_events, options_.max_watches}) {}
+      events_(EventHub::Options{options_.store, options_.max_buffered_events, options_.max_watches,
+                                options_.max_watches_per_tenant}) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) {
   if (options.store == nullptr || options.trainer == nullptr) {
@@ -696,7 +696,8 @@ absl::StatusOr<v1::ListJobEventsResponse> JobManager::ListEvents(
 
 absl::StatusOr<std::unique_ptr<EventSubscription>> JobManager::Watch(const std::string& job_id,
                                                                      int64_t after_sequence,
-                                                                     std::function<void()> wake) {
+                                                                     std::function<void()> wake,
+                                                                     const Caller& caller) {
   if (after_sequence < 0) {
     return InvalidField("after_sequence",
                         absl::StrCat("must not be negative, got ", after_sequence));
@@ -717,7 +718,7 @@ absl::StatusOr<std::unique_ptr<EventSubscription>> JobManager::Watch(const std::
                                      last_sequence, "); use a sequence number it has sent"));
   }
   return events_.Subscribe(job_id, after_sequence, last_sequence, /*ended=*/!active,
-                           std::move(wake));
+                           std::move(wake), caller.admin ? std::string() : caller.tenant);
 }
 
 v1::ServerInfo JobManager::ServerInfo() const {

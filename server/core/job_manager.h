@@ -95,6 +95,8 @@ class JobManager {
     // and the open watches allowed (event_hub.h).
     size_t max_buffered_events = 256;
     size_t max_watches = 1024;
+    // ... of one tenant's, a user's (0: no limit).
+    size_t max_watches_per_tenant = 256;
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
     std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -150,9 +152,11 @@ class JobManager {
   // shuts down). `wake` is called, on the event hub's thread and outside
   // every lock, when the subscription may have more.
   // Errors: NOT_FOUND; RESOURCE_EXHAUSTED when max_watches are open.
+  // A user's watch counts against its tenant's max_watches_per_tenant.
   absl::StatusOr<std::unique_ptr<EventSubscription>> Watch(const std::string& job_id,
                                                            int64_t after_sequence,
-                                                           std::function<void()> wake);
+                                                           std::function<void()> wake,
+                                                           const Caller& caller = {});
 
   v1::ServerInfo ServerInfo() const;
 

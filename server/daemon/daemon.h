@@ -91,6 +91,9 @@ class Daemon {
     int64_t max_job_events = 100000;
     int max_queued_jobs_per_tenant = 0;
     int max_running_jobs_per_tenant = 0;
+    // Watches one tenant's users may hold open at once (0: no limit but the
+    // daemon's 1,024).
+    int max_watches_per_tenant = 256;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
     // Uploaded files' limits (kept in <data_dir>/files; `store` is set by

@@ -153,6 +153,32 @@ TEST_F(EventHubTest, OpenWatchesAreLimited) {
   EXPECT_OK(hub.Subscribe(job_id_, 0, 1, false, [] {}).status());
 }
 
+// One tenant cannot take every place: its users' watches have a share of
+// the daemon's (an admin's, subscribed without a tenant, count only there).
+TEST_F(EventHubTest, EachTenantHasItsShareOfTheOpenWatches) {
+  EventHub hub({store_.get(), 256, /*max_subscriptions=*/4, /*max_subscriptions_per_tenant=*/2});
+  ASSERT_OK_AND_ASSIGN(auto a1, hub.Subscribe(
+                                    job_id_, 0, 1, false, [] {}, "alice"));
+  ASSERT_OK_AND_ASSIGN(auto a2, hub.Subscribe(
+                                    job_id_, 0, 1, false, [] {}, "alice"));
+  absl::StatusOr<std::unique_ptr<EventSubscription>> a3 = hub.Subscribe(
+      job_id_, 0, 1, false, [] {}, "alice");
+  EXPECT_THAT(a3, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("alice")));
+  EXPECT_EQ(ReasonOf(a3.status()), "TENANT_TOO_MANY_WATCHES");
+  ASSERT_OK_AND_ASSIGN(auto b1, hub.Subscribe(
+                                    job_id_, 0, 1, false, [] {}, "bob"));
+  ASSERT_OK_AND_ASSIGN(auto admin, hub.Subscribe(job_id_, 0, 1, false, [] {}));
+  // The daemon's four are open: bob, under his share, meets that limit.
+  EXPECT_EQ(ReasonOf(hub.Subscribe(
+                            job_id_, 0, 1, false, [] {}, "bob")
+                         .status()),
+            "TOO_MANY_WATCHES");
+  a1.reset();
+  EXPECT_OK(hub.Subscribe(
+                   job_id_, 0, 1, false, [] {}, "alice")
+                .status());
+}
+
 TEST_F(EventHubTest, CloseAllEndsWatchesWithTheStatusAfterWhatWasPublished) {
   EventHub hub({store_.get()});
   ASSERT_OK_AND_ASSIGN(auto sub, hub.Subscribe(job_id_, 0, 1, false, [] {}));
