@@ -87,8 +87,9 @@ absl::StatusOr<torch::Tensor> ToTensor(const SafetensorsFile& file, const Tensor
           absl::StrCat(file.path(), ": tensor \"", info.name, "\" has an unsupported dtype"));
   }
   torch::Tensor tensor = torch::empty(info.shape, torch::TensorOptions().dtype(type));
-  std::string_view bytes = file.Data(info);
-  std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
+  // Read, not copied from the mapping: the file may be a user's, who could
+  // truncate it meanwhile.
+  RETURN_IF_ERROR(file.Read(info, tensor.data_ptr()));
   return tensor;
 }
 

@@ -45,6 +45,24 @@ bool AsUint(const google::protobuf::Value& v, uint64_t* out) {
   return true;
 }
 
+// pread(2) of `n` bytes at `offset`, retried on short reads: false at the
+// file's end (errno 0) or on an error (errno set).
+bool PreadAll(int fd, void* dst, uint64_t n, uint64_t offset) {
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      if (got == 0) errno = 0;
+      return false;
+    }
+    out += got;
+    n -= static_cast<uint64_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+  return true;
+}
+
 }  // namespace
 
 const char* DTypeName(DType dtype) {
@@ -120,31 +138,38 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     ::close(fd);
     return corrupt(absl::StrCat("it has ", size, " bytes, fewer than the 8-byte header length"));
   }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) {
-    return absl::UnavailableError(absl::StrCat("cannot map ", path, ": ", std::strerror(errno)));
-  }
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->map_ = map;
-  file->map_size_ = size;
-  const auto* bytes = static_cast<const unsigned char*>(map);
-
+  file->fd_ = fd;  // closed with the file
+  // The header with read(2), not through the mapping: a file truncated
+  // meanwhile is then an error, not SIGBUS.
+  unsigned char length[8];
+  if (!PreadAll(fd, length, 8, 0)) return corrupt("it was truncated while it was read");
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | length[i];
   if (header_len > kMaxHeader)
     return corrupt(absl::StrCat("header length ", header_len, " is implausible"));
   if (8 + header_len > size) {
     return corrupt(absl::StrCat("the header needs ", header_len, " bytes but the file has ",
                                 size - 8, " after the length (truncated?)"));
   }
-  const std::string header(reinterpret_cast<const char*>(bytes + 8), header_len);
+  std::string header(header_len, '\0');
+  if (!PreadAll(fd, header.data(), header_len, 8)) {
+    return corrupt("it was truncated while it was read");
+  }
+  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) {
+    return absl::UnavailableError(absl::StrCat("cannot map ", path, ": ", std::strerror(errno)));
+  }
+  file->map_ = map;
+  file->map_size_ = size;
+  const auto* bytes = static_cast<const unsigned char*>(map);
   google::protobuf::Struct json;
   if (!google::protobuf::util::JsonStringToMessage(header, &json).ok()) {
     return corrupt("the header is not a JSON object");
   }
   file->data_ = reinterpret_cast<const char*>(bytes + 8 + header_len);
+  file->data_offset_ = 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
 
   for (const auto& [name, value] : json.fields()) {
@@ -220,6 +245,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) munmap(map_, map_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 const TensorInfo* SafetensorsFile::Find(const std::string& name) const {
@@ -229,6 +255,20 @@ const TensorInfo* SafetensorsFile::Find(const std::string& name) const {
 
 std::string_view SafetensorsFile::Data(const TensorInfo& tensor) const {
   return std::string_view(data_ + tensor.begin, tensor.end - tensor.begin);
+}
+
+absl::Status SafetensorsFile::Read(const TensorInfo& tensor, void* dst) const {
+  errno = 0;
+  if (!PreadAll(fd_, dst, tensor.end - tensor.begin, data_offset_ + tensor.begin)) {
+    if (errno != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot read ", path_, ": ", std::strerror(errno)));
+    }
+    return absl::DataLossError(absl::StrCat(path_, ": tensor \"", tensor.name,
+                                            "\" is cut short: the file was truncated after it "
+                                            "was opened"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

@@ -50,14 +50,23 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   // nullptr when absent.
   const TensorInfo* Find(const std::string& name) const;
-  // The tensor's bytes (little-endian, row-major), valid while this lives.
+  // The tensor's bytes (little-endian, row-major), valid while this lives,
+  // through a mapping of the file: for the daemon's own files (uploads,
+  // checkpoints). Reading a mapped page of a file that someone truncated
+  // since is SIGBUS: a file a user may still change is read with Read().
   std::string_view Data(const TensorInfo& tensor) const;
+  // Copies the tensor's bytes to `dst` (end - begin bytes) with read(2).
+  // Errors: DATA_LOSS naming the file when it is shorter now (truncated
+  // since it was opened); UNAVAILABLE when it cannot be read.
+  absl::Status Read(const TensorInfo& tensor, void* dst) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
   SafetensorsFile() = default;
 
   std::string path_;
+  int fd_ = -1;
+  uint64_t data_offset_ = 0;  // of the data section in the file
   void* map_ = nullptr;
   size_t map_size_ = 0;
   const char* data_ = nullptr;  // start of the data section

@@ -1,6 +1,8 @@
 #include "server/training/model/safetensors.h"
 
 #include <cstring>
+#include <filesystem>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -12,6 +14,7 @@ namespace {
 
 using ::ftd::testing::StatusIs;
 using ::ftd::testing::WriteFile;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string WithHeader(const std::string& header, const std::string& data) {
@@ -41,6 +44,26 @@ TEST(SafetensorsTest, WritesAndReadsBack) {
   EXPECT_EQ(file->Find("b")->dtype, DType::kF16);
   EXPECT_EQ(file->metadata().at("format"), "pt");
   EXPECT_EQ(file->Find("c"), nullptr);
+}
+
+// A model named by path is a user's file, which may be truncated while a
+// job loads it: Read() then fails with the reason, where copying from the
+// file's mapping would stop the daemon with SIGBUS.
+TEST(SafetensorsTest, AFileTruncatedAfterItWasOpenedIsAnErrorNotSigbus) {
+  ftd::testing::TempDir dir;
+  std::vector<float> a(4096, 1.5f);  // 16 KiB: pages past the first
+  ASSERT_OK(WriteSafetensors(
+      dir.Sub("t.safetensors"),
+      {{"a", DType::kF32, {4096}, std::string_view(reinterpret_cast<char*>(a.data()), 16384)}},
+      {}));
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(dir.Sub("t.safetensors")));
+  std::vector<float> read(4096);
+  ASSERT_OK(file->Read(*file->Find("a"), read.data()));
+  EXPECT_EQ(read, a);
+  std::filesystem::resize_file(dir.Sub("t.safetensors"), 100);
+  EXPECT_THAT(file->Read(*file->Find("a"), read.data()),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr("t.safetensors"), HasSubstr("truncated"))));
 }
 
 TEST(SafetensorsTest, EveryKindOfDamageIsAClearErrorNotACrash) {
