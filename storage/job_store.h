@@ -43,6 +43,10 @@ struct EventPage {
   int64_t dropped = 0;
 };
 
+// The most bytes of job records one ListJobs page holds past its first job
+// (gRPC's messages are 4 MiB at most; a long job's record is up to 64 KiB).
+inline constexpr size_t kMaxJobPageBytes = size_t{3} << 20;
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -83,8 +87,9 @@ class JobStore {
 
   // Jobs in submission order (or its reverse, filter.newest_first),
   // starting after `page_token` (empty: from the first). page_size must be
-  // positive. Errors: INVALID_ARGUMENT for a token this store did not
-  // produce, or that it produced for the other order.
+  // positive; a page also ends before its records pass kMaxJobPageBytes
+  // (it holds one job at least), so that it fits a gRPC message. Errors: INVALID_ARGUMENT for a
+  // token this store did not produce, or that it produced for the other order.
   virtual absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
                                            const std::string& page_token) = 0;
 

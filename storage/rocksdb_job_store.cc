@@ -501,6 +501,7 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
   uint64_t from = 0;
   RETURN_IF_ERROR(ParseJobsToken(page_token, filter.newest_first, &from));
   JobPage page;
+  size_t bytes = 0;  // of the records in the page
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   std::unique_ptr<rocksdb::Iterator> iter(session.db()->NewIterator(rocksdb::ReadOptions(), cf));
@@ -518,12 +519,14 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
       continue;
     }
     if (!Matches(job, filter)) continue;
-    if (static_cast<int>(page.jobs.size()) == page_size) {
+    if (static_cast<int>(page.jobs.size()) == page_size ||
+        (!page.jobs.empty() && bytes + iter->value().size() > kMaxJobPageBytes)) {
       // A further match exists: the page ends at the last job taken.
       page.next_page_token =
           absl::StrCat(filter.newest_first ? "d" : "a", ParseJobId(page.jobs.back().id()));
       break;
     }
+    bytes += iter->value().size();
     page.jobs.push_back(std::move(job));
   }
   RETURN_IF_ERROR(FromRocksDb(iter->status(), "job store: listing jobs"));

@@ -257,6 +257,24 @@ TEST_F(RocksDbJobStoreTest, EventsPageInOrderAndResumeAfterASequence) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
+// A page fits a gRPC message: it ends before its records pass
+// kMaxJobPageBytes, whatever page_size asks, and the next page goes on.
+TEST_F(RocksDbJobStoreTest, APageOfLargeRecordsEndsBeforeItOutgrowsAMessage) {
+  for (int i = 1; i <= 8; ++i) {
+    v1::Job job = NewJob("j" + std::to_string(i));
+    job.set_error(std::string(1 << 20, 'x'));  // a 1 MiB record
+    ASSERT_OK(store_->CreateJob(job, Log("x")).status());
+  }
+  ASSERT_OK_AND_ASSIGN(JobPage first, store_->ListJobs({}, 100, ""));
+  EXPECT_THAT(Ids(first), ElementsAre("job-1", "job-2"));
+  ASSERT_OK_AND_ASSIGN(JobPage second, store_->ListJobs({}, 100, first.next_page_token));
+  EXPECT_THAT(Ids(second), ElementsAre("job-3", "job-4"));
+  JobFilter newest;
+  newest.newest_first = true;
+  ASSERT_OK_AND_ASSIGN(JobPage latest, store_->ListJobs(newest, 100, ""));
+  EXPECT_THAT(Ids(latest), ElementsAre("job-8", "job-7"));
+}
+
 TEST_F(RocksDbJobStoreTest, ListPagesInSubmissionOrderWithFilters) {
   for (int i = 1; i <= 7; ++i) {
     v1::Job job = NewJob("j" + std::to_string(i),
