@@ -197,6 +197,33 @@ absl::Status FileStore::Recover() {
       fs::remove_all(entry.path(), ec);
     }
   }
+  // A record whose folder is gone: a commit refused after its write's log
+  // append had landed (its undo removed the folder), whose record came back
+  // at the reopen. It holds nothing: removed (its id is not given again).
+  {
+    const Database::Session session = options_.database->session();
+    rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
+    rocksdb::WriteBatch orphans;
+    for (auto it = files_.begin(); it != files_.end();) {
+      std::error_code exists_ec;
+      const bool exists = fs::exists(ObjectPath(it->second.id()), exists_ec);
+      if (exists || exists_ec) {  // there, or not known to be gone
+        ++it;
+        continue;
+      }
+      Log(LogLevel::kWarning, absl::StrCat("files: ", it->second.id(),
+                                           "'s record came back without its files (an upload "
+                                           "refused as it was stored); it is removed"));
+      orphans.Delete(cf, FileKey(it->first));
+      it = files_.erase(it);
+    }
+    if (orphans.Count() > 0) {
+      rocksdb::WriteOptions write;
+      write.sync = true;
+      RETURN_IF_ERROR(FromRocksDb(options_.database->Write(session, write, &orphans),
+                                  "cannot remove file records without their files"));
+    }
+  }
   stored_bytes_ = 0;
   for (const auto& entry : fs::directory_iterator(root / "blobs", ec)) {
     struct stat st;

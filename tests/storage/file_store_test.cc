@@ -167,6 +167,23 @@ TEST_F(FileStoreTest, FilesSurviveAReopenAndWhatACrashLeftHalfDoneIsRemoved) {
   EXPECT_EQ(c.id(), "file-3");
 }
 
+// A commit refused after its write's log append landed leaves no folder (its
+// undo removed it), yet its record can come back at the reopen: a file with
+// nothing in it, counting against the limits. The reopen removes it.
+TEST_F(FileStoreTest, ARecordWhoseFilesAreGoneIsRemovedAtTheNextOpen) {
+  ASSERT_OK_AND_ASSIGN(v1::File a, Put({{"a.csv", "text,label\nx,y\n"}}));
+  ASSERT_OK_AND_ASSIGN(v1::File b, Put({{"b.csv", "text,label\nz,w\n"}}));
+  fs::remove_all(dir_.Sub("files/objects/" + b.id()));  // what the refused commit's undo removed
+  Open();
+  EXPECT_THAT(store_->Get(b.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr(b.id())));
+  EXPECT_EQ(store_->List().size(), 1u);
+  EXPECT_EQ(store_->stored_bytes(), a.bytes());
+  Open();  // and stays removed
+  EXPECT_THAT(store_->Get(b.id()), StatusIs(absl::StatusCode::kNotFound, HasSubstr(b.id())));
+  ASSERT_OK_AND_ASSIGN(v1::File c, Put({{"c.csv", "text,label\nq,r\n"}}));
+  EXPECT_EQ(c.id(), "file-3");
+}
+
 // Opaque ids (for tenants) are canonical ids, survive a reopen, list
 // newest first and go on from a sequential store's numbers.
 TEST_F(FileStoreTest, OpaqueIdsAreCanonicalAndGoOnFromSequentialOnes) {
