@@ -95,6 +95,9 @@ ABSL_FLAG(int, max_running_jobs_per_tenant, 0,
 ABSL_FLAG(int, max_watches_per_tenant, 256,
           "watches one tenant's users may hold open at once, of the daemon's 1024 (0: no limit "
           "but those); admins count only against the daemon's");
+ABSL_FLAG(int, max_downloads, 16,
+          "downloads of job outputs streaming at once; more are refused TOO_MANY_DOWNLOADS (0: no "
+          "limit)");
 ABSL_FLAG(int64_t, max_job_events, 100000,
           "events a job's history keeps besides its state changes, warnings and errors (0: no "
           "bound); past it the oldest progress, evaluation and freeze events go, counted");
@@ -222,6 +225,7 @@ int main(int argc, char** argv) {
   options.max_running_jobs_per_tenant =
       std::max(0, absl::GetFlag(FLAGS_max_running_jobs_per_tenant));
   options.max_watches_per_tenant = std::max(0, absl::GetFlag(FLAGS_max_watches_per_tenant));
+  options.max_downloads = std::max(0, absl::GetFlag(FLAGS_max_downloads));
   if (options.max_queued_jobs < 0) {
     std::fprintf(stderr, "ftd: --max_queued_jobs must not be negative\n");
     return 2;

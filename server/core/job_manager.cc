@@ -587,6 +587,15 @@ absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::
         absl::StrCat(job_id, " is ", ShortName(job.state()),
                      "; its output can be downloaded once it has SUCCEEDED"));
   }
+  // A place among the downloads allowed, held by the reader until it goes.
+  auto place = std::shared_ptr<std::atomic<int>>(
+      open_downloads_.get(), [count = open_downloads_](std::atomic<int>*) { --*count; });
+  if (++*open_downloads_ > options_.max_downloads && options_.max_downloads > 0) {
+    return WithReason(absl::ResourceExhaustedError(
+                          absl::StrCat("too many downloads at once (the limit is ",
+                                       options_.max_downloads, "); try again when one has ended")),
+                      "TOO_MANY_DOWNLOADS", {{"limit", absl::StrCat(options_.max_downloads)}});
+  }
   // From the daemon's own layout, not from a path in the record.
   const std::string folder = (std::filesystem::path(options_.jobs_dir) / job_id).string();
   absl::StatusOr<std::unique_ptr<OutputReader>> reader =
@@ -596,6 +605,7 @@ absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::
     return absl::NotFoundError(absl::StrCat(
         job_id, " has no ", artifact.empty() ? "model" : artifact, " output (was it deleted?)"));
   }
+  if (reader.ok()) (*reader)->Hold(std::move(place));
   return reader;
 }
 

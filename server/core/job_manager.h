@@ -11,6 +11,7 @@
 // JobManager, then FileManager.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -97,6 +98,9 @@ class JobManager {
     size_t max_watches = 1024;
     // ... of one tenant's, a user's (0: no limit).
     size_t max_watches_per_tenant = 256;
+    // Downloads streaming at once (each hashes its files first and holds
+    // them open); more are refused (0: no limit).
+    int max_downloads = 16;
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
     std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -246,6 +250,8 @@ class JobManager {
   const CacheAdmin cache_admin_;
   std::unique_ptr<JobSpecValidator> validator_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
+  // Downloads streaming now (shared with the readers that hold a place).
+  const std::shared_ptr<std::atomic<int>> open_downloads_ = std::make_shared<std::atomic<int>>(0);
   EventHub events_;
 
   mutable absl::Mutex mu_;

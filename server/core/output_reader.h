@@ -32,9 +32,13 @@ class OutputReader {
   // Errors: IoError's; DATA_LOSS when a file shrank.
   absl::StatusOr<std::string> Next(size_t max_bytes);
 
+  // Kept until the reader goes (a place among the downloads allowed).
+  void Hold(std::shared_ptr<void> place) { place_ = std::move(place); }
+
  private:
   OutputReader() = default;
 
+  std::shared_ptr<void> place_;
   std::string folder_;
   std::vector<v1::FileEntry> entries_;
   std::vector<int> fds_;

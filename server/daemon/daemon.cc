@@ -175,6 +175,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.max_queued_jobs_per_tenant = options.max_queued_jobs_per_tenant;
   manager_options.max_running_jobs_per_tenant = options.max_running_jobs_per_tenant;
   manager_options.max_watches_per_tenant = static_cast<size_t>(options.max_watches_per_tenant);
+  manager_options.max_downloads = options.max_downloads;
   manager_options.version = options.version;
   manager_options.cpu_memory_bytes =
       options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();

@@ -94,6 +94,8 @@ class Daemon {
     // Watches one tenant's users may hold open at once (0: no limit but the
     // daemon's 1,024).
     int max_watches_per_tenant = 256;
+    // Downloads streaming at once (0: no limit).
+    int max_downloads = 16;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
     // Uploaded files' limits (kept in <data_dir>/files; `store` is set by

@@ -220,6 +220,7 @@ class JobManagerTest : public ::testing::Test {
     options.preemption = preemption_;
     options.max_queued_jobs = max_queued_jobs_;
     options.max_queued_jobs_per_tenant = max_queued_jobs_per_tenant_;
+    options.max_downloads = max_downloads_;
     options.files = files_;
     options.now = [this] { return now_; };
     ASSERT_OK_AND_ASSIGN(manager_, JobManager::Create(std::move(options)));
@@ -229,6 +230,7 @@ class JobManagerTest : public ::testing::Test {
   bool preemption_ = false;
   int max_queued_jobs_ = 10000;
   int max_queued_jobs_per_tenant_ = 0;
+  int max_downloads_ = 16;
   FileManager* files_ = nullptr;
   // In memory, with writes that can be made to fail (RocksDB's store has its
   // own tests); it outlives each manager, as a database does a restart.
@@ -576,6 +578,31 @@ TEST_F(JobManagerTest, ALateWatcherGetsTheHistoryThenLiveEventsAndAFinishedJobsW
   Recorder none;
   EXPECT_THAT(none.Watch(manager_.get(), "job-404", 0),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-404")));
+}
+
+// Each download holds a place while it streams (it hashed its files and
+// holds them open): past max_downloads the next is refused with the limit,
+// and a place comes back when a reader goes.
+TEST_F(JobManagerTest, DownloadsStreamingAtOnceAreLimited) {
+  max_downloads_ = 2;
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(Spec("ok")));
+  Recorder recorder;
+  ASSERT_EQ(AwaitEnd(job.id(), &recorder).state(), v1::JOB_STATE_SUCCEEDED);
+  ftd::testing::WriteFile(dir_.Sub("jobs/" + job.id() + "/model/config.json"), "{}");
+  ASSERT_OK_AND_ASSIGN(auto first, manager_->OpenOutput(job.id(), ""));
+  ASSERT_OK_AND_ASSIGN(auto second, manager_->OpenOutput(job.id(), "model"));
+  absl::StatusOr<std::unique_ptr<OutputReader>> third = manager_->OpenOutput(job.id(), "");
+  EXPECT_THAT(third, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit is 2")));
+  EXPECT_EQ(ReasonOf(third.status()), "TOO_MANY_DOWNLOADS");
+  // A refused or failed open gives its place back.
+  EXPECT_THAT(manager_->OpenOutput(job.id(), "metrics"),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit is 2")));
+  first.reset();
+  EXPECT_THAT(manager_->OpenOutput(job.id(), "metrics"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no metrics output")));
+  ASSERT_OK_AND_ASSIGN(auto again, manager_->OpenOutput(job.id(), ""));
+  EXPECT_EQ(again->entries().size(), 1u);
 }
 
 TEST_F(JobManagerTest, RestartRequeuesRunningJobsAndKeepsTheQueueOrder) {
