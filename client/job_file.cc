@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/json_escape.h"
+#include "common/json_limits.h"
 #include "common/status_macros.h"
-#include "google/protobuf/util/json_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace ftd::client {
@@ -139,6 +139,14 @@ void Resolve(std::string* path, const std::string& base_dir) {
 }  // namespace
 
 absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text, const std::string& source) {
+  // A JSON job file's depth is checked before YAML reads it, so that the
+  // error names its line (a YAML one is checked once converted, below).
+  const size_t start = text.find_first_not_of(" \t\r\n");
+  if (start != std::string::npos && (text[start] == '{' || text[start] == '[')) {
+    if (absl::Status deep = CheckJsonDepth(text); !deep.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", deep.message()));
+    }
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -158,9 +166,14 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text, const std::str
   google::protobuf::util::JsonParseOptions options;
   options.case_insensitive_enum_parsing = true;
   v1::JobSpec spec;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &spec, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message().as_string()));
+  const absl::Status parsed = ParseJson(json, &spec, options);
+  if (IsJsonTooDeep(parsed)) {
+    // The converted text is one line: no line to name.
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": nested deeper than ", kMaxJsonDepth, " levels"));
+  }
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", parsed.message()));
   }
   return spec;
 }

@@ -98,6 +98,12 @@ ABSL_FLAG(int, max_watches_per_tenant, 256,
 ABSL_FLAG(int, max_downloads, 16,
           "downloads of job outputs streaming at once; more are refused TOO_MANY_DOWNLOADS (0: no "
           "limit)");
+ABSL_FLAG(int, check_threads, 2,
+          "threads that read and check the files of submissions and uploads (never gRPC's own "
+          "threads, so a slow file holds up no other call)");
+ABSL_FLAG(int, max_queued_checks, 32,
+          "submissions and uploads that may wait for a check thread; more are refused "
+          "CHECKS_BUSY (RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int64_t, max_job_events, 100000,
           "events a job's history keeps besides its state changes, warnings and errors (0: no "
           "bound); past it the oldest progress, evaluation and freeze events go, counted");
@@ -226,6 +232,8 @@ int main(int argc, char** argv) {
       std::max(0, absl::GetFlag(FLAGS_max_running_jobs_per_tenant));
   options.max_watches_per_tenant = std::max(0, absl::GetFlag(FLAGS_max_watches_per_tenant));
   options.max_downloads = std::max(0, absl::GetFlag(FLAGS_max_downloads));
+  options.checks.threads = std::max(1, absl::GetFlag(FLAGS_check_threads));
+  options.checks.max_queued = std::max(0, absl::GetFlag(FLAGS_max_queued_checks));
   if (options.max_queued_jobs < 0) {
     std::fprintf(stderr, "ftd: --max_queued_jobs must not be negative\n");
     return 2;

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -343,7 +344,7 @@ absl::StatusOr<v1::File> FileStore::Commit(std::unique_ptr<Upload> upload, v1::F
 absl::StatusOr<v1::File> FileStore::Get(const std::string& id) const {
   absl::MutexLock lock(&mu_);
   auto it = files_.find(FileNumber(id));
-  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("no file \"", id, "\""));
+  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("no file ", QuoteUserText(id)));
   return it->second;
 }
 
@@ -369,7 +370,7 @@ absl::StatusOr<int64_t> FileStore::Delete(const std::string& id) {
   absl::MutexLock lock(&mu_);
   const uint64_t number = FileNumber(id);
   auto it = files_.find(number);
-  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("no file \"", id, "\""));
+  if (it == files_.end()) return absl::NotFoundError(absl::StrCat("no file ", QuoteUserText(id)));
   const Database::Session session = options_.database->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf(kColumnFamily);
   rocksdb::WriteBatch batch;

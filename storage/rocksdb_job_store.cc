@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "google/protobuf/unknown_field_set.h"
@@ -89,7 +90,7 @@ absl::Status ParseToken(const std::string& token, uint64_t* out) {
   }
   if (!absl::SimpleAtoi(token, out)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
+        absl::StrCat("page_token: ", QuoteUserText(token), " is not a token from a previous page"));
   }
   return absl::OkStatus();
 }
@@ -103,11 +104,12 @@ absl::Status ParseJobsToken(const std::string& token, bool newest_first, uint64_
   const char order = newest_first ? 'd' : 'a';
   if (token[0] != order && (token[0] == 'a' || token[0] == 'd')) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "page_token: \"", token, "\" was made for the other order; list with the same order_by"));
+        "page_token: ", QuoteUserText(token),
+        " was made for the other order; list with the same order_by"));
   }
   if (token[0] != order || !absl::SimpleAtoi(token.substr(1), out) || *out == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("page_token: \"", token, "\" is not a token from a previous page"));
+        absl::StrCat("page_token: ", QuoteUserText(token), " is not a token from a previous page"));
   }
   return absl::OkStatus();
 }
@@ -275,7 +277,7 @@ absl::StatusOr<v1::Job> RocksDbJobStore::ReadJob(const Database::Session& sessio
 
 absl::StatusOr<v1::Job> RocksDbJobStore::GetJob(const std::string& job_id) {
   uint64_t number = ParseJobId(job_id);
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job_id)));
   return ReadJob(database_->session(), number);
 }
 
@@ -297,9 +299,9 @@ absl::StatusOr<std::optional<v1::Job>> RocksDbJobStore::FindByRequestId(
 
 absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
   uint64_t number = ParseJobId(job.id());
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job.id(), "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job.id())));
   absl::MutexLock lock(&mu_);
-  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job.id()));
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", UserTextPrefix(job.id())));
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   rocksdb::WriteBatch batch;
@@ -312,7 +314,7 @@ absl::Status RocksDbJobStore::UpdateJob(const v1::Job& job) {
 
 absl::Status RocksDbJobStore::DeleteJob(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job_id)));
   absl::MutexLock lock(&mu_);
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
@@ -359,7 +361,7 @@ absl::StatusOr<std::vector<std::string>> RocksDbJobStore::DeletedJobs() {
 
 absl::Status RocksDbJobStore::ForgetDeleted(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job_id)));
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   rocksdb::WriteBatch batch;
@@ -451,7 +453,7 @@ absl::StatusOr<v1::JobEvent> RocksDbJobStore::AppendEvent(v1::JobEvent event, co
   uint64_t number = ParseJobId(event.job_id());
   absl::MutexLock lock(&mu_);
   if (number == 0 || number >= next_job_) {
-    return absl::NotFoundError(absl::StrCat("no job \"", event.job_id(), "\""));
+    return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(event.job_id())));
   }
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
@@ -535,9 +537,9 @@ absl::StatusOr<JobPage> RocksDbJobStore::ListJobs(const JobFilter& filter, int p
 
 absl::StatusOr<std::optional<v1::JobEvent>> RocksDbJobStore::LastEvent(const std::string& job_id) {
   const uint64_t number = ParseJobId(job_id);
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job_id)));
   absl::MutexLock lock(&mu_);
-  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", UserTextPrefix(job_id)));
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   ASSIGN_OR_RETURN(const int64_t last, LastSequence(session, number));
@@ -560,10 +562,10 @@ absl::StatusOr<EventPage> RocksDbJobStore::ListEvents(const std::string& job_id,
                                                       const std::string& page_token) {
   if (page_size <= 0) return absl::InvalidArgumentError("page_size must be positive");
   uint64_t number = ParseJobId(job_id);
-  if (number == 0) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  if (number == 0) return absl::NotFoundError(absl::StrCat("no job ", QuoteUserText(job_id)));
   EventPage page;
   absl::MutexLock lock(&mu_);
-  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (number >= next_job_) return absl::NotFoundError(absl::StrCat("no job ", UserTextPrefix(job_id)));
   const Database::Session session = database_->session();
   rocksdb::ColumnFamilyHandle* const cf = session.cf("jobs");
   ASSIGN_OR_RETURN(Thinned thinned, ThinnedOf(session, number));

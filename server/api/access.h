@@ -14,6 +14,9 @@ struct Access {
   // Told of each refusal: the method and the reason (for the metrics;
   // never a credential).
   std::function<void(const std::string& method, const std::string& reason)> denied;
+  // Told of each request that does not parse (for the metrics and a
+  // rate-limited log line).
+  std::function<void(const std::string& method)> malformed;
 };
 
 }  // namespace ftd::api

@@ -12,15 +12,22 @@
 
 namespace ftd::api {
 
+// The longest message an error carries (gRPC sends it in a trailer, which
+// clients cap at 8 KiB by default). Messages quote a caller's text only
+// through QuoteUserText (common/quote.h); this is the last line of defence.
+inline constexpr size_t kMaxErrorMessageBytes = 2048;
+
 // The codes share their numbers (both follow google.rpc.Code). The details
 // (server/core/error_details.h) go as a google.rpc.Status in the
 // grpc-status-details-bin trailer; an error without a reason gets its
 // code's name as one ("NOT_FOUND").
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
+  std::string message(status.message().substr(0, kMaxErrorMessageBytes));
+  if (message.size() < status.message().size()) message += "... (cut)";
   google::rpc::Status details;
   details.set_code(static_cast<int>(status.code()));
-  details.set_message(std::string(status.message()));
+  details.set_message(message);
   bool has_reason = false;
   status.ForEachPayload([&](absl::string_view url, const absl::Cord& value) {
     google::protobuf::Any* any = details.add_details();
@@ -34,7 +41,7 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
     info.set_domain(core::kErrorDomain);
     details.add_details()->PackFrom(info);
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message,
                       details.SerializeAsString());
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/quote.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/sha256.h"
@@ -67,7 +68,7 @@ v1::DatasetFormat FormatFromName(const std::string& name) {
 
 // What another tenant's file is to a caller: the same as none.
 absl::Status NoFile(const std::string& file_id) {
-  return absl::NotFoundError(absl::StrCat("no file \"", file_id, "\""));
+  return absl::NotFoundError(absl::StrCat("no file ", QuoteUserText(file_id)));
 }
 
 }  // namespace
@@ -159,46 +160,16 @@ absl::Status FileManager::Upload::CheckContent(v1::File* file) const {
     return absl::OkStatus();
   }
 
-  // A model: its config, vocabulary and weights as a job reads them.
+  // A model: its config, vocabulary and weights as a job reads them (the
+  // same check as at submit), an error naming the entry at fault.
   const std::string folder = fs::path(staged_->StagedPath(0)).parent_path().string();
-  ASSIGN_OR_RETURN(ModelConfig config,
-                   ReadModelConfig(folder, "header.entries", header_.display_name()));
-  std::set<std::string> names;
-  std::set<std::string> shards;
-  for (const v1::FileEntry& e : entries) names.insert(e.name());
-  if (names.count("model.safetensors.index.json") > 0) {
-    absl::StatusOr<std::string> text =
-        ReadFile((fs::path(folder) / "model.safetensors.index.json").string());
-    if (!text.ok()) return text.status();
-    absl::StatusOr<std::vector<std::string>> mapped =
-        training::ParseShardIndex(*text, "model.safetensors.index.json");
-    if (!mapped.ok()) return InvalidField("header.entries", std::string(mapped.status().message()));
-    for (const std::string& shard : *mapped) {
-      if (names.count(shard) == 0) {
-        return InvalidField("header.entries",
-                            absl::StrCat("model.safetensors.index.json maps weights to \"", shard,
-                                         "\", which the upload does not have"));
-      }
-    }
-    shards.insert(mapped->begin(), mapped->end());
-  } else {
-    shards.insert("model.safetensors");
-  }
-  int64_t parameters = 0;
+  std::map<std::string, std::string> entry_fields;
   for (int i = 0; i < entries.size(); ++i) {
-    if (shards.count(entries[i].name()) == 0) continue;
-    absl::StatusOr<std::unique_ptr<training::SafetensorsFile>> weights =
-        training::SafetensorsFile::Open(staged_->StagedPath(i));
-    if (!weights.ok()) {
-      // Its message names the staged path; the entry's name is what the
-      // client knows.
-      return InvalidField(absl::StrCat("header.entries[", i, "]"),
-                          absl::StrCat("\"", entries[i].name(),
-                                       "\" is not a safetensors file this daemon can read (",
-                                       absl::StatusCodeToString(weights.status().code()), ")"));
-    }
-    for (const training::TensorInfo& t : (*weights)->tensors()) parameters += t.numel();
+    entry_fields[entries[i].name()] = absl::StrCat("header.entries[", i, "]");
   }
+  ASSIGN_OR_RETURN(ModelConfig config, CheckModelFolder(folder, "header.entries",
+                                                        header_.display_name(), entry_fields));
+  const int64_t parameters = config.parameters;
   v1::File::ModelInfo* info = file->mutable_model();
   info->set_model_type(config.model_type.empty() ? "bert" : config.model_type);
   info->set_layers(config.num_hidden_layers);

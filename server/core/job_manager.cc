@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 #include "common/enum_names.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -579,7 +580,7 @@ absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::
                                                                      const std::string& artifact) {
   if (!artifact.empty() && artifact != "model" && artifact != "metrics") {
     return InvalidField("artifact",
-                        absl::StrCat("must be \"model\" or \"metrics\", got \"", artifact, "\""));
+                        absl::StrCat("must be \"model\" or \"metrics\", got ", QuoteUserText(artifact)));
   }
   ASSIGN_OR_RETURN(v1::Job job, Get(job_id));
   if (job.state() != v1::JOB_STATE_SUCCEEDED) {
@@ -646,8 +647,8 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
   if (order_by.empty() || order_by == "create_time desc") {
     filter.newest_first = true;
   } else if (order_by != "create_time" && order_by != "create_time asc") {
-    return InvalidField("order_by", absl::StrCat("\"", Printable(order_by) ? order_by : "?",
-                                                 "\" is not an order; use \"create_time desc\" "
+    return InvalidField("order_by", absl::StrCat(QuoteUserText(order_by),
+                                                 " is not an order; use \"create_time desc\" "
                                                  "(newest first, the default) or \"create_time\""));
   }
   // The scan runs outside the lock that every training step takes; the

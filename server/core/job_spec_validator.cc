@@ -15,6 +15,7 @@
 #include "common/enum_names.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
+#include "common/quote.h"
 #include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -260,7 +261,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
     return Invalid(model_field,
                    absl::StrCat("\"", model_name, "\" is not a folder with a checkpoint"));
   }
-  ASSIGN_OR_RETURN(ModelConfig model, ReadModelConfig(spec->base_model(), model_field, model_name));
+  // What the job will find wrong when it loads the model, found now.
+  ASSIGN_OR_RETURN(ModelConfig model,
+                   CheckModelFolder(spec->base_model(), model_field, model_name));
 
   // Data.
   RETURN_IF_ERROR(CheckDataset("train_dataset", spec->mutable_train_dataset(), caller));
@@ -465,13 +468,13 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   }
   for (const auto& [key, value] : spec->labels()) {
     if (!ValidLabelKey(key)) {
-      return Invalid("labels", absl::StrCat("key \"", key,
-                                            "\" must be 1 to 63 letters, digits, '-', '_', '.' "
+      return Invalid("labels", absl::StrCat("key ", QuoteUserText(key),
+                                            " must be 1 to 63 letters, digits, '-', '_', '.' "
                                             "or '/', starting with a letter or digit"));
     }
     if (value.size() > kMaxLabelValue || !Printable(value)) {
       return Invalid(
-          absl::StrCat("labels[", key, "]"),
+          absl::StrCat("labels[", UserTextPrefix(key), "]"),
           absl::StrCat("the value must be at most ", kMaxLabelValue, " printable characters"));
     }
   }
@@ -490,6 +493,16 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   }
   if ((*train)->labels.size() > 2) {
     RETURN_IF_ERROR(check_memory(static_cast<int64_t>((*train)->labels.size())));
+  }
+  // A fine-tuned checkpoint's classifier is loaded as it is: its rows must
+  // be the training file's labels (the loader refuses any other shape).
+  if (model.classifier_labels.has_value() &&
+      *model.classifier_labels != static_cast<int64_t>((*train)->labels.size())) {
+    return Invalid(model_field,
+                   absl::StrCat("\"", model_name, "\": its classifier is for ",
+                                *model.classifier_labels,
+                                " labels, and ", training::DatasetName(spec->train_dataset()),
+                                " has ", (*train)->labels.size(), " labels"));
   }
   if (spec->has_validation_dataset()) {
     absl::StatusOr<std::shared_ptr<const DatasetSummary>> validation =

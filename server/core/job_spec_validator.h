@@ -48,11 +48,12 @@ class JobSpecValidator {
 
   // Checks `spec` and fills in defaults. Every error is INVALID_ARGUMENT and
   // starts with the field's path ("hyperparameters.epochs: ..."); the first
-  // bad field is reported. Reads the model's config.json, checks that the
-  // model's files exist, and reads the datasets as the job will (a wrong
-  // column or format, an empty file, a malformed row, a validation label the
-  // training file lacks), recalling files read before while unchanged; it
-  // does not read the weights (the job does, and fails with the reason).
+  // bad field is reported. Checks the model folder as the job will load it
+  // (model_check.h's CheckModelFolder: its config, its vocabulary, and its
+  // weights' headers, not their bytes), and reads the datasets as the job
+  // will (a wrong column or format, an empty file, a malformed row, a
+  // validation label the training file lacks), recalling files read before
+  // while unchanged.
   // Uploaded files are resolved as `caller` sees them. Thread-safe.
   absl::Status ValidateAndNormalize(v1::JobSpec* spec, const Caller& caller = {}) const;
 

@@ -12,6 +12,7 @@
 #include "common/address.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/log_throttle.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -188,14 +189,27 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   daemon->security_metrics_ =
       std::make_unique<metrics::SecurityMetrics>(daemon->metrics_->registry());
   metrics::SecurityMetrics* security_metrics = daemon->security_metrics_.get();
+  // Refusals a caller can repeat at will: counted each, logged a line a
+  // kind an interval.
+  daemon->refusal_log_ = std::make_unique<LogThrottle>();
+  LogThrottle* refusal_log = daemon->refusal_log_.get();
   api::FineTuningService::Access access;
   access.auth = auth;
-  access.denied = [security_metrics](const std::string& method, const std::string& reason) {
+  access.denied = [security_metrics, refusal_log](const std::string& method,
+                                                  const std::string& reason) {
     security_metrics->Refused(method, reason);
-    Log(LogLevel::kWarning, absl::StrCat(method, ": refused (", reason, ")"));
+    refusal_log->Note(LogLevel::kWarning, absl::StrCat(method, ": refused (", reason, ")"));
   };
-  daemon->service_ = std::make_unique<api::FineTuningService>(daemon->manager_.get(),
-                                                              daemon->files_.get(), access);
+  access.malformed = [security_metrics, refusal_log](const std::string& method) {
+    security_metrics->Malformed(method);
+    refusal_log->Note(LogLevel::kWarning,
+                      absl::StrCat(method, ": refused a request that does not parse"));
+  };
+  daemon->check_pool_ = std::make_unique<api::CheckPool>(options.checks);
+  daemon->open_streams_ = std::make_unique<api::OpenStreams>(auth);
+  daemon->service_ = std::make_unique<api::FineTuningService>(
+      daemon->manager_.get(), daemon->files_.get(), access, daemon->check_pool_.get(),
+      daemon->open_streams_.get());
 
   // Reflection, v1 and v1alpha, for admins when callers authenticate.
   std::vector<std::string> services = {
@@ -328,7 +342,10 @@ void Daemon::Shutdown() {
     server_->Wait();
   }
   server_.reset();
+  // Every call has its answer: nothing is queued for the checks any more.
+  check_pool_.reset();
   service_.reset();
+  open_streams_.reset();
   reflection_.reset();
   manager_.reset();
   files_.reset();

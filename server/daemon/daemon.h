@@ -13,7 +13,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "common/log_throttle.h"
+#include "server/api/check_pool.h"
 #include "server/api/fine_tuning_service.h"
+#include "server/api/open_streams.h"
 #include "server/api/reflection_service.h"
 #include "server/core/file_manager.h"
 #include "server/core/job_manager.h"
@@ -96,6 +99,9 @@ class Daemon {
     int max_watches_per_tenant = 256;
     // Downloads streaming at once (0: no limit).
     int max_downloads = 16;
+    // The threads that check a submission's or an upload's files, and how
+    // many checks may wait (server/api/check_pool.h).
+    api::CheckPool::Options checks;
     // The memory a CPU job may use; 0: the machine's or the cgroup's limit.
     int64_t memory_limit_bytes = 0;
     // Uploaded files' limits (kept in <data_dir>/files; `store` is set by
@@ -146,6 +152,9 @@ class Daemon {
   std::unique_ptr<api::ReflectionV1AlphaService> reflection_v1alpha_;
   std::unique_ptr<security::Authenticator> authenticator_;
   std::unique_ptr<metrics::SecurityMetrics> security_metrics_;
+  std::unique_ptr<LogThrottle> refusal_log_;
+  std::unique_ptr<api::CheckPool> check_pool_;
+  std::unique_ptr<api::OpenStreams> open_streams_;  // over authenticator_
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server_;
   std::unique_ptr<MemoryTrimmer> memory_trimmer_;

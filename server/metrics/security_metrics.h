@@ -17,9 +17,12 @@ class SecurityMetrics {
   // `method`: the RPC's name ("SubmitJob"); `reason`: MISSING_CREDENTIALS,
   // INVALID_TOKEN, INVALID_CERTIFICATE or ADMIN_ONLY.
   void Refused(const std::string& method, const std::string& reason);
+  // A request to `method` that did not parse.
+  void Malformed(const std::string& method);
 
  private:
   prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Counter>& malformed_;
 };
 
 }  // namespace ftd::metrics

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <ctime>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -13,6 +14,8 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "server/core/error_details.h"
+#include "openssl/pem.h"
+#include "openssl/x509.h"
 
 namespace ftd::security {
 namespace {
@@ -165,21 +168,63 @@ absl::StatusOr<core::Caller> Authenticator::Authenticate(absl::string_view autho
       "MISSING_CREDENTIALS");
 }
 
-absl::StatusOr<core::Caller> AuthenticateCall(Authenticator* auth,
-                                              const grpc::ServerContextBase& context) {
-  if (auth == nullptr) return core::Caller{};
-  absl::string_view authorization;
+namespace {
+
+// When the PEM certificate `pem` stops being valid; never where it cannot
+// be read (gRPC verified it already).
+absl::Time CertificateExpiry(absl::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return absl::InfiniteFuture();
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::InfiniteFuture();
+  absl::Time expiry = absl::InfiniteFuture();
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) {
+    expiry = absl::FromCivil(absl::CivilSecond(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                               tm.tm_hour, tm.tm_min, tm.tm_sec),
+                             absl::UTCTimeZone());
+  }
+  X509_free(cert);
+  return expiry;
+}
+
+}  // namespace
+
+CallCredential CredentialOf(const grpc::ServerContextBase& context) {
+  CallCredential credential;
   const auto& metadata = context.client_metadata();
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
-    authorization = absl::string_view(it->second.data(), it->second.size());
+    credential.authorization.assign(it->second.data(), it->second.size());
   }
-  std::string common_name;
   const std::shared_ptr<const grpc::AuthContext> peer = context.auth_context();
   if (peer != nullptr && peer->IsPeerAuthenticated()) {
     const std::vector<grpc::string_ref> names = peer->FindPropertyValues("x509_common_name");
-    if (!names.empty()) common_name.assign(names[0].data(), names[0].size());
+    if (!names.empty()) credential.common_name.assign(names[0].data(), names[0].size());
+    const std::vector<grpc::string_ref> pem = peer->FindPropertyValues("x509_pem_cert");
+    if (!pem.empty()) {
+      credential.certificate_expiry =
+          CertificateExpiry(absl::string_view(pem[0].data(), pem[0].size()));
+    }
   }
-  return auth->Authenticate(authorization, common_name);
+  return credential;
+}
+
+absl::StatusOr<core::Caller> AuthenticateCredential(Authenticator* auth,
+                                                    const CallCredential& credential,
+                                                    absl::Time now) {
+  if (auth == nullptr) return core::Caller{};
+  if (credential.authorization.empty() && !credential.common_name.empty() &&
+      now >= credential.certificate_expiry) {
+    return Unauthenticated("the client certificate has expired", "INVALID_CERTIFICATE");
+  }
+  return auth->Authenticate(credential.authorization, credential.common_name);
+}
+
+absl::StatusOr<core::Caller> AuthenticateCall(Authenticator* auth,
+                                              const grpc::ServerContextBase& context) {
+  if (auth == nullptr) return core::Caller{};
+  return AuthenticateCredential(auth, CredentialOf(context), auth->Now());
 }
 
 }  // namespace ftd::security

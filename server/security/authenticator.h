@@ -52,6 +52,11 @@ class Authenticator {
   absl::StatusOr<core::Caller> Authenticate(absl::string_view authorization,
                                             absl::string_view common_name);
 
+  // How often the tokens file is checked: a stream opened with a token
+  // that is revoked ends within this (server/api/open_streams.h).
+  absl::Duration reload_interval() const { return options_.reload_interval; }
+  absl::Time Now() const { return options_.now(); }
+
   // A valid tenant name: 1 to 63 of a-z, 0-9, '-', '_', '.', starting with a
   // letter or digit.
   static bool ValidTenant(absl::string_view name);
@@ -83,6 +88,29 @@ class Authenticator {
   FileVersion version_ ABSL_GUARDED_BY(mu_);
   absl::Time next_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
+
+// What a call presented, kept by a stream so that it can be checked again
+// while the stream is open (a revoked token, an expired certificate). Holds
+// the bearer token in memory only; never logged.
+struct CallCredential {
+  // The "authorization" metadata; empty without.
+  std::string authorization;
+  // The verified client certificate's common name, and when that
+  // certificate stops being valid; empty and never without one.
+  std::string common_name;
+  absl::Time certificate_expiry = absl::InfiniteFuture();
+};
+
+// The credential `context`'s call presented.
+CallCredential CredentialOf(const grpc::ServerContextBase& context);
+
+// The caller `credential` names through `auth` (reading the tokens file
+// again if it changed); without authentication (`auth` nullptr) the admin
+// of tenant "". Errors: as Authenticate's, and UNAUTHENTICATED
+// (INVALID_CERTIFICATE) once the client certificate has expired.
+absl::StatusOr<core::Caller> AuthenticateCredential(Authenticator* auth,
+                                                    const CallCredential& credential,
+                                                    absl::Time now);
 
 // The caller of a gRPC call: its "authorization" metadata and verified
 // client certificate through `auth`; without authentication (`auth`

@@ -86,6 +86,21 @@ TEST(JobFileTest, ErrorsNameTheFileAndTheProblem) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/job.yaml")));
 }
 
+// A job file nested 100,000 deep is refused by its depth, naming the file,
+// the line and the limit; YAML nested deeper than the limit too.
+TEST(JobFileTest, AFileNestedTooDeepIsRefusedNamingTheLimit) {
+  const std::string deep = "{\"base_model\": \"/m\",\n \"labels\": " + std::string(100'000, '[') +
+                           std::string(100'000, ']') + "}";
+  EXPECT_THAT(ParseJobSpec(deep, "job.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("job.json: line 2: JSON nested deeper than 64 levels")));
+  std::string yaml;
+  for (int i = 0; i < 70; ++i) yaml += std::string(i, ' ') + "k:\n";
+  EXPECT_THAT(ParseJobSpec(yaml, "job.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("job.yaml: nested deeper than 64 levels")));
+}
+
 TEST(SpecOptionsTest, FreezePolicies) {
   ASSERT_OK_AND_ASSIGN(auto none, ParseFreezePolicy("none"));
   EXPECT_TRUE(none.has_none());

@@ -338,11 +338,17 @@ TEST_F(DaemonTest, SymbolicLinksInAModelFolderAreNotFollowed) {
 }
 
 TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
+  // Queued while there is no slot; its weights are emptied before it starts
+  // (an empty weights file is refused at submit): the job cannot load them.
+  {
+    auto daemon = StartDaemon(/*cpu_slots=*/0);
+    ASSERT_EQ(daemon->Ftctl(SubmitArgs("broken")).exit_code, 0);
+    daemon->process().Signal(SIGTERM);
+    ASSERT_EQ(daemon->process().Wait(), 0);
+  }
+  ftd::testing::WriteFile(dir_.Sub("data/model/model.safetensors"), "");
   auto daemon = StartDaemon(/*cpu_slots=*/1);
-  // The weights file is empty: whatever trains this job cannot load it.
-  auto args = SubmitArgs("broken");
-  args.push_back("--watch");
-  CommandResult r = daemon->Ftctl(args);
+  CommandResult r = daemon->Ftctl({"watch", "job-1"});
   EXPECT_EQ(r.exit_code, 4);  // the watched job FAILED
   EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0"),
                            HasSubstr("RUNNING -> FAILED: ")));
@@ -354,6 +360,7 @@ TEST_F(DaemonTest, AJobThatFailsEndsFailedWithItsReasonAndTheDaemonGoesOn) {
                     HasSubstr("error:       " + dir_.Sub("data/model/model.safetensors"))));
   // Still serving.
   EXPECT_EQ(daemon->Ftctl({"info"}).exit_code, 0);
+  ftd::testing::WriteModelFolder(dir_.Sub("data/model"));
   EXPECT_EQ(daemon->Ftctl(SubmitArgs("next")).exit_code, 0);
 }
 

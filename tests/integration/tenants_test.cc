@@ -4,10 +4,6 @@
 // tenant's are NOT_FOUND to it exactly as missing ones are; an admin sees
 // everything; admin-only calls are PERMISSION_DENIED to users; refusals are
 // counted in the metrics.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -24,6 +20,7 @@
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
 
@@ -36,27 +33,6 @@ using ::ftd::testing::FtdDaemon;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// GET http://address/metrics.
-std::string Scrape(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buffer[65536];
-  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) response.append(buffer, n);
-  close(fd);
-  return response;
-}
 
 // One list_services call of reflection `Protocol` (v1 or v1alpha, with its
 // Request and Response) with `token` ("": none); its status.
@@ -246,7 +222,7 @@ TEST_F(TenantsTest, EachTenantSeesOnlyItsOwnAndAnAdminSeesAll) {
   EXPECT_THAT(text, Not(HasSubstr("token-of-")));
   std::smatch match;
   ASSERT_TRUE(std::regex_search(text, match, std::regex("metrics http://([0-9.:]+)/metrics")));
-  const std::string metrics = Scrape(match[1]);
+  const std::string metrics = ftd::testing::HttpGet(match[1], "/metrics");
   EXPECT_THAT(
       metrics,
       AllOf(HasSubstr("ftd_auth_refused_total{method=\"ListJobs\",reason=\"MISSING_"

@@ -44,7 +44,8 @@ void WriteModelFolder(const std::string& dir, int layers, int max_positions) {
                    R"(, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,)"
                    R"( "vocab_size": 5})"));
   WriteFile(dir + "/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
-  WriteFile(dir + "/model.safetensors", "");
+  // A safetensors file with no tensors: its 8-byte header length, then "{}".
+  WriteFile(dir + "/model.safetensors", std::string("\x02\0\0\0\0\0\0\0", 8) + "{}");
 }
 
 }  // namespace ftd::testing

@@ -24,8 +24,8 @@ class TempDir {
 void WriteFile(const std::string& path, const std::string& content);
 
 // A checkpoint folder that passes the submit checks: a complete config.json
-// with the given depth and max positions, vocab.txt, and an empty (so
-// corrupt) weights file: a job on it fails when it loads the weights.
+// with the given depth and max positions, vocab.txt, and a model.safetensors
+// with no tensors (a job on it initialises every weight).
 void WriteModelFolder(const std::string& dir, int layers = 2, int max_positions = 64);
 
 }  // namespace ftd::testing

@@ -9,11 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
+#include "common/json_limits.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace ftd::training {
 namespace {
@@ -192,7 +192,8 @@ absl::StatusOr<std::string_view> DatasetText(const std::string& name, std::strin
 
 // Calls `row` with each non-blank line's object (and its 1-based line), in
 // order, until it returns an error. Errors: a line that is not a JSON
-// object (on line 1, with a hint that the file may be CSV).
+// object (on line 1, with a hint that the file may be CSV), or one nested
+// deeper than kMaxJsonDepth.
 absl::Status ForEachJsonObject(
     const std::string& name, std::string_view text,
     const std::function<absl::Status(int, const google::protobuf::Struct&)>& row_fn) {
@@ -212,7 +213,12 @@ absl::Status ForEachJsonObject(
                                    " MiB, the most ftd reads of a JSONL line"));
     }
     google::protobuf::Struct object;
-    if (!google::protobuf::util::JsonStringToMessage(std::string(row), &object).ok()) {
+    const absl::Status parsed = ParseJson(row, &object);
+    if (IsJsonTooDeep(parsed)) {
+      return RowError(name, line,
+                      absl::StrCat("JSON nested deeper than ", kMaxJsonDepth, " levels"));
+    }
+    if (!parsed.ok()) {
       return RowError(
           name, line,
           line == 1 ? "not a JSON object (is it CSV? name format CSV)" : "not a JSON object");

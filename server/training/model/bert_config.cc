@@ -3,25 +3,35 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
+#include "common/json_limits.h"
 #include "common/status_macros.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace ftd::training {
 
 absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
   ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(path, kMaxJsonFileBytes));
-  BertConfig c;
-  if (!google::protobuf::util::JsonStringToMessage(text, &c.raw).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a JSON object"));
+  google::protobuf::Struct json;
+  if (absl::Status parsed = ParseJson(text, &json); !parsed.ok()) {
+    return absl::InvalidArgumentError(IsJsonTooDeep(parsed)
+                                          ? absl::StrCat(path, ": ", parsed.message())
+                                          : absl::StrCat(path, " is not a JSON object"));
   }
+  return FromJson(std::move(json), path);
+}
+
+absl::StatusOr<BertConfig> BertConfig::FromJson(google::protobuf::Struct json,
+                                                const std::string& shown) {
+  BertConfig c;
+  c.raw = std::move(json);
   const auto& f = c.raw.fields();
   auto bad = [&](const std::string& key, const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": \"", key, "\" ", why));
+    return absl::InvalidArgumentError(absl::StrCat(shown, ": \"", key, "\" ", why));
   };
   auto type = f.find("model_type");
   if (type != f.end() && type->second.string_value() != "bert") {
@@ -73,9 +83,8 @@ absl::StatusOr<BertConfig> BertConfig::FromModelFolder(const std::string& dir) {
     if (value <= 0) return bad(key, "must be positive");
   }
   if (c.hidden_size % c.num_attention_heads != 0) {
-    return bad("hidden_size",
-               absl::StrCat("(", c.hidden_size, ") is not a multiple of num_attention_heads (",
-                            c.num_attention_heads, ")"));
+    // (Not the values: they are the file's.)
+    return bad("hidden_size", "is not a multiple of \"num_attention_heads\"");
   }
   auto act = f.find("hidden_act");
   if (act != f.end()) c.hidden_act = act->second.string_value();

@@ -35,6 +35,11 @@ struct BertConfig {
   // non-positive size, hidden_size not divisible by the heads, an unknown
   // hidden_act.
   static absl::StatusOr<BertConfig> FromModelFolder(const std::string& dir);
+  // The same checks of a parsed config.json, whose errors name it `shown`
+  // (the submit and upload checks, core/model_check.cc, name the file as the
+  // user named it). Messages never quote the file's values.
+  static absl::StatusOr<BertConfig> FromJson(google::protobuf::Struct json,
+                                             const std::string& shown);
 };
 
 }  // namespace ftd::training

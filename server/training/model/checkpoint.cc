@@ -6,43 +6,27 @@
 #include <memory>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/fs_util.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
-#include "server/training/model/shard_index.h"
+#include "server/training/model/bert_weights.h"
 
 namespace ftd::training {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The model's name for a checkpoint key.
-std::string CanonicalKey(std::string key) {
-  for (const char* prefix : {"embeddings.", "encoder.", "pooler."}) {
-    if (absl::StartsWith(key, prefix)) key = "bert." + key;
-  }
-  if (absl::EndsWith(key, "LayerNorm.gamma")) key = key.substr(0, key.size() - 5) + "weight";
-  if (absl::EndsWith(key, "LayerNorm.beta")) key = key.substr(0, key.size() - 4) + "bias";
-  return key;
-}
-
 std::string ShapeString(at::IntArrayRef shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
+// The weight files' paths (bert_weights.h's WeightFileNames, which the
+// checks at submit and upload use too).
 absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
-  const fs::path single = fs::path(dir) / "model.safetensors";
-  if (fs::exists(single)) return std::vector<std::string>{single.string()};
-  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  if (!fs::exists(index)) {
-    return absl::NotFoundError(
-        absl::StrCat(dir, " has neither model.safetensors nor model.safetensors.index.json"));
-  }
-  ASSIGN_OR_RETURN(std::string text, ReadFileNoFollow(index.string(), kMaxJsonFileBytes));
-  ASSIGN_OR_RETURN(std::vector<std::string> files, ParseShardIndex(text, index.string()));
+  ASSIGN_OR_RETURN(std::vector<std::string> files, WeightFileNames(dir, dir));
   for (std::string& file : files) file = (fs::path(dir) / file).string();
   return files;
 }
@@ -83,8 +67,8 @@ absl::StatusOr<torch::Tensor> ToTensor(const SafetensorsFile& file, const Tensor
       type = torch::kBool;
       break;
     default:
-      return absl::UnimplementedError(
-          absl::StrCat(file.path(), ": tensor \"", info.name, "\" has an unsupported dtype"));
+      return absl::UnimplementedError(absl::StrCat(
+          file.path(), ": tensor ", QuoteUserText(info.name), " has an unsupported dtype"));
   }
   torch::Tensor tensor = torch::empty(info.shape, torch::TensorOptions().dtype(type));
   // Read, not copied from the mapping: the file may be a user's, who could
@@ -105,21 +89,21 @@ absl::StatusOr<LoadReport> LoadWeights(const std::string& dir, const BertConfig&
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path);
     if (!file.ok()) return file.status();
     for (const TensorInfo& info : (*file)->tensors()) {
-      const std::string key = CanonicalKey(info.name);
+      const std::string key = CanonicalWeightName(info.name);
       auto it = params.find(key);
       if (it == params.end()) {
         report.unused.push_back(info.name);
         continue;
       }
-      if (info.dtype != DType::kF32 && info.dtype != DType::kF16 && info.dtype != DType::kBF16) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor \"", info.name, "\" is ",
-                                                       DTypeName(info.dtype),
+      if (!IsLoadableWeightDType(info.dtype)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor ", QuoteUserText(info.name),
+                                                       " is ", DTypeName(info.dtype),
                                                        ", not F32, F16 or BF16"));
       }
       if (std::vector<int64_t>(it->second.sizes().begin(), it->second.sizes().end()) !=
           info.shape) {
         return absl::InvalidArgumentError(absl::StrCat(
-            path, ": tensor \"", info.name, "\" has shape ", ShapeString(info.shape),
+            path, ": tensor ", QuoteUserText(info.name), " has shape ", ShapeString(info.shape),
             " but the model (from config.json) needs ", ShapeString(it->second.sizes())));
       }
       ASSIGN_OR_RETURN(torch::Tensor tensor, ToTensor(**file, info));

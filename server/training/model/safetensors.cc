@@ -15,8 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/json_escape.h"
+#include "common/json_limits.h"
+#include "common/quote.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace ftd::training {
 namespace {
@@ -148,7 +149,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | length[i];
   if (header_len > kMaxHeader)
-    return corrupt(absl::StrCat("header length ", header_len, " is implausible"));
+    return corrupt("its header length is implausible (more than 100 MiB)");
   if (8 + header_len > size) {
     return corrupt(absl::StrCat("the header needs ", header_len, " bytes but the file has ",
                                 size - 8, " after the length (truncated?)"));
@@ -165,8 +166,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   file->map_size_ = size;
   const auto* bytes = static_cast<const unsigned char*>(map);
   google::protobuf::Struct json;
-  if (!google::protobuf::util::JsonStringToMessage(header, &json).ok()) {
-    return corrupt("the header is not a JSON object");
+  if (absl::Status parsed = ParseJson(header, &json); !parsed.ok()) {
+    return corrupt(IsJsonTooDeep(parsed) ? absl::StrCat("the header: ", parsed.message())
+                                         : "the header is not a JSON object");
   }
   file->data_ = reinterpret_cast<const char*>(bytes + 8 + header_len);
   file->data_offset_ = 8 + header_len;
@@ -177,36 +179,37 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       if (!value.has_struct_value()) return corrupt("__metadata__ is not an object");
       for (const auto& [k, v] : value.struct_value().fields()) {
         if (!v.has_string_value())
-          return corrupt(absl::StrCat("__metadata__.", k, " is not a string"));
+          return corrupt(absl::StrCat("__metadata__.", QuoteUserText(k), " is not a string"));
         file->metadata_[k] = v.string_value();
       }
       continue;
     }
     if (!value.has_struct_value())
-      return corrupt(absl::StrCat("entry \"", name, "\" is not an object"));
+      return corrupt(absl::StrCat("entry ", QuoteUserText(name), " is not an object"));
     const auto& fields = value.struct_value().fields();
     TensorInfo info;
     info.name = name;
     auto dtype = fields.find("dtype");
     if (dtype == fields.end() || !dtype->second.has_string_value()) {
-      return corrupt(absl::StrCat("tensor \"", name, "\" has no dtype"));
+      return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " has no dtype"));
     }
     if (!ParseDType(dtype->second.string_value(), &info.dtype)) {
-      return absl::UnimplementedError(absl::StrCat(path, ": tensor \"", name, "\" has dtype ",
-                                                   dtype->second.string_value(),
-                                                   ", which ftd does not read"));
+      return absl::UnimplementedError(
+          absl::StrCat(path, ": tensor ", QuoteUserText(name), " has dtype ",
+                       QuoteUserText(dtype->second.string_value()), ", which ftd does not read"));
     }
     auto shape = fields.find("shape");
     if (shape == fields.end() || !shape->second.has_list_value()) {
-      return corrupt(absl::StrCat("tensor \"", name, "\" has no shape"));
+      return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " has no shape"));
     }
     uint64_t numel = 1;
     for (const auto& d : shape->second.list_value().values()) {
       uint64_t dim;
-      if (!AsUint(d, &dim)) return corrupt(absl::StrCat("tensor \"", name, "\" has a bad shape"));
+      if (!AsUint(d, &dim))
+        return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " has a bad shape"));
       info.shape.push_back(static_cast<int64_t>(dim));
       if (dim != 0 && numel > (1ull << 62) / dim) {
-        return corrupt(absl::StrCat("tensor \"", name, "\" is impossibly large"));
+        return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " is impossibly large"));
       }
       numel *= dim;
     }
@@ -215,14 +218,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
         offsets->second.list_value().values_size() != 2 ||
         !AsUint(offsets->second.list_value().values(0), &info.begin) ||
         !AsUint(offsets->second.list_value().values(1), &info.end) || info.begin > info.end) {
-      return corrupt(absl::StrCat("tensor \"", name, "\" has bad data_offsets"));
+      return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " has bad data_offsets"));
     }
     if (info.end > data_size) {
-      return corrupt(absl::StrCat("tensor \"", name, "\" ends at byte ", info.end,
+      return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " ends at byte ", info.end,
                                   " but the data has ", data_size, " bytes (truncated?)"));
     }
     if (info.end - info.begin != numel * DTypeSize(info.dtype)) {
-      return corrupt(absl::StrCat("tensor \"", name, "\" has ", info.end - info.begin,
+      return corrupt(absl::StrCat("tensor ", QuoteUserText(name), " has ", info.end - info.begin,
                                   " bytes but its shape and dtype need ",
                                   numel * DTypeSize(info.dtype)));
     }
@@ -235,8 +238,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
             [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     if (by_offset[i]->begin < by_offset[i - 1]->end) {
-      return corrupt(absl::StrCat("tensors \"", by_offset[i - 1]->name, "\" and \"",
-                                  by_offset[i]->name, "\" overlap"));
+      return corrupt(absl::StrCat("tensors ", QuoteUserText(by_offset[i - 1]->name), " and ",
+                                  QuoteUserText(by_offset[i]->name), " overlap"));
     }
   }
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_[file->tensors_[i].name] = i;
@@ -264,8 +267,8 @@ absl::Status SafetensorsFile::Read(const TensorInfo& tensor, void* dst) const {
       return absl::UnavailableError(
           absl::StrCat("cannot read ", path_, ": ", std::strerror(errno)));
     }
-    return absl::DataLossError(absl::StrCat(path_, ": tensor \"", tensor.name,
-                                            "\" is cut short: the file was truncated after it "
+    return absl::DataLossError(absl::StrCat(path_, ": tensor ", QuoteUserText(tensor.name),
+                                            " is cut short: the file was truncated after it "
                                             "was opened"));
   }
   return absl::OkStatus();

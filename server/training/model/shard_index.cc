@@ -1,18 +1,28 @@
 #include "server/training/model/shard_index.h"
 
 #include <set>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
+#include "common/json_limits.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace ftd::training {
 
 absl::StatusOr<std::vector<std::string>> ParseShardIndex(absl::string_view text,
                                                          const std::string& shown) {
+  if (static_cast<int64_t>(text.size()) > kMaxJsonFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(shown, " is larger than ",
+                                                   kMaxJsonFileBytes >> 20,
+                                                   " MiB, the most ftd reads of a JSON file"));
+  }
   google::protobuf::Struct index;
-  if (!google::protobuf::util::JsonStringToMessage(std::string(text), &index).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(shown, " is not a JSON object"));
+  const absl::Status parsed = ParseJson(std::string_view(text.data(), text.size()), &index);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(IsJsonTooDeep(parsed)
+                                          ? absl::StrCat(shown, ": ", parsed.message())
+                                          : absl::StrCat(shown, " is not a JSON object"));
   }
   auto map = index.fields().find("weight_map");
   if (map == index.fields().end() || !map->second.has_struct_value()) {

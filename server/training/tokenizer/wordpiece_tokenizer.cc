@@ -6,10 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/fs_util.h"
+#include "common/json_limits.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "server/training/tokenizer/unicode_tables.h"
 
 namespace ftd::training {
@@ -204,7 +204,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::Create(std::vector<std::s
 
 absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromModelFolder(const std::string& dir) {
   const std::string vocab_path = (std::filesystem::path(dir) / "vocab.txt").string();
-  absl::StatusOr<std::string> text = ReadFileNoFollow(vocab_path);
+  absl::StatusOr<std::string> text = ReadFileNoFollow(vocab_path, kMaxVocabularyBytes);
   if (!text.ok()) return text.status();
   const std::string config_path = (std::filesystem::path(dir) / "tokenizer_config.json").string();
   std::optional<std::string> json;
@@ -228,8 +228,10 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromText(
   Options options;
   if (config_json.has_value()) {
     google::protobuf::Struct config;
-    if (!google::protobuf::util::JsonStringToMessage(*config_json, &config).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_name, " is not a JSON object"));
+    if (absl::Status parsed = ParseJson(*config_json, &config); !parsed.ok()) {
+      return absl::InvalidArgumentError(IsJsonTooDeep(parsed)
+                                            ? absl::StrCat(config_name, ": ", parsed.message())
+                                            : absl::StrCat(config_name, " is not a JSON object"));
     }
     auto flag = [&](const char* key, bool fallback) {
       auto it = config.fields().find(key);

@@ -36,6 +36,8 @@ class WordPieceTokenizer {
   // present, tokenizer_config.json (do_lower_case, strip_accents,
   // tokenize_chinese_chars). Errors name the file: NOT_FOUND without
   // vocab.txt, INVALID_ARGUMENT when a special token is missing.
+  // vocab.txt may have at most kMaxVocabularyBytes (bert-base's has 226 KiB).
+  static constexpr int64_t kMaxVocabularyBytes = int64_t{64} << 20;
   static absl::StatusOr<WordPieceTokenizer> FromModelFolder(const std::string& dir);
   // The same from the files' contents (`config_json` absent: no
   // tokenizer_config.json); errors name the files by the names given. Bytes

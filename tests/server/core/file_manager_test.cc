@@ -3,7 +3,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <string>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -219,14 +222,15 @@ TEST_F(FileManagerTest, WrongBytesOrContentOrAnEarlyEndKeepNothingAndSayWhy) {
   garbage[2].second = "not safetensors at all";
   EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, garbage),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("header.entries[2]: \"model.safetensors\" is not a safetensors")));
+                       HasSubstr("header.entries[2]: model/model.safetensors: not a valid "
+                                 "safetensors file")));
   Files sharded = Model();
   sharded[2] = {"model.safetensors.index.json",
                 "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\"}}"};
-  EXPECT_THAT(
-      Upload(v1::FILE_KIND_MODEL, sharded),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("\"model-00001-of-00002.safetensors\", which the upload does not")));
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, sharded),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("names a shard, \"model/model-00001-of-00002.safetensors\", "
+                                 "that the folder does not have")));
   ExpectNothingKept();
 }
 
@@ -433,6 +437,71 @@ TEST_F(FileManagerTest, ListingIsNewestFirstInPagesAndByKind) {
   request.set_page_token("x");
   EXPECT_THAT(manager_->List(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+// An upload is checked as a job will load it, as a submit naming the folder
+// by path is (model_check.h's CheckModelFolder); the error names the entry.
+TEST_F(FileManagerTest, AModelWhoseHiddenSizeTheHeadsDoNotDivideIsRefusedAtUpload) {
+  Files model = Model();
+  std::string& config = model[0].second;
+  for (auto [from, to] :
+       {std::pair<std::string, std::string>{"\"hidden_size\": 32", "\"hidden_size\": 250"},
+        {"\"num_attention_heads\": 2", "\"num_attention_heads\": 4"}}) {
+    const size_t at = config.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    config.replace(at, from.size(), to);
+  }
+  absl::StatusOr<v1::File> file = Upload(v1::FILE_KIND_MODEL, model);
+  EXPECT_THAT(file, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("header.entries: model/config.json: \"hidden_size\" is not "
+                                       "a multiple of \"num_attention_heads\"")));
+  EXPECT_THAT(std::string(file.status().message()), Not(HasSubstr("250")));
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, AnEmptyVocabularyIsRefusedAtUpload) {
+  Files model = Model();
+  ASSERT_EQ(model[1].first, "vocab.txt");
+  model[1].second = "";
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("header.entries[1]: model/vocab.txt: vocab.txt has no [PAD] "
+                                 "token")));
+  model[1].second = "[PAD]\n[UNK]\n[CLS]\n[MASK]\n";
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("header.entries[1]: model/vocab.txt: vocab.txt has no [SEP] "
+                                 "token")));
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, AZeroByteShardIsRefusedAtUpload) {
+  Files model = Model();
+  model[2] = {"model.safetensors.index.json",
+              "{\"weight_map\": {\"bert.pooler.dense.bias\": \"model-1.safetensors\"}}"};
+  model.emplace_back("model-1.safetensors", "");
+  EXPECT_THAT(Upload(v1::FILE_KIND_MODEL, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("header.entries[3]: model/model-1.safetensors: not a valid "
+                                 "safetensors file: it has 0 bytes")));
+  ExpectNothingKept();
+}
+
+TEST_F(FileManagerTest, AShardIndexNamingAFileOutsideTheUploadIsRefusedAtUpload) {
+  for (const char* shard : {"../model.safetensors", "/etc/x", "sub/../../x"}) {
+    Files model = Model();  // its model.safetensors is valid
+    model.emplace_back("model.safetensors.index.json",
+                       absl::StrCat("{\"weight_map\": {\"a\": \"", shard, "\"}}"));
+    model.erase(model.begin() + 2);  // the index alone names the weights
+    absl::StatusOr<v1::File> file = Upload(v1::FILE_KIND_MODEL, model);
+    EXPECT_THAT(file, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("header.entries[2]: model/model.safetensors.index.json: "
+                                         "\"weight_map\" maps a tensor to something not a file "
+                                         "name in the model's folder")))
+        << shard;
+    EXPECT_THAT(std::string(file.status().message()), Not(HasSubstr(shard)));
+  }
+  ExpectNothingKept();
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/fs_util.h"
 #include "common/sha256.h"
@@ -12,6 +15,7 @@
 #include "server/core/file_manager.h"
 #include "server/core/memory_estimate.h"
 #include "server/core/model_check.h"
+#include "server/training/model/safetensors.h"
 #include "storage/database.h"
 #include "storage/file_store.h"
 #include "tests/testing/status_matchers.h"
@@ -620,6 +624,235 @@ TEST_F(JobSpecValidatorTest, EachTenantNamesPathsInItsOwnRootsOnly) {
   // Admins keep the daemon's roots, and see every job's output.
   EXPECT_OK(check(admin, base.Sub("bob/model"), base.Sub("alice/train.csv")));
   EXPECT_OK(check(admin, base.Sub("data/jobs/job-1/model"), base.Sub("bob/train.csv")));
+}
+
+// --- The model as the job will load it, checked at submit --------------------
+
+// A safetensors file of F32 zeros (or `dtype`), tensors by name and shape.
+void WriteWeights(const std::string& path,
+                  const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors,
+                  training::DType dtype = training::DType::kF32) {
+  std::vector<std::string> bytes;
+  bytes.reserve(tensors.size());
+  std::vector<training::TensorToWrite> out;
+  for (const auto& [name, shape] : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    bytes.emplace_back(static_cast<size_t>(numel) * training::DTypeSize(dtype), '\0');
+    out.push_back({name, dtype, shape, bytes.back()});
+  }
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  ASSERT_OK(training::WriteSafetensors(path, out, {}));
+}
+
+class ModelCheckAtSubmitTest : public JobSpecValidatorTest {
+ protected:
+  // A copy of the fixture's model whose weights are a shard that
+  // model.safetensors.index.json names `shard`.
+  std::string ShardedModel(const std::string& name, const std::string& shard) {
+    const std::string dir = root_.Sub(name);
+    ftd::testing::WriteModelFolder(dir, /*layers=*/6, /*max_positions=*/128);
+    std::filesystem::remove(dir + "/model.safetensors");
+    WriteFile(dir + "/model.safetensors.index.json",
+              R"({"metadata": {}, "weight_map": {"bert.pooler.dense.bias": ")" + shard + R"("}})");
+    return dir;
+  }
+
+  absl::Status Validate(const std::string& model) {
+    v1::JobSpec spec = spec_;
+    spec.set_base_model(model);
+    return Validator().ValidateAndNormalize(&spec);
+  }
+};
+
+TEST_F(ModelCheckAtSubmitTest, AShardThatIsASymbolicLinkIsRefusedAtSubmit) {
+  const std::string dir = ShardedModel("linked", "model-00001-of-00001.safetensors");
+  const std::string shard = dir + "/model-00001-of-00001.safetensors";
+  WriteWeights(root_.Sub("real.safetensors"), {{"bert.pooler.dense.bias", {32}}});
+  std::filesystem::create_symlink(root_.Sub("real.safetensors"), shard);
+  EXPECT_THAT(Validate(dir), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      AllOf(StartsWith("base_model:"),
+                                            HasSubstr("\"" + shard +
+                                                      "\" is a symbolic link; ftd reads a model "
+                                                      "folder's files only as regular files"))));
+  // The same shard as a regular file is taken.
+  std::filesystem::remove(shard);
+  std::filesystem::copy_file(root_.Sub("real.safetensors"), shard);
+  EXPECT_OK(Validate(dir));
+}
+
+TEST_F(ModelCheckAtSubmitTest, AZeroByteShardIsRefusedAtSubmit) {
+  const std::string dir = ShardedModel("empty-shard", "model-00001-of-00001.safetensors");
+  WriteFile(dir + "/model-00001-of-00001.safetensors", "");
+  EXPECT_THAT(Validate(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("base_model:"),
+                             HasSubstr(dir + "/model-00001-of-00001.safetensors: not a valid "
+                                             "safetensors file: it has 0 bytes"))));
+  // An unsharded model.safetensors of 0 bytes likewise.
+  ftd::testing::WriteModelFolder(root_.Sub("empty"), 6, 128);
+  WriteFile(root_.Sub("empty/model.safetensors"), "");
+  EXPECT_THAT(Validate(root_.Sub("empty")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(root_.Sub("empty/model.safetensors") +
+                                 ": not a valid safetensors file: it has 0 bytes")));
+}
+
+TEST_F(ModelCheckAtSubmitTest, AnImpossibleHeaderLengthIsRefusedAtSubmit) {
+  ftd::testing::WriteModelFolder(root_.Sub("huge"), 6, 128);
+  // A header length of 2^64 - 1, then a little data.
+  WriteFile(root_.Sub("huge/model.safetensors"), std::string(8, '\xff') + "{}      ");
+  EXPECT_THAT(Validate(root_.Sub("huge")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("base_model:"),
+                             HasSubstr(root_.Sub("huge/model.safetensors") +
+                                       ": not a valid safetensors file: its header length is "
+                                       "implausible"))));
+}
+
+TEST_F(ModelCheckAtSubmitTest, AShardIndexNamingAFileOutsideTheFolderIsRefusedAtSubmit) {
+  // Each would reach a valid weights file, were it followed.
+  WriteWeights(root_.Sub("x.safetensors"), {{"bert.pooler.dense.bias", {32}}});
+  WriteWeights(root_.Sub("outside/x"), {{"bert.pooler.dense.bias", {32}}});
+  int i = 0;
+  for (const std::string& shard : {std::string("../x.safetensors"), root_.Sub("outside/x"),
+                                   std::string("sub/../../x"), std::string("/etc/x")}) {
+    const std::string dir = ShardedModel(absl::StrCat("escape", i++), shard);
+    std::filesystem::create_directories(dir + "/sub");
+    const absl::Status status = Validate(dir);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 AllOf(StartsWith("base_model:"),
+                                       HasSubstr(dir + "/model.safetensors.index.json: "
+                                                       "\"weight_map\" maps a tensor to something "
+                                                       "not a file name in the model's folder"))))
+        << shard;
+    EXPECT_THAT(std::string(status.message()), Not(HasSubstr(shard))) << shard;
+  }
+}
+
+TEST_F(ModelCheckAtSubmitTest, AHiddenSizeTheHeadsDoNotDivideIsRefusedAtSubmit) {
+  WriteFile(root_.Sub("heads/config.json"),
+            R"({"model_type": "bert", "num_hidden_layers": 2, "max_position_embeddings": 64,)"
+            R"( "hidden_size": 250, "num_attention_heads": 4, "intermediate_size": 64,)"
+            R"( "vocab_size": 5})");
+  WriteFile(root_.Sub("heads/vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+  WriteWeights(root_.Sub("heads/model.safetensors"), {});
+  const absl::Status status = Validate(root_.Sub("heads"));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               AllOf(StartsWith("base_model:"),
+                                     HasSubstr(root_.Sub("heads/config.json") +
+                                               ": \"hidden_size\" is not a multiple of "
+                                               "\"num_attention_heads\""))));
+  // Not the file's values.
+  EXPECT_THAT(std::string(status.message()), AllOf(Not(HasSubstr("250")), Not(HasSubstr("(4)"))));
+}
+
+TEST_F(ModelCheckAtSubmitTest, AnEmptyVocabularyIsRefusedAtSubmit) {
+  WriteFile(root_.Sub("model/vocab.txt"), "");
+  EXPECT_THAT(
+      Validate(root_.Sub("model")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(StartsWith("base_model:"),
+                     HasSubstr(root_.Sub("model/vocab.txt") + ": vocab.txt has no [PAD] token"))));
+}
+
+// The tokenizer needs [PAD], [UNK], [CLS] and [SEP] (not [MASK]), and the
+// model an embedding for every token.
+TEST_F(ModelCheckAtSubmitTest, AVocabularyLackingATokenTheTokenizerNeedsIsRefusedAtSubmit) {
+  for (const char* missing : {"[PAD]", "[UNK]", "[CLS]", "[SEP]"}) {
+    std::string vocab;
+    for (const char* token : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
+      if (std::string(token) != missing) vocab += std::string(token) + "\n";
+    }
+    WriteFile(root_.Sub("model/vocab.txt"), vocab);
+    EXPECT_THAT(Validate(root_.Sub("model")),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr(absl::StrCat("vocab.txt has no ", missing, " token"))))
+        << missing;
+  }
+  WriteFile(root_.Sub("model/vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n");
+  EXPECT_OK(Validate(root_.Sub("model")));
+  WriteFile(root_.Sub("model/vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nsixth\n");
+  EXPECT_THAT(Validate(root_.Sub("model")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("vocab.txt\" has more tokens than config.json's vocab_size")));
+}
+
+// The names the loader takes (with or without "bert.", LayerNorm gamma and
+// beta), of its dtypes and of the shapes config.json gives; other tensors
+// are left unused and missing ones initialised, as when the job loads them.
+TEST_F(ModelCheckAtSubmitTest, WeightsAreCheckedByTheNamesDTypesAndShapesTheLoaderTakes) {
+  const std::string weights = root_.Sub("model/model.safetensors");
+  WriteWeights(weights, {{"embeddings.LayerNorm.gamma", {32}},
+                         {"bert.encoder.layer.5.output.dense.weight", {32, 64}},
+                         {"encoder.layer.0.attention.self.query.bias", {32}},
+                         {"classifier.weight", {2, 32}},
+                         {"cls.predictions.bias", {3}},
+                         {"bert.encoder.layer.6.output.dense.weight", {1}}});
+  EXPECT_OK(Validate(root_.Sub("model")));
+
+  WriteWeights(weights, {{"encoder.layer.3.attention.self.query.weight", {32, 31}}});
+  EXPECT_THAT(
+      Validate(root_.Sub("model")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(StartsWith("base_model:"),
+                     HasSubstr(weights + ": the tensor for "
+                                         "bert.encoder.layer.3.attention.self.query.weight has "
+                                         "another shape than the [32, 32] that config.json gives "
+                                         "it"))));
+  WriteWeights(weights, {{"embeddings.LayerNorm.beta", {31}}});
+  EXPECT_THAT(Validate(root_.Sub("model")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the tensor for bert.embeddings.LayerNorm.bias has another shape "
+                                 "than the [32]")));
+  WriteWeights(weights, {{"classifier.bias", {2, 1}}});
+  EXPECT_THAT(Validate(root_.Sub("model")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("classifier.bias has another shape than the [labels]")));
+  WriteWeights(weights, {{"bert.pooler.dense.bias", {32}}}, training::DType::kI32);
+  EXPECT_THAT(Validate(root_.Sub("model")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the tensor for bert.pooler.dense.bias is I32, not F32, F16 or "
+                                 "BF16")));
+}
+
+// A fine-tuned checkpoint's classifier is loaded as it is: one for another
+// number of labels than the training file's fails the job when it loads,
+// so it is refused at submit.
+TEST_F(ModelCheckAtSubmitTest, AClassifierForAnotherNumberOfLabelsIsRefusedAtSubmit) {
+  const std::string weights = root_.Sub("model/model.safetensors");
+  WriteWeights(weights, {{"classifier.weight", {7, 32}}, {"classifier.bias", {7}}});
+  EXPECT_THAT(Validate(root_.Sub("model")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(StartsWith("base_model:"),
+                             HasSubstr("its classifier is for 7 labels, and "),
+                             HasSubstr("train.csv has 2 labels"))));
+  WriteWeights(weights, {{"classifier.weight", {2, 32}}, {"classifier.bias", {2}}});
+  EXPECT_OK(Validate(root_.Sub("model")));
+}
+
+// A header's text reaches a message only as a short, escaped quote.
+TEST_F(ModelCheckAtSubmitTest, AWeightsHeaderIsNotQuotedAtLength) {
+  const std::string secret = "secret-" + std::string(500, 'x');
+  WriteFile(root_.Sub("model/model.safetensors"), [&] {
+    const std::string header = "{\"" + secret + "\": {\"shape\": [1]}}";
+    std::string length(8, '\0');
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    return length + header;
+  }());
+  const absl::Status status = Validate(root_.Sub("model"));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has no dtype")));
+  EXPECT_THAT(std::string(status.message()), Not(HasSubstr(std::string(100, 'x'))));
+}
+
+// A real Hugging Face checkpoint (sharded, BertForMaskedLM: no pooler, an
+// MLM head) passes.
+TEST_F(ModelCheckAtSubmitTest, ARealShardedCheckpointPasses) {
+  std::filesystem::copy(FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h", root_.Sub("mini"),
+                        std::filesystem::copy_options::recursive);
+  EXPECT_OK(Validate(root_.Sub("mini")));
+  ASSERT_OK_AND_ASSIGN(ModelConfig model, CheckModelFolder(root_.Sub("mini"), "base_model", "m"));
+  EXPECT_GT(model.parameters, 1000000);
 }
 
 }  // namespace

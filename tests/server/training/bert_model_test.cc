@@ -2,8 +2,14 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/training/model/bert_weights.h"
 #include "server/training/model/checkpoint.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -125,6 +131,19 @@ TEST(BertModelTest, SavedModelsLoadBackExactly) {
   for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
 }
 
+// A config.json nested 100,000 deep is refused by its depth before the
+// JSON parser sees it (which would take minutes).
+TEST(BertConfigTest, AConfigNestedTooDeepIsRefusedNamingTheFileAndTheLimit) {
+  ftd::testing::TempDir dir;
+  ftd::testing::WriteFile(dir.Sub("m/config.json"),
+                          "{\"model_type\":\"bert\",\"x\":" + std::string(100'000, '[') +
+                              std::string(100'000, ']') + "}");
+  EXPECT_THAT(BertConfig::FromModelFolder(dir.Sub("m")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(dir.Sub("m/config.json") +
+                                 ": line 1: JSON nested deeper than 64 levels")));
+}
+
 TEST(BertModelTest, HalfPrecisionUnprefixedCheckpointsLoadAndShapeMismatchesNameTheTensor) {
   ftd::testing::TempDir dir;
   ftd::testing::WriteFile(
@@ -164,6 +183,38 @@ TEST(BertModelTest, HalfPrecisionUnprefixedCheckpointsLoadAndShapeMismatchesName
   ftd::testing::WriteFile(dir.Sub("m/model.safetensors"), "garbage");
   EXPECT_THAT(LoadWeights(dir.Sub("m"), config, model),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("model.safetensors")));
+}
+
+// The checks at submit and upload (core/model_check.cc) know the model's
+// weights from BertWeightShapes, without LibTorch: the very names and shapes
+// of BertClassifier's parameters, in order.
+TEST(BertModelTest, TheWeightListTheChecksUseIsTheModelsParameters) {
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 3);
+  const std::vector<WeightShape> listed = BertWeightShapes(config, 3);
+  const auto parameters = model->named_parameters();
+  ASSERT_EQ(listed.size(), parameters.size());
+  size_t i = 0;
+  for (const auto& item : parameters) {
+    EXPECT_EQ(listed[i].name, item.key());
+    EXPECT_EQ(listed[i].shape,
+              std::vector<int64_t>(item.value().sizes().begin(), item.value().sizes().end()))
+        << item.key();
+    EXPECT_EQ(BertWeightShape(config, 3, item.key()), listed[i].shape) << item.key();
+    ++i;
+  }
+  EXPECT_EQ(BertWeightShape(config, kAnyLabels, "classifier.bias"),
+            std::vector<int64_t>{kAnyLabels});
+  for (const std::string& other :
+       {absl::StrCat("bert.encoder.layer.", config.num_hidden_layers, ".output.dense.bias"),
+        std::string("bert.encoder.layer.01.output.dense.bias"),
+        std::string("bert.encoder.layer.-1.output.dense.bias"), std::string("cls.predictions.bias"),
+        std::string("bert.embeddings.LayerNorm.gamma")}) {
+    EXPECT_EQ(BertWeightShape(config, 3, other), std::nullopt) << other;
+  }
+  EXPECT_EQ(CanonicalWeightName("embeddings.LayerNorm.gamma"), "bert.embeddings.LayerNorm.weight");
+  EXPECT_EQ(CanonicalWeightName("encoder.layer.0.output.LayerNorm.beta"),
+            "bert.encoder.layer.0.output.LayerNorm.bias");
 }
 
 }  // namespace

@@ -79,6 +79,12 @@ TEST(SafetensorsTest, EveryKindOfDamageIsAClearErrorNotACrash) {
       {"short", "abc", absl::StatusCode::kDataLoss, "fewer than the 8-byte header length"},
       {"huge_header", std::string("\xff\xff\xff\xff\xff\xff\xff\x00", 8) + "{}",
        absl::StatusCode::kDataLoss, "implausible"},
+      // 2^64 - 1: refused by its size, before anything is allocated.
+      {"max_header", std::string(8, '\xff') + "{}", absl::StatusCode::kDataLoss, "implausible"},
+      // Nested 100,000 deep: refused by its depth before the JSON parser.
+      {"deep_header",
+       WithHeader("{\"w\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}", ""),
+       absl::StatusCode::kDataLoss, "the header: line 1: JSON nested deeper than 64 levels"},
       {"truncated_header", WithHeader("{" + good_entry + "}", "").substr(0, 20),
        absl::StatusCode::kDataLoss, "truncated"},
       {"not_json", WithHeader("{nope", ""), absl::StatusCode::kDataLoss, "not a JSON object"},

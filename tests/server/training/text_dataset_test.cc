@@ -13,6 +13,7 @@ namespace {
 
 using ::ftd::testing::StatusIs;
 using ::ftd::testing::WriteFile;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -76,6 +77,23 @@ TEST_F(TextDatasetTest, ErrorsNameTheFileTheLineAndTheReason) {
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(dir_.Sub(c.name) + c.message)))
         << c.name;
   }
+}
+
+// A row nested 100,000 deep (200 KB) cost protobuf's parser minutes: it is
+// refused by its depth before the parser sees it, naming the line and the
+// limit (not "is it CSV?").
+TEST_F(TextDatasetTest, ARowNestedTooDeepIsRefusedNamingTheLineAndTheLimit) {
+  const std::string deep = "{\"text\":\"a\",\"label\":\"b\",\"x\":" + std::string(100'000, '[') +
+                           std::string(100'000, ']') + "}\n";
+  const std::string good = "{\"text\":\"a\",\"label\":\"b\"}\n";
+  EXPECT_THAT(
+      ReadTextDataset(Spec("deep.jsonl", good + deep)),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(dir_.Sub("deep.jsonl") + ":2: JSON nested deeper than 64 levels")));
+  EXPECT_THAT(DescribeTextDataset(v1::DATASET_FORMAT_JSONL, "first.jsonl", deep),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("first.jsonl:1: JSON nested deeper than 64 levels"),
+                             Not(HasSubstr("CSV")))));
 }
 
 // What one dataset can make the daemon hold is bounded: a file of short

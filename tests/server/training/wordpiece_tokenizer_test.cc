@@ -64,6 +64,19 @@ TEST(WordPieceTokenizerTest, SplitsPunctuationAndContinuesWordPieces) {
   EXPECT_THAT(t.Tokenize(std::string(101, 'a')), ElementsAre("[UNK]"));
 }
 
+// tokenizer_config.json nested 100,000 deep is refused by its depth before
+// the JSON parser sees it (which would take minutes).
+TEST(WordPieceTokenizerTest, AConfigNestedTooDeepIsRefusedNamingTheFileAndTheLimit) {
+  const std::string deep =
+      "{\"do_lower_case\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  EXPECT_THAT(WordPieceTokenizer::FromText("[PAD]\n[UNK]\n[CLS]\n[SEP]\n", deep, "vocab.txt",
+                                           "m/tokenizer_config.json"),
+              ftd::testing::StatusIs(
+                  absl::StatusCode::kInvalidArgument,
+                  ::testing::HasSubstr(
+                      "m/tokenizer_config.json: line 1: JSON nested deeper than 64 levels")));
+}
+
 TEST(WordPieceTokenizerTest, AVocabularyWithoutSpecialTokensIsRejected) {
   EXPECT_THAT(
       WordPieceTokenizer::Create({"a", "b"}, {}),

@@ -1,0 +1,36 @@
+#include "common/log_throttle.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ftd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+TEST(LogThrottleTest, RepeatsOfAKindAreSummarisedOnceAnInterval) {
+  std::vector<std::string> lines;
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogThrottle::Options options;
+  options.interval = absl::Seconds(10);
+  options.sink = [&](LogLevel, const std::string& line) { lines.push_back(line); };
+  options.now = [&] { return now; };
+  LogThrottle throttle(options);
+
+  for (int i = 0; i < 2000; ++i) throttle.Note(LogLevel::kWarning, "GetJob: refused (INVALID_TOKEN)");
+  throttle.Note(LogLevel::kWarning, "ListJobs: refused (INVALID_TOKEN)");
+  EXPECT_THAT(lines, ElementsAre("GetJob: refused (INVALID_TOKEN)",
+                                 "ListJobs: refused (INVALID_TOKEN)"));
+  now += absl::Seconds(11);
+  throttle.Note(LogLevel::kWarning, "GetJob: refused (INVALID_TOKEN)");
+  ASSERT_THAT(lines, SizeIs(3));
+  EXPECT_THAT(lines[2], HasSubstr("(and 1999 more like it since"));
+}
+
+}  // namespace
+}  // namespace ftd
