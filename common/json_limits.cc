@@ -16,19 +16,22 @@ constexpr char kTooDeepPayload[] = "type.ftd/json_too_deep";
 absl::Status CheckJsonDepth(std::string_view text, int max_depth) {
   int depth = 0;
   int line = 1;
-  bool in_string = false;
+  // The quote that opened the string being read: protobuf's parser takes
+  // strings in single quotes as well as double, so a bracket inside either
+  // is text, and one after a lone quote of the other kind is not.
+  char quote = 0;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '\n') {
       ++line;
-    } else if (in_string) {
-      if (c == '"') {
-        in_string = false;
+    } else if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
       } else if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
         ++i;  // the escaped character, a quote or a backslash included
       }
-    } else if (c == '"') {
-      in_string = true;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
         absl::Status status = absl::InvalidArgumentError(

@@ -14,6 +14,9 @@ namespace ftd {
 
 // The most of a caller's text an error quotes.
 inline constexpr size_t kMaxQuotedBytes = 64;
+// The most of a path an error quotes (the path is what tells a user which
+// file; a request's paths are at most 4,096 bytes).
+inline constexpr size_t kMaxQuotedPathBytes = 256;
 
 // `text` in double quotes: printable ASCII as it is, '"' and '\\' and
 // other bytes escaped (\xNN); past `max_bytes` of input it is cut and says

@@ -44,7 +44,8 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 // may be more. Deletes itself in OnDone.
 class WatchReactor final : public grpc::ServerWriteReactor<Bytes>, public OpenStreams::Stream {
  public:
-  explicit WatchReactor(core::JobManager* manager) : manager_(manager) {}
+  WatchReactor(core::JobManager* manager, grpc::CallbackServerContext* context)
+      : manager_(manager), context_(context) {}
 
   // Subscribes. Nothing is written before this returns, so the reactor
   // cannot finish (and be deleted) while it runs.
@@ -70,14 +71,25 @@ class WatchReactor final : public grpc::ServerWriteReactor<Bytes>, public OpenSt
   }
 
   void Revoke(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    revoked_ = status;
-    if (started_ && !writing_ && !pulling_) FinishLocked(ToGrpcStatus(status));
+    bool stuck = false;
+    {
+      absl::MutexLock lock(&mu_);
+      revoked_ = status;
+      if (started_ && !writing_ && !pulling_) FinishLocked(ToGrpcStatus(status));
+      // A write the client does not read would hold the stream (and its
+      // place) for good: the call is cancelled, the write fails.
+      stuck = writing_;
+    }
+    if (stuck) context_->TryCancel();
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    if (!ok && !revoked_.ok()) {
+      FinishLocked(ToGrpcStatus(revoked_));
+      return;
+    }
     if (!ok) {  // the client is gone
       FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke"));
       return;
@@ -159,6 +171,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<Bytes>, public OpenSt
   }
 
   core::JobManager* const manager_;
+  grpc::CallbackServerContext* const context_;
   absl::Mutex mu_;
   // Set once in Start; reset in OnDone.
   std::unique_ptr<core::EventSubscription> subscription_;
@@ -194,17 +207,27 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
       : files_(files), checks_(checks), context_(context), caller_(std::move(caller)),
         response_(response), on_malformed_(std::move(on_malformed)) {
     registration_ = streams->Add(this, std::move(credential), caller_);
-    StartRead(&message_);
+    Read();
   }
 
   void Revoke(const absl::Status& status) override {
-    // Takes effect at the next message: one is always being read until
-    // the end, when the checks look before they keep anything.
-    absl::MutexLock lock(&mu_);
-    revoked_ = status;
+    // While a message is awaited (a client that stalls included), the
+    // stream ends now and its upload goes with it (the read then fails);
+    // while the end's checks run, they look before they keep anything.
+    {
+      absl::MutexLock lock(&mu_);
+      revoked_ = status;
+      if (!reading_ || finished_) return;
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(status));
   }
 
   void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+    }
     if (absl::Status revoked = Revoked(); !revoked.ok()) {
       upload_.reset();
       Done(revoked);
@@ -263,7 +286,7 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
       return;
     }
     message_.Clear();
-    StartRead(&message_);
+    Read();
   }
 
   void OnDone() override {
@@ -277,10 +300,23 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
     return revoked_;
   }
 
+  void Read() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;  // revoked: nothing more is read
+      reading_ = true;
+    }
+    StartRead(&message_);
+  }
+
+  // Finishes once; outside the lock, as OnDone (which deletes this) may
+  // follow Finish at once on another thread.
   void Done(const absl::Status& status) {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    finished_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
     Finish(ToGrpcStatus(status));
   }
 
@@ -296,6 +332,7 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
   std::unique_ptr<core::FileManager::Upload> upload_;
   absl::Mutex mu_;
   absl::Status revoked_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a read is outstanding
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -304,7 +341,7 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
 // on the check pool. Deletes itself in OnDone.
 class DownloadReactor final : public grpc::ServerWriteReactor<Bytes>, public OpenStreams::Stream {
  public:
-  DownloadReactor() = default;
+  explicit DownloadReactor(grpc::CallbackServerContext* context) : context_(context) {}
 
   // Opens `request`'s output on the check pool, then streams it.
   void Start(core::JobManager* manager, CheckPool* checks, grpc::CallbackServerContext* context,
@@ -350,22 +387,31 @@ class DownloadReactor final : public grpc::ServerWriteReactor<Bytes>, public Ope
   }
 
   void Revoke(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    revoked_ = status;
-    if (!writing_) FinishLocked(ToGrpcStatus(status));
+    bool stuck = false;
+    {
+      absl::MutexLock lock(&mu_);
+      revoked_ = status;
+      if (!writing_) FinishLocked(ToGrpcStatus(status));
+      // A chunk the client does not read would hold the download's place
+      // for good: the call is cancelled, the write fails. (While the
+      // output is being opened, the open finishes the stream.)
+      stuck = writing_ && reader_ != nullptr;
+    }
+    if (stuck) context_->TryCancel();
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke"));
-      return;
-    }
     if (!revoked_.ok()) {
       FinishLocked(ToGrpcStatus(revoked_));
       return;
     }
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream broke"));
+      return;
+    }
+    if (finished_) return;
     absl::StatusOr<std::string> chunk = reader_->Next(kChunkBytes);
     if (!chunk.ok()) {
       FinishLocked(ToGrpcStatus(chunk.status()));
@@ -405,6 +451,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<Bytes>, public Ope
     Finish(status);
   }
 
+  grpc::CallbackServerContext* const context_;
   absl::Mutex mu_;
   std::unique_ptr<OpenStreams::Registration> registration_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<core::OutputReader> reader_ ABSL_GUARDED_BY(mu_);
@@ -600,7 +647,7 @@ void FineTuningService::AddStreams() {
   AddJobStream<v1::WatchJobRequest>(
       "WatchJob", [this](grpc::CallbackServerContext* context, const v1::WatchJobRequest& request,
                          const core::Caller& caller) {
-        auto* reactor = new WatchReactor(manager_);
+        auto* reactor = new WatchReactor(manager_, context);
         reactor->Start(request, caller, streams_, security::CredentialOf(*context));
         return reactor;
       });
@@ -608,7 +655,7 @@ void FineTuningService::AddStreams() {
       "DownloadJobOutput",
       [this](grpc::CallbackServerContext* context, const v1::DownloadJobOutputRequest& request,
              const core::Caller& caller) {
-        auto* reactor = new DownloadReactor();
+        auto* reactor = new DownloadReactor(context);
         reactor->Start(manager_, checks_, context, request, caller, streams_,
                        security::CredentialOf(*context));
         return reactor;

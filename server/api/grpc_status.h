@@ -23,7 +23,14 @@ inline constexpr size_t kMaxErrorMessageBytes = 2048;
 // code's name as one ("NOT_FOUND").
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  std::string message(status.message().substr(0, kMaxErrorMessageBytes));
+  absl::string_view kept = status.message();
+  if (kept.size() > kMaxErrorMessageBytes) {
+    // Cut before a character, not inside one: the message must stay UTF-8.
+    size_t end = kMaxErrorMessageBytes;
+    while (end > 0 && (static_cast<unsigned char>(kept[end]) & 0xC0) == 0x80) --end;
+    kept = kept.substr(0, end);
+  }
+  std::string message(kept);
   if (message.size() < status.message().size()) message += "... (cut)";
   google::rpc::Status details;
   details.set_code(static_cast<int>(status.code()));

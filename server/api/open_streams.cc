@@ -1,5 +1,6 @@
 #include "server/api/open_streams.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -9,10 +10,17 @@ namespace ftd::api {
 
 OpenStreams::Registration::~Registration() { streams_->Remove(id_); }
 
+namespace {
+// The shortest interval between checks: a tokens file re-read at every call
+// (--tokens_reload_interval=0) must not make the thread spin.
+constexpr absl::Duration kMinInterval = absl::Seconds(1);
+}  // namespace
+
 OpenStreams::OpenStreams(security::Authenticator* auth, absl::Duration interval)
     : auth_(auth),
-      interval_(interval > absl::ZeroDuration() || auth == nullptr ? interval
-                                                                    : auth->reload_interval()) {
+      interval_(std::max(kMinInterval, interval > absl::ZeroDuration() || auth == nullptr
+                                           ? interval
+                                           : auth->reload_interval())) {
   if (auth_ == nullptr) return;
   thread_ = std::thread([this] {
     while (!stop_.WaitForNotificationWithTimeout(interval_)) CheckNow();

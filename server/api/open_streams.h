@@ -56,7 +56,7 @@ class OpenStreams {
 
   // `auth` (nullptr: callers are not authenticated, and nothing is
   // checked) must outlive this. Checks every `auth->reload_interval()`, or
-  // every `interval` when that is set.
+  // every `interval` when that is set; every second at the most often.
   explicit OpenStreams(security::Authenticator* auth, absl::Duration interval = absl::ZeroDuration());
   ~OpenStreams();
   OpenStreams(const OpenStreams&) = delete;

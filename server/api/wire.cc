@@ -25,6 +25,9 @@ absl::Status ReadRequest(const grpc::ByteBuffer& buffer, google::protobuf::Messa
             "UTF-8")),
         "MALFORMED_REQUEST");
   }
+  // Fields this daemon does not know are not kept: nothing checked them,
+  // and a job's spec is stored as it came.
+  message->DiscardUnknownFields();
   return CheckRequestLimits(*message);
 }
 

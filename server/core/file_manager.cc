@@ -500,7 +500,7 @@ absl::StatusOr<FileManager::Resolved> FileManager::Resolve(const std::string& fi
                                                            const Caller& caller) const {
   absl::StatusOr<v1::File> file = options_.store->Get(file_id);
   if (!file.ok() || !caller.CanSee(file->tenant())) {
-    return InvalidField(field, absl::StrCat("no uploaded file \"", file_id, "\""));
+    return InvalidField(field, absl::StrCat("no uploaded file ", QuoteUserText(file_id)));
   }
   if (file->kind() != kind) {
     return InvalidField(

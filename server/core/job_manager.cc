@@ -501,7 +501,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
         return WithReason(
-            absl::AlreadyExistsError(absl::StrCat("request_id: \"", request_id, "\" was used for ",
+            absl::AlreadyExistsError(absl::StrCat("request_id: ", QuoteUserText(request_id), " was used for ",
                                                   earlier->id(), " with a different spec")),
             "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
       }

@@ -77,7 +77,7 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
                                          "\" has no data roots on this daemon; upload the files "
                                          "(ftctl upload) and name them by id"));
     }
-    return Invalid(field, absl::StrCat("\"", *path, "\" is outside ",
+    return Invalid(field, absl::StrCat(QuoteUserText(*path, kMaxQuotedPathBytes), " is outside ",
                                        per_tenant ? absl::StrCat("tenant \"", caller.tenant, "\"'s")
                                                   : std::string("the daemon's"),
                                        " data roots (", absl::StrJoin(roots, ", "), ")"));
@@ -92,7 +92,7 @@ absl::Status JobSpecValidator::CheckPath(const std::string& field, std::string* 
   for (const std::string& root : roots)
     lexically_inside = lexically_inside || IsWithin(lexical, root);
   auto through_link = [&]() {
-    return Invalid(field, absl::StrCat("\"", *path, "\" leads outside ",
+    return Invalid(field, absl::StrCat(QuoteUserText(*path, kMaxQuotedPathBytes), " leads outside ",
                                        per_tenant ? absl::StrCat("tenant \"", caller.tenant, "\"'s")
                                                   : std::string("the daemon's"),
                                        " data roots, or nowhere, through a symbolic link"));
@@ -182,7 +182,7 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
     const v1::DatasetFormat uploaded = file.file.dataset().format();
     if (dataset->format() != v1::DATASET_FORMAT_UNSPECIFIED && dataset->format() != uploaded) {
       return Invalid(field + ".format",
-                     absl::StrCat(dataset->file_id(), " was uploaded as ", ShortName(uploaded)));
+                     absl::StrCat(UserTextPrefix(dataset->file_id()), " was uploaded as ", ShortName(uploaded)));
     }
     dataset->set_path(file.path);
     dataset->set_format(uploaded);
@@ -192,7 +192,7 @@ absl::Status JobSpecValidator::CheckDataset(const std::string& field, v1::Datase
   const std::string& path = dataset->path();
   // An upload by its id, not by where the daemon keeps it.
   const std::string shown =
-      dataset->file_id().empty() ? absl::StrCat("\"", path, "\"") : training::DatasetName(*dataset);
+      dataset->file_id().empty() ? QuoteUserText(path, kMaxQuotedPathBytes) : training::DatasetName(*dataset);
   const std::string where = dataset->file_id().empty() ? ".path" : ".file_id";
   std::error_code ec;
   if (!fs::exists(path, ec)) return Invalid(field + where, absl::StrCat(shown, " does not exist"));
@@ -259,7 +259,8 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   const std::string model_name = uploaded ? spec->base_model_file_id() : spec->base_model();
   if (!fs::is_directory(spec->base_model())) {
     return Invalid(model_field,
-                   absl::StrCat("\"", model_name, "\" is not a folder with a checkpoint"));
+                   absl::StrCat(QuoteUserText(model_name, kMaxQuotedPathBytes),
+                                " is not a folder with a checkpoint"));
   }
   // What the job will find wrong when it loads the model, found now.
   ASSIGN_OR_RETURN(ModelConfig model,
@@ -499,7 +500,7 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   if (model.classifier_labels.has_value() &&
       *model.classifier_labels != static_cast<int64_t>((*train)->labels.size())) {
     return Invalid(model_field,
-                   absl::StrCat("\"", model_name, "\": its classifier is for ",
+                   absl::StrCat(QuoteUserText(model_name, kMaxQuotedPathBytes), ": its classifier is for ",
                                 *model.classifier_labels,
                                 " labels, and ", training::DatasetName(spec->train_dataset()),
                                 " has ", (*train)->labels.size(), " labels"));

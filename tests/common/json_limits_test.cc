@@ -46,6 +46,19 @@ TEST(JsonLimitsTest, BracketsInsideStringsAndEscapedQuotesDoNotCount) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 3:")));
 }
 
+// Protobuf's parser takes strings in single quotes too: a quote of one kind
+// inside a string of the other is text, and cannot hide the brackets after
+// it from the count.
+TEST(JsonLimitsTest, StringsInSingleQuotesAreStringsToo) {
+  EXPECT_OK(CheckJsonDepth("['[[[[', \"'\", '\"']", 1));
+  const std::string hidden = "{\"x\":['\"'," + Nested(100) + "]}";
+  EXPECT_THAT(CheckJsonDepth(hidden),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deeper than 64")));
+  google::protobuf::Struct parsed;
+  EXPECT_THAT(ParseJson(hidden, &parsed),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deeper than 64")));
+}
+
 TEST(JsonLimitsTest, RefusesAMillionLevelsWithoutRecursing) {
   const std::string deep = "{\"text\":\"a\",\"x\":" + Nested(1'000'000) + "}";
   const absl::Status status = CheckJsonDepth(deep);

@@ -339,6 +339,7 @@ TEST_F(HostileClientTest, ARevokedTokenEndsItsOpenWatchAndUpload) {
 
   // Bob's upload, under way.
   grpc::ClientContext upload_context;
+  upload_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   upload_context.AddMetadata("authorization", "Bearer " + Token("bob"));
   v1::File uploaded;
   std::unique_ptr<grpc::ClientWriter<v1::UploadFileRequest>> upload =
@@ -366,15 +367,16 @@ TEST_F(HostileClientTest, ARevokedTokenEndsItsOpenWatchAndUpload) {
   EXPECT_EQ(watch_end.error_code(), grpc::StatusCode::UNAUTHENTICATED)
       << watch_end.error_message();
   EXPECT_THAT(watch_end.error_message(), HasSubstr("no longer hold"));
-  EXPECT_LT(watch_took, absl::Seconds(4));
+  // The interval is 1 s, and the tokens file is read again at most once a
+  // second: 2 s, with room for a loaded machine.
+  EXPECT_LT(watch_took, absl::Seconds(6));
 
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  chunk.set_chunk(content.substr(4096, 4096));
-  upload->Write(chunk);  // may still be taken by the transport
-  upload->WritesDone();
+  // The upload's client has stalled: its stream ends all the same.
   const grpc::Status upload_end = upload->Finish();
+  const absl::Duration upload_took = absl::Now() - revoked;
   EXPECT_EQ(upload_end.error_code(), grpc::StatusCode::UNAUTHENTICATED)
       << upload_end.error_message();
+  EXPECT_LT(upload_took, absl::Seconds(6));
   std::printf("the watch ended %s after its token was revoked\n",
               absl::FormatDuration(watch_took).c_str());
 
@@ -468,7 +470,9 @@ TEST_F(HostileClientTest, NestedJsonIsRefusedFastWhileHealthStaysServing) {
               absl::FormatDuration(slowest).c_str());
   EXPECT_LT(took, absl::Seconds(20));  // mostly ftctl's own start and hashing
   EXPECT_FALSE(health.empty());
-  EXPECT_LT(slowest, absl::Milliseconds(500));
+  // Before, health checks failed for 15 s; here they take milliseconds, and
+  // 2 s leaves room for a loaded machine running eight ftctl at once.
+  EXPECT_LT(slowest, absl::Seconds(2));
 }
 
 }  // namespace

@@ -155,6 +155,17 @@ TEST(WireTest, ARequestThatDoesNotParseIsInvalidArgumentNamingItsType) {
   EXPECT_THAT(ReadRequest(grpc::ByteBuffer(&utf8, 1), &request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
 
+  // A field this daemon does not know is dropped, not kept unchecked (a
+  // job's spec is stored as it came).
+  std::string unknown = "\x0a\x05job-3";
+  unknown += "\xfa\x06";  // field 111, length-delimited
+  unknown += "\x80\x80\x01" + std::string(16384, 'u');
+  grpc::Slice with_unknown(unknown);
+  v1::GetJobRequest known;
+  ASSERT_OK(ReadRequest(grpc::ByteBuffer(&with_unknown, 1), &known));
+  EXPECT_EQ(known.job_id(), "job-3");
+  EXPECT_EQ(known.ByteSizeLong(), 7u);
+
   // What parses is read, and its limits checked.
   request.set_job_id("job-3");
   v1::GetJobRequest read;
