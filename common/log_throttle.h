@@ -10,9 +10,11 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/log.h"
 
@@ -22,6 +24,9 @@ class LogThrottle {
  public:
   struct Options {
     absl::Duration interval = absl::Seconds(10);
+    // A thread that logs, each interval, how many of each kind were held
+    // back in it (else they are told with the next line of their kind).
+    bool flush_thread = false;
     // Where lines go (tests read them); default: Log.
     std::function<void(LogLevel, const std::string&)> sink;
     std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -29,21 +34,33 @@ class LogThrottle {
 
   LogThrottle() : LogThrottle(Options()) {}
   explicit LogThrottle(Options options);
+  ~LogThrottle();
+  LogThrottle(const LogThrottle&) = delete;
+  LogThrottle& operator=(const LogThrottle&) = delete;
 
   // Notes one event of kind `kind` ("SubmitJob: refused (INVALID_TOKEN)"):
   // logged at once when no line of its kind went out within the interval,
   // with how many were held back since the last; else only counted.
   void Note(LogLevel level, const std::string& kind);
 
+  // Logs a summary line for each kind with events held back whose last
+  // line is an interval old (the flush thread's work).
+  void Flush();
+
  private:
   struct Kind {
+    LogLevel level = LogLevel::kWarning;
     absl::Time last_logged = absl::InfinitePast();
     int64_t held_back = 0;
   };
+  static std::string Summary(const std::string& kind, const Kind& k);
+  void Emit(LogLevel level, const std::string& line);
 
   const Options options_;
   absl::Mutex mu_;
   std::map<std::string, Kind> kinds_ ABSL_GUARDED_BY(mu_);
+  absl::Notification stop_;
+  std::thread flusher_;
 };
 
 }  // namespace ftd

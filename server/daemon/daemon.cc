@@ -191,7 +191,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   metrics::SecurityMetrics* security_metrics = daemon->security_metrics_.get();
   // Refusals a caller can repeat at will: counted each, logged a line a
   // kind an interval.
-  daemon->refusal_log_ = std::make_unique<LogThrottle>();
+  LogThrottle::Options refusal_log_options;
+  refusal_log_options.flush_thread = true;
+  daemon->refusal_log_ = std::make_unique<LogThrottle>(refusal_log_options);
   LogThrottle* refusal_log = daemon->refusal_log_.get();
   api::FineTuningService::Access access;
   access.auth = auth;

@@ -32,5 +32,24 @@ TEST(LogThrottleTest, RepeatsOfAKindAreSummarisedOnceAnInterval) {
   EXPECT_THAT(lines[2], HasSubstr("(and 1999 more like it since"));
 }
 
+TEST(LogThrottleTest, AFlushSummarisesWhatWasHeldBackWithoutWaitingForMore) {
+  std::vector<std::string> lines;
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogThrottle::Options options;
+  options.interval = absl::Seconds(10);
+  options.sink = [&](LogLevel, const std::string& line) { lines.push_back(line); };
+  options.now = [&] { return now; };
+  LogThrottle throttle(options);
+  for (int i = 0; i < 50; ++i) throttle.Note(LogLevel::kWarning, "GetJob: refused (INVALID_TOKEN)");
+  throttle.Flush();  // within the interval: nothing yet
+  ASSERT_THAT(lines, SizeIs(1));
+  now += absl::Seconds(10);
+  throttle.Flush();
+  ASSERT_THAT(lines, SizeIs(2));
+  EXPECT_EQ(lines[1], "GetJob: refused (INVALID_TOKEN) (and 49 more like it since 00:16:40Z)");
+  throttle.Flush();  // nothing more came
+  EXPECT_THAT(lines, SizeIs(2));
+}
+
 }  // namespace
 }  // namespace ftd
