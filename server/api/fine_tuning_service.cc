@@ -300,11 +300,24 @@ class UploadReactor final : public grpc::ServerReadReactor<Bytes>, public OpenSt
     return revoked_;
   }
 
+  // Reads the next message, unless the stream was revoked while the last
+  // one was handled (the registry tells a stream once): then it ends.
   void Read() {
+    absl::Status revoked;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;  // revoked: nothing more is read
-      reading_ = true;
+      if (finished_) return;
+      if (revoked_.ok()) {
+        reading_ = true;
+      } else {
+        revoked = revoked_;
+        finished_ = true;
+      }
+    }
+    if (!revoked.ok()) {
+      upload_.reset();
+      Finish(ToGrpcStatus(revoked));
+      return;
     }
     StartRead(&message_);
   }
