@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/address.h"
+#include "common/blas_kernels.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/log_throttle.h"
@@ -317,6 +319,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
               ? std::string("off")
               : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
   daemon->memory_trimmer_ = std::make_unique<MemoryTrimmer>(options.memory_trim_interval);
+  daemon->ReportKernels();
   if (auth == nullptr && !IsLoopbackAddress(options.address)) {
     Log(LogLevel::kWarning,
         absl::StrCat(
@@ -325,6 +328,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
             "an admin; give --tokens_file or --client_cert_tenants to tell tenants apart"));
   }
   return daemon;
+}
+
+void Daemon::ReportKernels() {
+  const CpuFeatures cpu = DetectCpuFeatures();
+  const std::string core = LoadedOpenBlasCore();
+  const std::string best = BestOpenBlasCore(cpu);
+  metrics_->SetCpuKernels(core.empty() ? "none" : core, best.empty() ? "none" : best,
+                          cpu.FeatureList());
+  Log(LogLevel::kInfo,
+      absl::StrCat("kernels: ", core.empty() ? "a BLAS that is not OpenBLAS" : "OpenBLAS " + core,
+                   " on ", cpu.vendor.empty() ? "this CPU" : cpu.vendor, " family ", cpu.family,
+                   " model ", cpu.model, " (", cpu.FeatureList(), ")"));
+  if (IsWeakerOpenBlasCore(core, cpu) && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("OpenBLAS chose its ", core, " kernels, narrower than this CPU's vector units: "
+                     "every job runs several times slower than it could; start ftd with "
+                     "OPENBLAS_CORETYPE=", best, " in its environment (docs/performance.md)"));
+  }
 }
 
 Daemon::~Daemon() { Shutdown(); }

@@ -146,6 +146,11 @@ class Daemon {
   std::unique_ptr<core::FileManager> files_;
   std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
+  // Logs (and exports as ftd_cpu_kernels_info) the matrix-product kernels
+  // this process runs and those made for its CPU, warning when OpenBLAS
+  // fell back to narrower ones.
+  void ReportKernels();
+
   std::unique_ptr<api::FineTuningService> service_;
   std::unique_ptr<api::Reflection> reflection_;
   std::unique_ptr<api::ReflectionV1Service> reflection_v1_;

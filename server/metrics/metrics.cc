@@ -371,4 +371,15 @@ void Metrics::SetRocksDbSizes(const std::string& column_family, int64_t live_dat
 
 void Metrics::SetResidentMemory(int64_t bytes) { resident_memory_.Set(static_cast<double>(bytes)); }
 
+void Metrics::SetCpuKernels(const std::string& blas_core, const std::string& best_blas_core,
+                            const std::string& cpu_features) {
+  GaugeFamily(*registry_, "ftd_cpu_kernels_info",
+              "The matrix-product kernels the daemon runs (value 1): the core OpenBLAS chose, the "
+              "one made for this CPU, and the CPU's vector features.")
+      .Add({{"blas_core", blas_core},
+            {"best_blas_core", best_blas_core},
+            {"cpu_features", cpu_features}})
+      .Set(1);
+}
+
 }  // namespace ftd::metrics

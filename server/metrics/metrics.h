@@ -87,6 +87,10 @@ class Metrics final : public prometheus::Collectable {
   void SetRocksDbSizes(const std::string& column_family, int64_t live_data_bytes,
                        int64_t pending_compaction_bytes, int64_t memtable_bytes);
   void SetResidentMemory(int64_t bytes);
+  // ftd_cpu_kernels_info: the BLAS core in use, the one made for this CPU,
+  // and the CPU's vector features (set once, at start-up).
+  void SetCpuKernels(const std::string& blas_core, const std::string& best_blas_core,
+                     const std::string& cpu_features);
 
  private:
   struct JobSeries {

@@ -21,6 +21,7 @@
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "tests/testing/ftd_daemon.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
@@ -139,6 +140,16 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
   CommandResult info = daemon->Ftctl({"info"});
   EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running"),
                               HasSubstr("metrics:     http://127.0.0.1:")));
+  // The kernels it runs: the core Debian's OpenBLAS chose, the one made for
+  // this CPU, and the CPU's vector features.
+  const size_t url = info.out.find("http://");
+  ASSERT_NE(url, std::string::npos);
+  const std::string address =
+      info.out.substr(url + 7, info.out.find("/metrics", url) - (url + 7));
+  const std::string metrics = ftd::testing::HttpGet(address, "/metrics");
+  EXPECT_THAT(metrics, AllOf(HasSubstr("ftd_cpu_kernels_info{"), HasSubstr("best_blas_core=\""),
+                             HasSubstr("cpu_features=\""),
+                             Not(HasSubstr("blas_core=\"none\",best"))));
   // The health check containers and probes use.
   CommandResult health = daemon->Ftctl({"health"});
   EXPECT_EQ(health.exit_code, 0);

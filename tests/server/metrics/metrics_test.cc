@@ -39,9 +39,11 @@ TEST_F(MetricsTest, EveryFamilyIsDocumentedInDocsMetricsAndEveryDocumentedOneExi
   metrics_.SetDeviceMemoryUsed("cuda:0", 1);
   metrics_.RecordGrpcRequest("/ftd.v1.FineTuning/GetJob", "OK");
   metrics_.SetRocksDbSizes("jobs", 1, 0, 0);
+  metrics_.SetCpuKernels("Zen", "Zen", "avx avx2 fma");
   // The other subjects' families, on the same registry.
   SecurityMetrics security(metrics_.registry());
   security.Refused("GetJob", "INVALID_TOKEN");
+  security.Malformed("GetJob");
   const std::set<std::string> exported = Families(metrics_.Serialize());
 
   std::ifstream in(std::string(FTD_SOURCE_DIR) + "/docs/metrics.md");
