@@ -2,11 +2,16 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -136,6 +141,91 @@ std::string BestOpenBlasCore(const CpuFeatures& cpu) {
 bool IsWeakerOpenBlasCore(const std::string& core, const CpuFeatures& cpu) {
   const int width = CoreWidth(core);
   return width > 0 && width < Width(cpu);
+}
+
+KernelChoice ChooseKernels(const char* env_coretype, const char* chosen,
+                           const std::string& loaded_core, const CpuFeatures& cpu) {
+  KernelChoice choice;
+  if (chosen != nullptr) {
+    const std::string value = chosen;
+    if (absl::StartsWith(value, "refused:")) {
+      choice.reason = absl::StrCat("the ", value.substr(8),
+                                   " kernels failed their check; OpenBLAS's own choice, ",
+                                   loaded_core, ", is kept");
+      return choice;
+    }
+    choice.action = KernelChoice::Action::kCheck;
+    choice.core = value;
+    choice.reason = absl::StrCat("OpenBLAS had chosen narrower kernels than this CPU's; running "
+                                 "with its ", value, " kernels");
+    return choice;
+  }
+  if (env_coretype != nullptr) {
+    choice.reason = absl::StrCat("OPENBLAS_CORETYPE=", env_coretype, " was set in the environment");
+    return choice;
+  }
+  if (loaded_core.empty()) {
+    choice.reason = "the BLAS is not OpenBLAS";
+    return choice;
+  }
+  const std::string best = BestOpenBlasCore(cpu);
+  if (!best.empty() && IsWeakerOpenBlasCore(loaded_core, cpu)) {
+    choice.action = KernelChoice::Action::kRerunWith;
+    choice.core = best;
+    choice.reason = absl::StrCat("OpenBLAS chose its ", loaded_core, " kernels for this CPU (",
+                                 cpu.FeatureList(), "), which runs ", best, "'s");
+    return choice;
+  }
+  choice.reason = absl::StrCat("OpenBLAS chose its ", loaded_core, " kernels");
+  return choice;
+}
+
+absl::Status CheckMatrixProducts() {
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
+                         int, float, float*, int);
+  auto sgemm = reinterpret_cast<Sgemm>(dlsym(RTLD_DEFAULT, "cblas_sgemm"));
+  if (sgemm == nullptr) return absl::OkStatus();
+  constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+  struct Shape {
+    int m, k, n;
+    bool transposed_b;
+  };
+  uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int>(state >> 9) - (1 << 22)) / (1 << 22);
+  };
+  for (const Shape& shape : {Shape{48, 256, 1024, false}, Shape{48, 1024, 256, true},
+                             Shape{256, 48, 256, false}, Shape{7, 33, 65, true}}) {
+    std::vector<float> a(static_cast<size_t>(shape.m) * shape.k);
+    std::vector<float> b(static_cast<size_t>(shape.k) * shape.n);
+    for (float& v : a) v = next();
+    for (float& v : b) v = next();
+    std::vector<float> c(static_cast<size_t>(shape.m) * shape.n);
+    // B is k x n, or stored n x k and transposed.
+    sgemm(kRowMajor, kNoTrans, shape.transposed_b ? kTrans : kNoTrans, shape.m, shape.n, shape.k,
+          1.0f, a.data(), shape.k, b.data(), shape.transposed_b ? shape.k : shape.n, 0.0f,
+          c.data(), shape.n);
+    double worst = 0;
+    for (int i = 0; i < shape.m; ++i) {
+      for (int j = 0; j < shape.n; ++j) {
+        double sum = 0;
+        for (int p = 0; p < shape.k; ++p) {
+          const float bv = shape.transposed_b ? b[static_cast<size_t>(j) * shape.k + p]
+                                              : b[static_cast<size_t>(p) * shape.n + j];
+          sum += static_cast<double>(a[static_cast<size_t>(i) * shape.k + p]) * bv;
+        }
+        worst = std::max(worst, std::abs(sum - c[static_cast<size_t>(i) * shape.n + j]));
+      }
+    }
+    // Float rounding of k products of values below 1: far under 1e-3.
+    if (!(worst <= 1e-3)) {
+      return absl::InternalError(absl::StrCat(
+          "cblas_sgemm of ", shape.m, "x", shape.k, " by ", shape.k, "x", shape.n,
+          shape.transposed_b ? " (transposed)" : "", " differs from a plain loop by ", worst));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ftd

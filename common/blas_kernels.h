@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace ftd {
 
 struct CpuFeatures {
@@ -44,5 +46,40 @@ std::string BestOpenBlasCore(const CpuFeatures& cpu);
 // Whether `core` uses narrower vector units than `cpu` has: OpenBLAS fell
 // back to kernels below the machine. False for a core this does not know.
 bool IsWeakerOpenBlasCore(const std::string& core, const CpuFeatures& cpu);
+
+// What to do about the kernels before anything else runs (server/main.cc).
+// OpenBLAS reads OPENBLAS_CORETYPE once, when the process loads it, so a
+// better core takes running the program again with the variable set.
+struct KernelChoice {
+  enum class Action {
+    kKeep,       // run with what OpenBLAS chose
+    kRerunWith,  // run again with OPENBLAS_CORETYPE=core
+    kCheck,      // this run has `core`, chosen by the last: check its products
+  };
+  Action action = Action::kKeep;
+  std::string core;
+  // Why, for the start-up log.
+  std::string reason;
+};
+
+// The environment variable a run that chose a core sets for the next one:
+// the core's name, or "refused:<core>" once the core failed its check.
+inline constexpr char kChosenCoreVariable[] = "FTD_BLAS_CORE_CHOSEN";
+
+// `env_coretype`: OPENBLAS_CORETYPE as this process found it (nullptr:
+// unset); `chosen`: kChosenCoreVariable as the last run of this process set
+// it (nullptr: this is the first). A core set in the environment by anyone
+// but ftd is kept (some hosts set one because OpenBLAS computes wrong
+// results on them); so is a core that failed its check; a core narrower
+// than the CPU's vector units is replaced by BestOpenBlasCore.
+KernelChoice ChooseKernels(const char* env_coretype, const char* chosen,
+                           const std::string& loaded_core, const CpuFeatures& cpu);
+
+// Compares matrix products of the engine's layer shapes (a 48-token
+// sequence through 256- and 1024-wide layers, in both orientations) from
+// the loaded BLAS's cblas_sgemm with a plain double-precision loop.
+// Errors: INTERNAL naming the shape and the largest difference when they
+// differ by more than float rounding; OK when no cblas_sgemm is loaded.
+absl::Status CheckMatrixProducts();
 
 }  // namespace ftd

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/daemon/daemon.h"
+#include "server/daemon/kernel_choice.h"
 #include "server/scheduler/device_discovery.h"
 #include "server/training/engine/bert_trainer.h"
 #include "server/training/engine/cpu_allocator.h"
@@ -142,6 +143,9 @@ ABSL_FLAG(int, cpu_threads, 1,
 #endif
 
 int main(int argc, char** argv) {
+  // First: the kernels made for this CPU where OpenBLAS fell back to
+  // narrower ones (this may run ftd again, with OPENBLAS_CORETYPE set).
+  ftd::daemon::ChooseBlasKernels(argv);
   // Before the first tensor: freed activation buffers stay for the next step.
   const absl::Status kept_memory = ftd::training::KeepFreedMemory();
   if (!kept_memory.ok()) {

@@ -63,6 +63,38 @@ TEST(BlasKernelsTest, FeaturesAreListedForLogsAndLabels) {
   EXPECT_EQ(CpuFeatures{}.FeatureList(), "none");
 }
 
+TEST(BlasKernelsTest, ANarrowerCoreIsReplacedOnceAndCheckedThen) {
+  // The Xeon Debian's OpenBLAS does not know: run again with SkylakeX.
+  KernelChoice first = ChooseKernels(nullptr, nullptr, "Prescott", Avx512Xeon());
+  EXPECT_EQ(first.action, KernelChoice::Action::kRerunWith);
+  EXPECT_EQ(first.core, "SkylakeX");
+  EXPECT_THAT(first.reason, ::testing::HasSubstr("Prescott"));
+  // The run after: check the core the first chose.
+  KernelChoice second = ChooseKernels("SkylakeX", "SkylakeX", "SkylakeX", Avx512Xeon());
+  EXPECT_EQ(second.action, KernelChoice::Action::kCheck);
+  EXPECT_EQ(second.core, "SkylakeX");
+  // A core that failed its check is not tried again.
+  KernelChoice refused = ChooseKernels(nullptr, "refused:SkylakeX", "Prescott", Avx512Xeon());
+  EXPECT_EQ(refused.action, KernelChoice::Action::kKeep);
+  EXPECT_THAT(refused.reason, ::testing::HasSubstr("failed their check"));
+}
+
+TEST(BlasKernelsTest, WhatTheEnvironmentSetOrOpenBlasChoseRightIsKept) {
+  // Some hosts set a core on purpose (OpenBLAS computes wrong results on
+  // them with its own choice).
+  KernelChoice set = ChooseKernels("Haswell", nullptr, "Haswell", Avx512Xeon());
+  EXPECT_EQ(set.action, KernelChoice::Action::kKeep);
+  EXPECT_THAT(set.reason, ::testing::HasSubstr("OPENBLAS_CORETYPE=Haswell"));
+  EXPECT_EQ(ChooseKernels(nullptr, nullptr, "Zen", Zen3()).action, KernelChoice::Action::kKeep);
+  EXPECT_EQ(ChooseKernels(nullptr, nullptr, "SkylakeX", Avx512Xeon()).action,
+            KernelChoice::Action::kKeep);
+  // Not OpenBLAS, or a core it does not know: nothing to do.
+  EXPECT_EQ(ChooseKernels(nullptr, nullptr, "", Avx512Xeon()).action,
+            KernelChoice::Action::kKeep);
+  EXPECT_EQ(ChooseKernels(nullptr, nullptr, "NewLake", Avx512Xeon()).action,
+            KernelChoice::Action::kKeep);
+}
+
 TEST(BlasKernelsTest, ThisMachineAndItsOpenBlas) {
   const CpuFeatures cpu = DetectCpuFeatures();
 #if defined(__x86_64__)
@@ -75,6 +107,8 @@ TEST(BlasKernelsTest, ThisMachineAndItsOpenBlas) {
   if (openblas == nullptr) GTEST_SKIP() << "no libopenblas.so.0 here";
   const std::string core = LoadedOpenBlasCore();
   EXPECT_FALSE(core.empty());
+  // Its products of the engine's shapes agree with a plain loop.
+  EXPECT_TRUE(CheckMatrixProducts().ok()) << CheckMatrixProducts().message();
   std::printf("OpenBLAS core %s on %s family %d model %d (%s); best %s\n", core.c_str(),
               cpu.vendor.c_str(), cpu.family, cpu.model, cpu.FeatureList().c_str(),
               BestOpenBlasCore(cpu).c_str());

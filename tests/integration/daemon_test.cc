@@ -596,6 +596,33 @@ TEST_F(DaemonTest, ErrorsCarryStructuredDetails) {
   EXPECT_EQ(info.reason(), "NOT_FOUND");
 }
 
+// Where OpenBLAS fell back to narrower kernels, ftd runs itself again with
+// OPENBLAS_CORETYPE set (FTD_BLAS_CORE_CHOSEN telling the next run which)
+// and checks that core's products; a core that fails is given up, and ftd
+// runs again with OpenBLAS's own choice. (A host whose OpenBLAS falls back
+// cannot be made here: these start from the second run.)
+TEST_F(DaemonTest, KernelsAnEarlierRunChoseAreCheckedAndOnesThatFailAreGivenUp) {
+  CommandResult checked = RunCommand({"/usr/bin/env", "OPENBLAS_CORETYPE=Prescott",
+                                      "FTD_BLAS_CORE_CHOSEN=Prescott", FTD_BINARY, "--version"});
+  EXPECT_EQ(checked.exit_code, 0) << checked.err;
+  EXPECT_THAT(checked.err, HasSubstr("running with its Prescott kernels (their products checked "
+                                     "against a plain loop)"));
+  // OpenBLAS does not run the core asked for: given up, and ftd runs again
+  // (the same process) without it.
+  CommandResult refused = RunCommand({"/usr/bin/env", "OPENBLAS_CORETYPE=Prescott",
+                                      "FTD_BLAS_CORE_CHOSEN=NoSuchLake", FTD_BINARY, "--version"});
+  EXPECT_EQ(refused.exit_code, 0) << refused.err;
+  EXPECT_THAT(refused.err,
+              AllOf(HasSubstr("the NoSuchLake kernels failed their check (OpenBLAS runs its "
+                              "Prescott kernels instead); running with OpenBLAS's own choice"),
+                    HasSubstr("kernels: the NoSuchLake kernels failed their check; OpenBLAS's "
+                              "own choice, ")));
+  // A core set by anyone else is kept.
+  CommandResult set =
+      RunCommand({"/usr/bin/env", "OPENBLAS_CORETYPE=Prescott", FTD_BINARY, "--version"});
+  EXPECT_THAT(set.err, HasSubstr("kernels: OPENBLAS_CORETYPE=Prescott was set in the environment"));
+}
+
 TEST_F(DaemonTest, FtctlExplainsAnUnreachableDaemon) {
   CommandResult r = RunCommand({FTCTL_BINARY, "--address=127.0.0.1:1", "--timeout=2", "info"});
   EXPECT_EQ(r.exit_code, 1);
