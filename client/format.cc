@@ -288,7 +288,22 @@ std::string FormatServerInfo(const v1::ServerInfo& info) {
                    : info.metrics_address().empty()
                        ? std::string("off")
                        : absl::StrCat("http://", info.metrics_address(), "/metrics"),
-                   "\n", "devices:\n");
+                   "\n");
+  if (info.has_kernels()) {
+    const v1::ServerInfo::Kernels& k = info.kernels();
+    absl::StrAppend(
+        &out, "kernels:     ",
+        k.blas_core().empty() ? std::string("a BLAS that is not OpenBLAS")
+                              : absl::StrCat("OpenBLAS ", k.blas_core()),
+        k.best_blas_core().empty() || k.best_blas_core() == k.blas_core()
+            ? std::string()
+            : absl::StrCat(" (made for this CPU: ", k.best_blas_core(), ")"),
+        "; ", k.cpu().empty() ? std::string("CPU") : k.cpu(), " (",
+        k.cpu_features().empty() ? std::string("no vector units above SSE")
+                                 : absl::StrJoin(k.cpu_features(), " "),
+        ")\n");
+  }
+  out += "devices:\n";
   if (info.devices().empty()) out += "  (none: jobs wait in the queue)\n";
   for (const v1::Device& d : info.devices()) {
     absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",

@@ -737,6 +737,7 @@ v1::ServerInfo JobManager::ServerInfo() const {
   info.set_version(options_.version);
   info.set_metrics_address(options_.metrics_address);
   info.set_metrics_url(options_.metrics_url);
+  *info.mutable_kernels() = options_.kernels;
   int64_t running = 0;
   for (const auto& state : scheduler_->Devices()) {
     v1::Device* device = info.add_devices();

@@ -56,6 +56,8 @@ class JobManager {
     // ServerInfo.
     std::string metrics_address;
     std::string metrics_url;
+    // The kernels the daemon runs, for ServerInfo.
+    v1::ServerInfo::Kernels kernels;
     std::vector<scheduler::Device> devices;
     // Canonical folders that models and datasets must lie in (for admins,
     // and every tenant without tenant_data_roots), and each tenant's own.

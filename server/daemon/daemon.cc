@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/address.h"
 #include "common/blas_kernels.h"
 #include "common/fs_util.h"
@@ -165,6 +166,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   if (!daemon->metrics_address_.empty()) {
     manager_options.metrics_url =
         absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics");
+  }
+  {
+    const CpuFeatures cpu = DetectCpuFeatures();
+    v1::ServerInfo::Kernels& kernels = manager_options.kernels;
+    kernels.set_blas_core(LoadedOpenBlasCore());
+    kernels.set_best_blas_core(BestOpenBlasCore(cpu));
+    if (!cpu.vendor.empty()) {
+      kernels.set_cpu(absl::StrCat(cpu.vendor, " family ", cpu.family, " model ", cpu.model));
+    }
+    for (absl::string_view feature : absl::StrSplit(cpu.FeatureList(), ' ')) {
+      if (feature != "none") kernels.add_cpu_features(std::string(feature));
+    }
   }
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;

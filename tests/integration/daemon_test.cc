@@ -139,7 +139,8 @@ TEST_F(DaemonTest, SubmitGetListPageCancelAndWatchReplay) {
 
   CommandResult info = daemon->Ftctl({"info"});
   EXPECT_THAT(info.out, AllOf(HasSubstr("version:"), HasSubstr("4 queued, 0 running"),
-                              HasSubstr("metrics:     http://127.0.0.1:")));
+                              HasSubstr("metrics:     http://127.0.0.1:"),
+                              HasSubstr("kernels:     OpenBLAS ")));
   // The kernels it runs: the core Debian's OpenBLAS chose, the one made for
   // this CPU, and the CPU's vector features.
   const size_t url = info.out.find("http://");
