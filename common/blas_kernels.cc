@@ -47,7 +47,7 @@ int CoreWidth(const std::string& core) {
 
 }  // namespace
 
-std::string CpuFeatures::FeatureList() const {
+std::vector<std::string> CpuFeatures::Features() const {
   std::vector<std::string> names;
   for (const auto& [present, name] : std::vector<std::pair<bool, const char*>>{
            {avx, "avx"},
@@ -63,6 +63,11 @@ std::string CpuFeatures::FeatureList() const {
        }) {
     if (present) names.push_back(name);
   }
+  return names;
+}
+
+std::string CpuFeatures::FeatureList() const {
+  const std::vector<std::string> names = Features();
   return names.empty() ? std::string("none") : absl::StrJoin(names, " ");
 }
 

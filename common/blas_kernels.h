@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -26,8 +27,10 @@ struct CpuFeatures {
   bool amx_tile = false;
   bool amx_bf16 = false;
 
-  // The vector features present, space-separated ("avx avx2 fma"), for
-  // logs and a metric's label.
+  // The vector features present ("avx", "avx2", "fma", ...).
+  std::vector<std::string> Features() const;
+  // The same, space-separated ("avx avx2 fma"; "none"), for logs and a
+  // metric's label.
   std::string FeatureList() const;
 };
 

@@ -10,7 +10,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/address.h"
 #include "common/blas_kernels.h"
 #include "common/fs_util.h"
@@ -167,18 +166,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
     manager_options.metrics_url =
         absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics");
   }
+  // The kernels this process runs (chosen in main: server/daemon/kernel_choice.h).
+  const CpuFeatures cpu = DetectCpuFeatures();
   {
-    const CpuFeatures cpu = DetectCpuFeatures();
     v1::ServerInfo::Kernels& kernels = manager_options.kernels;
     kernels.set_blas_core(LoadedOpenBlasCore());
     kernels.set_best_blas_core(BestOpenBlasCore(cpu));
     if (!cpu.vendor.empty()) {
       kernels.set_cpu(absl::StrCat(cpu.vendor, " family ", cpu.family, " model ", cpu.model));
     }
-    for (absl::string_view feature : absl::StrSplit(cpu.FeatureList(), ' ')) {
-      if (feature != "none") kernels.add_cpu_features(std::string(feature));
-    }
+    for (const std::string& feature : cpu.Features()) kernels.add_cpu_features(feature);
   }
+  const v1::ServerInfo::Kernels kernels = manager_options.kernels;
   manager_options.devices = options.devices;
   manager_options.data_roots = roots;
   manager_options.tenant_data_roots = std::move(tenant_roots);
@@ -332,7 +331,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
               ? std::string("off")
               : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
   daemon->memory_trimmer_ = std::make_unique<MemoryTrimmer>(options.memory_trim_interval);
-  daemon->ReportKernels();
+  daemon->ReportKernels(cpu, kernels);
   if (auth == nullptr && !IsLoopbackAddress(options.address)) {
     Log(LogLevel::kWarning,
         absl::StrCat(
@@ -343,21 +342,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   return daemon;
 }
 
-void Daemon::ReportKernels() {
-  const CpuFeatures cpu = DetectCpuFeatures();
-  const std::string core = LoadedOpenBlasCore();
-  const std::string best = BestOpenBlasCore(cpu);
-  metrics_->SetCpuKernels(core.empty() ? "none" : core, best.empty() ? "none" : best,
+void Daemon::ReportKernels(const CpuFeatures& cpu, const v1::ServerInfo::Kernels& kernels) {
+  const std::string& core = kernels.blas_core();
+  metrics_->SetCpuKernels(core.empty() ? "none" : core,
+                          kernels.best_blas_core().empty() ? "none" : kernels.best_blas_core(),
                           cpu.FeatureList());
   Log(LogLevel::kInfo,
       absl::StrCat("kernels: ", core.empty() ? "a BLAS that is not OpenBLAS" : "OpenBLAS " + core,
-                   " on ", cpu.vendor.empty() ? "this CPU" : cpu.vendor, " family ", cpu.family,
-                   " model ", cpu.model, " (", cpu.FeatureList(), ")"));
+                   " on ", kernels.cpu().empty() ? "this CPU" : kernels.cpu(), " (",
+                   cpu.FeatureList(), ")"));
   if (IsWeakerOpenBlasCore(core, cpu) && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
     Log(LogLevel::kWarning,
         absl::StrCat("OpenBLAS chose its ", core, " kernels, narrower than this CPU's vector units: "
                      "every job runs several times slower than it could; start ftd with "
-                     "OPENBLAS_CORETYPE=", best, " in its environment (docs/performance.md)"));
+                     "OPENBLAS_CORETYPE=", kernels.best_blas_core(),
+                     " in its environment (docs/performance.md)"));
   }
 }
 

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "common/blas_kernels.h"
 #include "common/log_throttle.h"
 #include "server/api/check_pool.h"
 #include "server/api/fine_tuning_service.h"
@@ -149,7 +150,7 @@ class Daemon {
   // Logs (and exports as ftd_cpu_kernels_info) the matrix-product kernels
   // this process runs and those made for its CPU, warning when OpenBLAS
   // fell back to narrower ones.
-  void ReportKernels();
+  void ReportKernels(const CpuFeatures& cpu, const v1::ServerInfo::Kernels& kernels);
 
   std::unique_ptr<api::FineTuningService> service_;
   std::unique_ptr<api::Reflection> reflection_;

@@ -13,14 +13,23 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
-TEST(LogThrottleTest, RepeatsOfAKindAreSummarisedOnceAnInterval) {
+// A throttle of 10 s on a clock the test moves, writing to `lines`.
+class LogThrottleTest : public ::testing::Test {
+ protected:
+  LogThrottle::Options Options() {
+    LogThrottle::Options options;
+    options.interval = absl::Seconds(10);
+    options.sink = [this](LogLevel, const std::string& line) { lines.push_back(line); };
+    options.now = [this] { return now; };
+    return options;
+  }
+
   std::vector<std::string> lines;
   absl::Time now = absl::FromUnixSeconds(1000);
-  LogThrottle::Options options;
-  options.interval = absl::Seconds(10);
-  options.sink = [&](LogLevel, const std::string& line) { lines.push_back(line); };
-  options.now = [&] { return now; };
-  LogThrottle throttle(options);
+  LogThrottle throttle{Options()};
+};
+
+TEST_F(LogThrottleTest, RepeatsOfAKindAreSummarisedOnceAnInterval) {
 
   for (int i = 0; i < 2000; ++i) throttle.Note(LogLevel::kWarning, "GetJob: refused (INVALID_TOKEN)");
   throttle.Note(LogLevel::kWarning, "ListJobs: refused (INVALID_TOKEN)");
@@ -32,14 +41,7 @@ TEST(LogThrottleTest, RepeatsOfAKindAreSummarisedOnceAnInterval) {
   EXPECT_THAT(lines[2], HasSubstr("(and 1999 more like it since"));
 }
 
-TEST(LogThrottleTest, AFlushSummarisesWhatWasHeldBackWithoutWaitingForMore) {
-  std::vector<std::string> lines;
-  absl::Time now = absl::FromUnixSeconds(1000);
-  LogThrottle::Options options;
-  options.interval = absl::Seconds(10);
-  options.sink = [&](LogLevel, const std::string& line) { lines.push_back(line); };
-  options.now = [&] { return now; };
-  LogThrottle throttle(options);
+TEST_F(LogThrottleTest, AFlushSummarisesWhatWasHeldBackWithoutWaitingForMore) {
   for (int i = 0; i < 50; ++i) throttle.Note(LogLevel::kWarning, "GetJob: refused (INVALID_TOKEN)");
   throttle.Flush();  // within the interval: nothing yet
   ASSERT_THAT(lines, SizeIs(1));
