@@ -32,6 +32,7 @@ const std::vector<Command>& Commands() {
         "seed",
         "evaluations_per_epoch",
         "checkpoint_every_steps",
+        "precision",
         "freeze",
         "freeze_through_first_above",
         "max_layers_per_decision",

@@ -132,6 +132,16 @@ std::string FormatJob(const v1::Job& job) {
                         "max length %d, seed %d\n",
                         hp.epochs(), hp.batch_size(), hp.learning_rate(), hp.warmup_ratio(),
                         hp.weight_decay(), hp.max_seq_length(), hp.seed());
+  absl::StrAppend(&out, "precision:   ",
+                  hp.precision() == v1::PRECISION_BF16   ? "bf16"
+                  : hp.precision() == v1::PRECISION_AUTO ? "auto"
+                  : hp.bf16()                            ? "bf16 on a GPU, else fp32"
+                                                         : "fp32");
+  if (job.result().precision() != v1::PRECISION_UNSPECIFIED) {
+    absl::StrAppend(&out, " (ran in ",
+                    job.result().precision() == v1::PRECISION_BF16 ? "bf16" : "fp32", ")");
+  }
+  absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "freezing:    ", PolicyName(spec.freeze_policy()), "\n");
   if (job.freeze().total_layers() > 0) {
     absl::StrAppendFormat(&out, "frozen:      %d of %d layers, %.1f%% of parameters trained\n",

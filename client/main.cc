@@ -91,6 +91,9 @@ ABSL_FLAG(std::optional<double>, freeze_smoothing, std::nullopt,
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
 ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
+ABSL_FLAG(std::string, precision, "",
+          "submit: fp32 (default) | bf16 (bf16 matrix products, fp32 master weights) | auto "
+          "(bf16 where the daemon measures it faster for the job's shapes)");
 ABSL_FLAG(std::optional<int>, priority, std::nullopt, "submit: priority, higher runs first");
 ABSL_FLAG(std::string, name, "", "submit, upload: display name");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "submit, list: labels key=value,key=value");
@@ -335,6 +338,11 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
   if (auto v = absl::GetFlag(FLAGS_seed)) hp->set_seed(*v);
   if (auto v = absl::GetFlag(FLAGS_evaluations_per_epoch)) hp->set_evaluations_per_epoch(*v);
   if (auto v = absl::GetFlag(FLAGS_checkpoint_every_steps)) hp->set_checkpoint_every_steps(*v);
+  if (const std::string precision = absl::GetFlag(FLAGS_precision); !precision.empty()) {
+    auto parsed = ftd::client::ParsePrecision(precision);
+    if (!parsed.ok()) return parsed.status();
+    hp->set_precision(*parsed);
+  }
   if (!absl::GetFlag(FLAGS_freeze).empty()) {
     auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
     if (!policy.ok()) return policy.status();

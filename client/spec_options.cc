@@ -83,6 +83,15 @@ absl::StatusOr<v1::DeviceRequest> ParseDeviceRequest(const std::string& text) {
   return request;
 }
 
+absl::StatusOr<v1::Precision> ParsePrecision(const std::string& text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "fp32") return v1::PRECISION_FP32;
+  if (lower == "bf16") return v1::PRECISION_BF16;
+  if (lower == "auto") return v1::PRECISION_AUTO;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--precision=", text, ": use fp32, bf16 or auto"));
+}
+
 absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spec) {
   for (const std::string& item : items) {
     if (item.empty()) continue;

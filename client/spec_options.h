@@ -16,6 +16,9 @@ absl::StatusOr<v1::FreezePolicy> ParseFreezePolicy(const std::string& text);
 // "any", "cpu", "cuda" (= cuda:0) or "cuda:N".
 absl::StatusOr<v1::DeviceRequest> ParseDeviceRequest(const std::string& text);
 
+// "fp32", "bf16" or "auto" (any case).
+absl::StatusOr<v1::Precision> ParsePrecision(const std::string& text);
+
 // "key=value" items into `spec`'s labels.
 absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spec);
 

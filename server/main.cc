@@ -260,8 +260,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;
   }
-  options.make_trainer = [cpu_threads, checkpoint_seconds](ftd::storage::ActivationStore* store) {
+  options.make_trainer = [cpu_threads, checkpoint_seconds,
+                          probe = ftd::training::MakePrecisionProbe()](
+                             ftd::storage::ActivationStore* store) {
     ftd::training::BertTrainer::Options trainer;
+    trainer.precision_probe = probe;
     trainer.cpu_threads = cpu_threads;
     trainer.activation_store = store;
     trainer.checkpoint_interval_seconds = checkpoint_seconds;

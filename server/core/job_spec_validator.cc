@@ -346,6 +346,19 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
     return Invalid("hyperparameters.evaluations_per_epoch",
                    absl::StrCat("must be between 1 and 1000, got ", hp->evaluations_per_epoch()));
   }
+  if (!v1::Precision_IsValid(hp->precision())) {
+    return Invalid("hyperparameters.precision", absl::StrCat("unknown value ", hp->precision()));
+  }
+  if (hp->has_bf16() && hp->precision() != v1::PRECISION_UNSPECIFIED) {
+    return Invalid("hyperparameters.bf16",
+                   "set precision (bf16 is its older form, for a GPU), not both");
+  }
+  // bf16 = true keeps its older meaning (bf16 on a GPU, fp32 on the CPU):
+  // the trainer resolves it on the device the job gets.
+  if (hp->has_bf16() && !hp->bf16()) hp->clear_bf16();
+  if (!hp->has_bf16() && hp->precision() == v1::PRECISION_UNSPECIFIED) {
+    hp->set_precision(v1::PRECISION_FP32);
+  }
   if (!hp->has_checkpoint_every_steps()) hp->set_checkpoint_every_steps(0);
   if (hp->checkpoint_every_steps() < 0 || hp->checkpoint_every_steps() > 1000000000) {
     return Invalid("hyperparameters.checkpoint_every_steps",

@@ -143,6 +143,15 @@ TEST(SpecOptionsTest, DevicesLabelsAndStates) {
   EXPECT_THAT(ParseLabels({"novalue"}, &spec),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key=value")));
 
+  ASSERT_OK_AND_ASSIGN(auto precision, ParsePrecision("BF16"));
+  EXPECT_EQ(precision, v1::PRECISION_BF16);
+  ASSERT_OK_AND_ASSIGN(precision, ParsePrecision("auto"));
+  EXPECT_EQ(precision, v1::PRECISION_AUTO);
+  ASSERT_OK_AND_ASSIGN(precision, ParsePrecision("fp32"));
+  EXPECT_EQ(precision, v1::PRECISION_FP32);
+  EXPECT_THAT(ParsePrecision("fp16"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--precision")));
+
   ASSERT_OK_AND_ASSIGN(auto state, ParseJobState("running"));
   EXPECT_EQ(state, v1::JOB_STATE_RUNNING);
   ASSERT_OK_AND_ASSIGN(state, ParseJobState("JOB_STATE_QUEUED"));

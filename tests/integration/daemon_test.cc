@@ -413,15 +413,33 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
   CommandResult again = daemon->Ftctl(
       {"submit", "--upload=false", "--model=" + dir_.Sub("ftd-data/jobs/job-1/model"),
        "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=2", "--batch_size=16",
-       "--max_seq_length=16", "--freeze=autofreeze:50:4", "--watch"});
+       "--max_seq_length=16", "--freeze=autofreeze:50:4", "--precision=bf16", "--watch"});
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_THAT(again.out,
               AllOf(HasSubstr("autofreeze at step 4 (epoch 1): gradient baseline recorded"),
-                    HasSubstr("at step 32 (epoch 2): ")));
+                    HasSubstr("at step 32 (epoch 2): "),
+                    HasSubstr("precision: bf16 (as the job asks)")));
   CommandResult get2 = daemon->Ftctl({"get", "job-2"});
   EXPECT_THAT(get2.out,
               AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch)"),
-                    HasSubstr("frozen:      "), HasSubstr(" of 2 layers, ")));
+                    HasSubstr("frozen:      "), HasSubstr(" of 2 layers, "),
+                    HasSubstr("precision:   bf16 (ran in bf16)")));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("precision:   fp32 (ran in fp32)"));
+
+  // auto: the daemon measures both precisions for the job's shapes and says
+  // what it chose and why.
+  CommandResult automatic = daemon->Ftctl(
+      {"submit", "--upload=false", "--model=" + dir_.Sub("data/tiny"),
+       "--train=" + dir_.Sub("data/sentiment-train.csv"), "--epochs=1", "--batch_size=16",
+       "--max_seq_length=16", "--precision=auto", "--watch"});
+  EXPECT_EQ(automatic.exit_code, 0) << automatic.out << automatic.err;
+  EXPECT_THAT(automatic.out, HasSubstr(" (auto: a layer's products (256 tokens, "));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-3"}).out, HasSubstr("precision:   auto (ran in "));
+  EXPECT_THAT(daemon->Ftctl({"submit", "--upload=false", "--model=" + dir_.Sub("data/tiny"),
+                             "--train=" + dir_.Sub("data/sentiment-train.csv"),
+                             "--precision=fp16"})
+                  .err,
+              HasSubstr("--precision=fp16: use fp32, bf16 or auto"));
 }
 
 // --max_job_events bounds a job's history: the oldest progress, freeze and

@@ -1,6 +1,5 @@
 #include "server/training/engine/bert_trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -27,6 +26,7 @@
 #include "server/training/engine/freeze_controller.h"
 #include "server/training/engine/job_inputs.h"
 #include "server/training/engine/model_exporter.h"
+#include "server/training/engine/precision.h"
 #include "server/training/engine/run_snapshot.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
@@ -65,32 +65,6 @@ torch::Device ParseDevice(const std::string& name) {
     return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(name.substr(5))));
   return torch::Device(torch::kCPU);
 }
-
-void SetAutocast(bool enabled) {
-#if TORCH_VERSION_MAJOR >= 2
-  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-#else
-  at::autocast::set_enabled(enabled);
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-#endif
-}
-
-// bf16 autocast on CUDA for the guard's lifetime (when `enabled`), off after.
-class AutocastGuard {
- public:
-  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
-    if (enabled_) SetAutocast(true);
-  }
-  ~AutocastGuard() {
-    if (enabled_) SetAutocast(false);
-  }
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  const bool enabled_;
-};
 
 // The steps of an epoch (1-based, within it) after which validation runs:
 // `count` of them evenly spaced, the last at the epoch's end.
@@ -131,7 +105,8 @@ class Run {
       : context_(context),
         cpu_threads_(options.cpu_threads),
         checkpoint_interval_(options.checkpoint_interval_seconds),
-        store_(options.activation_store) {}
+        store_(options.activation_store),
+        precision_probe_(options.precision_probe.get()) {}
 
   absl::StatusOr<v1::JobResult> Execute() {
     const v1::JobSpec& spec = context_.spec();
@@ -157,7 +132,15 @@ class Run {
                        " weights the classifier does not use: ", Summary(report.unused)));
     }
     model_->to(device_);
-    autocast_ = device_.is_cuda() && hp.has_bf16() && hp.bf16();
+    const PrecisionChoice precision =
+        ResolvePrecision(hp, device_,
+                         ProductShape{hp.batch_size() * static_cast<int64_t>(hp.max_seq_length()),
+                                      in_.config.hidden_size, in_.config.intermediate_size},
+                         precision_probe_);
+    precision_ = precision.precision;
+    autocast_ = precision_ == v1::PRECISION_BF16;
+    Log(context_, v1::JobEvent::Log::LEVEL_INFO,
+        absl::StrCat("precision: ", PrecisionName(precision_), " (", precision.why, ")"));
     if (spec.activation_cache().enabled()) {
       RETURN_IF_ERROR(StartCache());
     }
@@ -402,7 +385,7 @@ class Run {
   void Validate(int epoch, int64_t step, double train_seconds, int batch_size) {
     EvalResult eval;
     {
-      AutocastGuard autocast(autocast_);
+      AutocastScope autocast(autocast_, device_);
       JobActivationCache* prefix =
           valid_cache_ && valid_cache_->enabled() && cache_ && cache_->enabled() && frozen_ > 0
               ? valid_cache_.get()
@@ -514,7 +497,7 @@ class Run {
         }
         torch::Tensor logits;
         {
-          AutocastGuard autocast(autocast_);
+          AutocastScope autocast(autocast_, device_);
           logits = Forward(batch, order.data() + start, count, cached);
         }
         torch::Tensor loss =
@@ -622,6 +605,7 @@ class Run {
     const RunProgress& p = progress_;
     v1::JobResult result;
     result.set_output_dir(model_dir);
+    result.set_precision(precision_);
     for (const v1::Evaluation& e : p.evaluations) *result.add_evaluations() = e;
     for (const v1::FreezeDecision& d : p.freeze_timeline) *result.add_freeze_timeline() = d;
     auto& m = *result.mutable_metrics();
@@ -658,7 +642,9 @@ class Run {
   JobInputs in_;
   int frozen_ = 0;  // the controller's depth, as the loop last applied it
   std::optional<FreezeController> freeze_;
-  bool autocast_ = false;
+  PrecisionProbe* const precision_probe_;
+  v1::Precision precision_ = v1::PRECISION_FP32;
+  bool autocast_ = false;  // precision_ is bf16
   BertClassifier model_{nullptr};
   RunProgress progress_;
   // Checkpoints (none without a checkpoint folder).
@@ -671,6 +657,10 @@ class Run {
 };
 
 }  // namespace
+
+std::shared_ptr<PrecisionProbe> MakePrecisionProbe() {
+  return std::make_shared<PrecisionProbe>();
+}
 
 absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
   // LibTorch reports errors by throwing: none crosses this line.

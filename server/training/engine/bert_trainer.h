@@ -4,6 +4,7 @@
 // epoch, and writes the fine-tuned model back in Hugging Face's format.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,6 +13,8 @@
 #include "storage/activation_store.h"
 
 namespace ftd::training {
+
+class PrecisionProbe;  // engine/precision.h
 
 class BertTrainer final : public Trainer {
  public:
@@ -26,6 +29,9 @@ class BertTrainer final : public Trainer {
     // time), besides a job's own checkpoint_every_steps, each epoch's end,
     // each deeper freeze and a stop for later.
     double checkpoint_interval_seconds = 600;
+    // PRECISION_AUTO's measurements, shared by the daemon's jobs; nullptr:
+    // such jobs run in fp32.
+    std::shared_ptr<PrecisionProbe> precision_probe;
   };
 
   explicit BertTrainer(Options options) : options_(options) {}
@@ -38,6 +44,10 @@ class BertTrainer final : public Trainer {
  private:
   const Options options_;
 };
+
+// A PrecisionProbe for BertTrainer::Options (this header stays free of
+// LibTorch's).
+std::shared_ptr<PrecisionProbe> MakePrecisionProbe();
 
 // Evaluates the classifier saved in `model_dir` (as BertTrainer writes it)
 // on `dataset` on the CPU: loss, accuracy and macro-F1.

@@ -57,8 +57,13 @@ uint64_t DropoutStream::Next() {
 
 torch::Tensor FastDropout(const torch::Tensor& x, double p, bool training, uint64_t seed) {
   if (!training || p <= 0) return x;
-  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || p >= 1) {
+  if (!x.device().is_cpu() || p >= 1 ||
+      (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16)) {
     return torch::dropout(x, p, /*train=*/true);
+  }
+  // Under bf16 autocast the mask is bf16 too, so the product stays bf16.
+  if (x.scalar_type() == torch::kBFloat16) {
+    return x * FastDropoutMask(x.sizes(), p, seed).to(torch::kBFloat16);
   }
   return x * FastDropoutMask(x.sizes(), p, seed);
 }

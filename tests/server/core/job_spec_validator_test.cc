@@ -155,6 +155,7 @@ TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
   EXPECT_EQ(hp.max_seq_length(), 128);
   EXPECT_TRUE(hp.has_seed());
   EXPECT_EQ(hp.evaluations_per_epoch(), 1);
+  EXPECT_EQ(hp.precision(), v1::PRECISION_FP32);
   EXPECT_EQ(spec.task(), v1::TASK_SEQUENCE_CLASSIFICATION);
   EXPECT_TRUE(spec.freeze_policy().has_none());
   EXPECT_EQ(spec.train_dataset().format(), v1::DATASET_FORMAT_CSV);
@@ -362,6 +363,34 @@ TEST_F(JobSpecValidatorTest, HyperparametersOutOfRange) {
                 "hyperparameters.max_seq_length", "max_position_embeddings (128)");
   ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_max_seq_length(1); },
                 "hyperparameters.max_seq_length", "got 1");
+  ExpectInvalid([&](v1::JobSpec* s) { hp(s)->set_precision(static_cast<v1::Precision>(9)); },
+                "hyperparameters.precision", "unknown value 9");
+  ExpectInvalid(
+      [&](v1::JobSpec* s) {
+        hp(s)->set_bf16(true);
+        hp(s)->set_precision(v1::PRECISION_FP32);
+      },
+      "hyperparameters.bf16", "not both");
+}
+
+TEST_F(JobSpecValidatorTest, PrecisionKeepsTheOlderBf16FlagsMeaning) {
+  for (v1::Precision asked : {v1::PRECISION_BF16, v1::PRECISION_AUTO, v1::PRECISION_FP32}) {
+    v1::JobSpec spec = spec_;
+    spec.mutable_hyperparameters()->set_precision(asked);
+    ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+    EXPECT_EQ(spec.hyperparameters().precision(), asked);
+  }
+  // bf16 = true: bf16 on a GPU, fp32 on the CPU, resolved where the job runs.
+  v1::JobSpec older = spec_;
+  older.mutable_hyperparameters()->set_bf16(true);
+  ASSERT_OK(Validator().ValidateAndNormalize(&older));
+  EXPECT_EQ(older.hyperparameters().precision(), v1::PRECISION_UNSPECIFIED);
+  EXPECT_TRUE(older.hyperparameters().bf16());
+  older = spec_;
+  older.mutable_hyperparameters()->set_bf16(false);
+  ASSERT_OK(Validator().ValidateAndNormalize(&older));
+  EXPECT_EQ(older.hyperparameters().precision(), v1::PRECISION_FP32);
+  EXPECT_FALSE(older.hyperparameters().has_bf16());
 }
 
 TEST_F(JobSpecValidatorTest, TheActivationCacheNeedsFrozenLayersAndAKnownDtype) {

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/training/engine/epoch_order.h"
+#include "server/training/engine/precision.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/checkpoint.h"
 #include "tests/testing/activation_store.h"
@@ -447,6 +448,50 @@ TEST_F(BertTrainerTest, StartsOverWhenTheCheckpointIsAnotherRuns) {
   EXPECT_TRUE(other.resumed_.empty());
   EXPECT_EQ(other.progress_.front().step(), 1);
   EXPECT_THAT(other.logs(), HasSubstr("belongs to another run"));
+}
+
+// bf16 mixed precision on the CPU: the job learns as in fp32, its weights
+// stay fp32 (the saved model evaluates the same in fp32), and it says what it
+// ran in. PRECISION_AUTO takes what the daemon's probe measured faster.
+TEST_F(BertTrainerTest, TrainsOnTheCpuInBf16WithFp32MasterWeightsAndAutoFollowsTheProbe) {
+  v1::JobSpec spec = spec_;
+  spec.mutable_hyperparameters()->set_precision(v1::PRECISION_BF16);
+  FakeContext context(spec, dir_.Sub("bf16"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+  EXPECT_EQ(result.precision(), v1::PRECISION_BF16);
+  EXPECT_THAT(context.logs(), HasSubstr("precision: bf16 (as the job asks)"));
+  const auto evals = context.evaluations();
+  ASSERT_EQ(evals.size(), 8u);
+  EXPECT_GT(evals.back().accuracy(), 0.9);  // chance is 0.5
+  ASSERT_OK_AND_ASSIGN(
+      v1::Evaluation again,
+      EvaluateModelFolder(dir_.Sub("bf16/model"), spec.validation_dataset(), 16, 16));
+  EXPECT_NEAR(again.accuracy(), evals.back().accuracy(), 0.05);
+
+  for (bool bf16_faster : {true, false}) {
+    BertTrainer::Options options;
+    options.precision_probe = std::make_shared<PrecisionProbe>(
+        [&](const torch::Device& device, const ProductShape& shape) {
+          EXPECT_TRUE(device.is_cpu());
+          EXPECT_EQ(shape.tokens, 16 * 16);  // batch x max length
+          return bf16_faster ? PrecisionTiming{2e-3, 1e-3} : PrecisionTiming{1e-3, 2e-3};
+        });
+    BertTrainer trainer(options);
+    v1::JobSpec automatic = spec_;
+    automatic.mutable_hyperparameters()->set_precision(v1::PRECISION_AUTO);
+    automatic.mutable_hyperparameters()->set_epochs(1);
+    FakeContext run(automatic, dir_.Sub(bf16_faster ? "auto-bf16" : "auto-fp32"));
+    ASSERT_OK_AND_ASSIGN(v1::JobResult r, trainer.Train(run));
+    EXPECT_EQ(r.precision(), bf16_faster ? v1::PRECISION_BF16 : v1::PRECISION_FP32);
+    EXPECT_THAT(run.logs(), HasSubstr(bf16_faster ? "precision: bf16 (auto: "
+                                                  : "precision: fp32 (auto: "));
+  }
+  // Unset, a job runs in fp32.
+  spec_.mutable_hyperparameters()->set_epochs(1);
+  FakeContext one_epoch(spec_, dir_.Sub("fp32"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult fp32, trainer_.Train(one_epoch));
+  EXPECT_EQ(fp32.precision(), v1::PRECISION_FP32);
+  EXPECT_THAT(one_epoch.logs(), HasSubstr("precision: fp32 (the default)"));
 }
 
 // Runs where LibTorch sees a GPU (a CUDA build); skipped elsewhere.
