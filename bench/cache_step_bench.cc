@@ -18,6 +18,7 @@
 #include <numeric>
 #include <string>
 
+#include "server/daemon/kernel_choice.h"
 #include "server/training/cache/activation_cache.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
@@ -30,6 +31,7 @@ using namespace ftd;
 using namespace ftd::training;
 
 int main(int argc, char** argv) {
+  ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
   int steps = 30, batch = 32, length = 48, frozen = 4;
   char dtype_name[8] = "bf16";

@@ -1,15 +1,20 @@
-// Micro-benchmark: one full fine-tuning step (nothing frozen) of
-// BertClassifier with each engine kernel choice, in alternating blocks so
-// that drift on the machine hits every variant alike.
+// Micro-benchmark: one fine-tuning step of BertClassifier with each engine
+// kernel choice, precision and frozen depth, in alternating blocks so that
+// drift on the machine hits every variant alike.
 //
 //   build/bench/engine_step_bench [MODEL_DIR] [--steps=N] [--rounds=R] [--batch=B]
-//       [--length=S] [--threads=T] [--only=a,b] [--glibc_default_memory] [--on_thread]
+//       [--length=S] [--threads=T] [--only=a,b] [--precision=fp32,bf16] [--frozen=0,2,4]
+//       [--glibc_default_memory] [--on_thread]
 //
 // Variants: "torch" (LibTorch's dropout, the whole last layer, torch::optim::AdamW with
 // clip_grad_norm_ and zero_grad: the engine before these kernels), each kernel alone on top of it,
-// and "all" (every kernel with FusedAdamW: what the trainer runs). Prints the median ms/step of
-// each over the rounds and its ratio to "torch"; each round starts at the next variant. The process
-// keeps freed memory (cpu_allocator.h) as ftd does, unless --glibc_default_memory.
+// and "all" (every kernel with FusedAdamW: what the trainer runs) in each --precision (bf16: the
+// trainer's bf16 autocast, fp32 master weights) and at each --frozen depth K (the embeddings and
+// layers 0..K-1 frozen: their forward pass without gradients, as the trainer runs them without the
+// cache; build/bench/cache_step_bench measures the step with the cache). Prints the median ms/step
+// of each over the rounds and its ratio to "torch"; each round starts at the next variant. The
+// process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h) and keeps freed memory
+// (cpu_allocator.h) as ftd does, unless --glibc_default_memory.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,7 +27,10 @@
 #include <thread>
 #include <vector>
 
+#include "common/blas_kernels.h"
+#include "server/daemon/kernel_choice.h"
 #include "server/training/engine/cpu_allocator.h"
+#include "server/training/engine/precision.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
@@ -32,6 +40,7 @@ using ftd::training::BertClassifier;
 using ftd::training::BertClassifierImpl;
 using ftd::training::BertConfig;
 using ftd::training::ComputeOptions;
+using ftd::training::AutocastScope;
 using ftd::training::FusedAdamW;
 
 namespace {
@@ -40,6 +49,8 @@ struct Variant {
   std::string name;
   ComputeOptions compute;
   bool fused_adamw = false;
+  bool bf16 = false;
+  int frozen = 0;  // the embeddings and layers [0, frozen) take no gradients
   BertClassifier model{nullptr};
   std::unique_ptr<torch::optim::AdamW> torch_adamw;
   std::unique_ptr<FusedAdamW> fused;
@@ -49,10 +60,23 @@ struct Variant {
 
 }  // namespace
 
+// "0,2,4" -> {0, 2, 4}.
+std::vector<int> ParseInts(const char* text) {
+  std::vector<int> out;
+  for (const char* p = text; *p != '\0';) {
+    char* end = nullptr;
+    out.push_back(static_cast<int>(std::strtol(p, &end, 10)));
+    if (end == p) break;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
+  ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
   int steps = 10, rounds = 5, batch = 32, length = 48, threads = 1;
-  char only[256] = "";
+  char only[256] = "", precisions[64] = "fp32", depths[64] = "0";
   bool keep_memory = true, on_thread = false;
   for (int i = 1; i < argc; ++i) {
     if (std::sscanf(argv[i], "--steps=%d", &steps) == 1) continue;
@@ -61,6 +85,8 @@ int main(int argc, char** argv) {
     if (std::sscanf(argv[i], "--length=%d", &length) == 1) continue;
     if (std::sscanf(argv[i], "--threads=%d", &threads) == 1) continue;
     if (std::sscanf(argv[i], "--only=%255s", only) == 1) continue;
+    if (std::sscanf(argv[i], "--precision=%63s", precisions) == 1) continue;
+    if (std::sscanf(argv[i], "--frozen=%63s", depths) == 1) continue;
     if (std::strcmp(argv[i], "--glibc_default_memory") == 0) {
       keep_memory = false;
       continue;
@@ -94,11 +120,31 @@ int main(int argc, char** argv) {
     const std::string wanted = std::string(",") + only + ",";
     if (only[0] != '\0' && name != "torch" && wanted.find("," + name + ",") == std::string::npos)
       return;
-    Variant v;
-    v.name = std::move(name);
-    v.compute = c;
-    v.fused_adamw = fused;
-    variants.push_back(std::move(v));
+    const bool all = name == "all";
+    const std::string precision_list = std::string(",") + precisions + ",";
+    for (bool bf16 : {false, true}) {
+      if (precision_list.find(bf16 ? ",bf16," : ",fp32,") == std::string::npos &&
+          (all || bf16)) {
+        continue;
+      }
+      if (bf16 && !all) continue;
+      for (int frozen : all ? ParseInts(depths) : std::vector<int>{0}) {
+        if (frozen < 0 || frozen >= config->num_hidden_layers) {
+          std::fprintf(stderr, "--frozen=%d: must be in [0, %d)\n", frozen,
+                       config->num_hidden_layers);
+          std::exit(2);
+        }
+        Variant v;
+        v.name = name;
+        if (bf16) v.name += " bf16";
+        if (frozen > 0) v.name += " frozen=" + std::to_string(frozen);
+        v.compute = c;
+        v.fused_adamw = fused;
+        v.bf16 = bf16;
+        v.frozen = frozen;
+        variants.push_back(std::move(v));
+      }
+    }
   };
   add("torch", none, false);
   ComputeOptions c = none;
@@ -115,8 +161,14 @@ int main(int argc, char** argv) {
     if (!ftd::training::LoadWeights(model_dir, *config, v.model).ok()) return 1;
     v.model->SetComputeOptions(v.compute);
     v.model->train();
+    if (v.frozen > 0) {
+      for (auto& p : v.model->bert->embeddings->parameters()) p.set_requires_grad(false);
+      for (int i = 0; i < v.frozen; ++i)
+        for (auto& p : v.model->layer(i).parameters()) p.set_requires_grad(false);
+    }
     std::vector<torch::Tensor> decay, no_decay;
     for (auto& item : v.model->named_parameters()) {
+      if (!item.value().requires_grad()) continue;
       const std::string& name = item.key();
       v.params.push_back(item.value());
       const bool no_wd = name.find("LayerNorm") != std::string::npos ||
@@ -138,8 +190,19 @@ int main(int argc, char** argv) {
     }
   }
   auto step = [&](Variant& v) {
-    torch::Tensor logits = v.model->Classify(v.model->Embed(ids), bias, 0);
-    torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+    const torch::Device cpu(torch::kCPU);
+    torch::Tensor hidden;
+    if (v.frozen > 0) {
+      torch::NoGradGuard no_grad;
+      AutocastScope autocast(v.bf16, cpu);
+      hidden = v.model->RunLayers(v.model->Embed(ids), bias, 0, v.frozen);
+    }
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(v.bf16, cpu);
+      logits = v.model->Classify(v.frozen > 0 ? hidden : v.model->Embed(ids), bias, v.frozen);
+    }
+    torch::Tensor loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), labels);
     if (v.fused) {
       v.fused->ZeroGrad();
       loss.backward();
@@ -153,10 +216,15 @@ int main(int argc, char** argv) {
     (void)loss.item<double>();
   };
 
+  const std::string core = ftd::LoadedOpenBlasCore();
+  const ftd::CpuFeatures cpu = ftd::DetectCpuFeatures();
   std::printf(
-      "model %s, %d layers, batch %d x %d tokens, %d rounds of %d steps, %d thread(s)%s%s\n",
+      "model %s, %d layers, batch %d x %d tokens, %d rounds of %d steps, %d thread(s)%s%s\n"
+      "host: %s family %d model %d (%s); OpenBLAS %s kernels (made for this CPU: %s)\n",
       model_dir.c_str(), config->num_hidden_layers, batch, length, rounds, steps, threads,
-      keep_memory ? "" : ", glibc's default memory settings", on_thread ? ", on a thread" : "");
+      keep_memory ? "" : ", glibc's default memory settings", on_thread ? ", on a thread" : "",
+      cpu.vendor.c_str(), cpu.family, cpu.model, cpu.FeatureList().c_str(),
+      core.empty() ? "(not OpenBLAS)" : core.c_str(), ftd::BestOpenBlasCore(cpu).c_str());
   auto run = [&] {
     for (Variant& v : variants)
       for (int i = 0; i < 2; ++i) step(v);  // warm-up
@@ -184,10 +252,10 @@ int main(int argc, char** argv) {
     return x[x.size() / 2];
   };
   const double base = median(variants[0].ms);
-  std::printf("%-14s %10s %8s %10s\n", "variant", "ms/step", "ratio", "speed-up");
+  std::printf("%-22s %10s %8s %10s\n", "variant", "ms/step", "ratio", "speed-up");
   for (Variant& v : variants) {
     const double m = median(v.ms);
-    std::printf("%-14s %10.1f %8.3f %9.2fx\n", v.name.c_str(), m, m / base, base / m);
+    std::printf("%-22s %10.1f %8.3f %9.2fx\n", v.name.c_str(), m, m / base, base / m);
   }
   return 0;
 }

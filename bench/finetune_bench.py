@@ -6,17 +6,29 @@ Each ftd run uses a fresh daemon on free ports, driven through the gRPC API
 with ftctl (submit, watch the event stream, get the result), like a user. The
 PyTorch reference (bench/reference/pytorch_reference.py, Debian's
 python3-torch) runs the full fine-tuning recipe on the same data and seed, at
-its fastest thread count (timed at its start) and with glibc's allocator
+its fastest thread count and precision (timed at its start; --reference-threads,
+--reference-precision), with the OpenBLAS core ftd's daemon runs (its
+OPENBLAS_CORETYPE, unless the environment sets one) and with glibc's allocator
 defaults (ftd's settings, --reference-ftd-memory, measured slower for it).
+--precision asks ftd for fp32, bf16 or auto (default: the daemon's).
 
 The protocol is the AutoFreeze paper's: a fixed budget of epochs (4), five
 AutoFreeze decisions and five validations an epoch, and for each run its
 final and its best validation accuracy. Speed-ups are reported for the fixed
 budget and as time to target (full fine-tuning's best minus 0.3 points).
 
-Every run is saved as OUT/runs/VARIANT@seedN.json when it finishes; --resume
-skips the runs already saved, and the report (results.md, results.json, PNG and
-SVG plots) is built from every saved run, so a sweep can span sessions.
+Every run is saved as OUT/runs/VARIANT@seedN.json when it finishes, with its
+host: the CPU, cores, boot id (one session's machine), one core's GFLOP/s just
+before the run, the BLAS core and the precision it ran with. A seed's variants
+run back to back on one host (in the given order for the seeds at even
+positions in --seeds, reversed for the others), and the report's speed-ups
+are means over seeds of ratios between runs on the same host. --resume skips
+the runs already saved and resumes on any host; but a seed's runs must all
+come from one host, so where a seed's runs are incomplete or span hosts, its
+runs saved on another host (or with none recorded) are moved to
+OUT/runs/superseded/ and run again here. The report (results.md,
+results.json, PNG and SVG plots) is built from every saved run, so a sweep
+can span sessions.
 
     /usr/bin/python3 bench/finetune_bench.py --workload=quick --seeds=0,1,2 --out docs/benchmarks/quick
     /usr/bin/python3 bench/finetune_bench.py --workload=mini-24k --seeds=0,1,2 --out DIR --resume
@@ -37,7 +49,6 @@ import re
 import shutil
 import signal
 import subprocess
-import statistics
 import sys
 import tempfile
 import time
@@ -79,7 +90,8 @@ def labels_of(path):
 # One core's float32 matrix-product speed, best of several bursts: what a
 # timed run's speed depends on. A sweep spans sessions, and a session may get
 # another kind of machine or a loaded one (one such session ran the same job
-# 3.5x slower), so runs are only compared with runs of the same speed.
+# 3.5x slower): each run records it in its host, and runs are only compared
+# with runs on the same host (the same boot).
 SPEED_PROBE = """
 import time, torch
 torch.set_num_threads(1)
@@ -92,7 +104,6 @@ for _ in range(7):
     best = max(best, 2 * 512 ** 3 * 40 / (time.perf_counter() - t) / 1e9)
 print(best)
 """
-SPEED_TOLERANCE = 0.15
 
 
 def machine_gflops():
@@ -105,32 +116,61 @@ def machine_gflops():
         return None
 
 
-def check_same_machine(saved, workload, runs_dir, allow):
-    """Refuses to add timed runs measured on another kind of machine or at
-    another speed than the saved ones (--allow-other-machine overrides)."""
-    problems = []
-    for key in ("cpu", "cores"):
-        if saved.get(key) != workload[key]:
-            problems.append(f"the saved runs ran on {key}={saved.get(key)!r}, this machine has "
-                            f"{workload[key]!r}")
-    speeds = []
-    for name in sorted(os.listdir(runs_dir)):
-        if name.endswith(".json"):
-            speed = json.load(open(os.path.join(runs_dir, name))).get("machine_gflops")
-            if speed:
-                speeds.append(speed)
-    now = workload.get("machine_gflops")
-    if speeds and now:
-        ref = statistics.median(speeds)
-        if abs(now - ref) / ref > SPEED_TOLERANCE:
-            problems.append(f"one core runs matrix products at {now} GFLOP/s here, {ref} GFLOP/s "
-                            f"(median) when the saved runs ran: more than "
-                            f"{SPEED_TOLERANCE:.0%} apart")
-    if problems and not allow:
-        raise SystemExit("--resume: " + "; ".join(problems) + ". Their times would not compare; "
-                         "use another --out, or --allow-other-machine to add them anyway")
-    for p in problems:
-        print(f"warning: {p} (--allow-other-machine)", flush=True)
+def boot_id():
+    """This boot's id: one session's machine (None where Linux does not say)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def this_host(gflops):
+    return {"cpu": report.cpu_model(), "cores": os.cpu_count(), "boot_id": boot_id(), "gflops": gflops}
+
+
+def run_path(out, variant, seed):
+    return os.path.join(out, "runs", f"{variant.replace(':', '_')}@seed{seed}.json")
+
+
+def supersede_other_hosts(plan, out, here):
+    """Where a seed's saved runs are incomplete or span hosts, moves those not
+    saved on this host (`here`: this boot's id) to OUT/runs/superseded/, so
+    that they run again here and the seed's runs all come from one host."""
+    moved = []
+    for seed in dict.fromkeys(s for _, s in plan):
+        group = [v for v, s in plan if s == seed]
+        saved = {}
+        for v in group:
+            path = run_path(out, v, seed)
+            if os.path.exists(path):
+                with open(path) as f:
+                    saved[v] = (json.load(f).get("host") or {}).get("boot_id")
+        hosts = set(saved.values())
+        if len(saved) == len(group) and len(hosts) <= 1:
+            continue  # whole, on one host (any host)
+        others = [v for v, b in saved.items() if b != here]
+        if not others:
+            continue  # what is saved ran here: the rest runs here too
+        why = ("its saved runs span hosts" if len(hosts) > 1 else
+               f"{len(group) - len(saved)} of its {len(group)} runs are missing")
+        os.makedirs(os.path.join(out, "runs", "superseded"), exist_ok=True)
+        for v in others:
+            path = run_path(out, v, seed)
+            base = os.path.basename(path)[:-len(".json")]
+            tag = saved[v][:8] if saved[v] else "unknown"
+            dest = os.path.join(out, "runs", "superseded", f"{base}.{tag}.json")
+            n = 1
+            while os.path.exists(dest):
+                n += 1
+                dest = os.path.join(out, "runs", "superseded", f"{base}.{tag}.{n}.json")
+            os.replace(path, dest)
+            moved.append((v, seed))
+            print(f"--resume: seed {seed}: {why}, and {v} was saved on "
+                  f"{'boot ' + saved[v][:8] if saved[v] else 'a host it did not record'} (this is boot "
+                  f"{(here or 'unknown')[:8]}): moved to {os.path.relpath(dest, out)}, it runs again here "
+                  "so that the seed's runs all come from one host", flush=True)
+    return moved
 
 
 def timestamp(value):
@@ -231,6 +271,10 @@ class Daemon:
             raise SystemExit(f"ftctl {' '.join(argv)}: {result.stderr}\n{open(self.log_path).read()[-3000:]}")
         return result
 
+    def kernels(self):
+        """The BLAS core and CPU features the daemon runs (ftctl info's "kernels"; {} before it had them)."""
+        return json.loads(self.run("info", "--json").stdout).get("kernels", {})
+
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(self.process.pid, 0)
@@ -247,12 +291,17 @@ def run_ftd(args, name, seed, train, valid):
     work = tempfile.mkdtemp(prefix="ftd-bench-", dir=args.work)
     daemon = Daemon(args, work)
     try:
+        kernels = daemon.kernels()
+        if kernels.get("blas_core") and not args.ftd_blas_core:
+            args.ftd_blas_core = kernels["blas_core"]
         submit = ["submit", "--upload=false", f"--model={args.model}", f"--train={train}", f"--validation={valid}",
                   f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
                   f"--learning_rate={args.lr}", f"--max_seq_length={args.max_length}",
                   f"--seed={seed}", f"--freeze={freeze}", "--device=cpu", f"--name={name}",
                   f"--evaluations_per_epoch={args.evaluations_per_epoch}", "--json"]
         submit += flags
+        if args.precision:
+            submit.append(f"--precision={args.precision}")
         if cache:
             submit += ["--cache=true", f"--cache_dtype={cache}"]
         start = time.time()
@@ -269,7 +318,12 @@ def run_ftd(args, name, seed, train, valid):
                          f"{open(daemon.log_path).read()[-3000:]}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return summarize_ftd(name, seed, job, events, wall, peak_rss)
+    r = summarize_ftd(name, seed, job, events, wall, peak_rss)
+    r["kernels"], r["blas_core"] = kernels, kernels.get("blas_core")
+    # PRECISION_FP32 or PRECISION_BF16; a daemon from before the field ran fp32.
+    precision = job.get("result", {}).get("precision", "")
+    r["precision"] = "bf16" if precision == "PRECISION_BF16" else "fp32"
+    return r
 
 
 def summarize_ftd(name, seed, job, events, wall, peak_rss):
@@ -333,10 +387,30 @@ def summarize_ftd(name, seed, job, events, wall, peak_rss):
     }
 
 
+def ftd_blas_core(args):
+    """The OpenBLAS core ftd's daemon runs: from an ftd run of this sweep, else
+    from a daemon started for it (about a second). None where it does not say."""
+    if args.ftd_blas_core is None:
+        work = tempfile.mkdtemp(prefix="ftd-bench-", dir=args.work)
+        daemon = Daemon(args, work)
+        try:
+            args.ftd_blas_core = daemon.kernels().get("blas_core") or ""
+        finally:
+            daemon.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    return args.ftd_blas_core or None
+
+
 def run_pytorch(args, seed, train, valid):
     out = os.path.join(args.work, "pytorch.json")
-    start = time.time()
     env = dict(os.environ)
+    # The same BLAS kernels as ftd's: OpenBLAS may fall back to a weaker core
+    # than the CPU's, which ftd corrects for itself; an OPENBLAS_CORETYPE set
+    # by the caller applies to both.
+    wanted = env.get("OPENBLAS_CORETYPE") or ftd_blas_core(args)
+    if wanted and "OPENBLAS_CORETYPE" not in env:
+        env["OPENBLAS_CORETYPE"] = wanted
+    start = time.time()
     if args.reference_ftd_memory:
         # What ftd does with mallopt (server/training/engine/cpu_allocator.h).
         # Measured slower for PyTorch (43.4 against 61.5 samples/s on the
@@ -347,12 +421,16 @@ def run_pytorch(args, seed, train, valid):
          f"--model={args.model}", f"--train={train}", f"--validation={valid}",
          f"--epochs={args.epochs}", f"--batch-size={args.batch_size}", f"--lr={args.lr}",
          f"--max-length={args.max_length}", f"--seed={seed}", f"--threads={args.reference_threads}",
+         f"--precision={args.reference_precision}",
          f"--evaluations-per-epoch={args.evaluations_per_epoch}", f"--json={out}"], env=env)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("the PyTorch reference failed")
     wall = time.time() - start
     ref = json.load(open(out))
+    if wanted and (ref.get("blas_core") or "").lower() != wanted.lower():
+        print(f"warning: the PyTorch reference ran OpenBLAS's {ref.get('blas_core')} kernels, "
+              f"not {wanted}", flush=True)
     evaluations = ref["evaluations"]
     last_of_epoch = {e["epoch"]: i for i, e in enumerate(evaluations)}
     for i, e in enumerate(evaluations):
@@ -362,7 +440,10 @@ def run_pytorch(args, seed, train, valid):
             "evaluations": evaluations, "final_accuracy": evaluations[-1]["accuracy"],
             "best_accuracy": max(e["accuracy"] for e in evaluations), "decisions": [], "freezes": [],
             "seconds_by_depth": {}, "cache": None, "threads": ref["threads"],
+            "precision": ref.get("precision", "fp32"), "blas_core": ref.get("blas_core"),
             "calibration_ms_per_step": ref.get("calibration_ms_per_step", {}),
+            "calibration_cut_short": ref.get("calibration_cut_short", []),
+            "calibration_skipped": ref.get("calibration_skipped", []),
             "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 
@@ -391,7 +472,11 @@ def main():
                     help="the variants that run with every seed; the others run with the first")
     ap.add_argument("--no-reference", action="store_true", help="leave out the PyTorch reference")
     ap.add_argument("--cpu-threads", type=int, default=1, help="ftd --cpu_threads")
+    ap.add_argument("--precision", default="", choices=("", "fp32", "bf16", "auto"), metavar="fp32|bf16|auto",
+                    help="ftd jobs' precision (ftctl submit --precision); default: the daemon's")
     ap.add_argument("--reference-threads", default="auto", help="PyTorch's threads, or auto (the fastest)")
+    ap.add_argument("--reference-precision", default="auto", choices=("fp32", "bf16", "auto"),
+                    help="PyTorch's precision (bf16: autocast), or auto (the faster, timed with the threads)")
     ap.add_argument("--reference-ftd-memory", action="store_true",
                     help="run PyTorch with ftd's allocator settings (measured slower for it) instead of "
                          "glibc's defaults")
@@ -399,11 +484,12 @@ def main():
     ap.add_argument("--smoke", "--quick-smoke", action="store_true",
                     help="smoke run: 256 rows, 2 epochs, max length 32, 2 seeds; checks the report, not timings")
     ap.add_argument("--out", required=True, help="folder for runs/, results.json, results.md and the plots")
-    ap.add_argument("--resume", action="store_true", help="skip the runs already saved in OUT/runs/")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the runs already saved in OUT/runs/ (on any host); where a seed's saved runs are "
+                         "incomplete or span hosts, those from other hosts move to OUT/runs/superseded/ and run "
+                         "again here")
     ap.add_argument("--title", default="", help="a title for the report")
     ap.add_argument("--keep", action="store_true", help="keep the daemons' data folders")
-    ap.add_argument("--allow-other-machine", action="store_true",
-                    help="--resume even when this machine's CPU or speed differs from the saved runs'")
     args = ap.parse_args()
     w = WORKLOADS[args.workload]
     args.model = args.model or workload_path(w["model"])
@@ -433,7 +519,13 @@ def main():
         if v != "pytorch":
             parse_variant(v)
     headline = {v.strip() for v in args.headline.split(",")}
-    plan = [(v, seed) for seed in seeds for v in variants if v in headline or seed == seeds[0]]
+    # Each seed's runs back to back, on one host; the order alternates
+    # between seeds, so that neither end of a group is always the same variant.
+    plan = []
+    for i, seed in enumerate(seeds):
+        group = [v for v in variants if v in headline or seed == seeds[0]]
+        plan += [(v, seed) for v in (group if i % 2 == 0 else group[::-1])]
+    args.ftd_blas_core = None
 
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     args.work = tempfile.mkdtemp(prefix="ftd-bench-")
@@ -449,8 +541,9 @@ def main():
             "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
             "max_length": args.max_length, "evaluations_per_epoch": args.evaluations_per_epoch,
             "decisions_per_epoch": args.decisions_per_epoch, "seeds": seeds,
-            "cpu_threads": args.cpu_threads, "env": args.env,
-            "cpu": report.cpu_model(), "cores": os.cpu_count(), "machine_gflops": machine_gflops(),
+            "cpu_threads": args.cpu_threads, "env": args.env, "precision": args.precision or "default",
+            "reference_precision": args.reference_precision,
+            "cpu": report.cpu_model(), "cores": os.cpu_count(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join(["/usr/bin/python3", "bench/finetune_bench.py"] + sys.argv[1:]),
         }
@@ -458,27 +551,31 @@ def main():
         if args.resume and os.path.exists(saved):
             previous = json.load(open(saved))
             for key in ("model", "train_rows", "validation_rows", "epochs", "batch_size", "learning_rate",
-                        "max_length", "evaluations_per_epoch", "decisions_per_epoch"):
+                        "max_length", "evaluations_per_epoch", "decisions_per_epoch", "precision",
+                        "reference_precision"):
+                if key in ("precision", "reference_precision") and key not in previous:
+                    continue  # saved before the option
                 if previous.get(key) != workload[key]:
                     raise SystemExit(f"--resume: {saved} has {key}={previous.get(key)!r}, this run "
                                      f"{workload[key]!r}; use another --out")
-            check_same_machine(previous, workload, os.path.join(args.out, "runs"),
-                               args.allow_other_machine)
             workload["date"] = previous["date"] + " .. " + workload["date"]
         with open(saved, "w") as f:
             json.dump(workload, f, indent=1)
         print(f"workload {args.workload}: {workload['model']} ({layers} layers), {train_rows} training rows, "
               f"{valid_rows} validation rows, {args.epochs} epochs, batch {args.batch_size}, "
               f"max length {args.max_length}; runs: {', '.join(f'{v}@{s}' for v, s in plan)}", flush=True)
+        if args.resume:
+            supersede_other_hosts(plan, args.out, boot_id())
         for v, seed in plan:
-            path = os.path.join(args.out, "runs", f"{v.replace(':', '_')}@seed{seed}.json")
+            path = run_path(args.out, v, seed)
             if args.resume and os.path.exists(path):
                 print(f"--- {v} seed {seed}: saved already", flush=True)
                 continue
             print(f"--- {v} seed {seed}", flush=True)
             speed = machine_gflops()  # just before the run, as the saved runs were
             r = run_pytorch(args, seed, train, valid) if v == "pytorch" else run_ftd(args, v, seed, train, valid)
-            r["cpu"], r["machine_gflops"] = workload["cpu"], speed
+            r["host"] = dict(this_host(speed), blas_core=r.pop("blas_core"), precision=r.pop("precision"))
+            r["run_format"] = 2  # with its host (report.check() requires one)
             with open(path + ".tmp", "w") as f:
                 json.dump(r, f, indent=1)
             os.replace(path + ".tmp", path)

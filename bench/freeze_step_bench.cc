@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "server/daemon/kernel_choice.h"
 #include "server/training/model/bert_config.h"
 #include "server/training/model/bert_model.h"
 #include "server/training/model/checkpoint.h"
@@ -23,6 +24,7 @@ using ftd::training::BertClassifierImpl;
 using ftd::training::BertConfig;
 
 int main(int argc, char** argv) {
+  ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
   int steps = 20, batch = 32, length = 48, threads = 1;
   for (int i = 1; i < argc; ++i) {

@@ -1,8 +1,18 @@
 """The benchmark's report over saved runs (one per variant and seed): means
-and spreads, both speed-up measures (fixed budget and time to target), a
-check that it is well formed, Markdown, and matplotlib plots (validation
-accuracy against training time with the freeze points marked; time by frozen
-depth).
+and spreads, both speed-up measures (fixed budget and time to target), the
+hosts, a check that it is well formed, Markdown, and matplotlib plots
+(validation accuracy against training time with the freeze points marked;
+time by frozen depth).
+
+Speed-ups are means of paired ratios: each run is paired with full
+fine-tuning's run of its seed when both ran on the same host (the same boot
+id in their "host"; runs saved before hosts were recorded pair by seed), and
+a variant's speed-up is the mean over its paired seeds of full's time over
+its time (training time for the fixed budget; time to target over the seeds
+where both reach it). ftd over PyTorch is the mean over paired seeds of
+full's mean samples/s over PyTorch's. A run without a same-host partner is
+listed but left out of the ratios. Accuracy differences pair by seed alone
+(they do not depend on the host's speed).
 
     /usr/bin/python3 bench/report.py OUT_DIR [--title TITLE]   re-renders OUT_DIR/runs/*.json
 """
@@ -74,6 +84,22 @@ def seconds_at_step(r, step):
     return points[-1][1]
 
 
+def host_of(r):
+    """The run's host ({} for runs saved before hosts were recorded)."""
+    return r.get("host") or {}
+
+
+def boot_of(r):
+    """The run's host's boot id: one session's machine; None when not recorded."""
+    return host_of(r).get("boot_id")
+
+
+def same_host(a, b):
+    """Whether two runs' times compare: the same boot, or neither recorded
+    (runs saved before hosts were, paired by seed as they always were)."""
+    return boot_of(a) == boot_of(b)
+
+
 def variant_order(runs):
     """full first, then the AutoFreeze variants, other policies, and pytorch last."""
     names = {r["variant"] for r in runs}
@@ -104,10 +130,9 @@ def build(workload, runs):
     for r in runs:
         r["target_accuracy"] = target_of(r) if target is not None else None
         r["time_to_target"] = time_to(r, r["target_accuracy"]) if target is not None else None
-    full_time = mean([r["train_seconds"] for r in full])
-    full_ttt = mean([r["time_to_target"] for r in full]) if target is not None else None
     full_sd = spread([r["best_accuracy"] for r in full])
     reference = by_variant.get("pytorch", [])
+    full_by_seed = {r["seed"]: r for r in full}
     summaries = []
     for v in variant_order(runs):
         rs = by_variant[v]
@@ -123,23 +148,38 @@ def build(workload, runs):
             s["time_to_target_mean"] = mean(ttts) if all(t is not None for t in ttts) else None
             s["runs_reaching_target"] = sum(t is not None for t in ttts)
         if full and v != "full":
-            s["speedup_fixed_budget"] = full_time / s["train_seconds_mean"]
-            if full_ttt and s.get("time_to_target_mean"):
-                s["speedup_time_to_target"] = full_ttt / s["time_to_target_mean"]
+            # Speed-ups: the mean over seeds of ratios between runs on the same host.
+            pairs = [(r, full_by_seed[r["seed"]]) for r in rs
+                     if r["seed"] in full_by_seed and same_host(r, full_by_seed[r["seed"]])]
+            s["paired_seeds"] = sorted(r["seed"] for r, _ in pairs)
+            s["unpaired_seeds"] = sorted(r["seed"] for r in rs if r["seed"] not in s["paired_seeds"])
+            by_seed = {r["seed"]: f["train_seconds"] / r["train_seconds"] for r, f in pairs if r["train_seconds"]}
+            s["speedup_fixed_budget_by_seed"] = {str(k): by_seed[k] for k in sorted(by_seed)}
+            s["speedup_fixed_budget"] = mean(list(by_seed.values()))
+            if target is not None:
+                by_seed = {r["seed"]: f["time_to_target"] / r["time_to_target"] for r, f in pairs
+                           if r["time_to_target"] and f["time_to_target"]}
+                s["speedup_time_to_target_by_seed"] = {str(k): by_seed[k] for k in sorted(by_seed)}
+                s["speedup_time_to_target"] = mean(list(by_seed.values()))
+                s["speedup_time_to_target_seeds"] = len(by_seed)
             delta = s["best_accuracy_mean"] - full_best
             s["best_accuracy_delta_points"] = 100 * delta
             seeds_spread = max(full_sd, s["best_accuracy_spread"])
             s["delta_beyond_spread"] = abs(delta) > seeds_spread if len(rs) > 1 and len(full) > 1 else None
-            # Paired by seed: each run against full fine-tuning with its seed.
-            full_by_seed = {r["seed"]: r for r in full}
-            pairs = [(r, full_by_seed[r["seed"]]) for r in rs if r["seed"] in full_by_seed]
-            if pairs:
-                deltas = [100 * (r["best_accuracy"] - f["best_accuracy"]) for r, f in pairs]
+            # Accuracy paired by seed: each run against full fine-tuning with its seed, on any host.
+            acc_pairs = [(r, full_by_seed[r["seed"]]) for r in rs if r["seed"] in full_by_seed]
+            if acc_pairs:
+                deltas = [100 * (r["best_accuracy"] - f["best_accuracy"]) for r, f in acc_pairs]
                 s["paired_delta_points_mean"] = mean(deltas)
                 s["paired_delta_points_spread"] = spread(deltas)
-                s["paired_speedup_mean"] = mean([f["train_seconds"] / r["train_seconds"] for r, f in pairs])
         if v == "full" and reference:
-            s["throughput_over_pytorch"] = s["samples_per_second_mean"] / mean([mean_sps(r) for r in reference])
+            # ftd over PyTorch: the mean over seeds of the same-host ratio of mean samples/s.
+            ref_by_seed = {r["seed"]: r for r in reference}
+            by_seed = {r["seed"]: mean_sps(r) / mean_sps(ref_by_seed[r["seed"]]) for r in rs
+                       if r["seed"] in ref_by_seed and same_host(r, ref_by_seed[r["seed"]])
+                       and mean_sps(ref_by_seed[r["seed"]])}
+            s["throughput_over_pytorch_by_seed"] = {str(k): by_seed[k] for k in sorted(by_seed)}
+            s["throughput_over_pytorch"] = mean(list(by_seed.values()))
         summaries.append(s)
     return {"workload": workload, "target_accuracy": target, "summaries": summaries, "runs": runs}
 
@@ -175,6 +215,18 @@ def check(doc, epochs):
             problems.append(f"{v}: no freeze recorded")
         if r["variant"].startswith("autofreeze") and not any(d.get("layer_change_rates") for d in r["decisions"]):
             problems.append(f"{v}: decision points without change rates")
+        # Runs saved since hosts are recorded (run_format 2) must have theirs;
+        # older saved runs have none.
+        if "host" in r or r.get("run_format", 1) >= 2:
+            h = r.get("host")
+            if not isinstance(h, dict):
+                problems.append(f"{v}: no host recorded")
+            else:
+                missing = [k for k in ("cpu", "cores", "boot_id", "blas_core", "precision") if not h.get(k)]
+                if missing:
+                    problems.append(f"{v}: its host lacks {', '.join(missing)}")
+                if h.get("precision") not in (None, "fp32", "bf16"):
+                    problems.append(f"{v}: precision {h.get('precision')!r} (fp32 or bf16)")
     return problems
 
 
@@ -182,25 +234,68 @@ def fmt(x, pattern):
     return "" if x is None else pattern % x
 
 
+def host_rows(runs):
+    """The Hosts table's rows: one per seed and host (one per seed when each
+    seed's runs share a host, as the benchmark runs them)."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["seed"], boot_of(r) or ""), []).append(r)
+    rows = []
+    order = variant_order(runs)
+    for (seed, boot), rs in sorted(groups.items()):
+        which = ""
+        if sum(1 for k in groups if k[0] == seed) > 1:  # the seed spans hosts: say which runs ran where
+            which = " (" + ", ".join(sorted({r["variant"] for r in rs}, key=order.index)) + ")"
+        hosts = [host_of(r) for r in rs]
+        cpu = sorted({h.get("cpu") or r.get("cpu") or "" for h, r in zip(hosts, rs)} - {""})
+        cores = sorted({str(h["cores"]) for h in hosts if h.get("cores")})
+        speeds = [h.get("gflops", r.get("machine_gflops")) for h, r in zip(hosts, rs)]
+        speeds = [x for x in speeds if x]
+        gflops = ""
+        if speeds:
+            lo, hi = min(speeds), max(speeds)
+            gflops = f"{lo:.1f}" if hi - lo < 0.05 else f"{lo:.1f} to {hi:.1f}"
+
+        def kernels(engine, threads=False):
+            seen = []
+            for r in rs:
+                if r["engine"] != engine or not host_of(r):
+                    continue
+                h = host_of(r)
+                cell = f"{h.get('blas_core') or '?'}, {h.get('precision') or '?'}"
+                if threads:
+                    cell += f", {r.get('threads')} thread(s)"
+                if cell not in seen:
+                    seen.append(cell)
+            return "; ".join(seen)
+        rows.append(f"| {seed} | {', '.join(cpu) or 'not recorded'} | {', '.join(cores)} | "
+                    f"{boot[:8] or 'not recorded'}{which} | {gflops} | {kernels('ftd')} | {kernels('pytorch', True)} |")
+    return rows
+
+
 def markdown(doc, title="", images=()):
     w = doc["workload"]
     out = []
     if title:
         out.append(f"## {title}\n")
+    hosts_recorded = any(host_of(r) for r in doc["runs"])
+    where = ("on the hosts in the Hosts table below" if hosts_recorded else f"{w['cores']} cores ({w['cpu']})")
     out.append(f"`{w['model']}` ({w['layers']} layers), {w['train_rows']} training rows, "
                f"{w['validation_rows']} validation rows, {w['epochs']} epochs, batch {w['batch_size']}, "
                f"learning rate {w['learning_rate']}, max length {w['max_length']}, "
                f"{w['evaluations_per_epoch']} validations and {w['decisions_per_epoch']} AutoFreeze decisions "
-               f"an epoch; {w['cores']} cores ({w['cpu']}), {w['cpu_threads']} LibTorch thread(s) per ftd job; "
+               f"an epoch; {where}, {w['cpu_threads']} LibTorch thread(s) per ftd job; "
                f"{w['date']}.\n")
     out.append(f"    {w['command']}\n")
     if doc["target_accuracy"] is not None:
         out.append(f"Time to target: training time until a run's validation accuracy first reaches full "
                    f"fine-tuning's best minus {100 * TARGET_MARGIN:.1f} points, that of the same seed "
                    f"(mean over seeds: {doc['target_accuracy']:.4f}).\n")
-    out.append("| variant | seeds | training time | speed-up, fixed budget | time to target | speed-up to target | "
-               "best accuracy | vs full (best) | paired by seed: speed-up, best accuracy | final accuracy | samples/s |")
+    out.append("| variant | seeds | training time | speed-up, fixed budget (paired seeds) | time to target | "
+               "speed-up to target (seeds both reach it) | best accuracy | vs full (best) | "
+               "vs full, paired by seed (best) | final accuracy | samples/s |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    unpaired = []
     for s in doc["summaries"]:
         delta = s.get("best_accuracy_delta_points")
         verdict = ""
@@ -208,26 +303,49 @@ def markdown(doc, title="", images=()):
             verdict = " (beyond the seeds' spread)" if s["delta_beyond_spread"] else " (within the seeds' spread)"
         paired = ""
         if s.get("paired_delta_points_mean") is not None:
-            paired = (f"{s['paired_speedup_mean']:.2f}x, {s['paired_delta_points_mean']:+.2f} ± "
-                      f"{s['paired_delta_points_spread']:.2f} pt")
+            paired = f"{s['paired_delta_points_mean']:+.2f} ± {s['paired_delta_points_spread']:.2f} pt"
         reached = s.get("runs_reaching_target")
         ttt = fmt(s.get("time_to_target_mean"), "%.1f s")
         if reached is not None and reached < len(s["seeds"]):
             ttt = f"{reached} of {len(s['seeds'])} runs reach it"
+        fixed = "1.00x" if s["variant"] == "full" else ""
+        if s.get("speedup_fixed_budget") is not None:
+            fixed = f"{s['speedup_fixed_budget']:.2f}x ({len(s['speedup_fixed_budget_by_seed'])})"
+        to_target = ""
+        if s.get("speedup_time_to_target") is not None:
+            to_target = f"{s['speedup_time_to_target']:.2f}x ({s['speedup_time_to_target_seeds']})"
+        unpaired += [f"{s['variant']} seed {seed}" for seed in s.get("unpaired_seeds", [])]
         out.append(
             f"| {s['variant']} | {len(s['seeds'])} | {s['train_seconds_mean']:.1f} ± {s['train_seconds_spread']:.1f} s | "
-            f"{fmt(s.get('speedup_fixed_budget'), '%.2fx') or ('1.00x' if s['variant'] == 'full' else '')} | {ttt} | "
-            f"{fmt(s.get('speedup_time_to_target'), '%.2fx')} | "
+            f"{fixed} | {ttt} | {to_target} | "
             f"{s['best_accuracy_mean']:.4f} ± {s['best_accuracy_spread']:.4f} | "
             f"{fmt(delta, '%+.2f pt')}{verdict} | {paired} | {s['final_accuracy_mean']:.4f} | "
             f"{s['samples_per_second_mean']:.1f} |")
     out.append("")
+    if unpaired:
+        out.append(f"Not in the speed-ups (no full fine-tuning run of the same seed on the same host): "
+                   f"{', '.join(unpaired)}.\n")
     full = next((s for s in doc["summaries"] if s["variant"] == "full"), None)
     if full and "throughput_over_pytorch" in full:
         ref = [r for r in doc["runs"] if r["variant"] == "pytorch"]
-        threads = ", ".join(str(r.get("threads")) for r in ref)
-        out.append(f"ftd full fine-tuning over PyTorch eager (same run, its best thread count: {threads}), "
-                   f"mean samples/s: **{full['throughput_over_pytorch']:.2f}**.\n")
+        setting = ", ".join(f"{r.get('threads')}" + (f" {host_of(r)['precision']}" if host_of(r).get("precision")
+                                                      else "") for r in sorted(ref, key=lambda r: r["seed"]))
+        by_seed = full["throughput_over_pytorch_by_seed"]
+        if full["throughput_over_pytorch"] is None:
+            out.append("ftd full fine-tuning over PyTorch eager: no seed has both on the same host.\n")
+        else:
+            out.append(f"ftd full fine-tuning over PyTorch eager (its best thread count and precision: {setting}), "
+                       f"mean over seeds of the same-host ratio of mean samples/s: "
+                       f"**{full['throughput_over_pytorch']:.2f}** ("
+                       + ", ".join(f"seed {k}: {v:.2f}" for k, v in by_seed.items()) + ").\n")
+    if hosts_recorded:
+        out.append("Hosts: one core's float32 GFLOP/s measured just before each run; the BLAS core is the "
+                   "OpenBLAS kernels each ran (PyTorch is given ftd's).\n")
+        out.append("| seed | CPU | cores | boot id | one core's GFLOP/s | ftd: BLAS core, precision | "
+                   "PyTorch: BLAS core, precision, threads |")
+        out.append("|---|---|---|---|---|---|---|")
+        out += host_rows(doc["runs"])
+        out.append("")
     out.append("| run | samples/s per epoch | accuracy at each epoch's end | freezes (step: before -> after) | "
                "cache served per epoch | time by frozen depth |")
     out.append("|---|---|---|---|---|---|")
@@ -244,11 +362,16 @@ def markdown(doc, title="", images=()):
         out.append(f"| {r['variant']} seed {r['seed']} | {sps} | {accs} | {freezes} | {served} | {depth} |")
     out.append("")
     out.append("Training time: the training loops only (loading and validation left out), as the paper "
-               "measures; speed-ups are ratios of means over the seeds against ftd's full fine-tuning on the "
-               "same machine. Best accuracy: the best of each run's validations. An accuracy difference is "
-               "'beyond the seeds' spread' when it is larger than the larger of the two variants' standard "
-               "deviations over seeds. Paired by seed: the mean over seeds of each run's speed-up and best-accuracy "
-               "difference against full fine-tuning with the same seed (± their standard deviation).")
+               "measures. Speed-ups are means of paired ratios: each run is paired with ftd's full fine-tuning "
+               "run of the same seed on the same host (the same boot; runs saved before hosts were recorded "
+               "pair by seed), and a speed-up is the mean over the paired seeds (their number in brackets) of "
+               "full's training time over the run's, or, to target, of full's time to target over the run's "
+               "over the seeds where both reach it. ftd over PyTorch is likewise the mean over seeds of the "
+               "same-host ratio of mean samples/s. Best accuracy: the best of each run's validations. An "
+               "accuracy difference is 'beyond the seeds' spread' when it is larger than the larger of the two "
+               "variants' standard deviations over seeds. Paired by seed (best): the mean over seeds of each "
+               "run's best-accuracy difference against full fine-tuning with the same seed, on any host "
+               "(± their standard deviation).")
     for image, caption in images:
         out.append(f"\n![{caption}]({image})\n")
     return "\n".join(out) + "\n"

@@ -9,12 +9,27 @@ evaluation after each epoch. Uses only Debian's python3-torch and numpy
 (transformers is not packaged), so the tokenizer below is BertTokenizer's
 algorithm written out.
 
+--precision bf16 runs the forward pass and the loss (training and
+evaluation) under CPU autocast in bf16, with fp32 master weights and
+optimizer state; every LayerNorm gets an fp32 input (the residual sums are
+fp32). --threads auto and --precision auto time a few steps of each
+(threads, precision) pair on copies of the model and train with the fastest;
+a pair whose step is already 3x slower than the best pair's mean is cut short,
+and one that would stay 3x slower even scaling perfectly from fewer threads is
+skipped (bf16 without bf16 units is many times slower). The JSON reports the threads,
+the precision, the calibration per pair ("1 fp32": ms per step) and the core
+OpenBLAS runs ("blas_core", from openblas_get_corename; OPENBLAS_CORETYPE
+chooses it).
+
     /usr/bin/python3 bench/reference/pytorch_reference.py --model DIR --train CSV \
         --validation CSV --epochs 3 --batch-size 32 --lr 1e-4 --max-length 48 \
-        --threads auto --evaluations-per-epoch 5 --json out.json
+        --threads auto --precision auto --evaluations-per-epoch 5 --json out.json
 """
 import argparse
+import contextlib
+import copy
 import csv
+import ctypes
 import json
 import math
 import os
@@ -206,6 +221,33 @@ class Classifier(nn.Module):
         return self.classifier(self.cls_drop(torch.tanh(self.pool(x[:, 0]))))
 
 
+# ---------------------------------------------------------------- host
+def blas_core():
+    """The core (kernels) the loaded OpenBLAS runs, e.g. "Zen" or "Haswell";
+    None where torch runs no OpenBLAS (or it cannot tell)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "libopenblas" in line and "/" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            get = ctypes.CDLL(path).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        get.restype = ctypes.c_char_p
+        name = get()
+        return name.decode().strip() if name else None
+    return None
+
+
+def precision_context(precision):
+    """bf16: CPU autocast (matrix products in bf16, weights and optimizer in fp32)."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 # ---------------------------------------------------------------- training
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
@@ -223,7 +265,7 @@ def batch(ids, rows, pad):
     return x, m
 
 
-def evaluate(model, ids, labels, bs, pad):
+def evaluate(model, ids, labels, bs, pad, precision="fp32"):
     model.eval()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     correct, loss = 0, 0.0
@@ -232,8 +274,9 @@ def evaluate(model, ids, labels, bs, pad):
             rows = order[s : s + bs]
             x, m = batch(ids, rows, pad)
             y = torch.tensor([labels[r] for r in rows])
-            logits = model(x, m)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            with precision_context(precision):
+                logits = model(x, m)
+                loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     return loss / len(ids), correct / len(ids)
 
@@ -252,6 +295,9 @@ def main():
     ap.add_argument("--threads", default="1",
                     help="LibTorch intra-op threads, or 'auto': time a few steps with each of "
                          "1..cores on a copy of the model and train with the fastest")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                    help="bf16: forward pass and loss under CPU autocast (fp32 master weights and "
+                         "optimizer), evaluation too; auto: the faster of the two, timed with the threads")
     ap.add_argument("--evaluations-per-epoch", type=int, default=1,
                     help="validation runs an epoch, evenly spaced in steps (as ftd's)")
     ap.add_argument("--json", help="write the results here")
@@ -279,40 +325,69 @@ def main():
     total = steps_per_epoch * args.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (total - s) / total))
 
-    def train_step(model, opt, rows):
+    def train_step(model, opt, rows, precision):
         x, m = batch(ids, rows, tok.pad)
         target = torch.tensor([y[r] for r in rows])
-        loss = F.cross_entropy(model(x, m), target)
+        with precision_context(precision):
+            loss = F.cross_entropy(model(x, m).float(), target)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss.item()
 
-    calibration = {}
-    if args.threads == "auto":
-        # On copies, so that training itself starts from the same state.
-        import copy
+    thread_choices = (list(range(1, (os.cpu_count() or 1) + 1)) if args.threads == "auto"
+                      else [int(args.threads)])
+    precision_choices = ["fp32", "bf16"] if args.precision == "auto" else [args.precision]
+    calibration, cut_short, skipped = {}, [], []
+    if len(thread_choices) * len(precision_choices) > 1:
+        # On copies, so that training itself starts from the same state, and
+        # with the RNG put back (dropout draws from it): a pair cut short
+        # draws less, and training must not depend on that.
+        rng_state = torch.get_rng_state()
         probe = random.Random(1234)
-        for threads in range(1, (os.cpu_count() or 1) + 1):
-            torch.set_num_threads(threads)
-            m2 = copy.deepcopy(model)
-            o2 = torch.optim.AdamW(m2.parameters(), lr=args.lr, eps=1e-8)
-            m2.train()
-            batches = [probe.sample(range(len(ids)), args.batch_size) for _ in range(10)]
-            for rows in batches[:2]:
-                train_step(m2, o2, rows)
-            start = time.perf_counter()
-            for rows in batches[2:]:
-                train_step(m2, o2, rows)
-            calibration[threads] = (time.perf_counter() - start) / (len(batches) - 2)
-            del m2, o2
-        threads = min(calibration, key=calibration.get)
-        print("pytorch threads: " + ", ".join(f"{t}: {1000 * s:.0f} ms/step" for t, s in calibration.items()) +
-              f"; training with {threads}", flush=True)
+        warm_up, timed = 2, 8
+        best = None  # the best mean seconds a step of a pair timed in full
+        for precision in precision_choices:
+            for threads in thread_choices:
+                key = f"{threads} {precision}"
+                # Even scaling perfectly from fewer threads, would it come within 3x of the best?
+                fewer = [t * calibration[f"{t} {precision}"] / threads for t in thread_choices
+                         if t < threads and f"{t} {precision}" in calibration]
+                if best is not None and fewer and min(fewer) > 3 * best:
+                    skipped.append(key)
+                    continue
+                torch.set_num_threads(threads)
+                m2 = copy.deepcopy(model)
+                o2 = torch.optim.AdamW(m2.parameters(), lr=args.lr, eps=1e-8)
+                m2.train()
+                batches = [probe.sample(range(len(ids)), args.batch_size) for _ in range(warm_up + timed)]
+                times = []
+                for rows in batches:
+                    start = time.perf_counter()
+                    train_step(m2, o2, rows, precision)
+                    times.append(time.perf_counter() - start)
+                    if best is not None and times[-1] > 3 * best:
+                        break  # far slower than the best pair: not worth timing in full
+                if len(times) < len(batches):
+                    cut_short.append(key)
+                    calibration[key] = sum(times) / len(times)
+                else:
+                    calibration[key] = sum(times[warm_up:]) / timed
+                    best = calibration[key] if best is None else min(best, calibration[key])
+                del m2, o2
+        torch.set_rng_state(rng_state)
+        key = min((k for k in calibration if k not in cut_short), key=calibration.get)
+        threads, precision = int(key.split()[0]), key.split()[1]
+        print("pytorch threads and precision: " +
+              ", ".join(f"{k}: {1000 * v:.0f} ms/step" + (" (cut short)" if k in cut_short else "")
+                        for k, v in calibration.items()) +
+              "".join(f", {k}: skipped" for k in skipped) + f"; training with {key}", flush=True)
     else:
-        threads = int(args.threads)
+        threads, precision = thread_choices[0], precision_choices[0]
     torch.set_num_threads(threads)
+    core = blas_core()
+    print(f"pytorch: OpenBLAS core {core}, {threads} thread(s), {precision}", flush=True)
 
     evals_at = sorted({max(1, (k * steps_per_epoch) // args.evaluations_per_epoch)
                        for k in range(1, args.evaluations_per_epoch + 1)})
@@ -329,13 +404,13 @@ def main():
         loss_sum = 0.0
         for b, s in enumerate(range(0, len(order), args.batch_size)):
             rows = order[s : s + args.batch_size]
-            loss_sum += train_step(model, opt, rows) * len(rows)
+            loss_sum += train_step(model, opt, rows, precision) * len(rows)
             sched.step()
             step += 1
             if b + 1 in evals_at:
                 epoch_seconds += time.perf_counter() - start
                 eval_start = time.perf_counter()
-                vloss, vacc = evaluate(model, vids, vy, args.batch_size, tok.pad)
+                vloss, vacc = evaluate(model, vids, vy, args.batch_size, tok.pad, precision)
                 eval_seconds += time.perf_counter() - eval_start
                 evaluations.append({"epoch": epoch, "step": step, "train_seconds": train_seconds + epoch_seconds,
                                     "accuracy": vacc, "loss": vloss})
@@ -351,7 +426,9 @@ def main():
               f"train loss {loss_sum / len(ids):.4f}, validation accuracy {evaluations[-1]['accuracy']:.4f}",
               flush=True)
     if args.json:
-        json.dump({"threads": threads, "calibration_ms_per_step": {t: 1000 * v for t, v in calibration.items()},
+        json.dump({"threads": threads, "precision": precision, "blas_core": core,
+                   "calibration_ms_per_step": {k: 1000 * v for k, v in calibration.items()},
+                   "calibration_cut_short": cut_short, "calibration_skipped": skipped,
                    "epochs": epochs, "evaluations": evaluations}, open(args.json, "w"), indent=1)
 
 
