@@ -6,23 +6,14 @@ pays on a host (docs/performance.md, "bf16 on the CPU").
     /usr/bin/python3 bench/matmul_probe.py [--rows 1536] [--width 256] [--threads 1]
 """
 import argparse
-import ctypes
+import os
+import sys
 import time
 
 import torch
 
-
-def blas_core():
-    with open("/proc/self/maps") as f:
-        paths = sorted({line.split()[-1] for line in f if "libopenblas" in line and "/" in line})
-    for path in paths:
-        try:
-            get = ctypes.CDLL(path).openblas_get_corename
-        except (OSError, AttributeError):
-            continue
-        get.restype = ctypes.c_char_p
-        return (get() or b"").decode() or None
-    return None
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from pytorch_reference import blas_core  # noqa: E402
 
 
 def main():
