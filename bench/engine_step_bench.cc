@@ -4,7 +4,7 @@
 //
 //   build/bench/engine_step_bench [MODEL_DIR] [--steps=N] [--rounds=R] [--batch=B]
 //       [--length=S] [--threads=T] [--only=a,b] [--precision=fp32,bf16] [--frozen=0,2,4]
-//       [--glibc_default_memory] [--on_thread]
+//       [--glibc_default_memory] [--on_thread] [--profile=TRACE]
 //
 // Variants: "torch" (LibTorch's dropout, the whole last layer, torch::optim::AdamW with
 // clip_grad_norm_ and zero_grad: the engine before these kernels), each kernel alone on top of it,
@@ -14,7 +14,10 @@
 // cache; build/bench/cache_step_bench measures the step with the cache). Prints the median ms/step
 // of each over the rounds and its ratio to "torch"; each round starts at the next variant. The
 // process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h) and keeps freed memory
-// (cpu_allocator.h) as ftd does, unless --glibc_default_memory.
+// (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile writes LibTorch's
+// profile of 3 steps of the first variant measured after "torch" to TRACE (chrome://tracing's
+// format; bench/profile_summary.py totals it by operator).
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -76,7 +79,7 @@ int main(int argc, char** argv) {
   ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
   int steps = 10, rounds = 5, batch = 32, length = 48, threads = 1;
-  char only[256] = "", precisions[64] = "fp32", depths[64] = "0";
+  char only[256] = "", precisions[64] = "fp32", depths[64] = "0", profile[256] = "";
   bool keep_memory = true, on_thread = false;
   for (int i = 1; i < argc; ++i) {
     if (std::sscanf(argv[i], "--steps=%d", &steps) == 1) continue;
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
     if (std::sscanf(argv[i], "--only=%255s", only) == 1) continue;
     if (std::sscanf(argv[i], "--precision=%63s", precisions) == 1) continue;
     if (std::sscanf(argv[i], "--frozen=%63s", depths) == 1) continue;
+    if (std::sscanf(argv[i], "--profile=%255s", profile) == 1) continue;
     if (std::strcmp(argv[i], "--glibc_default_memory") == 0) {
       keep_memory = false;
       continue;
@@ -246,6 +250,14 @@ int main(int argc, char** argv) {
     worker.join();
   } else {
     run();
+  }
+  if (profile[0] != '\0') {
+    Variant& v = variants.size() > 1 ? variants[1] : variants[0];
+    {
+      torch::autograd::profiler::RecordProfile record(std::string{profile});
+      for (int i = 0; i < 3; ++i) step(v);
+    }
+    std::printf("profile of 3 steps of \"%s\": %s\n", v.name.c_str(), profile);
   }
   auto median = [](std::vector<double> x) {
     std::sort(x.begin(), x.end());
