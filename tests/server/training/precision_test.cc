@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 namespace ftd::training {
@@ -94,6 +95,26 @@ TEST(PrecisionTest, AutocastScopeComputesInBf16AndDropsTheWeightsCastsAtItsEnd) 
     const torch::Tensor after = linear(x);
     EXPECT_TRUE(torch::allclose(after.to(torch::kFloat), expected, 0.05, 0.05));
     EXPECT_FALSE(torch::allclose(after.to(torch::kFloat), before.to(torch::kFloat), 0.05, 0.05));
+  }
+  // What autocast caches within a scope (the casts of weights that train)
+  // is dropped at its end: the next scope casts the updated weights again.
+  torch::Tensor cast;
+  {
+    AutocastScope scope(true, kCpu);
+    cast = at::autocast::cached_cast(torch::kBFloat16, linear->weight, torch::kCPU);
+    EXPECT_TRUE(cast.is_same(
+        at::autocast::cached_cast(torch::kBFloat16, linear->weight, torch::kCPU)));  // cached
+  }
+  {
+    torch::NoGradGuard no_grad;
+    linear->weight.mul_(-1);
+  }
+  {
+    AutocastScope scope(true, kCpu);
+    const torch::Tensor again =
+        at::autocast::cached_cast(torch::kBFloat16, linear->weight, torch::kCPU);
+    EXPECT_FALSE(again.is_same(cast));
+    EXPECT_TRUE(torch::allclose(again.to(torch::kFloat), -cast.to(torch::kFloat)));
   }
   // Off: nothing changes.
   {
