@@ -126,12 +126,10 @@ int main(int argc, char** argv) {
       return;
     const bool all = name == "all";
     const std::string precision_list = std::string(",") + precisions + ",";
+    // The kernel variants run in fp32; "all" in each --precision.
     for (bool bf16 : {false, true}) {
-      if (precision_list.find(bf16 ? ",bf16," : ",fp32,") == std::string::npos &&
-          (all || bf16)) {
-        continue;
-      }
-      if (bf16 && !all) continue;
+      const bool asked = precision_list.find(bf16 ? ",bf16," : ",fp32,") != std::string::npos;
+      if (all ? !asked : bf16) continue;
       for (int frozen : all ? ParseInts(depths) : std::vector<int>{0}) {
         if (frozen < 0 || frozen >= config->num_hidden_layers) {
           std::fprintf(stderr, "--frozen=%d: must be in [0, %d)\n", frozen,
