@@ -1,18 +1,20 @@
 // Micro-benchmark: one fine-tuning step of BertClassifier with each engine
-// kernel choice, precision and frozen depth, in alternating blocks so that
-// drift on the machine hits every variant alike.
+// kernel choice, precision, frozen depth and thread count, in alternating
+// blocks so that drift on the machine hits every variant alike.
 //
 //   build/bench/engine_step_bench [MODEL_DIR] [--steps=N] [--rounds=R] [--batch=B]
-//       [--length=S] [--threads=T] [--only=a,b] [--precision=fp32,bf16] [--frozen=0,2,4]
+//       [--length=S] [--threads=1,2] [--only=a,b] [--precision=fp32,bf16] [--frozen=0,2,4]
 //       [--glibc_default_memory] [--on_thread] [--profile=TRACE]
 //
-// Variants: "torch" (LibTorch's dropout, the whole last layer, torch::optim::AdamW with
-// clip_grad_norm_ and zero_grad: the engine before these kernels), each kernel alone on top of it,
+// Variants: "torch" (LibTorch's dropout, the whole last layer, the attention's products through
+// torch::matmul, torch::optim::AdamW with clip_grad_norm_ and zero_grad: the engine before these
+// kernels), each kernel alone on top of it, "all_matmul" (all but the direct attention products)
 // and "all" (every kernel with FusedAdamW: what the trainer runs) in each --precision (bf16: the
-// trainer's bf16 autocast, fp32 master weights) and at each --frozen depth K (the embeddings and
+// trainer's bf16 autocast, fp32 master weights), at each --frozen depth K (the embeddings and
 // layers 0..K-1 frozen: their forward pass without gradients, as the trainer runs them without the
-// cache; build/bench/cache_step_bench measures the step with the cache). Prints the median ms/step
-// of each over the rounds and its ratio to "torch"; each round starts at the next variant. The
+// cache; build/bench/cache_step_bench measures the step with the cache) and with each of --threads
+// LibTorch threads (the others with the first). Prints the median ms/step of each over the rounds
+// and its ratio to "torch"; each round starts at the next variant. The
 // process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h) and keeps freed memory
 // (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile writes LibTorch's
 // profile of 3 steps of the first variant measured after "torch" to TRACE (chrome://tracing's
@@ -54,6 +56,7 @@ struct Variant {
   bool fused_adamw = false;
   bool bf16 = false;
   int frozen = 0;  // the embeddings and layers [0, frozen) take no gradients
+  int threads = 1;  // LibTorch's threads while it runs
   BertClassifier model{nullptr};
   std::unique_ptr<torch::optim::AdamW> torch_adamw;
   std::unique_ptr<FusedAdamW> fused;
@@ -78,15 +81,16 @@ std::vector<int> ParseInts(const char* text) {
 int main(int argc, char** argv) {
   ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
-  int steps = 10, rounds = 5, batch = 32, length = 48, threads = 1;
-  char only[256] = "", precisions[64] = "fp32", depths[64] = "0", profile[256] = "";
+  int steps = 10, rounds = 5, batch = 32, length = 48;
+  char only[256] = "", precisions[64] = "fp32", depths[64] = "0", thread_counts[64] = "1",
+       profile[256] = "";
   bool keep_memory = true, on_thread = false;
   for (int i = 1; i < argc; ++i) {
     if (std::sscanf(argv[i], "--steps=%d", &steps) == 1) continue;
     if (std::sscanf(argv[i], "--rounds=%d", &rounds) == 1) continue;
     if (std::sscanf(argv[i], "--batch=%d", &batch) == 1) continue;
     if (std::sscanf(argv[i], "--length=%d", &length) == 1) continue;
-    if (std::sscanf(argv[i], "--threads=%d", &threads) == 1) continue;
+    if (std::sscanf(argv[i], "--threads=%63s", thread_counts) == 1) continue;
     if (std::sscanf(argv[i], "--only=%255s", only) == 1) continue;
     if (std::sscanf(argv[i], "--precision=%63s", precisions) == 1) continue;
     if (std::sscanf(argv[i], "--frozen=%63s", depths) == 1) continue;
@@ -105,7 +109,12 @@ int main(int argc, char** argv) {
     absl::Status kept = ftd::training::KeepFreedMemory();
     if (!kept.ok()) std::fprintf(stderr, "%s\n", kept.ToString().c_str());
   }
-  torch::set_num_threads(threads);
+  const std::vector<int> threads = ParseInts(thread_counts);
+  if (threads.empty() || *std::min_element(threads.begin(), threads.end()) < 1) {
+    std::fprintf(stderr, "--threads=%s: thread counts of at least 1\n", thread_counts);
+    return 2;
+  }
+  torch::set_num_threads(threads[0]);
   torch::manual_seed(0);
   absl::StatusOr<BertConfig> config = BertConfig::FromModelFolder(model_dir);
   if (!config.ok()) {
@@ -118,7 +127,7 @@ int main(int argc, char** argv) {
   torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
 
   ComputeOptions none;
-  none.fast_dropout = none.first_token_last_layer = false;
+  none.fast_dropout = none.first_token_last_layer = none.direct_attention_products = false;
   std::vector<Variant> variants;
   auto add = [&](std::string name, ComputeOptions c, bool fused) {
     const std::string wanted = std::string(",") + only + ",";
@@ -131,6 +140,7 @@ int main(int argc, char** argv) {
       const bool asked = precision_list.find(bf16 ? ",bf16," : ",fp32,") != std::string::npos;
       if (all ? !asked : bf16) continue;
       for (int frozen : all ? ParseInts(depths) : std::vector<int>{0}) {
+       for (int t : all ? threads : std::vector<int>{threads[0]}) {
         if (frozen < 0 || frozen >= config->num_hidden_layers) {
           std::fprintf(stderr, "--frozen=%d: must be in [0, %d)\n", frozen,
                        config->num_hidden_layers);
@@ -140,11 +150,14 @@ int main(int argc, char** argv) {
         v.name = name;
         if (bf16) v.name += " bf16";
         if (frozen > 0) v.name += " frozen=" + std::to_string(frozen);
+        if (t != threads[0]) v.name += " threads=" + std::to_string(t);
         v.compute = c;
         v.fused_adamw = fused;
         v.bf16 = bf16;
         v.frozen = frozen;
+        v.threads = t;
         variants.push_back(std::move(v));
+       }
       }
     }
   };
@@ -155,8 +168,14 @@ int main(int argc, char** argv) {
   c = none;
   c.first_token_last_layer = true;
   add("first_token", c, false);
+  c = none;
+  c.direct_attention_products = true;
+  add("attention_products", c, false);
   add("fused_adamw", none, true);
   add("all", ComputeOptions{}, true);
+  c = ComputeOptions{};
+  c.direct_attention_products = false;
+  add("all_matmul", c, true);
 
   for (Variant& v : variants) {
     v.model = BertClassifier(*config, 45);
@@ -221,19 +240,22 @@ int main(int argc, char** argv) {
   const std::string core = ftd::LoadedOpenBlasCore();
   const ftd::CpuFeatures cpu = ftd::DetectCpuFeatures();
   std::printf(
-      "model %s, %d layers, batch %d x %d tokens, %d rounds of %d steps, %d thread(s)%s%s\n"
+      "model %s, %d layers, batch %d x %d tokens, %d rounds of %d steps, %s thread(s)%s%s\n"
       "host: %s family %d model %d (%s); OpenBLAS %s kernels (made for this CPU: %s)\n",
-      model_dir.c_str(), config->num_hidden_layers, batch, length, rounds, steps, threads,
+      model_dir.c_str(), config->num_hidden_layers, batch, length, rounds, steps, thread_counts,
       keep_memory ? "" : ", glibc's default memory settings", on_thread ? ", on a thread" : "",
       cpu.vendor.c_str(), cpu.family, cpu.model, cpu.FeatureList().c_str(),
       core.empty() ? "(not OpenBLAS)" : core.c_str(), ftd::BestOpenBlasCore(cpu).c_str());
   auto run = [&] {
-    for (Variant& v : variants)
+    for (Variant& v : variants) {
+      torch::set_num_threads(v.threads);
       for (int i = 0; i < 2; ++i) step(v);  // warm-up
+    }
     for (int r = 0; r < rounds; ++r) {
       // Each round starts at another variant: none always runs first.
       for (size_t j = 0; j < variants.size(); ++j) {
         Variant& v = variants[(j + r) % variants.size()];
+        torch::set_num_threads(v.threads);
         const auto start = std::chrono::steady_clock::now();
         for (int i = 0; i < steps; ++i) step(v);
         v.ms.push_back(
@@ -253,6 +275,7 @@ int main(int argc, char** argv) {
     Variant& v = variants.size() > 1 ? variants[1] : variants[0];
     {
       torch::autograd::profiler::RecordProfile record(std::string{profile});
+      torch::set_num_threads(v.threads);
       for (int i = 0; i < 3; ++i) step(v);
     }
     std::printf("profile of 3 steps of \"%s\": %s\n", v.name.c_str(), profile);

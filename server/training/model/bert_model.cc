@@ -6,6 +6,7 @@
 #include <limits>
 #include <set>
 
+#include "server/training/model/attention_products.h"
 #include "server/training/model/fast_dropout.h"
 
 namespace ftd::training {
@@ -54,6 +55,11 @@ torch::Tensor BertSelfAttentionImpl::Attend(const torch::Tensor& q, const torch:
                                             const torch::Tensor& v, const torch::Tensor& mask_bias,
                                             int64_t batch, int64_t queries) {
   const int64_t seq = k.size(1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_size));
+  if (direct_products && DirectAttentionProductsApply(q, k, v)) {
+    auto probs = dropout(torch::softmax(AttentionScores(q, k, heads, scale) + mask_bias, -1));
+    return AttentionContext(probs, v);
+  }
   auto split = [&](const torch::Tensor& x, int64_t len) {
     return x.view({batch, len, heads, head_size}).transpose(1, 2);
   };
@@ -201,6 +207,9 @@ void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
   compute_ = options;
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* d = module->as<DropoutImpl>()) d->fast = options.fast_dropout;
+    if (auto* a = module->as<BertSelfAttentionImpl>()) {
+      a->direct_products = options.direct_attention_products;
+    }
   }
 }
 

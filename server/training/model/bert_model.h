@@ -30,6 +30,9 @@ struct ComputeOptions {
   // the pooler reads: its attention output and feed-forward for the other
   // tokens are never used.
   bool first_token_last_layer = true;
+  // The attention's per-head products with one BLAS call each, from the
+  // projections in place (attention_products.h), where they apply.
+  bool direct_attention_products = true;
 };
 
 // A dropout layer without parameters, in the module's train/eval mode. Its
@@ -67,6 +70,7 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   Dropout dropout{nullptr};
   int64_t heads;
   int64_t head_size;
+  bool direct_products = true;  // ComputeOptions::direct_attention_products
 
  private:
   torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/training/engine/precision.h"
+#include "server/training/model/attention_products.h"
 #include "server/training/model/bert_weights.h"
 #include "server/training/model/checkpoint.h"
 #include "tests/testing/status_matchers.h"
@@ -63,8 +65,60 @@ TEST(BertModelTest, MatchesTransformersLayerByLayer) {
   RecordProperty("max_abs_error", std::to_string(worst));
 }
 
-// The first-token-only last layer computes the same function: the logits of
-// the plain model (eval mode, on a padded batch), and its gradients.
+// The attention's direct products against torch::matmul on the heads' views,
+// forward and backward, with queries and keys of different lengths (and a
+// single query, as the first-token-only last layer has).
+TEST(AttentionProductsTest, MatchTorchMatmulForEveryHeadWithGradients) {
+  torch::manual_seed(5);
+  const int64_t batch = 3, heads = 4, d = 8, keys = 7;
+  for (int64_t queries : {5, 1}) {
+    SCOPED_TRACE(queries);
+    auto leaf = [](torch::IntArrayRef sizes) {
+      return torch::randn(sizes, torch::kFloat).requires_grad_();
+    };
+    torch::Tensor q = leaf({batch, queries, heads * d}), k = leaf({batch, keys, heads * d}),
+                  v = leaf({batch, keys, heads * d});
+    ASSERT_TRUE(DirectAttentionProductsApply(q, k, v));
+    auto split = [&](const torch::Tensor& x) {
+      return x.view({batch, x.size(1), heads, d}).transpose(1, 2);
+    };
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    // Probabilities that depend on the scores, so that their gradient flows
+    // back through both products.
+    torch::Tensor scores = AttentionScores(q, k, heads, scale);
+    torch::Tensor context = AttentionContext(torch::softmax(scores, -1), v);
+    torch::Tensor ref_scores = torch::matmul(split(q), split(k).transpose(-1, -2)) * scale;
+    torch::Tensor ref_context = torch::matmul(torch::softmax(ref_scores, -1), split(v))
+                                    .transpose(1, 2)
+                                    .reshape({batch, queries, heads * d});
+    EXPECT_LT((scores - ref_scores).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((context - ref_context).abs().max().item<double>(), 1e-5);
+
+    torch::Tensor weights = torch::randn(context.sizes());
+    auto grads = torch::autograd::grad({(context * weights).sum()}, {q, k, v});
+    auto ref_grads = torch::autograd::grad({(ref_context * weights).sum()}, {q, k, v});
+    for (int i = 0; i < 3; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_GT(ref_grads[i].abs().max().item<double>(), 1e-3);
+      EXPECT_LT((grads[i] - ref_grads[i]).abs().max().item<double>(), 1e-5);
+    }
+  }
+}
+
+TEST(AttentionProductsTest, LeaveToTorchWhatTheyDoNotCover) {
+  torch::Tensor x = torch::randn({2, 3, 8});
+  EXPECT_TRUE(DirectAttentionProductsApply(x, x, x));
+  EXPECT_FALSE(DirectAttentionProductsApply(x.to(torch::kDouble), x, x));
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x.transpose(0, 1), x));  // not contiguous
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 4, 8})));  // keys != values
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 3, 8, 1})));
+  AutocastScope bf16(/*enabled=*/true, torch::Device(torch::kCPU));
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x, x));
+}
+
+// The first-token-only last layer and the direct attention products compute
+// the same function: the logits of the plain model (eval mode, on a padded
+// batch), and its gradients.
 TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
   BertClassifier model(config, 5);
@@ -85,13 +139,19 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
                                           .clone()};
   };
   ComputeOptions plain;
-  plain.fast_dropout = plain.first_token_last_layer = false;
+  plain.fast_dropout = plain.first_token_last_layer = plain.direct_attention_products = false;
   auto [logits, grad] = run(plain);
   ComputeOptions first_token = plain;
   first_token.first_token_last_layer = true;
-  auto [l, g] = run(first_token);
-  EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5);
-  EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
+  ComputeOptions direct = plain;
+  direct.direct_attention_products = true;
+  ComputeOptions both = direct;
+  both.first_token_last_layer = true;
+  for (const ComputeOptions& options : {first_token, direct, both}) {
+    auto [l, g] = run(options);
+    EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
+  }
 }
 
 TEST(BertModelTest, MatchesTransformersOnCuda) {
