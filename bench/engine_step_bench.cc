@@ -41,11 +41,11 @@
 #include "server/training/model/checkpoint.h"
 #include "server/training/optim/fused_adamw.h"
 
+using ftd::training::AutocastScope;
 using ftd::training::BertClassifier;
 using ftd::training::BertClassifierImpl;
 using ftd::training::BertConfig;
 using ftd::training::ComputeOptions;
-using ftd::training::AutocastScope;
 using ftd::training::FusedAdamW;
 
 namespace {
@@ -55,7 +55,7 @@ struct Variant {
   ComputeOptions compute;
   bool fused_adamw = false;
   bool bf16 = false;
-  int frozen = 0;  // the embeddings and layers [0, frozen) take no gradients
+  int frozen = 0;   // the embeddings and layers [0, frozen) take no gradients
   int threads = 1;  // LibTorch's threads while it runs
   BertClassifier model{nullptr};
   std::unique_ptr<torch::optim::AdamW> torch_adamw;
@@ -140,24 +140,24 @@ int main(int argc, char** argv) {
       const bool asked = precision_list.find(bf16 ? ",bf16," : ",fp32,") != std::string::npos;
       if (all ? !asked : bf16) continue;
       for (int frozen : all ? ParseInts(depths) : std::vector<int>{0}) {
-       for (int t : all ? threads : std::vector<int>{threads[0]}) {
-        if (frozen < 0 || frozen >= config->num_hidden_layers) {
-          std::fprintf(stderr, "--frozen=%d: must be in [0, %d)\n", frozen,
-                       config->num_hidden_layers);
-          std::exit(2);
+        for (int t : all ? threads : std::vector<int>{threads[0]}) {
+          if (frozen < 0 || frozen >= config->num_hidden_layers) {
+            std::fprintf(stderr, "--frozen=%d: must be in [0, %d)\n", frozen,
+                         config->num_hidden_layers);
+            std::exit(2);
+          }
+          Variant v;
+          v.name = name;
+          if (bf16) v.name += " bf16";
+          if (frozen > 0) v.name += " frozen=" + std::to_string(frozen);
+          if (t != threads[0]) v.name += " threads=" + std::to_string(t);
+          v.compute = c;
+          v.fused_adamw = fused;
+          v.bf16 = bf16;
+          v.frozen = frozen;
+          v.threads = t;
+          variants.push_back(std::move(v));
         }
-        Variant v;
-        v.name = name;
-        if (bf16) v.name += " bf16";
-        if (frozen > 0) v.name += " frozen=" + std::to_string(frozen);
-        if (t != threads[0]) v.name += " threads=" + std::to_string(t);
-        v.compute = c;
-        v.fused_adamw = fused;
-        v.bf16 = bf16;
-        v.frozen = frozen;
-        v.threads = t;
-        variants.push_back(std::move(v));
-       }
       }
     }
   };

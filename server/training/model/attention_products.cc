@@ -12,8 +12,7 @@ namespace {
 // The Fortran BLAS sgemm (column-major), as every BLAS library exports it.
 using Sgemm = void (*)(const char* trans_a, const char* trans_b, const int* m, const int* n,
                        const int* k, const float* alpha, const float* a, const int* lda,
-                       const float* b, const int* ldb, const float* beta, float* c,
-                       const int* ldc);
+                       const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
 
 // The sgemm of the BLAS library LibTorch loaded; null where it exports none
 // (a LibTorch with its BLAS linked in statically, such as pip's).
@@ -75,8 +74,8 @@ struct ScoresFunction : torch::autograd::Function<ScoresFunction> {
     ForEachHead(batch, heads, [&](int64_t b, int64_t h) {
       Multiply(sgemm, Int(lq), Int(lk), Int(d), static_cast<float>(scale),
                {qp + b * lq * width + h * d, Int(width), false},
-               {kp + b * lk * width + h * d, Int(width), true},
-               sp + (b * heads + h) * lq * lk, Int(lk));
+               {kp + b * lk * width + h * d, Int(width), true}, sp + (b * heads + h) * lq * lk,
+               Int(lk));
     });
     return scores;
   }
@@ -102,8 +101,8 @@ struct ScoresFunction : torch::autograd::Function<ScoresFunction> {
       ForEachHead(batch, heads, [&](int64_t b, int64_t h) {  // dQ_h = scale dS_h K_h
         Multiply(sgemm, Int(lq), Int(d), Int(lk), scale,
                  {dsp + (b * heads + h) * lq * lk, Int(lk), false},
-                 {kp + b * lk * width + h * d, Int(width), false},
-                 out + b * lq * width + h * d, Int(width));
+                 {kp + b * lk * width + h * d, Int(width), false}, out + b * lq * width + h * d,
+                 Int(width));
       });
     }
     if (ctx->needs_input_grad(1)) {
@@ -112,8 +111,8 @@ struct ScoresFunction : torch::autograd::Function<ScoresFunction> {
       ForEachHead(batch, heads, [&](int64_t b, int64_t h) {  // dK_h = scale dS_h^T Q_h
         Multiply(sgemm, Int(lk), Int(d), Int(lq), scale,
                  {dsp + (b * heads + h) * lq * lk, Int(lk), true},
-                 {qp + b * lq * width + h * d, Int(width), false},
-                 out + b * lk * width + h * d, Int(width));
+                 {qp + b * lq * width + h * d, Int(width), false}, out + b * lk * width + h * d,
+                 Int(width));
       });
     }
     return {dq, dk, torch::Tensor(), torch::Tensor()};
@@ -136,8 +135,8 @@ struct ContextFunction : torch::autograd::Function<ContextFunction> {
     ForEachHead(batch, heads, [&](int64_t b, int64_t h) {
       Multiply(sgemm, Int(lq), Int(d), Int(lk), 1.0f,
                {pp + (b * heads + h) * lq * lk, Int(lk), false},
-               {vp + b * lk * width + h * d, Int(width), false},
-               cp + b * lq * width + h * d, Int(width));
+               {vp + b * lk * width + h * d, Int(width), false}, cp + b * lq * width + h * d,
+               Int(width));
     });
     return context;
   }
@@ -161,8 +160,8 @@ struct ContextFunction : torch::autograd::Function<ContextFunction> {
       ForEachHead(batch, heads, [&](int64_t b, int64_t h) {  // dP_h = dC_h V_h^T
         Multiply(sgemm, Int(lq), Int(lk), Int(d), 1.0f,
                  {dcp + b * lq * width + h * d, Int(width), false},
-                 {vp + b * lk * width + h * d, Int(width), true},
-                 out + (b * heads + h) * lq * lk, Int(lk));
+                 {vp + b * lk * width + h * d, Int(width), true}, out + (b * heads + h) * lq * lk,
+                 Int(lk));
       });
     }
     if (ctx->needs_input_grad(1)) {
@@ -171,8 +170,8 @@ struct ContextFunction : torch::autograd::Function<ContextFunction> {
       ForEachHead(batch, heads, [&](int64_t b, int64_t h) {  // dV_h = P_h^T dC_h
         Multiply(sgemm, Int(lk), Int(d), Int(lq), 1.0f,
                  {pp + (b * heads + h) * lq * lk, Int(lk), true},
-                 {dcp + b * lq * width + h * d, Int(width), false},
-                 out + b * lk * width + h * d, Int(width));
+                 {dcp + b * lq * width + h * d, Int(width), false}, out + b * lk * width + h * d,
+                 Int(width));
       });
     }
     return {dp, dv};
