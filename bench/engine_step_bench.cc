@@ -8,17 +8,17 @@
 //
 // Variants: "torch" (LibTorch's dropout, the whole last layer, the attention's products through
 // torch::matmul, torch::optim::AdamW with clip_grad_norm_ and zero_grad: the engine before these
-// kernels), each kernel alone on top of it, "all_matmul" (all but the direct attention products)
-// and "all" (every kernel with FusedAdamW: what the trainer runs) in each --precision (bf16: the
-// trainer's bf16 autocast, fp32 master weights), at each --frozen depth K (the embeddings and
-// layers 0..K-1 frozen: their forward pass without gradients, as the trainer runs them without the
-// cache; build/bench/cache_step_bench measures the step with the cache) and with each of --threads
-// LibTorch threads (the others with the first). Prints the median ms/step of each over the rounds
-// and its ratio to "torch"; each round starts at the next variant. The
-// process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h) and keeps freed memory
-// (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile writes LibTorch's
-// profile of 3 steps of the first variant measured after "torch" to TRACE (chrome://tracing's
-// format; bench/profile_summary.py totals it by operator).
+// kernels), each kernel alone on top of it, "all_matmul" and "all_torch_gelu" (all but the direct
+// attention products, all but the fast GELU) and "all" (every kernel with FusedAdamW: what the
+// trainer runs) in each --precision (bf16: the trainer's bf16 autocast, fp32 master weights), at
+// each --frozen depth K (the embeddings and layers 0..K-1 frozen: their forward pass without
+// gradients, as the trainer runs them without the cache; build/bench/cache_step_bench measures the
+// step with the cache) and with each of --threads LibTorch threads (the others with the first).
+// Prints the median ms/step of each over the rounds and its ratio to "torch"; each round starts at
+// the next variant. The process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h)
+// and keeps freed memory (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile
+// writes LibTorch's profile of 3 steps of the first variant measured after "torch" to TRACE
+// (chrome://tracing's format; bench/profile_summary.py totals it by operator).
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
@@ -127,7 +127,8 @@ int main(int argc, char** argv) {
   torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
 
   ComputeOptions none;
-  none.fast_dropout = none.first_token_last_layer = none.direct_attention_products = false;
+  none.fast_dropout = none.first_token_last_layer = none.direct_attention_products =
+      none.fast_gelu = false;
   std::vector<Variant> variants;
   auto add = [&](std::string name, ComputeOptions c, bool fused) {
     const std::string wanted = std::string(",") + only + ",";
@@ -171,11 +172,17 @@ int main(int argc, char** argv) {
   c = none;
   c.direct_attention_products = true;
   add("attention_products", c, false);
+  c = none;
+  c.fast_gelu = true;
+  add("fast_gelu", c, false);
   add("fused_adamw", none, true);
   add("all", ComputeOptions{}, true);
   c = ComputeOptions{};
   c.direct_attention_products = false;
   add("all_matmul", c, true);
+  c = ComputeOptions{};
+  c.fast_gelu = false;
+  add("all_torch_gelu", c, true);
 
   for (Variant& v : variants) {
     v.model = BertClassifier(*config, 45);

@@ -8,6 +8,7 @@
 
 #include "server/training/model/attention_products.h"
 #include "server/training/model/fast_dropout.h"
+#include "server/training/model/fast_gelu.h"
 
 namespace ftd::training {
 
@@ -117,7 +118,7 @@ BertIntermediateImpl::BertIntermediateImpl(const BertConfig& c) : activation(c.h
 torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& x) {
   auto h = dense(x);
   if (activation == "relu") return torch::relu(h);
-  if (activation == "gelu") return torch::gelu(h);
+  if (activation == "gelu") return fast_gelu ? FastGelu(h) : torch::gelu(h);
   return torch::gelu(h, "tanh");
 }
 
@@ -210,6 +211,7 @@ void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
     if (auto* a = module->as<BertSelfAttentionImpl>()) {
       a->direct_products = options.direct_attention_products;
     }
+    if (auto* i = module->as<BertIntermediateImpl>()) i->fast_gelu = options.fast_gelu;
   }
 }
 

@@ -33,6 +33,8 @@ struct ComputeOptions {
   // The attention's per-head products with one BLAS call each, from the
   // projections in place (attention_products.h), where they apply.
   bool direct_attention_products = true;
+  // GELU (erf form) from fast_gelu.h instead of torch::gelu.
+  bool fast_gelu = true;
 };
 
 // A dropout layer without parameters, in the module's train/eval mode. Its
@@ -105,6 +107,7 @@ struct BertIntermediateImpl : torch::nn::Module {
 
   torch::nn::Linear dense{nullptr};
   std::string activation;
+  bool fast_gelu = true;  // ComputeOptions::fast_gelu
 };
 TORCH_MODULE(BertIntermediate);
 

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "server/training/engine/precision.h"
 #include "server/training/model/attention_products.h"
 #include "server/training/model/bert_weights.h"
+#include "server/training/model/fast_gelu.h"
 #include "server/training/model/checkpoint.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -116,9 +119,43 @@ TEST(AttentionProductsTest, LeaveToTorchWhatTheyDoNotCover) {
   EXPECT_FALSE(DirectAttentionProductsApply(x, x, x));
 }
 
-// The first-token-only last layer and the direct attention products compute
-// the same function: the logits of the plain model (eval mode, on a padded
-// batch), and its gradients.
+// FastGelu against GELU in double precision, values and gradients, over
+// both tails (where 1 + erf(x / sqrt 2) cancels, and where erf rounds to 1).
+TEST(FastGeluTest, MatchesGeluInDoublePrecisionWithGradients) {
+  torch::Tensor exact = torch::linspace(-12, 12, 480001, torch::kDouble).requires_grad_();
+  torch::Tensor x = exact.detach().to(torch::kFloat).requires_grad_();
+  torch::Tensor y = FastGelu(x);
+  torch::Tensor reference = torch::gelu(exact);
+  torch::Tensor weights = torch::rand(x.sizes(), torch::kDouble);
+  (y * weights.to(torch::kFloat)).sum().backward();
+  (reference * weights).sum().backward();
+  torch::Tensor scale = exact.detach().abs().clamp_min(1.0);
+  EXPECT_LT(((y.to(torch::kDouble) - reference) / scale).abs().max().item<double>(), 1e-6);
+  EXPECT_LT((x.grad().to(torch::kDouble) - exact.grad()).abs().max().item<double>(), 1e-6);
+  // LibTorch's own float GELU is no closer.
+  EXPECT_LT(((torch::gelu(x.detach()).to(torch::kDouble) - reference) / scale)
+                .abs()
+                .max()
+                .item<double>(),
+            1e-6);
+}
+
+TEST(FastGeluTest, SpecialValuesStridesAndOtherTypes) {
+  const float inf = std::numeric_limits<float>::infinity();
+  torch::Tensor special = FastGelu(torch::tensor({std::nanf(""), inf, -100.0f, 0.0f}));
+  EXPECT_TRUE(std::isnan(special[0].item<float>()));
+  EXPECT_EQ(special[1].item<float>(), inf);
+  EXPECT_EQ(special[2].item<float>(), 0.0f);
+  EXPECT_EQ(special[3].item<float>(), 0.0f);
+  torch::Tensor m = torch::randn({64, 48}).t();  // not contiguous
+  EXPECT_LT((FastGelu(m) - torch::gelu(m)).abs().max().item<double>(), 1e-5);
+  torch::Tensor d = torch::randn({100}, torch::kDouble);
+  EXPECT_TRUE(torch::equal(FastGelu(d), torch::gelu(d)));
+}
+
+// The first-token-only last layer, the direct attention products and the
+// fast GELU compute the same function: the logits of the plain model (eval
+// mode, on a padded batch), and its gradients.
 TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
   BertClassifier model(config, 5);
@@ -139,15 +176,18 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
                                           .clone()};
   };
   ComputeOptions plain;
-  plain.fast_dropout = plain.first_token_last_layer = plain.direct_attention_products = false;
+  plain.fast_dropout = plain.first_token_last_layer = plain.direct_attention_products =
+      plain.fast_gelu = false;
   auto [logits, grad] = run(plain);
   ComputeOptions first_token = plain;
   first_token.first_token_last_layer = true;
   ComputeOptions direct = plain;
   direct.direct_attention_products = true;
-  ComputeOptions both = direct;
-  both.first_token_last_layer = true;
-  for (const ComputeOptions& options : {first_token, direct, both}) {
+  ComputeOptions gelu = plain;
+  gelu.fast_gelu = true;
+  ComputeOptions all = direct;
+  all.first_token_last_layer = all.fast_gelu = true;
+  for (const ComputeOptions& options : {first_token, direct, gelu, all}) {
     auto [l, g] = run(options);
     EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5);
     EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
