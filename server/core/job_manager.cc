@@ -7,10 +7,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/quote.h"
 #include "common/enum_names.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/utf8.h"
@@ -263,6 +263,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
     Log(LogLevel::kInfo, absl::StrCat("recovered ", manager->active_.size(), " unfinished jobs"));
   }
   manager->RemoveOrphanedFoldersLocked();
+  manager->RemoveEndedJobsCheckpointsLocked();
   for (const scheduler::Device& device : manager->options_.devices) {
     manager->observer_->DeviceBusy(device.name(), false);
   }
@@ -301,6 +302,30 @@ void JobManager::RemoveOrphanedFoldersLocked() {
     return;
   }
   for (const std::string& job_id : *deleted) RemoveJobFolder(job_id);
+}
+
+void JobManager::RemoveEndedJobsCheckpointsLocked() {
+  // A job's checkpoints are deleted after its end is durable; a daemon stopped
+  // between the two leaves them behind, to be deleted at the next start.
+  if (options_.keep_checkpoints || options_.jobs_dir.empty()) return;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(options_.jobs_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string job_id = it->path().filename().string();
+    std::error_code stat_ec;
+    if (active_.count(job_id) > 0 ||
+        std::filesystem::symlink_status(CheckpointDir(job_id), stat_ec).type() !=
+            std::filesystem::file_type::directory) {
+      continue;
+    }
+    absl::StatusOr<v1::Job> job = options_.store->GetJob(job_id);
+    if (!job.ok() || !IsFinal(job->state())) continue;
+    std::error_code remove_ec;
+    std::filesystem::remove_all(CheckpointDir(job_id), remove_ec);
+    Log(remove_ec ? LogLevel::kWarning : LogLevel::kInfo,
+        remove_ec ? absl::StrCat(job_id, ": cannot delete its checkpoints: ", remove_ec.message())
+                  : absl::StrCat(job_id, ": deleted the checkpoints it left when it ended"));
+  }
 }
 
 int64_t JobManager::RemoveJobFolder(const std::string& job_id) {
@@ -500,10 +525,10 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
                      options_.store->FindByRequestId(caller.tenant, request_id));
     if (earlier.has_value()) {
       if (!google::protobuf::util::MessageDifferencer::Equals(earlier->spec(), spec)) {
-        return WithReason(
-            absl::AlreadyExistsError(absl::StrCat("request_id: ", QuoteUserText(request_id), " was used for ",
-                                                  earlier->id(), " with a different spec")),
-            "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
+        return WithReason(absl::AlreadyExistsError(absl::StrCat(
+                              "request_id: ", QuoteUserText(request_id), " was used for ",
+                              earlier->id(), " with a different spec")),
+                          "REQUEST_ID_REUSED", {{"job_id", earlier->id()}});
       }
       return GetLocked(earlier->id());
     }
@@ -579,8 +604,8 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobSpec spec, const std::string& 
 absl::StatusOr<std::unique_ptr<OutputReader>> JobManager::OpenOutput(const std::string& job_id,
                                                                      const std::string& artifact) {
   if (!artifact.empty() && artifact != "model" && artifact != "metrics") {
-    return InvalidField("artifact",
-                        absl::StrCat("must be \"model\" or \"metrics\", got ", QuoteUserText(artifact)));
+    return InvalidField("artifact", absl::StrCat("must be \"model\" or \"metrics\", got ",
+                                                 QuoteUserText(artifact)));
   }
   ASSIGN_OR_RETURN(v1::Job job, Get(job_id));
   if (job.state() != v1::JOB_STATE_SUCCEEDED) {

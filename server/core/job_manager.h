@@ -220,6 +220,9 @@ class JobManager {
   // Removes the folders of jobs deleted before a crash could (the store's
   // marks).
   void RemoveOrphanedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the checkpoints of ended jobs that a stop left behind (unless
+  // checkpoints are kept).
+  void RemoveEndedJobsCheckpointsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes a deleted job's folder and its mark; the bytes removed (0 when
   // the folder could not be removed: the mark stays for the next start).
   int64_t RemoveJobFolder(const std::string& job_id);

@@ -267,7 +267,14 @@ TEST_F(Kill9Test, EveryAcknowledgedJobExistsOnceAndEndsAsItsHistoryAllows) {
     for (const char* file : {"config.json", "vocab.txt", "model.safetensors"}) {
       EXPECT_TRUE(std::filesystem::exists(output + "/" + file)) << output << "/" << file;
     }
-    EXPECT_FALSE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/" + id + "/checkpoints")));
+    // Its checkpoints go just after its end is durable (or at the next start,
+    // where a kill came in between).
+    const std::string checkpoints = dir_.Sub("ftd-data/jobs/" + id + "/checkpoints");
+    const auto gone_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::filesystem::exists(checkpoints) && std::chrono::steady_clock::now() < gone_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_FALSE(std::filesystem::exists(checkpoints)) << id;
     v1::Dataset valid;
     valid.set_path(dir_.Sub("data/valid.csv"));
     valid.set_format(v1::DATASET_FORMAT_CSV);

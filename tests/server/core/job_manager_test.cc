@@ -433,6 +433,28 @@ TEST_F(JobManagerTest, AFolderADeleteLeftBehindIsRemovedAtTheNextStart) {
   EXPECT_THAT(marks, ::testing::IsEmpty());
 }
 
+// A job's checkpoints go once its end is durable; a daemon stopped between
+// the two leaves them, and the next start deletes them. Those of unfinished
+// jobs, and of folders the store does not know, stay.
+TEST_F(JobManagerTest, CheckpointsAStopLeftBehindAnEndedJobAreDeletedAtTheNextStart) {
+  StartManager();
+  ASSERT_OK_AND_ASSIGN(v1::Job ended, manager_->Submit(Spec("ok")));
+  Recorder recorder;
+  ASSERT_EQ(AwaitEnd(ended.id(), &recorder).state(), v1::JOB_STATE_SUCCEEDED);
+  manager_.reset();
+  StartManager(/*cpu_slots=*/0);
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, manager_->Submit(Spec("ok")));
+  manager_.reset();
+  ftd::testing::WriteFile(dir_.Sub("jobs/" + ended.id() + "/checkpoints/step-3/w"), "x");
+  ftd::testing::WriteFile(dir_.Sub("jobs/" + queued.id() + "/checkpoints/step-1/w"), "x");
+  ftd::testing::WriteFile(dir_.Sub("jobs/job-77/checkpoints/step-1/w"), "x");
+  StartManager(/*cpu_slots=*/0);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("jobs/" + ended.id() + "/checkpoints")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/" + ended.id())));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/" + queued.id() + "/checkpoints/step-1/w")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("jobs/job-77/checkpoints/step-1/w")));
+}
+
 // A job keeps the uploaded files it names from deletion from its submission
 // until its end, across a restart; a submission that is refused pins nothing.
 TEST_F(JobManagerTest, AJobPinsItsUploadedFilesUntilItEndsAndAcrossARestart) {
