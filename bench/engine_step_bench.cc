@@ -8,8 +8,9 @@
 //
 // Variants: "torch" (LibTorch's dropout, the whole last layer, the attention's products through
 // torch::matmul, torch::optim::AdamW with clip_grad_norm_ and zero_grad: the engine before these
-// kernels), each kernel alone on top of it, "all_matmul" and "all_torch_gelu" (all but the direct
-// attention products, all but the fast GELU) and "all" (every kernel with FusedAdamW: what the
+// kernels), each kernel alone on top of it ("residual_norm" with the fast dropout masks it needs),
+// "all_matmul", "all_torch_gelu" and "all_unfused_norm" (all but the direct attention products,
+// the fast GELU, the fused block ends) and "all" (every kernel with FusedAdamW: what the
 // trainer runs) in each --precision (bf16: the trainer's bf16 autocast, fp32 master weights), at
 // each --frozen depth K (the embeddings and layers 0..K-1 frozen: their forward pass without
 // gradients, as the trainer runs them without the cache; build/bench/cache_step_bench measures the
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
 
   ComputeOptions none;
   none.fast_dropout = none.first_token_last_layer = none.direct_attention_products =
-      none.fast_gelu = false;
+      none.fast_gelu = none.fused_residual_norm = false;
   std::vector<Variant> variants;
   auto add = [&](std::string name, ComputeOptions c, bool fused) {
     const std::string wanted = std::string(",") + only + ",";
@@ -175,6 +176,9 @@ int main(int argc, char** argv) {
   c = none;
   c.fast_gelu = true;
   add("fast_gelu", c, false);
+  c = none;
+  c.fast_dropout = c.fused_residual_norm = true;  // it needs the fast masks
+  add("residual_norm", c, false);
   add("fused_adamw", none, true);
   add("all", ComputeOptions{}, true);
   c = ComputeOptions{};
@@ -183,6 +187,9 @@ int main(int argc, char** argv) {
   c = ComputeOptions{};
   c.fast_gelu = false;
   add("all_torch_gelu", c, true);
+  c = ComputeOptions{};
+  c.fused_residual_norm = false;
+  add("all_unfused_norm", c, true);
 
   for (Variant& v : variants) {
     v.model = BertClassifier(*config, 45);

@@ -1,10 +1,11 @@
 #include "server/training/model/attention_products.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <dlfcn.h>
 
 #include <limits>
+
+#include "server/training/model/cpu_autocast.h"
 
 namespace ftd::training {
 namespace {
@@ -48,14 +49,6 @@ void ForEachHead(int64_t batch, int64_t heads, const Product& product) {
 }
 
 int Int(int64_t v) { return static_cast<int>(v); }
-
-bool CpuAutocastEnabled() {
-#if TORCH_VERSION_MAJOR >= 2
-  return at::autocast::is_autocast_enabled(at::kCPU);
-#else
-  return at::autocast::is_cpu_enabled();
-#endif
-}
 
 // Q [B, Lq, H*D] and K [B, Lk, H*D] -> scale * Q_h K_h^T: [B, H, Lq, Lk].
 struct ScoresFunction : torch::autograd::Function<ScoresFunction> {

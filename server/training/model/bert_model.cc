@@ -9,6 +9,7 @@
 #include "server/training/model/attention_products.h"
 #include "server/training/model/fast_dropout.h"
 #include "server/training/model/fast_gelu.h"
+#include "server/training/model/residual_norm.h"
 
 namespace ftd::training {
 
@@ -93,6 +94,16 @@ BertResidualOutputImpl::BertResidualOutputImpl(const BertConfig& c, int64_t in_f
 
 torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x,
                                               const torch::Tensor& residual) {
+  // Dropout's fused form needs its fast masks (the same ones, from the same
+  // point of the stream); evaluation has none.
+  const bool drop = is_training() && dropout->p > 0;
+  if (fused_norm && (!drop || dropout->fast) && x.device().is_cpu() &&
+      x.scalar_type() == torch::kFloat &&
+      ResidualNormApplies(residual, dense->bias, LayerNorm->weight, LayerNorm->bias)) {
+    return FusedResidualNorm(torch::matmul(x, dense->weight.t()), dense->bias, residual,
+                             LayerNorm->weight, LayerNorm->bias, LayerNorm->options.eps(),
+                             drop ? dropout->p : 0.0, drop ? dropout->stream->Next() : 0);
+  }
   return LayerNorm(dropout(dense(x)) + residual);
 }
 
@@ -212,6 +223,7 @@ void BertClassifierImpl::SetComputeOptions(const ComputeOptions& options) {
       a->direct_products = options.direct_attention_products;
     }
     if (auto* i = module->as<BertIntermediateImpl>()) i->fast_gelu = options.fast_gelu;
+    if (auto* o = module->as<BertResidualOutputImpl>()) o->fused_norm = options.fused_residual_norm;
   }
 }
 

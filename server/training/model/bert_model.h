@@ -35,6 +35,9 @@ struct ComputeOptions {
   bool direct_attention_products = true;
   // GELU (erf form) from fast_gelu.h instead of torch::gelu.
   bool fast_gelu = true;
+  // Each block's end, LayerNorm(dropout(dense + bias) + residual), in one
+  // pass forward and one backward (residual_norm.h), where it applies.
+  bool fused_residual_norm = true;
 };
 
 // A dropout layer without parameters, in the module's train/eval mode. Its
@@ -88,6 +91,7 @@ struct BertResidualOutputImpl : torch::nn::Module {
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
   Dropout dropout{nullptr};
+  bool fused_norm = true;  // ComputeOptions::fused_residual_norm
 };
 TORCH_MODULE(BertResidualOutput);
 

@@ -14,8 +14,10 @@
 #include "server/training/engine/precision.h"
 #include "server/training/model/attention_products.h"
 #include "server/training/model/bert_weights.h"
-#include "server/training/model/fast_gelu.h"
 #include "server/training/model/checkpoint.h"
+#include "server/training/model/fast_dropout.h"
+#include "server/training/model/fast_gelu.h"
+#include "server/training/model/residual_norm.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -112,7 +114,7 @@ TEST(AttentionProductsTest, LeaveToTorchWhatTheyDoNotCover) {
   torch::Tensor x = torch::randn({2, 3, 8});
   EXPECT_TRUE(DirectAttentionProductsApply(x, x, x));
   EXPECT_FALSE(DirectAttentionProductsApply(x.to(torch::kDouble), x, x));
-  EXPECT_FALSE(DirectAttentionProductsApply(x, x.transpose(0, 1), x));  // not contiguous
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x.transpose(0, 1), x));        // not contiguous
   EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 4, 8})));  // keys != values
   EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 3, 8, 1})));
   AutocastScope bf16(/*enabled=*/true, torch::Device(torch::kCPU));
@@ -133,11 +135,9 @@ TEST(FastGeluTest, MatchesGeluInDoublePrecisionWithGradients) {
   EXPECT_LT(((y.to(torch::kDouble) - reference) / scale).abs().max().item<double>(), 1e-6);
   EXPECT_LT((x.grad().to(torch::kDouble) - exact.grad()).abs().max().item<double>(), 1e-6);
   // LibTorch's own float GELU is no closer.
-  EXPECT_LT(((torch::gelu(x.detach()).to(torch::kDouble) - reference) / scale)
-                .abs()
-                .max()
-                .item<double>(),
-            1e-6);
+  EXPECT_LT(
+      ((torch::gelu(x.detach()).to(torch::kDouble) - reference) / scale).abs().max().item<double>(),
+      1e-6);
 }
 
 TEST(FastGeluTest, SpecialValuesStridesAndOtherTypes) {
@@ -151,6 +151,63 @@ TEST(FastGeluTest, SpecialValuesStridesAndOtherTypes) {
   EXPECT_LT((FastGelu(m) - torch::gelu(m)).abs().max().item<double>(), 1e-5);
   torch::Tensor d = torch::randn({100}, torch::kDouble);
   EXPECT_TRUE(torch::equal(FastGelu(d), torch::gelu(d)));
+}
+
+// LayerNorm(dropout(h + bias) + residual) in one pass: the same values and
+// gradients (of h, bias, residual, gamma and beta) as LibTorch's layers with
+// the same dropout mask, with and without dropout, for a residual that is not
+// contiguous, and for more rows than one block of its column sums.
+TEST(ResidualNormTest, MatchesTheUnfusedLayersWithGradients) {
+  torch::manual_seed(5);
+  for (const double p : {0.1, 0.0}) {
+    for (const bool strided : {false, true}) {
+      const int64_t n = 40;  // not a multiple of the vector width
+      auto leaf = [](torch::Tensor t) { return t.detach().requires_grad_(true); };
+      torch::Tensor h = leaf(torch::randn({9, 23, n}));  // 207 rows: four blocks
+      torch::Tensor bias = leaf(torch::randn({n}));
+      torch::Tensor wide = torch::randn({9, 23, 2 * n});
+      torch::Tensor residual = leaf(strided ? wide.narrow(-1, 3, n) : torch::randn({9, 23, n}));
+      torch::Tensor gamma = leaf(torch::randn({n}));
+      torch::Tensor beta = leaf(torch::randn({n}));
+      torch::Tensor upstream = torch::randn({9, 23, n});
+      const uint64_t seed = 77;
+      const std::vector<torch::Tensor> inputs = {h, bias, residual, gamma, beta};
+      ASSERT_TRUE(ResidualNormApplies(residual, bias, gamma, beta));
+      torch::Tensor fused = FusedResidualNorm(h, bias, residual, gamma, beta, 1e-12, p, seed);
+      std::vector<torch::Tensor> got = torch::autograd::grad({fused}, inputs, {upstream});
+      torch::Tensor dropped = p > 0 ? FastDropout(h + bias, p, true, seed) : h + bias;
+      torch::Tensor plain = torch::layer_norm(dropped + residual, {n}, gamma, beta, 1e-12);
+      std::vector<torch::Tensor> want = torch::autograd::grad({plain}, inputs, {upstream});
+      SCOPED_TRACE(absl::StrCat("p ", p, strided ? ", strided residual" : ""));
+      EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-5);
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        EXPECT_LT((got[i] - want[i]).abs().max().item<double>(),
+                  1e-5 * std::max(1.0, want[i].abs().max().item<double>()))
+            << "the gradient of input " << i;
+      }
+      if (p > 0) {  // some rows dropped, so h's gradient differs from the residual's
+        EXPECT_FALSE(torch::allclose(got[0], got[2]));
+      }
+    }
+  }
+}
+
+TEST(ResidualNormTest, LeavesToLibTorchWhatItDoesNotCover) {
+  torch::Tensor v = torch::randn({8});
+  torch::Tensor r = torch::randn({3, 8});
+  EXPECT_FALSE(ResidualNormApplies(r.to(torch::kDouble), v, v, v));
+  EXPECT_FALSE(ResidualNormApplies(r, torch::randn({7}), v, v));
+  EXPECT_FALSE(ResidualNormApplies(r, v, v.to(torch::kDouble), v));
+  {
+    AutocastScope autocast(true, torch::kCPU);
+    EXPECT_FALSE(ResidualNormApplies(r, v, v, v));
+  }
+  EXPECT_TRUE(ResidualNormApplies(r, v, v, v));
+  // Double in, the same function through LibTorch's layers.
+  torch::Tensor d = torch::randn({3, 8}, torch::kDouble);
+  torch::Tensor dv = torch::randn({8}, torch::kDouble);
+  EXPECT_TRUE(torch::allclose(FusedResidualNorm(d, dv, d, dv, dv, 1e-5, 0.0, 1),
+                              torch::layer_norm(d + dv + d, {8}, dv, dv, 1e-5)));
 }
 
 // The first-token-only last layer, the direct attention products and the
@@ -177,7 +234,7 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   };
   ComputeOptions plain;
   plain.fast_dropout = plain.first_token_last_layer = plain.direct_attention_products =
-      plain.fast_gelu = false;
+      plain.fast_gelu = plain.fused_residual_norm = false;
   auto [logits, grad] = run(plain);
   ComputeOptions first_token = plain;
   first_token.first_token_last_layer = true;
@@ -185,13 +242,46 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   direct.direct_attention_products = true;
   ComputeOptions gelu = plain;
   gelu.fast_gelu = true;
+  ComputeOptions norm = plain;
+  norm.fused_residual_norm = true;
   ComputeOptions all = direct;
-  all.first_token_last_layer = all.fast_gelu = true;
-  for (const ComputeOptions& options : {first_token, direct, gelu, all}) {
+  all.first_token_last_layer = all.fast_gelu = all.fused_residual_norm = true;
+  for (const ComputeOptions& options : {first_token, direct, gelu, norm, all}) {
     auto [l, g] = run(options);
     EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5);
     EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
   }
+}
+
+// In training, the fused block ends draw the same dropout masks from the
+// model's stream as the unfused layers: the same logits and gradients.
+TEST(BertModelTest, TheFusedBlockEndsKeepTheDropoutMasksInTraining) {
+  ASSERT_OK_AND_ASSIGN(BertConfig config, BertConfig::FromModelFolder(kModel));
+  BertClassifier model(config, 5);
+  ASSERT_OK(LoadWeights(kModel, config, model).status());
+  model->train();
+  torch::manual_seed(4);
+  torch::Tensor ids = torch::randint(5, config.vocab_size, {4, 13}, torch::kLong);
+  torch::Tensor mask = torch::ones({4, 13}, torch::kLong);
+  auto run = [&](bool fused) {
+    ComputeOptions options;
+    options.fused_residual_norm = fused;
+    model->SetComputeOptions(options);
+    model->dropout_stream().Reset(11);
+    model->zero_grad();
+    torch::Tensor logits = model->forward(ids, mask);
+    logits.pow(2).sum().backward();
+    return std::pair{
+        logits.detach(),
+        model->bert->encoder->layer[0]->as<BertLayerImpl>()->output->dense->bias.grad().clone()};
+  };
+  auto [logits, grad] = run(false);
+  auto [fused_logits, fused_grad] = run(true);
+  EXPECT_LT((fused_logits - logits).abs().max().item<double>(), 1e-5);
+  EXPECT_LT((fused_grad - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
+  // Another stream gives other masks, so the comparison above can fail.
+  model->dropout_stream().Reset(12);
+  EXPECT_GT((model->forward(ids, mask) - logits).abs().max().item<double>(), 1e-3);
 }
 
 TEST(BertModelTest, MatchesTransformersOnCuda) {
