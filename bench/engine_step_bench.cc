@@ -3,23 +3,26 @@
 // blocks so that drift on the machine hits every variant alike.
 //
 //   build/bench/engine_step_bench [MODEL_DIR] [--steps=N] [--rounds=R] [--batch=B]
-//       [--length=S] [--threads=1,2] [--only=a,b] [--precision=fp32,bf16] [--frozen=0,2,4]
-//       [--glibc_default_memory] [--on_thread] [--profile=TRACE]
+//       [--length=S] [--min_length=M] [--threads=1,2] [--only=a,b] [--precision=fp32,bf16]
+//       [--frozen=0,2,4] [--glibc_default_memory] [--on_thread] [--profile=TRACE]
 //
+// The batch is B random rows padded to S tokens; with --min_length, row lengths are uniform in
+// [M, S] (the first S long), as real data's are, otherwise every row is S long.
 // Variants: "torch" (LibTorch's dropout, the whole last layer, the attention's products through
 // torch::matmul, torch::optim::AdamW with clip_grad_norm_ and zero_grad: the engine before these
 // kernels), each kernel alone on top of it ("residual_norm" with the fast dropout masks it needs),
-// "all_matmul", "all_torch_gelu" and "all_unfused_norm" (all but the direct attention products,
-// the fast GELU, the fused block ends) and "all" (every kernel with FusedAdamW: what the
-// trainer runs) in each --precision (bf16: the trainer's bf16 autocast, fp32 master weights), at
-// each --frozen depth K (the embeddings and layers 0..K-1 frozen: their forward pass without
-// gradients, as the trainer runs them without the cache; build/bench/cache_step_bench measures the
-// step with the cache) and with each of --threads LibTorch threads (the others with the first).
-// Prints the median ms/step of each over the rounds and its ratio to "torch"; each round starts at
-// the next variant. The process picks its BLAS kernels as ftd does (server/daemon/kernel_choice.h)
-// and keeps freed memory (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile
-// writes LibTorch's profile of 3 steps of the first variant measured after "torch" to TRACE
-// (chrome://tracing's format; bench/profile_summary.py totals it by operator).
+// "all_matmul", "all_torch_gelu", "all_unfused_norm" and "all_padded" (all but the direct
+// attention products, the fast GELU, the fused block ends, the unpadded tokens) and "all" (every
+// kernel with FusedAdamW: what the trainer runs) in each --precision (bf16: the trainer's bf16
+// autocast, fp32 master weights), at each --frozen depth K (the embeddings and layers 0..K-1
+// frozen: their forward pass without gradients, as the trainer runs them without the cache;
+// build/bench/cache_step_bench measures the step with the cache) and with each of --threads
+// LibTorch threads (the others with the first). Prints the median ms/step of each over the
+// rounds and its ratio to "torch"; each round starts at the next variant. The process picks its
+// BLAS kernels as ftd does (server/daemon/kernel_choice.h) and keeps freed memory
+// (cpu_allocator.h) as ftd does, unless --glibc_default_memory. --profile writes LibTorch's
+// profile of 3 steps of the first variant measured after "torch" to TRACE (chrome://tracing's
+// format; bench/profile_summary.py totals it by operator).
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
@@ -82,7 +85,7 @@ std::vector<int> ParseInts(const char* text) {
 int main(int argc, char** argv) {
   ftd::daemon::ChooseBlasKernels(argv);  // before any tensor work, as ftd
   std::string model_dir = FTD_SOURCE_DIR "/examples/models/bert-mini-6l-256h";
-  int steps = 10, rounds = 5, batch = 32, length = 48;
+  int steps = 10, rounds = 5, batch = 32, length = 48, min_length = 0;
   char only[256] = "", precisions[64] = "fp32", depths[64] = "0", thread_counts[64] = "1",
        profile[256] = "";
   bool keep_memory = true, on_thread = false;
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
     if (std::sscanf(argv[i], "--rounds=%d", &rounds) == 1) continue;
     if (std::sscanf(argv[i], "--batch=%d", &batch) == 1) continue;
     if (std::sscanf(argv[i], "--length=%d", &length) == 1) continue;
+    if (std::sscanf(argv[i], "--min_length=%d", &min_length) == 1) continue;
     if (std::sscanf(argv[i], "--threads=%63s", thread_counts) == 1) continue;
     if (std::sscanf(argv[i], "--only=%255s", only) == 1) continue;
     if (std::sscanf(argv[i], "--precision=%63s", precisions) == 1) continue;
@@ -124,12 +128,22 @@ int main(int argc, char** argv) {
   }
   torch::Tensor ids = torch::randint(5, config->vocab_size, {batch, length}, torch::kLong);
   torch::Tensor mask = torch::ones({batch, length}, torch::kLong);
+  if (min_length > 0 && min_length < length) {
+    // Row lengths uniform in [min_length, length], the first row the
+    // longest (a padded batch's length is its longest row's).
+    torch::Tensor lengths = torch::randint(min_length, length + 1, {batch}, torch::kLong);
+    lengths[0] = length;
+    mask =
+        (torch::arange(length, torch::kLong).unsqueeze(0) < lengths.unsqueeze(1)).to(torch::kLong);
+    std::printf("row lengths %d to %d: %.1f%% of the padded tokens are real\n", min_length, length,
+                100.0 * mask.sum().item<double>() / (batch * length));
+  }
   torch::Tensor labels = torch::randint(0, 45, {batch}, torch::kLong);
   torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
 
   ComputeOptions none;
   none.fast_dropout = none.first_token_last_layer = none.direct_attention_products =
-      none.fast_gelu = none.fused_residual_norm = false;
+      none.fast_gelu = none.fused_residual_norm = none.unpadded_tokens = false;
   std::vector<Variant> variants;
   auto add = [&](std::string name, ComputeOptions c, bool fused) {
     const std::string wanted = std::string(",") + only + ",";
@@ -190,6 +204,9 @@ int main(int argc, char** argv) {
   c = ComputeOptions{};
   c.fused_residual_norm = false;
   add("all_unfused_norm", c, true);
+  c = ComputeOptions{};
+  c.unpadded_tokens = false;
+  add("all_padded", c, true);
 
   for (Variant& v : variants) {
     v.model = BertClassifier(*config, 45);
@@ -230,7 +247,7 @@ int main(int argc, char** argv) {
     if (v.frozen > 0) {
       torch::NoGradGuard no_grad;
       AutocastScope autocast(v.bf16, cpu);
-      hidden = v.model->RunLayers(v.model->Embed(ids), bias, 0, v.frozen);
+      hidden = v.model->RunPrefix(v.model->Embed(ids), bias, 0, v.frozen);
     }
     torch::Tensor logits;
     {

@@ -35,7 +35,7 @@ torch::Tensor PrefixOutput(BertClassifierImpl& model, const torch::Tensor& ids,
     starts[cached.empty() ? -1 : std::min(cached[i].layer, depth)].push_back(i);
   }
   if (starts.size() == 1 && starts.begin()->first < 0) {
-    return model.RunLayers(model.Embed(ids), mask_bias, 0, depth);  // nothing stored
+    return model.RunPrefix(model.Embed(ids), mask_bias, 0, depth);  // nothing stored
   }
   // The stored rows, padded with zeros to the batch's length: the mask keeps
   // padding out of every real token's attention, so its value does not matter.
@@ -54,13 +54,13 @@ torch::Tensor PrefixOutput(BertClassifierImpl& model, const torch::Tensor& ids,
     if (start == depth) continue;
     if (static_cast<int64_t>(members.size()) == rows) {  // the whole batch starts here
       torch::Tensor from = start < 0 ? model.Embed(ids) : stored;
-      return model.RunLayers(from, mask_bias, std::max(start, 0), depth).to(torch::kFloat);
+      return model.RunPrefix(from, mask_bias, std::max(start, 0), depth).to(torch::kFloat);
     }
     torch::Tensor index = torch::tensor(members, torch::kLong).to(device);
     torch::Tensor from =
         start < 0 ? model.Embed(ids.index_select(0, index)) : stored.index_select(0, index);
     torch::Tensor h =
-        model.RunLayers(from, mask_bias.index_select(0, index), std::max(start, 0), depth);
+        model.RunPrefix(from, mask_bias.index_select(0, index), std::max(start, 0), depth);
     out.index_copy_(0, index, h.to(torch::kFloat));
   }
   return out;

@@ -306,7 +306,7 @@ class Run {
       ReportCacheIfDisabled();
     } else if (frozen_ > 0) {
       torch::NoGradGuard no_grad;
-      hidden = model_->RunLayers(model_->Embed(batch.ids), bias, 0, frozen_);
+      hidden = model_->RunPrefix(model_->Embed(batch.ids), bias, 0, frozen_);
     } else {
       hidden = model_->Embed(batch.ids);
     }
@@ -658,9 +658,7 @@ class Run {
 
 }  // namespace
 
-std::shared_ptr<PrecisionProbe> MakePrecisionProbe() {
-  return std::make_shared<PrecisionProbe>();
-}
+std::shared_ptr<PrecisionProbe> MakePrecisionProbe() { return std::make_shared<PrecisionProbe>(); }
 
 absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
   // LibTorch reports errors by throwing: none crosses this line.

@@ -23,6 +23,27 @@ torch::Tensor DropoutImpl::forward(const torch::Tensor& x) {
   return torch::dropout(x, p, is_training());
 }
 
+std::optional<TokenPacking> TokenPacking::Of(const torch::Tensor& mask_bias, int64_t batch,
+                                             int64_t seq) {
+  if (!mask_bias.defined() || mask_bias.numel() != batch * seq || mask_bias.dim() != 4 ||
+      mask_bias.size(0) != batch || mask_bias.size(3) != seq) {
+    return std::nullopt;
+  }
+  torch::Tensor index = (mask_bias.reshape({batch * seq}) == 0).nonzero().squeeze(1);
+  if (index.size(0) == batch * seq || index.size(0) == 0) return std::nullopt;
+  return TokenPacking{std::move(index), batch, seq};
+}
+
+torch::Tensor TokenPacking::Pack(const torch::Tensor& padded) const {
+  return padded.reshape({batch * seq, padded.size(-1)}).index_select(0, index);
+}
+
+torch::Tensor TokenPacking::Unpack(const torch::Tensor& packed) const {
+  return torch::zeros({batch * seq, packed.size(-1)}, packed.options())
+      .index_copy(0, index, packed)
+      .view({batch, seq, packed.size(-1)});
+}
+
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   word_embeddings = register_module(
       "word_embeddings",
@@ -85,6 +106,13 @@ torch::Tensor BertSelfAttentionImpl::forward_first_token(const torch::Tensor& hi
                 hidden.size(0), 1);
 }
 
+torch::Tensor BertSelfAttentionImpl::forward_packed(const torch::Tensor& packed,
+                                                    const TokenPacking& packing,
+                                                    const torch::Tensor& mask_bias) {
+  return packing.Pack(Attend(packing.Unpack(query(packed)), packing.Unpack(key(packed)),
+                             packing.Unpack(value(packed)), mask_bias, packing.batch, packing.seq));
+}
+
 BertResidualOutputImpl::BertResidualOutputImpl(const BertConfig& c, int64_t in_features) {
   dense = register_module("dense", nn::Linear(in_features, c.hidden_size));
   LayerNorm = register_module(
@@ -122,6 +150,12 @@ torch::Tensor BertAttentionImpl::forward_first_token(const torch::Tensor& hidden
   return output(self->forward_first_token(hidden, mask_bias), hidden.narrow(1, 0, 1));
 }
 
+torch::Tensor BertAttentionImpl::forward_packed(const torch::Tensor& packed,
+                                                const TokenPacking& packing,
+                                                const torch::Tensor& mask_bias) {
+  return output(self->forward_packed(packed, packing, mask_bias), packed);
+}
+
 BertIntermediateImpl::BertIntermediateImpl(const BertConfig& c) : activation(c.hidden_act) {
   dense = register_module("dense", nn::Linear(c.hidden_size, c.intermediate_size));
 }
@@ -147,6 +181,13 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden, const torch::T
 torch::Tensor BertLayerImpl::forward_first_token(const torch::Tensor& hidden,
                                                  const torch::Tensor& mask_bias) {
   auto attended = attention->forward_first_token(hidden, mask_bias);
+  return output(intermediate(attended), attended);
+}
+
+torch::Tensor BertLayerImpl::forward_packed(const torch::Tensor& packed,
+                                            const TokenPacking& packing,
+                                            const torch::Tensor& mask_bias) {
+  auto attended = attention->forward_packed(packed, packing, mask_bias);
   return output(intermediate(attended), attended);
 }
 
@@ -200,12 +241,24 @@ torch::Tensor BertClassifierImpl::Head(const torch::Tensor& hidden) {
   return classifier(dropout(bert->pooler(hidden)));
 }
 
+torch::Tensor BertClassifierImpl::RunPrefix(torch::Tensor hidden, const torch::Tensor& mask_bias,
+                                            int from, int to) {
+  if (!compute_.unpadded_tokens || from >= to || !hidden.device().is_cpu()) {
+    return RunLayers(std::move(hidden), mask_bias, from, to);
+  }
+  std::optional<TokenPacking> packing = TokenPacking::Of(mask_bias, hidden.size(0), hidden.size(1));
+  if (!packing) return RunLayers(std::move(hidden), mask_bias, from, to);
+  torch::Tensor packed = packing->Pack(hidden);
+  for (int i = from; i < to; ++i) packed = layer(i).forward_packed(packed, *packing, mask_bias);
+  return packing->Unpack(packed);
+}
+
 torch::Tensor BertClassifierImpl::Classify(torch::Tensor hidden, const torch::Tensor& mask_bias,
                                            int from) {
   if (!compute_.first_token_last_layer || from >= num_layers_) {
-    return Head(RunLayers(std::move(hidden), mask_bias, from, num_layers_));
+    return Head(RunPrefix(std::move(hidden), mask_bias, from, num_layers_));
   }
-  hidden = RunLayers(std::move(hidden), mask_bias, from, num_layers_ - 1);
+  hidden = RunPrefix(std::move(hidden), mask_bias, from, num_layers_ - 1);
   return Head(layer(num_layers_ - 1).forward_first_token(hidden, mask_bias));
 }
 

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 
 #include "server/training/model/bert_config.h"
 #include "server/training/model/fast_dropout.h"
@@ -38,6 +39,26 @@ struct ComputeOptions {
   // Each block's end, LayerNorm(dropout(dense + bias) + residual), in one
   // pass forward and one backward (residual_norm.h), where it applies.
   bool fused_residual_norm = true;
+  // Classify() and RunPrefix() run the token-wise work (the projections, the feed-forward
+  // and the block ends) on the batch's real tokens only, packed, and only
+  // the attention's products on the padded layout: padding's outputs are
+  // never read, and the mask keeps them out of every real token's attention.
+  bool unpadded_tokens = true;
+};
+
+// The real (not padding) tokens of a padded batch, packed row after row.
+struct TokenPacking {
+  // From the additive mask bias [batch, 1, 1, seq] (0 where attended); none
+  // when the batch has no padding or the bias is not of that shape.
+  static std::optional<TokenPacking> Of(const torch::Tensor& mask_bias, int64_t batch, int64_t seq);
+  // [batch, seq, hidden] -> [tokens, hidden].
+  torch::Tensor Pack(const torch::Tensor& padded) const;
+  // [tokens, hidden] -> [batch, seq, hidden], zeros at the padding.
+  torch::Tensor Unpack(const torch::Tensor& packed) const;
+
+  torch::Tensor index;  // [tokens]: the flat positions b * seq + t of the real tokens
+  int64_t batch = 0;
+  int64_t seq = 0;
 };
 
 // A dropout layer without parameters, in the module's train/eval mode. Its
@@ -70,6 +91,9 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
   // The same for the first token's query only: [batch, 1, hidden].
   torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  // On packed tokens [tokens, hidden]: the products on the padded layout.
+  torch::Tensor forward_packed(const torch::Tensor& packed, const TokenPacking& packing,
+                               const torch::Tensor& mask_bias);
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   Dropout dropout{nullptr};
@@ -99,6 +123,8 @@ struct BertAttentionImpl : torch::nn::Module {
   explicit BertAttentionImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
   torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  torch::Tensor forward_packed(const torch::Tensor& packed, const TokenPacking& packing,
+                               const torch::Tensor& mask_bias);
 
   BertSelfAttention self{nullptr};
   BertResidualOutput output{nullptr};
@@ -120,6 +146,9 @@ struct BertLayerImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
   // The layer's output at the first token only: [batch, 1, hidden].
   torch::Tensor forward_first_token(const torch::Tensor& hidden, const torch::Tensor& mask_bias);
+  // The layer on packed tokens [tokens, hidden] (TokenPacking).
+  torch::Tensor forward_packed(const torch::Tensor& packed, const TokenPacking& packing,
+                               const torch::Tensor& mask_bias);
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};
@@ -160,7 +189,12 @@ class BertClassifierImpl : public torch::nn::Module {
   // Block 0.
   torch::Tensor Embed(const torch::Tensor& input_ids);
   // Encoder layers [from, to) on `hidden` (the input of layer `from`).
+  // Every token's output, padding's too, as transformers computes them.
   torch::Tensor RunLayers(torch::Tensor hidden, const torch::Tensor& mask_bias, int from, int to);
+  // The same for the real tokens; padding's outputs are zeros where the
+  // compute options unpad the tokens (nothing reads them: the mask keeps
+  // padding out of every real token's attention).
+  torch::Tensor RunPrefix(torch::Tensor hidden, const torch::Tensor& mask_bias, int from, int to);
   // Pooler and classifier on the last layer's output (all tokens, or the
   // first token only).
   torch::Tensor Head(const torch::Tensor& hidden);

@@ -96,10 +96,10 @@ class ActivationCacheTest : public ::testing::Test {
     torch::NoGradGuard no_grad;
     return model_->Head(model_->RunLayers(hidden, b.bias, depth, kLayers));
   }
-  // The uncached input of layer `depth`.
+  // The uncached input of layer `depth`, as the trainer computes it.
   torch::Tensor Reference(const Batch& b, int depth) {
     torch::NoGradGuard no_grad;
-    return model_->RunLayers(model_->Embed(b.ids), b.bias, 0, depth);
+    return model_->RunPrefix(model_->Embed(b.ids), b.bias, 0, depth);
   }
 
   // One pass over `order` in batches of `batch_size` at the cache's depth:

@@ -68,6 +68,14 @@ TEST(BertModelTest, MatchesTransformersLayerByLayer) {
   torch::Tensor at3 = model->RunLayers(model->Embed(ids), bias, 0, 3);
   EXPECT_TRUE(torch::allclose(model->RunLayers(at3, bias, 3, config.num_hidden_layers), hidden));
   RecordProperty("max_abs_error", std::to_string(worst));
+  // The real tokens alone, unpadded (the golden batch has padding): the same
+  // outputs there, zeros at the padding.
+  ASSERT_TRUE(model->compute_options().unpadded_tokens);
+  ASSERT_LT(mask.sum().item<int64_t>(), mask.numel());
+  torch::Tensor real = mask.unsqueeze(2).to(torch::kFloat);
+  torch::Tensor unpadded = model->RunPrefix(model->Embed(ids), bias, 0, config.num_hidden_layers);
+  EXPECT_LT(((unpadded - hidden) * real).abs().max().item<double>(), 1e-5);
+  EXPECT_EQ((unpadded * (1 - real)).abs().max().item<double>(), 0);
 }
 
 // The attention's direct products against torch::matmul on the heads' views,
@@ -234,7 +242,7 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   };
   ComputeOptions plain;
   plain.fast_dropout = plain.first_token_last_layer = plain.direct_attention_products =
-      plain.fast_gelu = plain.fused_residual_norm = false;
+      plain.fast_gelu = plain.fused_residual_norm = plain.unpadded_tokens = false;
   auto [logits, grad] = run(plain);
   ComputeOptions first_token = plain;
   first_token.first_token_last_layer = true;
@@ -244,9 +252,14 @@ TEST(BertModelTest, ComputeOptionsGiveTheSameLogitsAndGradients) {
   gelu.fast_gelu = true;
   ComputeOptions norm = plain;
   norm.fused_residual_norm = true;
+  ComputeOptions unpadded = plain;
+  unpadded.unpadded_tokens = true;
+  ComputeOptions unpadded_last = unpadded;
+  unpadded_last.first_token_last_layer = true;
   ComputeOptions all = direct;
-  all.first_token_last_layer = all.fast_gelu = all.fused_residual_norm = true;
-  for (const ComputeOptions& options : {first_token, direct, gelu, norm, all}) {
+  all.first_token_last_layer = all.fast_gelu = all.fused_residual_norm = all.unpadded_tokens = true;
+  for (const ComputeOptions& options :
+       {first_token, direct, gelu, norm, unpadded, unpadded_last, all}) {
     auto [l, g] = run(options);
     EXPECT_LT((l - logits).abs().max().item<double>(), 1e-5);
     EXPECT_LT((g - grad).abs().max().item<double>(), 1e-4 * grad.abs().max().item<double>());
@@ -282,6 +295,27 @@ TEST(BertModelTest, TheFusedBlockEndsKeepTheDropoutMasksInTraining) {
   // Another stream gives other masks, so the comparison above can fail.
   model->dropout_stream().Reset(12);
   EXPECT_GT((model->forward(ids, mask) - logits).abs().max().item<double>(), 1e-3);
+}
+
+// Packing keeps a batch's real tokens in order and puts zeros at the padding;
+// a batch without padding is not packed.
+TEST(TokenPackingTest, PacksTheRealTokensAndUnpacksWithZerosAtThePadding) {
+  torch::Tensor mask = torch::tensor({1, 1, 1, 1, 1, 0, 1, 0, 0}, torch::kLong).view({3, 3});
+  torch::Tensor bias = BertClassifierImpl::MaskBias(mask, torch::kFloat);
+  std::optional<TokenPacking> packing = TokenPacking::Of(bias, 3, 3);
+  ASSERT_TRUE(packing.has_value());
+  EXPECT_TRUE(torch::equal(packing->index, torch::tensor({0, 1, 2, 3, 4, 6}, torch::kLong)));
+  torch::Tensor padded = torch::arange(18, torch::kFloat).view({3, 3, 2});
+  torch::Tensor packed = packing->Pack(padded);
+  ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{6, 2}));
+  EXPECT_TRUE(torch::equal(packed.select(1, 0), torch::tensor({0, 2, 4, 6, 8, 12}, torch::kFloat)));
+  torch::Tensor back = packing->Unpack(packed);
+  EXPECT_TRUE(torch::equal(back, padded * mask.unsqueeze(2).to(torch::kFloat)));
+  EXPECT_FALSE(
+      TokenPacking::Of(
+          BertClassifierImpl::MaskBias(torch::ones({2, 4}, torch::kLong), torch::kFloat), 2, 4)
+          .has_value());
+  EXPECT_FALSE(TokenPacking::Of(bias, 3, 4).has_value());  // another shape
 }
 
 TEST(BertModelTest, MatchesTransformersOnCuda) {
