@@ -658,7 +658,9 @@ class Run {
 
 }  // namespace
 
-std::shared_ptr<PrecisionProbe> MakePrecisionProbe() { return std::make_shared<PrecisionProbe>(); }
+std::shared_ptr<PrecisionProbe> MakePrecisionProbe() {
+  return std::make_shared<PrecisionProbe>();
+}
 
 absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
   // LibTorch reports errors by throwing: none crosses this line.

@@ -34,9 +34,8 @@ absl::StatusOr<std::vector<std::string>> ParseShardIndex(absl::string_view text,
     if (!file.has_string_value() || name.empty() || name == "." || name == ".." ||
         name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat(shown,
-                       ": \"weight_map\" maps a tensor to something not a file name in "
-                       "the model's folder"));
+          absl::StrCat(shown, ": \"weight_map\" maps a tensor to something not a file name in "
+                              "the model's folder"));
     }
     shards.insert(name);
   }

@@ -122,7 +122,7 @@ TEST(AttentionProductsTest, LeaveToTorchWhatTheyDoNotCover) {
   torch::Tensor x = torch::randn({2, 3, 8});
   EXPECT_TRUE(DirectAttentionProductsApply(x, x, x));
   EXPECT_FALSE(DirectAttentionProductsApply(x.to(torch::kDouble), x, x));
-  EXPECT_FALSE(DirectAttentionProductsApply(x, x.transpose(0, 1), x));        // not contiguous
+  EXPECT_FALSE(DirectAttentionProductsApply(x, x.transpose(0, 1), x));  // not contiguous
   EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 4, 8})));  // keys != values
   EXPECT_FALSE(DirectAttentionProductsApply(x, x, torch::randn({2, 3, 8, 1})));
   AutocastScope bf16(/*enabled=*/true, torch::Device(torch::kCPU));
@@ -143,9 +143,11 @@ TEST(FastGeluTest, MatchesGeluInDoublePrecisionWithGradients) {
   EXPECT_LT(((y.to(torch::kDouble) - reference) / scale).abs().max().item<double>(), 1e-6);
   EXPECT_LT((x.grad().to(torch::kDouble) - exact.grad()).abs().max().item<double>(), 1e-6);
   // LibTorch's own float GELU is no closer.
-  EXPECT_LT(
-      ((torch::gelu(x.detach()).to(torch::kDouble) - reference) / scale).abs().max().item<double>(),
-      1e-6);
+  EXPECT_LT(((torch::gelu(x.detach()).to(torch::kDouble) - reference) / scale)
+                .abs()
+                .max()
+                .item<double>(),
+            1e-6);
 }
 
 TEST(FastGeluTest, SpecialValuesStridesAndOtherTypes) {
