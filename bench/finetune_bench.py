@@ -180,7 +180,8 @@ def timestamp(value):
 def parse_variant(name):
     """(ftctl --freeze value, extra ftctl flags, cache dtype or None) of an ftd variant.
 
-    full | static:K | autofreeze[:PERCENTILE][-through][-capN][-smoothS] | geometric[:ALPHA] |
+    full | static:K | autofreeze[:PERCENTILE][-through][-capN][-smoothS][-keepK][-startF] |
+    geometric[:ALPHA] |
     linear[:START[:LEVEL]], each optionally +bf16 or +fp32 (the activation cache)."""
     freeze, _, cache = name.partition("+")
     if cache not in ("", "bf16", "fp32"):
@@ -199,9 +200,13 @@ def parse_variant(name):
                 flags.append(f"--max_layers_per_decision={o[3:]}")
             elif re.fullmatch(r"smooth0?\.\d+", o):
                 flags.append(f"--freeze_smoothing={o[6:]}")
+            elif re.fullmatch(r"keep\d+", o):
+                flags.append(f"--freeze_keep_trainable={o[4:]}")
+            elif re.fullmatch(r"start0?\.\d+", o):
+                flags.append(f"--freeze_start={o[5:]}")
             else:
                 raise SystemExit(f"--variants: unknown AutoFreeze option \"{o}\" in \"{name}\" "
-                                 "(through, capN, smoothS)")
+                                 "(through, capN, smoothS, keepK, startF)")
     elif re.fullmatch(r"geometric(:0?\.\d+)?", policy) and not options:
         pass
     elif re.fullmatch(r"linear(:\d?\.?\d+(:\d?\.?\d+)?)?", policy) and not options:

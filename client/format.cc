@@ -39,6 +39,10 @@ std::string PolicyName(const v1::FreezePolicy& policy) {
       if (af.max_layers_per_decision() > 0)
         absl::StrAppend(&extra, ", at most ", af.max_layers_per_decision(), " a decision");
       if (af.smoothing() > 0) absl::StrAppend(&extra, ", smoothing ", af.smoothing());
+      if (af.keep_trainable() > 1)
+        absl::StrAppend(&extra, ", the last ", af.keep_trainable(), " layers keep training");
+      if (af.start_fraction() > 0)
+        absl::StrAppend(&extra, ", no freezing before ", af.start_fraction(), " of training");
       return absl::StrCat("autofreeze (percentile ", af.percentile(), ", ",
                           af.evaluations_per_epoch(), " evaluations/epoch", extra, ")");
     }
@@ -188,6 +192,19 @@ std::string FormatJob(const v1::Job& job) {
   }
   if (!job.result().output_dir().empty()) {
     absl::StrAppend(&out, "output:      ", job.result().output_dir(), "\n");
+  }
+  if (job.result().exported_step() > 0) {
+    const v1::JobResult& r = job.result();
+    absl::StrAppend(&out, "exported:    ",
+                    r.exported_weights() == v1::EXPORT_WEIGHTS_BEST ? "the best" : "the final",
+                    " weights, of step ", r.exported_step());
+    if (r.has_exported_evaluation()) {
+      absl::StrAppendFormat(&out, " (validation accuracy %.4f)", r.exported_evaluation().accuracy());
+    }
+    absl::StrAppend(&out, "\n");
+  } else if (spec.export_weights() != v1::EXPORT_WEIGHTS_UNSPECIFIED) {
+    absl::StrAppend(&out, "export:      ",
+                    spec.export_weights() == v1::EXPORT_WEIGHTS_BEST ? "best" : "final", "\n");
   }
   for (const v1::FreezeDecision& f : job.result().freeze_timeline()) {
     if (f.frozen_after() == f.frozen_before() && f.step() > 0) continue;

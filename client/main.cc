@@ -88,6 +88,13 @@ ABSL_FLAG(std::optional<int>, max_layers_per_decision, std::nullopt,
           "submit, autofreeze: layers one decision may freeze at most (0: no cap)");
 ABSL_FLAG(std::optional<double>, freeze_smoothing, std::nullopt,
           "submit, autofreeze: moving-average factor of the gradient sums, [0, 1)");
+ABSL_FLAG(std::optional<int>, freeze_keep_trainable, std::nullopt,
+          "submit, autofreeze: the last K encoder layers never freeze (default 1)");
+ABSL_FLAG(std::optional<double>, freeze_start, std::nullopt,
+          "submit, autofreeze: no layer freezes before this fraction of training, [0, 1)");
+ABSL_FLAG(std::string, export, "",
+          "submit: the weights the job exports, best (its best validation point's; the default "
+          "with --validation) or final");
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
 ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
@@ -343,6 +350,11 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     if (!parsed.ok()) return parsed.status();
     hp->set_precision(*parsed);
   }
+  if (const std::string e = absl::GetFlag(FLAGS_export); !e.empty()) {
+    auto parsed = ftd::client::ParseExportWeights(e);
+    if (!parsed.ok()) return parsed.status();
+    spec.set_export_weights(*parsed);
+  }
   if (!absl::GetFlag(FLAGS_freeze).empty()) {
     auto policy = ftd::client::ParseFreezePolicy(absl::GetFlag(FLAGS_freeze));
     if (!policy.ok()) return policy.status();
@@ -354,6 +366,8 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
       af->set_freeze_through_first_above(*v);
     if (auto v = absl::GetFlag(FLAGS_max_layers_per_decision)) af->set_max_layers_per_decision(*v);
     if (auto v = absl::GetFlag(FLAGS_freeze_smoothing)) af->set_smoothing(*v);
+    if (auto v = absl::GetFlag(FLAGS_freeze_keep_trainable)) af->set_keep_trainable(*v);
+    if (auto v = absl::GetFlag(FLAGS_freeze_start)) af->set_start_fraction(*v);
   }
   if (auto v = absl::GetFlag(FLAGS_cache)) spec.mutable_activation_cache()->set_enabled(*v);
   if (const std::string dtype = absl::GetFlag(FLAGS_cache_dtype); !dtype.empty()) {

@@ -92,6 +92,13 @@ absl::StatusOr<v1::Precision> ParsePrecision(const std::string& text) {
       absl::StrCat("--precision=", text, ": use fp32, bf16 or auto"));
 }
 
+absl::StatusOr<v1::ExportWeights> ParseExportWeights(const std::string& text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "best") return v1::EXPORT_WEIGHTS_BEST;
+  if (lower == "final") return v1::EXPORT_WEIGHTS_FINAL;
+  return absl::InvalidArgumentError(absl::StrCat("--export=", text, ": use best or final"));
+}
+
 absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spec) {
   for (const std::string& item : items) {
     if (item.empty()) continue;

@@ -18,6 +18,8 @@ absl::StatusOr<v1::DeviceRequest> ParseDeviceRequest(const std::string& text);
 
 // "fp32", "bf16" or "auto" (any case).
 absl::StatusOr<v1::Precision> ParsePrecision(const std::string& text);
+// best | final (any case).
+absl::StatusOr<v1::ExportWeights> ParseExportWeights(const std::string& text);
 
 // "key=value" items into `spec`'s labels.
 absl::Status ParseLabels(const std::vector<std::string>& items, v1::JobSpec* spec);

@@ -272,6 +272,21 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
     RETURN_IF_ERROR(CheckDataset("validation_dataset", spec->mutable_validation_dataset(), caller));
   }
 
+  // What the job exports: its best validation point's weights where it has
+  // validation, else its last.
+  if (!v1::ExportWeights_IsValid(spec->export_weights())) {
+    return Invalid("export_weights", absl::StrCat("unknown value ", spec->export_weights()));
+  }
+  if (spec->export_weights() == v1::EXPORT_WEIGHTS_UNSPECIFIED) {
+    spec->set_export_weights(spec->has_validation_dataset() ? v1::EXPORT_WEIGHTS_BEST
+                                                            : v1::EXPORT_WEIGHTS_FINAL);
+  }
+  if (spec->export_weights() == v1::EXPORT_WEIGHTS_BEST && !spec->has_validation_dataset()) {
+    return Invalid("export_weights",
+                   "best needs a validation_dataset to choose the best point by; give one, or "
+                   "export final");
+  }
+
   // Task.
   if (spec->task() == v1::TASK_UNSPECIFIED) spec->set_task(v1::TASK_SEQUENCE_CLASSIFICATION);
   if (spec->task() != v1::TASK_SEQUENCE_CLASSIFICATION) {
@@ -408,6 +423,18 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
       if (!(af->smoothing() >= 0 && af->smoothing() < 1)) {
         return Invalid("freeze_policy.autofreeze.smoothing",
                        absl::StrCat("must be in [0, 1), got ", af->smoothing()));
+      }
+      if (!af->has_keep_trainable()) af->set_keep_trainable(1);
+      if (af->keep_trainable() < 1 || af->keep_trainable() >= model.num_hidden_layers) {
+        return Invalid("freeze_policy.autofreeze.keep_trainable",
+                       absl::StrCat("must be between 1 and ", model.num_hidden_layers - 1,
+                                    " (the model has ", model.num_hidden_layers,
+                                    " layers), got ", af->keep_trainable()));
+      }
+      if (!af->has_start_fraction()) af->set_start_fraction(0);
+      if (!(af->start_fraction() >= 0 && af->start_fraction() < 1)) {
+        return Invalid("freeze_policy.autofreeze.start_fraction",
+                       absl::StrCat("must be in [0, 1), got ", af->start_fraction()));
       }
       break;
     }

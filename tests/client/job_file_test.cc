@@ -152,6 +152,13 @@ TEST(SpecOptionsTest, DevicesLabelsAndStates) {
   EXPECT_THAT(ParsePrecision("fp16"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--precision")));
 
+  ASSERT_OK_AND_ASSIGN(auto exported, ParseExportWeights("Best"));
+  EXPECT_EQ(exported, v1::EXPORT_WEIGHTS_BEST);
+  ASSERT_OK_AND_ASSIGN(exported, ParseExportWeights("final"));
+  EXPECT_EQ(exported, v1::EXPORT_WEIGHTS_FINAL);
+  EXPECT_THAT(ParseExportWeights("last"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--export=last")));
+
   ASSERT_OK_AND_ASSIGN(auto state, ParseJobState("running"));
   EXPECT_EQ(state, v1::JOB_STATE_RUNNING);
   ASSERT_OK_AND_ASSIGN(state, ParseJobState("JOB_STATE_QUEUED"));

@@ -19,6 +19,7 @@
 #include "server/training/cache/activation_cache.h"
 #include "server/training/cache/cache_key.h"
 #include "server/training/data/text_dataset.h"
+#include "server/training/engine/best_weights.h"
 #include "server/training/engine/checkpointer.h"
 #include "server/training/engine/encoded_data.h"
 #include "server/training/engine/epoch_order.h"
@@ -179,6 +180,12 @@ class Run {
     progress_ = *std::move(progress);
     frozen_ = freeze_->frozen();
     last_checkpoint_step_ = progress_.step;
+    if (absl::Status s = best_.Restore(checkpoint.state.best_weights_step(), checkpoint.tensors,
+                                       *model_);
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("resuming from the checkpoint of step ",
+                                                 checkpoint.state.step(), ": ", s.message()));
+    }
 
     v1::Resume resume;
     resume.set_step(progress_.step);
@@ -208,6 +215,8 @@ class Run {
   void SaveCheckpoint(const FusedAdamW& optimizer, const std::string& reason) {
     if (!checkpointer_ || progress_.step == last_checkpoint_step_) return;
     auto [state, tensors] = CaptureRun(progress_, Parts(), optimizer);
+    state.set_best_weights_step(best_.step());
+    best_.AppendTo(tensors);
     state.set_job_id(context_.job_id());
     state.set_run_digest(run_digest_);
     *state.mutable_time() = ToTimestamp(absl::Now());
@@ -403,8 +412,10 @@ class Run {
     e->set_accuracy(eval.accuracy);
     e->set_macro_f1(eval.macro_f1);
     progress_.last_evaluation = *e;
-    if (progress_.evaluations.empty() || e->accuracy() > progress_.best_evaluation.accuracy())
+    if (progress_.evaluations.empty() || e->accuracy() > progress_.best_evaluation.accuracy()) {
       progress_.best_evaluation = *e;
+      if (context_.spec().export_weights() == v1::EXPORT_WEIGHTS_BEST) best_.Keep(*model_, step);
+    }
     progress_.evaluations.push_back(*e);
     context_.Emit(std::move(event));
   }
@@ -593,6 +604,24 @@ class Run {
   }
 
   absl::StatusOr<v1::JobResult> Finish() {
+    const RunProgress& p = progress_;
+    v1::JobResult result;
+    // The weights to export: the best validation point's, or the last step's
+    // (also when a best was asked for but none was kept).
+    const bool best = context_.spec().export_weights() == v1::EXPORT_WEIGHTS_BEST &&
+                      best_.step() > 0 && best_.step() == p.best_evaluation.step();
+    if (context_.spec().export_weights() == v1::EXPORT_WEIGHTS_BEST && !best) {
+      Log(context_, v1::JobEvent::Log::LEVEL_WARNING,
+          "no best validation point's weights were kept; exporting the final weights");
+    }
+    if (best) best_.ApplyTo(*model_);
+    result.set_exported_weights(best ? v1::EXPORT_WEIGHTS_BEST : v1::EXPORT_WEIGHTS_FINAL);
+    result.set_exported_step(best ? best_.step() : p.step);
+    if (best) {
+      *result.mutable_exported_evaluation() = p.best_evaluation;
+    } else if (in_.has_validation && p.last_evaluation.step() == p.step) {
+      *result.mutable_exported_evaluation() = p.last_evaluation;
+    }
     model_->to(torch::kCPU);
     ASSIGN_OR_RETURN(const std::string model_dir,
                      ExportModel(context_.output_dir(), context_.spec().base_model(), in_.config,
@@ -602,8 +631,6 @@ class Run {
     artifact.mutable_artifact()->set_path(model_dir);
     context_.Emit(artifact);
 
-    const RunProgress& p = progress_;
-    v1::JobResult result;
     result.set_output_dir(model_dir);
     result.set_precision(precision_);
     for (const v1::Evaluation& e : p.evaluations) *result.add_evaluations() = e;
@@ -624,6 +651,7 @@ class Run {
       m["best_validation_accuracy"] = p.best_evaluation.accuracy();
       m["best_validation_step"] = static_cast<double>(p.best_evaluation.step());
     }
+    m["exported_step"] = static_cast<double>(result.exported_step());
     ASSIGN_OR_RETURN(
         const std::string metrics_path,
         ExportMetrics(context_.output_dir(), std::map<std::string, double>(m.begin(), m.end())));
@@ -642,6 +670,7 @@ class Run {
   JobInputs in_;
   int frozen_ = 0;  // the controller's depth, as the loop last applied it
   std::optional<FreezeController> freeze_;
+  BestWeights best_;  // for export_weights = best
   PrecisionProbe* const precision_probe_;
   v1::Precision precision_ = v1::PRECISION_FP32;
   bool autocast_ = false;  // precision_ is bf16

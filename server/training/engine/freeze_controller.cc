@@ -33,6 +33,8 @@ FreezeController FreezeController::FromSpec(BertClassifierImpl& model, const v1:
     o.freeze_through_first_above = fp.autofreeze().freeze_through_first_above();
     o.max_layers_per_decision = fp.autofreeze().max_layers_per_decision();
     o.smoothing = fp.autofreeze().smoothing();
+    o.keep_trainable = std::max(1, fp.autofreeze().keep_trainable());
+    o.start_fraction = fp.autofreeze().start_fraction();
     policy.emplace(layers, o);
   }
   std::optional<FreezeSchedule> schedule;
@@ -107,7 +109,7 @@ FreezeChange FreezeController::Decide(FusedAdamW& optimizer, int epoch, double p
     }
     norms[l] = sum;
   }
-  change.decision = policy_->Decide(norms);
+  change.decision = policy_->Decide(norms, progress);
   if (change.decision->frozen_after > frozen_) Freeze(change.decision->frozen_after, optimizer);
   change.frozen_after = frozen_;
   return change;

@@ -23,7 +23,11 @@ AutoFreezePolicy::AutoFreezePolicy(int num_layers, Options options, int initiall
 AutoFreezePolicy::AutoFreezePolicy(int num_layers, double percentile, int initially_frozen)
     : AutoFreezePolicy(num_layers, Options{percentile}, initially_frozen) {}
 
-AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& raw_norms) {
+int AutoFreezePolicy::max_frozen() const {
+  return std::max(0, num_layers_ - std::max(1, options_.keep_trainable));
+}
+
+AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& raw_norms, double progress) {
   std::vector<double> gradient_norms = raw_norms;
   gradient_norms.resize(num_layers_, 0.0);
   if (options_.smoothing > 0 && has_baseline_) {
@@ -56,7 +60,8 @@ AutoFreezePolicy::Decision AutoFreezePolicy::Decide(const std::vector<double>& r
     ++first_trainable;
   }
   if (options_.freeze_through_first_above) ++first_trainable;
-  first_trainable = std::min(first_trainable, num_layers_ - 1);
+  first_trainable = std::min(first_trainable, max_frozen());
+  if (progress < options_.start_fraction) first_trainable = frozen_;
   if (options_.max_layers_per_decision > 0) {
     first_trainable = std::min(first_trainable, frozen_ + options_.max_layers_per_decision);
   }

@@ -18,7 +18,11 @@
 //    freezes too (PipeTransformer's reading of the rule);
 //  - max_layers_per_decision: one decision freezes at most this many layers;
 //  - smoothing s in [0, 1): G is an exponential moving average over decision
-//    points, G_s = s * G_s(prev) + (1 - s) * G, and eta compares successive G_s.
+//    points, G_s = s * G_s(prev) + (1 - s) * G, and eta compares successive G_s;
+//  - keep_trainable k >= 1: the last k encoder layers never freeze (the
+//    authors' rule keeps the last one);
+//  - start_fraction f in [0, 1): no layer freezes before that fraction of the
+//    training steps (the points before it still update the change rates).
 //
 // A plain class fed with numbers: no LibTorch. Not thread-safe.
 #pragma once
@@ -48,6 +52,8 @@ class AutoFreezePolicy {
     bool freeze_through_first_above = false;
     int max_layers_per_decision = 0;  // 0: no cap
     double smoothing = 0;             // [0, 1)
+    int keep_trainable = 1;           // >= 1
+    double start_fraction = 0;        // [0, 1)
   };
 
   // `num_layers` encoder layers; `initially_frozen` layers start frozen.
@@ -56,11 +62,14 @@ class AutoFreezePolicy {
 
   // The number of frozen layers (layers 0 .. frozen()-1).
   int frozen() const { return frozen_; }
+  // The most layers it ever freezes.
+  int max_frozen() const;
   int num_layers() const { return num_layers_; }
 
-  // One decision point. `gradient_norms` has one entry per encoder layer;
-  // entries of frozen layers are ignored.
-  Decision Decide(const std::vector<double>& gradient_norms);
+  // One decision point at `progress`, the fraction of the training steps
+  // done. `gradient_norms` has one entry per encoder layer; entries of
+  // frozen layers are ignored.
+  Decision Decide(const std::vector<double>& gradient_norms, double progress = 1.0);
 
   // What the next decision depends on, for a checkpoint.
   struct State {

@@ -171,7 +171,33 @@ TEST_F(JobSpecValidatorTest, AutoFreezeDefaultsAndExplicitValuesStay) {
   ASSERT_OK(Validator().ValidateAndNormalize(&spec));
   EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().percentile(), 50);
   EXPECT_EQ(spec.freeze_policy().autofreeze().evaluations_per_epoch(), 5);
+  EXPECT_EQ(spec.freeze_policy().autofreeze().keep_trainable(), 1);
+  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().start_fraction(), 0);
   EXPECT_EQ(spec.hyperparameters().max_seq_length(), 48);
+}
+
+// A job with validation exports its best point's weights unless it asks for
+// the final ones; one without can only export the final ones.
+TEST_F(JobSpecValidatorTest, ExportsTheBestWeightsWhereThereIsValidation) {
+  v1::JobSpec spec = spec_;
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_EQ(spec.export_weights(), v1::EXPORT_WEIGHTS_BEST);
+  spec = spec_;
+  spec.set_export_weights(v1::EXPORT_WEIGHTS_FINAL);
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_EQ(spec.export_weights(), v1::EXPORT_WEIGHTS_FINAL);
+  spec = spec_;
+  spec.clear_validation_dataset();
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_EQ(spec.export_weights(), v1::EXPORT_WEIGHTS_FINAL);
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->clear_validation_dataset();
+        s->set_export_weights(v1::EXPORT_WEIGHTS_BEST);
+      },
+      "export_weights", "needs a validation_dataset");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_export_weights(static_cast<v1::ExportWeights>(7)); },
+                "export_weights", "unknown value 7");
 }
 
 TEST_F(JobSpecValidatorTest, ModelErrorsNameTheFieldAndTheFile) {
@@ -437,6 +463,17 @@ TEST_F(JobSpecValidatorTest, FreezePolicyChecksAgainstTheModelsDepth) {
         s->mutable_freeze_policy()->mutable_autofreeze()->set_max_layers_per_decision(-1);
       },
       "freeze_policy.autofreeze.max_layers_per_decision", "got -1");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_keep_trainable(6); },
+      "freeze_policy.autofreeze.keep_trainable", "between 1 and 5");
+  ExpectInvalid(
+      [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_autofreeze()->set_keep_trainable(0); },
+      "freeze_policy.autofreeze.keep_trainable", "got 0");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_freeze_policy()->mutable_autofreeze()->set_start_fraction(1);
+      },
+      "freeze_policy.autofreeze.start_fraction", "[0, 1)");
   ExpectInvalid(
       [](v1::JobSpec* s) { s->mutable_freeze_policy()->mutable_geometric()->set_alpha(1); },
       "freeze_policy.geometric.alpha", "(0, 1)");

@@ -136,6 +136,37 @@ TEST(AutoFreezePolicyTest, ACapLimitsOneDecision) {
   EXPECT_EQ(policy.Decide({9.9, 9.8, 5, 2}).frozen_after, 1);  // 2 without the cap
 }
 
+// keep_trainable 2: with eta = [0, 0, 0, 0.5] and p = 100 (threshold 0.5)
+// the authors' rule would freeze 3 of 4; the last two layers keep training.
+TEST(AutoFreezePolicyTest, TheLastKeepTrainableLayersNeverFreeze) {
+  AutoFreezePolicy::Options o;
+  o.percentile = 100;
+  o.keep_trainable = 2;
+  AutoFreezePolicy policy(4, o);
+  EXPECT_EQ(policy.max_frozen(), 2);
+  policy.Decide({10, 10, 10, 10});
+  EXPECT_EQ(policy.Decide({10, 10, 10, 5}).frozen_after, 2);
+  EXPECT_EQ(policy.Decide({1, 1, 1, 1}).frozen_after, 2);
+}
+
+// start_fraction 0.5 (p = 100): the points before half of training measure
+// the change rates (and report them) but freeze nothing; the first one after
+// freezes.
+TEST(AutoFreezePolicyTest, NothingFreezesBeforeTheStartFraction) {
+  AutoFreezePolicy::Options o;
+  o.percentile = 100;
+  o.start_fraction = 0.5;
+  AutoFreezePolicy policy(4, o);
+  policy.Decide({10, 10, 10, 10}, 0.1);
+  AutoFreezePolicy::Decision d = policy.Decide({10, 10, 5, 2}, 0.2);
+  EXPECT_THAT(d.change_rates, ElementsAre(0, 0, 0.5, 0.8));
+  EXPECT_EQ(d.frozen_after, 0);
+  // Against the point at 0.2 ([.., .., 5, 2]), not the baseline.
+  d = policy.Decide({10, 10, 5, 1}, 0.5);
+  EXPECT_THAT(d.change_rates, ElementsAre(0, 0, 0, 0.5));
+  EXPECT_EQ(d.frozen_after, 3);
+}
+
 // Smoothing s = 0.5: G_s = 0.5 * previous G_s + 0.5 * G; eta compares
 // successive G_s. Baseline 10 everywhere; then G = [9.9, 9.8, 5, 2] gives
 // G_s = [9.95, 9.9, 7.5, 6], eta = [0.005, 0.01, 0.25, 0.4].

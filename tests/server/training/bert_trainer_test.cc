@@ -187,6 +187,45 @@ TEST_F(BertTrainerTest, EvaluatesSeveralTimesAnEpochAndReportsTheBest) {
   EXPECT_NEAR(result.metrics().at("train_seconds"), evals.back().train_seconds(), 1e-9);
 }
 
+// export_weights = best: the exported model is the best validation point's,
+// the result names its step, and the folder evaluates to its accuracy.
+TEST_F(BertTrainerTest, ExportsTheBestValidationPointsWeights) {
+  spec_.mutable_hyperparameters()->set_epochs(3);
+  spec_.mutable_hyperparameters()->set_evaluations_per_epoch(4);
+  spec_.mutable_hyperparameters()->set_learning_rate(1e-2);  // a bumpy curve
+  spec_.set_export_weights(v1::EXPORT_WEIGHTS_BEST);
+  FakeContext context(spec_, dir_.Sub("out"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
+  const double best = result.metrics().at("best_validation_accuracy");
+  EXPECT_EQ(result.exported_weights(), v1::EXPORT_WEIGHTS_BEST);
+  EXPECT_EQ(static_cast<double>(result.exported_step()),
+            result.metrics().at("best_validation_step"));
+  EXPECT_DOUBLE_EQ(result.exported_evaluation().accuracy(), best);
+  EXPECT_DOUBLE_EQ(result.metrics().at("exported_step"),
+                   static_cast<double>(result.exported_step()));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Evaluation again,
+      EvaluateModelFolder(dir_.Sub("out/model"), spec_.validation_dataset(), 16, 16));
+  EXPECT_DOUBLE_EQ(again.accuracy(), best);
+  EXPECT_NEAR(again.loss(), result.exported_evaluation().loss(), 1e-5);
+
+  // export_weights = final: the last step's weights, whatever was best.
+  spec_.set_export_weights(v1::EXPORT_WEIGHTS_FINAL);
+  FakeContext last(spec_, dir_.Sub("last"));
+  ASSERT_OK_AND_ASSIGN(v1::JobResult final_result, trainer_.Train(last));
+  EXPECT_EQ(final_result.exported_weights(), v1::EXPORT_WEIGHTS_FINAL);
+  EXPECT_EQ(final_result.exported_step(), 48);  // 16 steps an epoch, 3 epochs
+  ASSERT_OK_AND_ASSIGN(
+      v1::Evaluation final_eval,
+      EvaluateModelFolder(dir_.Sub("last/model"), spec_.validation_dataset(), 16, 16));
+  EXPECT_DOUBLE_EQ(final_eval.accuracy(), final_result.metrics().at("validation_accuracy"));
+  if (result.exported_step() != 48) {
+    ASSERT_OK_AND_ASSIGN(std::string a, ReadFile(dir_.Sub("out/model/model.safetensors")));
+    ASSERT_OK_AND_ASSIGN(std::string b, ReadFile(dir_.Sub("last/model/model.safetensors")));
+    EXPECT_NE(a, b) << "the best point's weights are not the final ones";
+  }
+}
+
 TEST_F(BertTrainerTest, StaticFreezingLeavesTheFrontLayersUntouched) {
   // Give the checkpoint real weights first, so there is something to keep.
   v1::JobSpec one_epoch = spec_;
@@ -342,6 +381,8 @@ TEST_F(BertTrainerTest, ResumesFromItsCheckpointToTheSameWeightsBitForBit) {
   af->set_evaluations_per_epoch(4);
   spec.mutable_activation_cache()->set_enabled(true);
   spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_FP32);
+  // The best point's weights travel in the checkpoints too.
+  spec.set_export_weights(v1::EXPORT_WEIGHTS_BEST);
 
   // Uninterrupted, with its own store.
   ASSERT_OK_AND_ASSIGN(ftd::testing::TestActivationStore store_a,
@@ -401,6 +442,8 @@ TEST_F(BertTrainerTest, ResumesFromItsCheckpointToTheSameWeightsBitForBit) {
   ASSERT_OK_AND_ASSIGN(std::string want, ReadFile(dir_.Sub("whole/model/model.safetensors")));
   ASSERT_OK_AND_ASSIGN(std::string got, ReadFile(dir_.Sub("part/model/model.safetensors")));
   EXPECT_TRUE(want == got) << "the resumed job's weights differ";
+  EXPECT_EQ(resumed.exported_weights(), v1::EXPORT_WEIGHTS_BEST);
+  EXPECT_EQ(resumed.exported_step(), expected.exported_step());
   ASSERT_EQ(resumed.evaluations_size(), expected.evaluations_size());
   for (int i = 0; i < expected.evaluations_size(); ++i) {
     EXPECT_EQ(resumed.evaluations(i).step(), expected.evaluations(i).step());
