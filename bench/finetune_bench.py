@@ -177,11 +177,17 @@ def timestamp(value):
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+# The authors' rule (YuhanLiu11/AutoFreeze) in ftctl's options: what
+# `authors[:P]` runs, whatever ftd's defaults are.
+AUTHORS_RULE = ["--freeze_through_first_above=false", "--max_layers_per_decision=0", "--freeze_smoothing=0",
+                "--freeze_keep_trainable=1", "--freeze_start=0"]
+
+
 def parse_variant(name):
     """(ftctl --freeze value, extra ftctl flags, cache dtype or None) of an ftd variant.
 
     full | static:K | autofreeze[:PERCENTILE][-through][-capN][-smoothS][-keepK][-startF] |
-    geometric[:ALPHA] |
+    authors[:PERCENTILE] (the authors' rule, every option explicit) | geometric[:ALPHA] |
     linear[:START[:LEVEL]], each optionally +bf16 or +fp32 (the activation cache)."""
     freeze, _, cache = name.partition("+")
     if cache not in ("", "bf16", "fp32"):
@@ -192,7 +198,11 @@ def parse_variant(name):
         policy = "none"
     elif re.fullmatch(r"static:\d+", policy) and not options:
         pass
-    elif re.fullmatch(r"autofreeze(:\d+(\.\d+)?)?", policy):
+    elif re.fullmatch(r"(autofreeze|authors)(:\d+(\.\d+)?)?", policy):
+        if policy.startswith("authors"):
+            # The authors' rule, whatever ftd's defaults: every option at its value.
+            policy = "autofreeze" + policy[len("authors"):]
+            flags += AUTHORS_RULE
         for o in options:
             if o == "through":
                 flags.append("--freeze_through_first_above=true")

@@ -122,7 +122,11 @@ TEST_F(FilesTest, AJobFromUploadsIsDownloadedAndItsModelScoresWhatTheJobReported
       training::EvaluateModelFolder(dir_.Sub("client/out"), valid, 16, 16);
   ASSERT_TRUE(again.ok()) << again.status();
   double reported = -1;
-  ASSERT_TRUE(absl::SimpleAtod(JsonField(get.out, "validation_accuracy"), &reported)) << get.out;
+  // The job exports its best validation point's weights (the default with
+  // validation): the model evaluates to that point's accuracy.
+  EXPECT_EQ(JsonField(get.out, "exported_weights"), "EXPORT_WEIGHTS_BEST") << get.out;
+  ASSERT_TRUE(absl::SimpleAtod(JsonField(get.out, "best_validation_accuracy"), &reported))
+      << get.out;
   EXPECT_NEAR(again->accuracy(), reported, 1e-9);
   EXPECT_GT(reported, 0.9);
   CommandResult metrics =

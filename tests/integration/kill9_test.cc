@@ -283,7 +283,10 @@ TEST_F(Kill9Test, EveryAcknowledgedJobExistsOnceAndEndsAsItsHistoryAllows) {
     absl::StatusOr<v1::Evaluation> again = training::EvaluateModelFolder(output, valid, 16, 16);
     ASSERT_TRUE(again.ok()) << again.status();
     double reported = -1;
-    ASSERT_TRUE(absl::SimpleAtod(JsonField(json, "validation_accuracy"), &reported)) << json;
+    // The job exports its best validation point's weights (the default with
+    // validation): the model evaluates to that point's accuracy.
+    EXPECT_EQ(JsonField(json, "exported_weights"), "EXPORT_WEIGHTS_BEST") << json;
+    ASSERT_TRUE(absl::SimpleAtod(JsonField(json, "best_validation_accuracy"), &reported)) << json;
     EXPECT_NEAR(again->accuracy(), reported, 1e-9) << id;
     ++checked_models;
   }
