@@ -412,7 +412,9 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
             "freeze_policy.autofreeze.evaluations_per_epoch",
             absl::StrCat("must be between 1 and 1000, got ", af->evaluations_per_epoch()));
       }
-      if (!af->has_freeze_through_first_above()) af->set_freeze_through_first_above(false);
+      // ftd's default rule (docs/freeze-policy.md): after half of training, each
+      // decision freezes at least the next layer. The authors' rule: false, 0.
+      if (!af->has_freeze_through_first_above()) af->set_freeze_through_first_above(true);
       if (!af->has_max_layers_per_decision()) af->set_max_layers_per_decision(0);
       if (af->max_layers_per_decision() < 0) {
         return Invalid(
@@ -431,7 +433,7 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
                                     " (the model has ", model.num_hidden_layers,
                                     " layers), got ", af->keep_trainable()));
       }
-      if (!af->has_start_fraction()) af->set_start_fraction(0);
+      if (!af->has_start_fraction()) af->set_start_fraction(0.5);
       if (!(af->start_fraction() >= 0 && af->start_fraction() < 1)) {
         return Invalid("freeze_policy.autofreeze.start_fraction",
                        absl::StrCat("must be in [0, 1), got ", af->start_fraction()));

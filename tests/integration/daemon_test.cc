@@ -421,7 +421,8 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
                     HasSubstr("precision: bf16 (as the job asks)")));
   CommandResult get2 = daemon->Ftctl({"get", "job-2"});
   EXPECT_THAT(get2.out,
-              AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch)"),
+              AllOf(HasSubstr("freezing:    autofreeze (percentile 50, 4 evaluations/epoch, through "
+                                  "the first above, no freezing before 0.5 of training)"),
                     HasSubstr("frozen:      "), HasSubstr(" of 2 layers, "),
                     HasSubstr("precision:   bf16 (ran in bf16)")));
   EXPECT_THAT(daemon->Ftctl({"get", "job-1"}).out, HasSubstr("precision:   fp32 (ran in fp32)"));

@@ -172,8 +172,17 @@ TEST_F(JobSpecValidatorTest, AutoFreezeDefaultsAndExplicitValuesStay) {
   EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().percentile(), 50);
   EXPECT_EQ(spec.freeze_policy().autofreeze().evaluations_per_epoch(), 5);
   EXPECT_EQ(spec.freeze_policy().autofreeze().keep_trainable(), 1);
-  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().start_fraction(), 0);
+  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().start_fraction(), 0.5);
+  EXPECT_TRUE(spec.freeze_policy().autofreeze().freeze_through_first_above());
   EXPECT_EQ(spec.hyperparameters().max_seq_length(), 48);
+  // The authors' rule, asked for explicitly, stays.
+  spec = spec_;
+  auto* authors = spec.mutable_freeze_policy()->mutable_autofreeze();
+  authors->set_freeze_through_first_above(false);
+  authors->set_start_fraction(0);
+  ASSERT_OK(Validator().ValidateAndNormalize(&spec));
+  EXPECT_FALSE(spec.freeze_policy().autofreeze().freeze_through_first_above());
+  EXPECT_DOUBLE_EQ(spec.freeze_policy().autofreeze().start_fraction(), 0);
 }
 
 // A job with validation exports its best point's weights unless it asks for
