@@ -10,7 +10,7 @@ estimates the time from the run's own step times by frozen depth
 reached takes the nearest measured one's time scaled by the layers left.
 
     /usr/bin/python3 bench/replay_freeze.py docs/benchmarks/quick/runs/autofreeze+bf16@seed0.json \\
-        --percentile 50 70 90 --through --cap 1
+        --percentile 50 70 90 --through --cap 1 --start 0.5 --keep 1
 
 What it cannot know: a layer frozen in the recorded run has no change rates
 after it froze, so a replay that keeps it training longer treats it as
@@ -35,11 +35,15 @@ def percentile(values, p):
     return v[lo] + (v[hi] - v[lo]) * (rank - lo)
 
 
-def replay(decisions, layers, p, through=False, cap=0):
-    """[(step, frozen_after)] under percentile p, from the recorded change rates."""
+def replay(decisions, layers, p, through=False, cap=0, start=0.0, total_steps=0, keep=1):
+    """[(step, frozen_after)] under percentile p, from the recorded change rates;
+    nothing freezes before the share `start` of `total_steps`, and the last
+    `keep` layers never do."""
     frozen, out = 0, []
     for d in decisions:
         if d.get("baseline"):
+            continue
+        if total_steps and d["step"] < start * total_steps:
             continue
         eta = list(d.get("layer_change_rates", [])) + [0.0] * layers
         eta = eta[:layers]
@@ -49,7 +53,7 @@ def replay(decisions, layers, p, through=False, cap=0):
             first += 1
         if through:
             first += 1
-        first = min(first, layers - 1)
+        first = min(first, layers - max(1, keep))
         if cap > 0:
             first = min(first, frozen + cap)
         if first > frozen:
@@ -99,6 +103,8 @@ def main():
     ap.add_argument("--percentile", type=float, nargs="+", default=[50.0])
     ap.add_argument("--through", action="store_true", help="also freeze the first layer at or above")
     ap.add_argument("--cap", type=int, default=0, help="layers one decision may freeze (0: no cap)")
+    ap.add_argument("--start", type=float, default=0.0, help="no freezing before this share of training")
+    ap.add_argument("--keep", type=int, default=1, help="the last K layers never freeze")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     run = json.load(open(args.run))
@@ -111,8 +117,9 @@ def main():
     recorded = [(f["step"], f["frozen_after"]) for f in run["freezes"]]
     rows = [{"rule": "recorded", "schedule": recorded, "seconds": estimate(recorded, per_step, total)}]
     for p in args.percentile:
-        schedule = replay(run["decisions"], layers, p, args.through, args.cap)
-        name = f"percentile {p:g}" + (", through" if args.through else "") + (f", cap {args.cap}" if args.cap else "")
+        schedule = replay(run["decisions"], layers, p, args.through, args.cap, args.start, total, args.keep)
+        name = (f"percentile {p:g}" + (", through" if args.through else "") + (f", cap {args.cap}" if args.cap else "")
+                + (f", from {args.start:g}" if args.start else "") + (f", keep {args.keep}" if args.keep > 1 else ""))
         rows.append({"rule": name, "schedule": schedule, "seconds": estimate(schedule, per_step, total)})
     full = per_step[0] * total
     if args.json:
