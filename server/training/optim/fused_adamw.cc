@@ -15,7 +15,6 @@ FusedAdamW::FusedAdamW(std::vector<Group> groups, Options options) : options_(op
       param.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Contiguous);
       param.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Contiguous);
       param.weight_decay = group.weight_decay;
-      param.lr_scale = group.lr_scale;
       params_.push_back(std::move(param));
     }
   }
@@ -48,7 +47,7 @@ void FusedAdamW::Step(double grad_scale) {
 
 void FusedAdamW::Update(Param& p, const torch::Tensor& grad, double grad_scale) {
   ++p.step;
-  const double lr = options_.lr * p.lr_scale, b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+  const double lr = options_.lr, b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
   const double bias1 = 1 - std::pow(b1, static_cast<double>(p.step));
   const double bias2 = 1 - std::pow(b2, static_cast<double>(p.step));
   const double decay = 1 - lr * p.weight_decay;
@@ -99,17 +98,6 @@ size_t FusedAdamW::Remove(const std::unordered_set<c10::TensorImpl*>& gone) {
                      [&](const Param& p) { return gone.count(p.value.unsafeGetTensorImpl()) > 0; }),
       params_.end());
   return before - params_.size();
-}
-
-size_t FusedAdamW::SetLrScale(const std::unordered_set<c10::TensorImpl*>& which, double scale) {
-  size_t n = 0;
-  for (Param& p : params_) {
-    if (which.count(p.value.unsafeGetTensorImpl()) > 0) {
-      p.lr_scale = scale;
-      ++n;
-    }
-  }
-  return n;
 }
 
 std::optional<FusedAdamW::ParamState> FusedAdamW::StateOf(const torch::Tensor& p) const {

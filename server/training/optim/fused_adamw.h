@@ -3,8 +3,7 @@
 // operations, with gradient clipping folded into the same pass.
 //
 // For each parameter with a gradient g, at its step t (counted per
-// parameter, as torch does), learning rate lr (the optimizer's, times the
-// parameter's group scale) and weight decay wd:
+// parameter, as torch does), learning rate lr and weight decay wd:
 //   p <- p * (1 - lr * wd)
 //   g <- g * grad_scale                     (clipping; 1 when not clipping)
 //   m <- b1 * m + (1 - b1) * g
@@ -34,12 +33,10 @@ class FusedAdamW {
     double beta2 = 0.999;
     double eps = 1e-8;
   };
-  // Parameters sharing a weight decay and a learning-rate scale (their
-  // rate is lr() * lr_scale).
+  // Parameters sharing a weight decay.
   struct Group {
     std::vector<torch::Tensor> params;
     double weight_decay = 0;
-    double lr_scale = 1;
   };
 
   FusedAdamW(std::vector<Group> groups, Options options);
@@ -67,10 +64,6 @@ class FusedAdamW {
 
   size_t size() const { return params_.size(); }
 
-  // Sets the learning-rate scale of the parameters in `which` (their rate
-  // becomes lr() * scale). Returns how many it holds.
-  size_t SetLrScale(const std::unordered_set<c10::TensorImpl*>& which, double scale);
-
   // One parameter's state: its moment estimates and step count.
   struct ParamState {
     torch::Tensor exp_avg, exp_avg_sq;
@@ -87,7 +80,6 @@ class FusedAdamW {
   struct Param {
     torch::Tensor value, exp_avg, exp_avg_sq;
     double weight_decay = 0;
-    double lr_scale = 1;
     int64_t step = 0;
   };
   void Update(Param& p, const torch::Tensor& grad, double grad_scale);

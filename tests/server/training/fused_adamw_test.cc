@@ -69,22 +69,5 @@ TEST(FusedAdamWTest, RemovedParametersAndOnesWithoutGradientsStayPut) {
   EXPECT_FALSE(a.grad().defined());
 }
 
-// A group's rate scale and SetLrScale: the first Adam step moves each
-// parameter by its own rate (lr * scale) against the gradient's sign, weight
-// decay included.
-TEST(FusedAdamWTest, EachParameterStepsAtItsGroupsRateScale) {
-  torch::Tensor a = torch::ones({3}), b = torch::ones({3}), c = torch::ones({3});
-  FusedAdamW::Options o;
-  o.lr = 0.1;
-  FusedAdamW fused({{{a}, 0.0, 1.0}, {{b, c}, 0.5, 0.25}}, o);
-  EXPECT_EQ(fused.SetLrScale({c.unsafeGetTensorImpl()}, 0.0), 1u);
-  for (torch::Tensor* p : {&a, &b, &c}) p->mutable_grad() = torch::ones({3});
-  fused.Step();
-  EXPECT_TRUE(torch::allclose(a, torch::full({3}, 0.9f)));
-  // b: decay 1 - 0.025 * 0.5, then minus 0.025.
-  EXPECT_TRUE(torch::allclose(b, torch::full({3}, (1 - 0.025f * 0.5f) - 0.025f)));
-  EXPECT_TRUE(torch::equal(c, torch::ones({3})));  // scale 0: no step, no decay
-}
-
 }  // namespace
 }  // namespace ftd::training
