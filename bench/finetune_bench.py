@@ -259,17 +259,20 @@ def workload_path(value):
 class Daemon:
     """ftd on free ports in its own data folder; stop() returns its peak RSS."""
 
-    def __init__(self, args, work):
+    def __init__(self, args, work, flags=None):
+        """`flags`: the daemon's flags besides its ports and folders (default: --cpu_threads)."""
         self.work = work
         address_file = os.path.join(work, "address")
-        env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.env))
+        env = dict(os.environ, **dict(kv.split("=", 1) for kv in getattr(args, "env", [])))
         self.log_path = os.path.join(work, "ftd.log")
         self.log = open(self.log_path, "w")
+        if flags is None:
+            flags = [f"--cpu_threads={args.cpu_threads}"]
         self.process = subprocess.Popen(
             [os.path.join(args.build, "server/ftd"), "--address=127.0.0.1:0",
              f"--address_file={address_file}", "--metrics_address=127.0.0.1:0",
-             f"--data_dir={os.path.join(work, 'ftd-data')}", f"--data_roots={args.work},{ROOT},{args.model}",
-             f"--cpu_threads={args.cpu_threads}"],
+             f"--data_dir={os.path.join(work, 'ftd-data')}", f"--data_roots={args.work},{ROOT},{args.model}"]
+            + flags,
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         for _ in range(600):
             if os.path.exists(address_file) and open(address_file).read().strip():

@@ -170,8 +170,20 @@ std::string FormatJob(const v1::Job& job) {
   for (const v1::CacheStats& e : job.cache().epochs()) {
     absl::StrAppend(&out, "cache:       ", FormatCacheStats(e), "\n");
   }
+  const std::string placed =
+      job.devices_size() > 1 ? absl::StrJoin(job.devices(), ", ") : job.device();
   absl::StrAppend(&out, "device:      ", DeviceRequestName(spec.device()),
-                  job.device().empty() ? "" : absl::StrCat(" (on ", job.device(), ")"), "\n");
+                  spec.devices() > 1 ? absl::StrCat(" x ", spec.devices()) : "",
+                  placed.empty() ? "" : absl::StrCat(" (on ", placed, ")"), "\n");
+  if (spec.efficiency().enabled()) {
+    absl::StrAppend(&out, "efficiency:  on (a step on fewer devices within ",
+                    spec.efficiency().max_step_ratio(), "x its first",
+                    job.running_devices() > 0
+                        ? absl::StrCat("; moved to ", job.running_devices(),
+                                       job.running_devices() == 1 ? " device" : " devices")
+                        : "",
+                    ")\n");
+  }
   absl::StrAppend(&out, "priority:    ", spec.priority(), "\n");
   if (!spec.labels().empty()) {
     std::vector<std::string> labels;

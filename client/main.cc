@@ -98,6 +98,15 @@ ABSL_FLAG(std::string, export, "",
 ABSL_FLAG(std::optional<bool>, cache, std::nullopt, "submit: cache frozen activations");
 ABSL_FLAG(std::string, cache_dtype, "", "submit: the cache's stored dtype, bf16 (default) or fp32");
 ABSL_FLAG(std::string, device, "", "submit: any | cpu | cuda:N");
+ABSL_FLAG(std::optional<int>, devices, std::nullopt,
+          "submit: train on this many devices at once, data-parallel, one replica a device, all "
+          "of --device's kind (1)");
+ABSL_FLAG(std::optional<bool>, efficiency, std::nullopt,
+          "submit, with --devices: continue on fewer devices once freezing makes a step cheap "
+          "enough, giving the others back to the queue (efficiency mode)");
+ABSL_FLAG(std::optional<double>, efficiency_max_step_ratio, std::nullopt,
+          "submit, efficiency mode: the predicted step on fewer devices may take this many times "
+          "the job's step before its first freeze (1)");
 ABSL_FLAG(std::string, precision, "",
           "submit: fp32 (default) | bf16 (bf16 matrix products, fp32 master weights) | auto "
           "(bf16 where the daemon measures it faster for the job's shapes)");
@@ -383,6 +392,11 @@ absl::StatusOr<ftd::v1::JobSpec> SpecFromFlags(const std::vector<std::string>& a
     auto device = ftd::client::ParseDeviceRequest(absl::GetFlag(FLAGS_device));
     if (!device.ok()) return device.status();
     *spec.mutable_device() = *device;
+  }
+  if (auto v = absl::GetFlag(FLAGS_devices)) spec.set_devices(*v);
+  if (auto v = absl::GetFlag(FLAGS_efficiency)) spec.mutable_efficiency()->set_enabled(*v);
+  if (auto v = absl::GetFlag(FLAGS_efficiency_max_step_ratio)) {
+    spec.mutable_efficiency()->set_max_step_ratio(*v);
   }
   if (auto v = absl::GetFlag(FLAGS_priority)) spec.set_priority(*v);
   if (!absl::GetFlag(FLAGS_name).empty()) spec.set_display_name(absl::GetFlag(FLAGS_name));

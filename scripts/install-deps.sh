@@ -34,6 +34,11 @@ packages=(
   libopenblas0-pthread
 )
 if [ "$torch" -eq 1 ]; then
+  # c10d's Gloo process group (jobs on several devices): Debian's LibTorch
+  # links libgloo; its headers are here.
+  packages+=(libgloo-dev)
+fi
+if [ "$torch" -eq 1 ]; then
   packages+=(libtorch-dev)
 fi
 if [ "$build_only" -eq 0 ]; then

@@ -69,7 +69,16 @@ ABSL_FLAG(absl::Duration, memory_trim_interval, absl::Seconds(30),
           "the system; 0 never");
 ABSL_FLAG(absl::Duration, metrics_job_retention, absl::Minutes(10),
           "how long a finished job's metrics stay (for example 10m, 1h)");
-ABSL_FLAG(int, cpu_slots, 1, "jobs that may run on the CPU at once (0: GPUs only)");
+ABSL_FLAG(int, cpu_devices, 1,
+          "CPU devices the daemon offers: each runs one job, or one replica of a job on several "
+          "devices (--devices), with --cpu_threads threads (0: GPUs only)");
+ABSL_FLAG(int, cpu_slots, -1, "the former name of --cpu_devices (when set, it wins)");
+ABSL_FLAG(bool, overlap_allreduce, false,
+          "a job on several devices: start each gradient bucket's all-reduce while backward "
+          "still runs (docs/performance.md has the measurement behind the default)");
+ABSL_FLAG(absl::Duration, collective_timeout, absl::Minutes(5),
+          "a job on several devices: how long one replica waits for the others in a collective "
+          "before the job fails");
 ABSL_FLAG(int64_t, cache_max_mb_per_tenant, 0,
           "each tenant's share of the activation cache in MiB (0: none besides --cache_max_mb); "
           "a tenant past it evicts its own least recently used segments");
@@ -154,8 +163,14 @@ int main(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage("ftd: the fine-tuning daemon. Usage: ftd [--flags]");
   absl::ParseCommandLine(argc, argv);
-  if (absl::GetFlag(FLAGS_cpu_slots) < 0) {
-    std::fprintf(stderr, "ftd: --cpu_slots must not be negative\n");
+  const int cpu_devices = absl::GetFlag(FLAGS_cpu_slots) >= 0 ? absl::GetFlag(FLAGS_cpu_slots)
+                                                               : absl::GetFlag(FLAGS_cpu_devices);
+  if (cpu_devices < 0) {
+    std::fprintf(stderr, "ftd: --cpu_devices must not be negative\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_collective_timeout) <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "ftd: --collective_timeout must be positive\n");
     return 2;
   }
 
@@ -260,7 +275,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ftd: --max_job_crashes must not be negative\n");
     return 2;
   }
-  options.make_trainer = [cpu_threads, checkpoint_seconds,
+  const double collective_seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_collective_timeout));
+  const bool overlap_allreduce = absl::GetFlag(FLAGS_overlap_allreduce);
+  options.make_trainer = [cpu_threads, checkpoint_seconds, collective_seconds, overlap_allreduce,
                           probe = ftd::training::MakePrecisionProbe()](
                              ftd::storage::ActivationStore* store) {
     ftd::training::BertTrainer::Options trainer;
@@ -268,6 +285,8 @@ int main(int argc, char** argv) {
     trainer.cpu_threads = cpu_threads;
     trainer.activation_store = store;
     trainer.checkpoint_interval_seconds = checkpoint_seconds;
+    trainer.collective_timeout_seconds = collective_seconds;
+    trainer.overlap_allreduce = overlap_allreduce;
     return std::make_unique<ftd::training::BertTrainer>(trainer);
   };
   options.address = absl::GetFlag(FLAGS_address);
@@ -278,7 +297,7 @@ int main(int argc, char** argv) {
   options.cuda_memory_used = ftd::training::CudaMemoryUsed;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.data_roots = absl::GetFlag(FLAGS_data_roots);
-  options.devices = ftd::scheduler::DiscoverDevices(absl::GetFlag(FLAGS_cpu_slots));
+  options.devices = ftd::scheduler::DiscoverDevices(cpu_devices);
   for (ftd::scheduler::Device& device : options.devices) {
     if (device.kind != ftd::scheduler::Device::Kind::kCuda) continue;
     if (auto cuda = ftd::training::CudaDevice(device.index); cuda.has_value()) {

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/enum_names.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -26,44 +28,8 @@ constexpr int kDefaultJobsPageSize = 50;
 constexpr int kDefaultEventsPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 
-// The model label of a job's metrics: the base model's folder name, with its
-// parent for a daemon's own output ("job-3/model").
-std::string ModelName(const std::string& base_model) {
-  std::filesystem::path path = std::filesystem::path(base_model).lexically_normal();
-  if (!path.has_filename()) path = path.parent_path();
-  std::string name = path.filename().string();
-  if (name == "model" && path.has_parent_path()) {
-    name = (path.parent_path().filename() / name).string();
-  }
-  return name;
-}
-
 absl::Status ShuttingDown() {
   return WithReason(absl::UnavailableError("the daemon is shutting down"), "SHUTTING_DOWN");
-}
-
-// The paths a spec names, canonical at submit, still are: a folder on the
-// way swapped for a symbolic link since then leads nowhere. (The files in a
-// model folder are opened without following links.)
-absl::Status PathsUnchanged(const v1::JobSpec& spec) {
-  // (Uploads live in the daemon's own folder, which no user writes.)
-  for (const auto& [field, path] :
-       {std::pair<std::string, std::string>{
-            "base_model", spec.base_model_file_id().empty() ? spec.base_model() : ""},
-        {"train_dataset.path",
-         spec.train_dataset().file_id().empty() ? spec.train_dataset().path() : ""},
-        {"validation_dataset.path",
-         spec.validation_dataset().file_id().empty() ? spec.validation_dataset().path() : ""}}) {
-    if (path.empty()) continue;
-    absl::StatusOr<std::string> canonical = CanonicalPath(path);
-    if (!canonical.ok() || *canonical != path) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          field, ": \"", path,
-          "\" is not where it was when the job was submitted (a folder on its path was moved, "
-          "deleted or replaced by a symbolic link)"));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<int> PageSize(int requested, int default_size) {
@@ -75,61 +41,6 @@ absl::StatusOr<int> PageSize(int requested, int default_size) {
 }
 
 }  // namespace
-
-// The trainer's view of its job; forwards to the manager.
-class JobManager::RunContext final : public training::TrainingContext {
- public:
-  RunContext(JobManager* manager, std::string job_id, std::string tenant, v1::JobSpec spec,
-             std::string device, std::string output_dir, const scheduler::StopToken& stop)
-      : manager_(manager),
-        job_id_(std::move(job_id)),
-        tenant_(std::move(tenant)),
-        spec_(std::move(spec)),
-        device_(std::move(device)),
-        output_dir_(std::move(output_dir)),
-        stop_(stop) {}
-
-  const std::string& job_id() const override { return job_id_; }
-  const std::string& tenant() const override { return tenant_; }
-  const v1::JobSpec& spec() const override { return spec_; }
-  const std::string& device() const override { return device_; }
-  const std::string& output_dir() const override { return output_dir_; }
-  bool StopRequested() const override { return stop_.stop_requested(); }
-  std::string StopForLater() const override {
-    switch (stop_.reason()) {
-      case scheduler::StopReason::kShutdown:
-        return "shutdown";
-      case scheduler::StopReason::kPreempted:
-        return "preemption";
-      default:
-        return "";
-    }
-  }
-  std::string checkpoint_dir() const override { return manager_->CheckpointDir(job_id_); }
-  void Resumed(const v1::Resume& resume, const v1::JobResult& history,
-               const v1::CacheUsage& cache) override {
-    manager_->Resumed(job_id_, resume, history, cache);
-  }
-  void ReportProgress(const v1::Progress& progress) override {
-    manager_->ReportProgress(job_id_, progress);
-  }
-  void Emit(v1::JobEvent event) override { manager_->Emit(job_id_, std::move(event)); }
-  void RecordFingerprint(const std::string& role, const std::string& sha256) override {
-    manager_->RecordFingerprint(job_id_, role, sha256);
-  }
-  void RecordStep(const training::StepStats& stats) override {
-    manager_->observer_->Step(job_id_, stats);
-  }
-
- private:
-  JobManager* const manager_;
-  const std::string job_id_;
-  const std::string tenant_;
-  const v1::JobSpec spec_;
-  const std::string device_;
-  const std::string output_dir_;
-  const scheduler::StopToken& stop_;
-};
 
 JobManager::JobManager(Options options)
     : options_(std::move(options)),
@@ -144,18 +55,25 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
   }
   std::unique_ptr<JobManager> manager(new JobManager(std::move(options)));
   JobManager* self = manager.get();
+  RunRecorder& recorder = *self;
+  manager->runner_ = std::make_unique<JobRunner>(
+      recorder, JobRunner::Options{self->options_.trainer, self->observer_, self->options_.jobs_dir,
+                                   self->options_.now});
   manager->scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler::Scheduler::Options{
       self->options_.devices,
-      [self](const std::string& job_id, const scheduler::Device& device,
-             const scheduler::StopToken& stop) { self->RunJob(job_id, device, stop); },
+      [self](const std::string& job_id, const std::vector<scheduler::Device>& devices,
+             const scheduler::StopToken& stop) { self->runner_->Run(job_id, devices, stop); },
       self->options_.preemption, self->options_.max_running_jobs_per_tenant});
   // The validator asks the scheduler whether a device request can be met,
   // and how much memory a job on it may use.
   manager->validator_ = std::make_unique<JobSpecValidator>(JobSpecValidator::Options{
       self->options_.data_roots,
-      [self](const v1::DeviceRequest& request) { return self->scheduler_->CheckRequest(request); },
-      [self](const v1::DeviceRequest& request) {
-        return MemoryBudget(request, self->options_.devices, self->options_.cpu_memory_bytes);
+      [self](const v1::DeviceRequest& request, int devices) {
+        return self->scheduler_->CheckRequest(request, devices);
+      },
+      [self](const v1::DeviceRequest& request, int devices) {
+        return MemoryBudget(request, devices, self->options_.devices,
+                            self->options_.cpu_memory_bytes);
       },
       self->options_.files, self->options_.tenant_data_roots, self->options_.data_dir,
       self->options_.jobs_dir,
@@ -220,6 +138,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(Options options) 
           job.set_crashes(progressed ? 1 : job.crashes() + 1);
           job.set_crash_checkpoint_step(newest);
           job.set_device("");
+          job.clear_devices();
           const int max = manager->options_.max_crashes;
           const std::string where = newest < 0
                                         ? std::string("before its first checkpoint")
@@ -423,8 +342,12 @@ void JobManager::EnqueueLocked(ActiveJob& active) {
   // A job queued again (preempted) keeps its place among its priority.
   if (active.order == 0) active.order = next_order_++;
   const v1::Job& job = active.job;
+  // Jobs stored before `devices` existed have 0: one device. Efficiency
+  // mode may have moved it to fewer.
+  const int devices =
+      job.running_devices() > 0 ? job.running_devices() : std::max(1, job.spec().devices());
   scheduler_->Enqueue(job.id(), job.spec().priority(), active.order, job.spec().device(),
-                      job.tenant());
+                      job.tenant(), devices);
 }
 
 void JobManager::CountLocked(v1::JobState from, v1::JobState to) {
@@ -763,92 +686,61 @@ v1::ServerInfo JobManager::ServerInfo() const {
   info.set_metrics_address(options_.metrics_address);
   info.set_metrics_url(options_.metrics_url);
   *info.mutable_kernels() = options_.kernels;
-  int64_t running = 0;
+  std::set<std::string> running;  // a job on several devices counts once
   for (const auto& state : scheduler_->Devices()) {
     v1::Device* device = info.add_devices();
     device->set_name(state.device.name());
     device->set_description(state.device.description);
     device->set_job_id(state.job_id);
-    if (!state.job_id.empty()) ++running;
+    if (!state.job_id.empty()) running.insert(state.job_id);
   }
   info.set_queue_length(scheduler_->QueueLength());
-  info.set_running_jobs(running);
+  info.set_running_jobs(static_cast<int64_t>(running.size()));
   return info;
 }
 
-void JobManager::RunJob(const std::string& job_id, const scheduler::Device& device,
-                        const scheduler::StopToken& stop) {
-  v1::JobSpec spec;
-  std::string tenant;
-  bool retry_start = false;
+std::optional<RunRecorder::Started> JobManager::StartRun(const std::string& job_id,
+                                                         const std::vector<std::string>& devices) {
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(job_id);
-    if (it == active_.end()) return;
+    if (it == active_.end()) return std::nullopt;
     ActiveJob& active = it->second;
-    if (active.job.state() != v1::JOB_STATE_QUEUED) return;
+    if (active.job.state() != v1::JOB_STATE_QUEUED) return std::nullopt;
     const absl::Time now = options_.now();
-    absl::Status started =
-        TransitionLocked(active, v1::JOB_STATE_RUNNING, absl::StrCat("started on ", device.name()),
-                         [&](v1::Job& job) {
-                           job.set_device(device.name());
-                           job.set_attempts(job.attempts() + 1);
-                           *job.mutable_start_time() = ToTimestamp(now);
-                           // What an earlier attempt showed goes; a resume
-                           // brings back what its checkpoint holds.
-                           ClearAttempt(&job);
-                         });
-    if (!started.ok()) {
-      // Not recorded as running, so it does not run: it stays queued and is
-      // tried again (after a pause, so that a failing disk is not spun on).
-      retry_start = true;
-    } else {
+    absl::Status started = TransitionLocked(
+        active, v1::JOB_STATE_RUNNING, absl::StrCat("started on ", absl::StrJoin(devices, ", ")),
+        [&](v1::Job& job) {
+          job.set_device(devices.front());
+          job.clear_devices();
+          for (const std::string& name : devices) job.add_devices(name);
+          job.set_attempts(job.attempts() + 1);
+          *job.mutable_start_time() = ToTimestamp(now);
+          // What an earlier attempt showed goes; a resume
+          // brings back what its checkpoint holds.
+          ClearAttempt(&job);
+        });
+    if (started.ok()) {
       active.last_progress_event = absl::InfinitePast();
+      active.continue_on = 0;
+      return Started{active.job.spec(), active.job.tenant(),
+                     FromTimestamp(active.job.create_time())};
     }
   }
-  if (retry_start) {
-    absl::SleepFor(absl::Seconds(1));
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(job_id);
-    if (it != active_.end() && !shutting_down_ && it->second.job.state() == v1::JOB_STATE_QUEUED) {
-      EnqueueLocked(it->second);
-    }
-    return;
+  // Not recorded as running, so it does not run: it stays queued and is
+  // tried again (after a pause, so that a failing disk is not spun on).
+  absl::SleepFor(absl::Seconds(1));
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it != active_.end() && !shutting_down_ && it->second.job.state() == v1::JOB_STATE_QUEUED) {
+    EnqueueLocked(it->second);
   }
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(job_id);
-    if (it == active_.end()) return;
-    ActiveJob& active = it->second;
-    spec = active.job.spec();
-    tenant = active.job.tenant();
-    observer_->QueueWait(options_.now() - FromTimestamp(active.job.create_time()));
-    observer_->JobStarted(job_id, ModelName(spec.base_model()), device.name());
-    observer_->DeviceBusy(device.name(), true);
-  }
+  return std::nullopt;
+}
 
-  const std::string output_dir = (std::filesystem::path(options_.jobs_dir) / job_id).string();
-  absl::StatusOr<v1::JobResult> result;
-  std::error_code ec;
-  std::filesystem::create_directories(output_dir, ec);
-  // The folder's own entry is synced before anything in it is relied on.
-  absl::Status synced =
-      ec ? absl::OkStatus() : SyncPath(options_.jobs_dir.empty() ? "." : options_.jobs_dir);
-  if (ec) {
-    result = absl::UnavailableError(
-        absl::StrCat("cannot create the job's output folder \"", output_dir, "\": ", ec.message()));
-  } else if (!synced.ok()) {
-    result = synced;
-  } else if (absl::Status unchanged = PathsUnchanged(spec); !unchanged.ok()) {
-    result = unchanged;
-  } else {
-    RunContext context(this, job_id, tenant, std::move(spec), device.name(), output_dir, stop);
-    result = RunGuarded(*options_.trainer, context);
-  }
-
-  observer_->JobStopped(job_id);
-  observer_->DeviceBusy(device.name(), false);
-  // The outcome is recorded before the device is given back; a write that
+void JobManager::EndRun(const std::string& job_id, const absl::StatusOr<v1::JobResult>& result,
+                        const scheduler::StopToken& stop) {
+  // The outcome is recorded before the devices are given back; a write that
   // fails is tried again each second (the job keeps its device meanwhile),
   // until it lands or the daemon stops (the job is then recovered from the
   // store as it was, RUNNING, at the next start).
@@ -861,7 +753,8 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
     ActiveJob& active = it->second;
     if (attempt > 0 && shutting_down_) return;
     const RunOutcome outcome =
-        ClassifyRun(result.status(), active.job.state() == v1::JOB_STATE_CANCELLING, stop.reason());
+        ClassifyRun(result.status(), active.job.state() == v1::JOB_STATE_CANCELLING, stop.reason(),
+                    active.continue_on);
     const bool keep = options_.keep_checkpoints;
     absl::Status recorded;
     switch (outcome) {
@@ -891,7 +784,10 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
         recorded = TransitionLocked(
             active, v1::JOB_STATE_QUEUED,
             "the daemon is shutting down; the job resumes from its checkpoint when it restarts",
-            [](v1::Job& job) { job.set_device(""); });
+            [](v1::Job& job) {
+              job.set_device("");
+              job.clear_devices();
+            });
         break;
       case RunOutcome::kRequeuedPreempted: {
         auto other = active_.find(stop.by());
@@ -907,7 +803,25 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
                                             " over ", active.job.spec().priority(), ")")
                              : std::string(),
                          "; the job resumes from its checkpoint when a device is free"),
-            [](v1::Job& job) { job.set_device(""); });
+            [](v1::Job& job) {
+              job.set_device("");
+              job.clear_devices();
+            });
+        if (recorded.ok()) EnqueueLocked(active_.at(job_id));
+        break;
+      }
+      case RunOutcome::kRequeuedFewerDevices: {
+        const int k = active.continue_on;
+        recorded = TransitionLocked(
+            active, v1::JOB_STATE_QUEUED,
+            absl::StrCat("continues on ", k, k == 1 ? " device" : " devices",
+                         " from its checkpoint: freezing made its steps cheap enough (efficiency "
+                         "mode); the devices it left go to queued jobs"),
+            [k](v1::Job& job) {
+              job.set_device("");
+              job.clear_devices();
+              job.set_running_devices(k);
+            });
         if (recorded.ok()) EnqueueLocked(active_.at(job_id));
         break;
       }
@@ -939,6 +853,17 @@ void JobManager::RunJob(const std::string& job_id, const scheduler::Device& devi
 
 std::string JobManager::CheckpointDir(const std::string& job_id) const {
   return (std::filesystem::path(options_.jobs_dir) / job_id / "checkpoints").string();
+}
+
+bool JobManager::ContinueOn(const std::string& job_id, int devices) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end() || shutting_down_ || devices < 1 ||
+      it->second.job.state() != v1::JOB_STATE_RUNNING) {
+    return false;
+  }
+  it->second.continue_on = devices;
+  return true;
 }
 
 void JobManager::Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,

@@ -30,6 +30,7 @@
 #include "server/core/file_manager.h"
 #include "server/core/job_observer.h"
 #include "server/core/job_projection.h"
+#include "server/core/job_runner.h"
 #include "server/core/job_spec_validator.h"
 #include "server/core/output_reader.h"
 #include "server/scheduler/scheduler.h"
@@ -39,7 +40,7 @@
 
 namespace ftd::core {
 
-class JobManager {
+class JobManager final : private RunRecorder {
  public:
   struct Options {
     storage::JobStore* store = nullptr;    // not owned; outlives the manager
@@ -187,7 +188,6 @@ class JobManager {
   void Shutdown();
 
  private:
-  class RunContext;
   // Where a job was when the daemon last stopped while it ran (for the work
   // a resume loses).
   struct Interruption {
@@ -203,20 +203,27 @@ class JobManager {
     // logged, the rest counted and told once a write lands again (a failing
     // disk is not flooded with a line a step).
     int64_t refused_events = 0;
+    // Efficiency mode: the devices its running trainer asked to continue on
+    // (0: none asked).
+    int continue_on = 0;
   };
 
   explicit JobManager(Options options);
 
-  // Runs on the scheduler's job thread.
-  void RunJob(const std::string& job_id, const scheduler::Device& device,
-              const scheduler::StopToken& stop);
-  void ReportProgress(const std::string& job_id, const v1::Progress& progress);
-  void Emit(const std::string& job_id, v1::JobEvent event);
+  // RunRecorder: a job's run (job_runner.h), on the scheduler's job thread.
+  std::optional<Started> StartRun(const std::string& job_id,
+                                  const std::vector<std::string>& devices) override;
+  void EndRun(const std::string& job_id, const absl::StatusOr<v1::JobResult>& result,
+              const scheduler::StopToken& stop) override;
+  // Efficiency mode: the job's trainer asks to continue on fewer devices.
+  bool ContinueOn(const std::string& job_id, int devices) override;
+  void ReportProgress(const std::string& job_id, const v1::Progress& progress) override;
+  void Emit(const std::string& job_id, v1::JobEvent event) override;
   void RecordFingerprint(const std::string& job_id, const std::string& role,
-                         const std::string& sha256);
+                         const std::string& sha256) override;
   void Resumed(const std::string& job_id, v1::Resume resume, const v1::JobResult& history,
-               const v1::CacheUsage& cache);
-  std::string CheckpointDir(const std::string& job_id) const;
+               const v1::CacheUsage& cache) override;
+  std::string CheckpointDir(const std::string& job_id) const override;
   // Removes the folders of jobs deleted before a crash could (the store's
   // marks).
   void RemoveOrphanedFoldersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -254,6 +261,7 @@ class JobManager {
   JobObserver* const observer_;  // never null
   const CacheAdmin cache_admin_;
   std::unique_ptr<JobSpecValidator> validator_;
+  std::unique_ptr<JobRunner> runner_;  // what the scheduler runs for a job
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   // Downloads streaming now (shared with the readers that hold a place).
   const std::shared_ptr<std::atomic<int>> open_downloads_ = std::make_shared<std::atomic<int>>(0);

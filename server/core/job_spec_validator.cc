@@ -32,6 +32,9 @@ namespace fs = std::filesystem;
 constexpr int kMaxEpochs = 1000;
 constexpr int kMaxBatchSize = 4096;
 constexpr int kMaxPriority = 1000;
+// A job's devices: far more than one machine has, a bound on what one
+// request makes the scheduler look at.
+constexpr int kMaxDevices = 1024;
 constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelKey = 63;
 constexpr size_t kMaxLabelValue = 256;
@@ -334,15 +337,19 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   // how many labels it has.
   auto check_memory = [&](int64_t num_labels) -> absl::Status {
     if (!options_.memory_budget) return absl::OkStatus();
-    const int64_t budget = options_.memory_budget(spec->device());
+    // Each replica holds the model and its share of the batch.
+    const int replicas = std::max(1, spec->devices());
+    const int64_t batch_share = (hp->batch_size() + replicas - 1) / replicas;
+    const int64_t budget = options_.memory_budget(spec->device(), replicas);
     const MemoryEstimate need =
-        EstimateTrainingMemory(model.shape, hp->batch_size(), hp->max_seq_length(), num_labels);
+        EstimateTrainingMemory(model.shape, batch_share, hp->max_seq_length(), num_labels);
     if (budget <= 0 || need.total_bytes() <= budget) return absl::OkStatus();
     const std::string why =
         absl::StrCat(" need about ", Bytes(need.total_bytes()), " (weights and AdamW ",
                      Bytes(need.weights_and_optimizer_bytes), ", activations ",
                      Bytes(need.activation_bytes), "), more than the ", Bytes(budget),
-                     " a job may use on the devices it may run on (the smallest of them)");
+                     replicas > 1 ? " each replica of a job on this many devices may use"
+                                  : " a job may use on the devices it may run on (the smallest of them)");
     if (EstimateTrainingMemory(model.shape, 1, 2, num_labels).total_bytes() > budget) {
       // Not the batch: the classifier of so many labels alone does not fit.
       return Invalid("train_dataset", absl::StrCat(training::DatasetName(spec->train_dataset()),
@@ -494,7 +501,33 @@ absl::Status JobSpecValidator::ValidateAndNormalize(v1::JobSpec* spec, const Cal
   if (spec->device().kind() != v1::DeviceRequest::KIND_CUDA && spec->device().cuda_index() != 0) {
     return Invalid("device.cuda_index", "is only meaningful with kind CUDA");
   }
-  if (options_.check_device) RETURN_IF_ERROR(options_.check_device(spec->device()));
+  if (spec->devices() == 0) spec->set_devices(1);
+  if (spec->devices() < 0 || spec->devices() > kMaxDevices) {
+    return Invalid("devices", absl::StrCat("must be between 1 and ", kMaxDevices, ", got ",
+                                           spec->devices()));
+  }
+  if (spec->efficiency().enabled()) {
+    v1::Efficiency* e = spec->mutable_efficiency();
+    if (!e->has_max_step_ratio()) e->set_max_step_ratio(1.0);
+    if (!std::isfinite(e->max_step_ratio()) || e->max_step_ratio() <= 0) {
+      return Invalid("efficiency.max_step_ratio",
+                     absl::StrCat("must be a finite number > 0, got ", e->max_step_ratio()));
+    }
+    if (!e->has_measure_steps()) e->set_measure_steps(8);
+    if (e->measure_steps() < 1 || e->measure_steps() > 100000) {
+      return Invalid("efficiency.measure_steps",
+                     absl::StrCat("must be between 1 and 100000, got ", e->measure_steps()));
+    }
+  }
+  if (spec->devices() > spec->hyperparameters().batch_size()) {
+    return Invalid("devices", absl::StrCat("each of the ", spec->devices(),
+                                           " replicas trains on a share of every batch, so "
+                                           "hyperparameters.batch_size must be at least ",
+                                           spec->devices(), ", got ",
+                                           spec->hyperparameters().batch_size()));
+  }
+  if (options_.check_device)
+    RETURN_IF_ERROR(options_.check_device(spec->device(), spec->devices()));
   if (spec->priority() < -kMaxPriority || spec->priority() > kMaxPriority) {
     return Invalid("priority", absl::StrCat("must be between ", -kMaxPriority, " and ",
                                             kMaxPriority, ", got ", spec->priority()));

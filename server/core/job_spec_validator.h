@@ -21,13 +21,13 @@ class JobSpecValidator {
     // Canonical folders every model and dataset path must lie in (for
     // admins, and for every tenant when tenant_data_roots is empty).
     std::vector<std::string> data_roots;
-    // OK when the daemon has a device for the request; its error is returned
-    // as it is (it names the `device` field).
-    std::function<absl::Status(const v1::DeviceRequest&)> check_device;
+    // OK when the daemon has devices for the request, this many of them; its
+    // error is returned as it is (it names the `device` or `devices` field).
+    std::function<absl::Status(const v1::DeviceRequest&, int devices)> check_device;
     // The memory a job with this request may use, in bytes (0: unknown, no
     // check): a job whose estimated need (memory_estimate.h) is larger is
     // refused.
-    std::function<int64_t(const v1::DeviceRequest&)> memory_budget;
+    std::function<int64_t(const v1::DeviceRequest&, int devices)> memory_budget;
     // Uploaded files, which a spec may name by id instead of a path (not
     // owned; nullptr: none).
     const FileManager* files = nullptr;

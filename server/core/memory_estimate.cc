@@ -24,8 +24,9 @@ MemoryEstimate EstimateTrainingMemory(const ModelShape& s, int64_t batch_size,
   return e;
 }
 
-int64_t MemoryBudget(const v1::DeviceRequest& request,
+int64_t MemoryBudget(const v1::DeviceRequest& request, int replicas,
                      const std::vector<scheduler::Device>& devices, int64_t cpu_memory_bytes) {
+  replicas = std::max(1, replicas);
   int64_t budget = 0;
   for (const scheduler::Device& d : devices) {
     const bool cuda = d.kind == scheduler::Device::Kind::kCuda;
@@ -35,13 +36,14 @@ int64_t MemoryBudget(const v1::DeviceRequest& request,
         may_use = !cuda;
         break;
       case v1::DeviceRequest::KIND_CUDA:
-        may_use = cuda && d.index == request.cuda_index();
+        // Several CUDA devices are any of them.
+        may_use = cuda && (replicas > 1 || d.index == request.cuda_index());
         break;
       default:  // ANY: a GPU when one is free, else a CPU slot
         may_use = true;
         break;
     }
-    const int64_t bytes = cuda ? d.memory_bytes : cpu_memory_bytes;
+    const int64_t bytes = cuda ? d.memory_bytes : cpu_memory_bytes / replicas;
     if (may_use && bytes > 0) budget = budget == 0 ? bytes : std::min(budget, bytes);
   }
   return budget;

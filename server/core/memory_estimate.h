@@ -45,11 +45,13 @@ struct MemoryEstimate {
 MemoryEstimate EstimateTrainingMemory(const ModelShape& shape, int64_t batch_size,
                                       int64_t sequence_length, int64_t num_labels = 2);
 
-// The memory a job with this device request may use (0: unknown, not
-// checked): the smallest of the devices it may be placed on, so that a job
-// admitted fits wherever it runs. CPU slots have `cpu_memory_bytes`, CUDA
-// devices their memory_bytes; devices whose memory is unknown are left out.
-int64_t MemoryBudget(const v1::DeviceRequest& request,
+// The memory each replica of a job with this device request on `replicas`
+// devices may use (0: unknown, not checked): the smallest of the devices it
+// may be placed on, so that a job admitted fits wherever it runs. A CUDA
+// device has its memory_bytes; the replicas on CPU slots share the job's
+// `cpu_memory_bytes` (one process). Devices whose memory is unknown are left
+// out.
+int64_t MemoryBudget(const v1::DeviceRequest& request, int replicas,
                      const std::vector<scheduler::Device>& devices, int64_t cpu_memory_bytes);
 
 }  // namespace ftd::core

@@ -133,6 +133,11 @@ Metrics::Metrics(Options options)
       cache_misses_(CounterFamily(*registry_, "ftd_cache_misses_total",
                                   "Examples computed from the embeddings while a prefix was "
                                   "frozen and the cache on.")),
+      allreduce_bytes_(
+          CounterFamily(*registry_, "ftd_allreduce_bytes_total",
+                        "Bytes a job on several devices all-reduced between its "
+                        "replicas (each replica's share: the gradients of the layers "
+                        "still training and a step's sums); frozen layers send none.")),
       cache_stored_bytes_(
           GaugeFamily(*registry_, "ftd_cache_stored_bytes", "Bytes of activations in the cache.")
               .Add({})),
@@ -254,6 +259,7 @@ void Metrics::JobStarted(const std::string& job_id, const std::string& model,
   series.cache_hits = &cache_hits_.Add(l);
   series.cache_partial_hits = &cache_partial_hits_.Add(l);
   series.cache_misses = &cache_misses_.Add(l);
+  series.allreduce_bytes = &allreduce_bytes_.Add(l);
   jobs_series_[job_id] = std::move(series);
 }
 
@@ -280,6 +286,7 @@ void Metrics::RecordStep(const std::string& job_id, const training::StepStats& s
   s.cache_hits->Increment(static_cast<double>(stats.cache_hits));
   s.cache_partial_hits->Increment(static_cast<double>(stats.cache_partial_hits));
   s.cache_misses->Increment(static_cast<double>(stats.cache_misses));
+  s.allreduce_bytes->Increment(static_cast<double>(stats.allreduce_bytes));
 }
 
 void Metrics::RecordEvaluation(const std::string& job_id, const v1::Evaluation& evaluation) {
@@ -325,6 +332,7 @@ void Metrics::RemoveLocked(const JobSeries& s) const {
   cache_hits_.Remove(s.cache_hits);
   cache_partial_hits_.Remove(s.cache_partial_hits);
   cache_misses_.Remove(s.cache_misses);
+  allreduce_bytes_.Remove(s.allreduce_bytes);
 }
 
 void Metrics::SweepLocked() const {

@@ -110,6 +110,7 @@ class Metrics final : public prometheus::Collectable {
     prometheus::Counter* cache_hits;
     prometheus::Counter* cache_partial_hits;
     prometheus::Counter* cache_misses;
+    prometheus::Counter* allreduce_bytes;
     absl::Time expires = absl::InfiniteFuture();
   };
 
@@ -142,6 +143,7 @@ class Metrics final : public prometheus::Collectable {
   prometheus::Family<prometheus::Counter>& cache_hits_;
   prometheus::Family<prometheus::Counter>& cache_partial_hits_;
   prometheus::Family<prometheus::Counter>& cache_misses_;
+  prometheus::Family<prometheus::Counter>& allreduce_bytes_;
 
   // The cache as a whole.
   prometheus::Gauge& cache_stored_bytes_;

@@ -7,7 +7,7 @@
 
 namespace ftd::scheduler {
 
-// Every CUDA device LibTorch sees, then `cpu_slots` CPU slots.
-std::vector<Device> DiscoverDevices(int cpu_slots);
+// Every CUDA device LibTorch sees, then `cpu_devices` CPU devices.
+std::vector<Device> DiscoverDevices(int cpu_devices);
 
 }  // namespace ftd::scheduler

@@ -32,39 +32,89 @@ bool Scheduler::Before(const QueuedJob& a, const QueuedJob& b) {
   return a.order < b.order;
 }
 
-bool Scheduler::Fits(const v1::DeviceRequest& request, const Device& device) {
+bool Scheduler::Fits(const v1::DeviceRequest& request, int count, const Device& device) {
   switch (request.kind()) {
     case v1::DeviceRequest::KIND_CPU:
       return device.kind == Device::Kind::kCpu;
     case v1::DeviceRequest::KIND_CUDA:
-      return device.kind == Device::Kind::kCuda && device.index == request.cuda_index();
+      // One device names its index; several take any CUDA devices.
+      return device.kind == Device::Kind::kCuda &&
+             (count > 1 || device.index == request.cuda_index());
     default:
       return true;
   }
 }
 
-absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
+std::vector<Device::Kind> Scheduler::Kinds(const v1::DeviceRequest& request) {
+  switch (request.kind()) {
+    case v1::DeviceRequest::KIND_CPU:
+      return {Device::Kind::kCpu};
+    case v1::DeviceRequest::KIND_CUDA:
+      return {Device::Kind::kCuda};
+    default:
+      return {Device::Kind::kCuda, Device::Kind::kCpu};
+  }
+}
+
+absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request, int devices) const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> cuda;
+  int cpus = 0;
   for (const Slot& slot : slots_) {
-    if (slot.device.kind == Device::Kind::kCuda) cuda.push_back(slot.device.name());
+    if (slot.device.kind == Device::Kind::kCuda) {
+      cuda.push_back(slot.device.name());
+    } else {
+      ++cpus;
+    }
   }
+  if (devices < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("devices: must be at least 1, got ", devices));
+  }
+  const int gpus = static_cast<int>(cuda.size());
+  const std::string has =
+      absl::StrCat("this server has ", gpus, " CUDA device", gpus == 1 ? "" : "s", " and ", cpus,
+                   " CPU device", cpus == 1 ? "" : "s");
   switch (request.kind()) {
+    // One device of any kind, or on the CPU, is always accepted: a pool
+    // without one keeps such jobs queued (as a daemon with no devices does).
     case v1::DeviceRequest::KIND_UNSPECIFIED:
+      if (devices > 1 && devices > std::max(gpus, cpus)) {
+        return absl::InvalidArgumentError(absl::StrCat("devices: ", devices, " were asked for but ",
+                                                       has,
+                                                       " (a job's devices are all of one kind)"));
+      }
+      return absl::OkStatus();
     case v1::DeviceRequest::KIND_CPU:
+      if (devices > 1 && devices > cpus) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("devices: ", devices, " CPU devices were asked for but ", has));
+      }
       return absl::OkStatus();
     case v1::DeviceRequest::KIND_CUDA:
       if (request.cuda_index() < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("device.cuda_index: must not be negative, got ", request.cuda_index()));
       }
-      for (const Slot& slot : slots_) {
-        if (Fits(request, slot.device)) return absl::OkStatus();
-      }
       if (cuda.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat("device: cuda:", request.cuda_index(),
                          " was requested but this server has no CUDA device; ask for cpu or any"));
+      }
+      if (devices > 1) {
+        if (request.cuda_index() != 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("device.cuda_index: a job on ", devices,
+                           " devices takes any free CUDA devices; leave cuda_index unset, got ",
+                           request.cuda_index()));
+        }
+        if (devices > gpus) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("devices: ", devices, " CUDA devices were asked for but ", has));
+        }
+        return absl::OkStatus();
+      }
+      for (const Slot& slot : slots_) {
+        if (Fits(request, 1, slot.device)) return absl::OkStatus();
       }
       return absl::InvalidArgumentError(absl::StrCat("device: cuda:", request.cuda_index(),
                                                      " does not exist; this server has ",
@@ -76,9 +126,9 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request) const {
 }
 
 void Scheduler::Enqueue(const std::string& job_id, int priority, uint64_t order,
-                        const v1::DeviceRequest& request, const std::string& group) {
+                        const v1::DeviceRequest& request, const std::string& group, int devices) {
   absl::MutexLock lock(&mu_);
-  QueuedJob job{job_id, priority, order, request, group};
+  QueuedJob job{job_id, priority, order, request, group, std::max(1, devices)};
   queue_.insert(std::upper_bound(queue_.begin(), queue_.end(), job, Before), std::move(job));
   Dispatch();
 }
@@ -89,46 +139,82 @@ void Scheduler::Start() {
   Dispatch();
 }
 
+std::vector<size_t> Scheduler::FreeSlotsFor(const QueuedJob& job,
+                                            const std::vector<bool>& held) const {
+  for (Device::Kind kind : Kinds(job.request)) {
+    std::vector<size_t> chosen;
+    for (size_t i = 0; i < slots_.size() && static_cast<int>(chosen.size()) < job.devices; ++i) {
+      const Slot& slot = slots_[i];
+      if (slot.job_id.empty() && !held[i] && slot.device.kind == kind &&
+          Fits(job.request, job.devices, slot.device)) {
+        chosen.push_back(i);
+      }
+    }
+    if (static_cast<int>(chosen.size()) == job.devices) return chosen;
+  }
+  return {};
+}
+
+std::map<std::string, int> Scheduler::RunningByGroup() const {
+  std::map<std::string, int> running;
+  for (const auto& [id, job] : running_) ++running[job.group];
+  return running;
+}
+
 void Scheduler::Dispatch() {
   if (!started_ || shutting_down_) return;
-  std::map<std::string, int> running;  // by group
-  for (const Slot& slot : slots_) {
-    if (!slot.job_id.empty()) ++running[slot.group];
-  }
+  std::map<std::string, int> running = RunningByGroup();
+  // Free devices that a job on several devices, queued before the jobs that
+  // look at them, waits to gather.
+  std::vector<bool> held(slots_.size(), false);
   while (true) {
-    // Of the queued jobs that fit a free device (and whose group is under
+    // Of the queued jobs that free devices fit (and whose group is under
     // its cap): the highest priority; then the group running the fewest;
     // then the first submitted.
     auto best = queue_.end();
-    size_t best_slot = slots_.size();
+    std::vector<size_t> best_slots;
+    std::fill(held.begin(), held.end(), false);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (best != queue_.end() && it->priority < best->priority) break;  // sorted by priority
       if (max_running_per_group_ > 0 && running[it->group] >= max_running_per_group_) continue;
-      size_t chosen = slots_.size();
-      for (size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].job_id.empty() && Fits(it->request, slots_[i].device)) {
-          chosen = i;
-          break;
+      std::vector<size_t> chosen = FreeSlotsFor(*it, held);
+      if (chosen.empty()) {
+        if (it->devices > 1) {
+          // It holds the free devices of the first kind the pool can give it
+          // enough of, until the rest free up.
+          for (Device::Kind kind : Kinds(it->request)) {
+            int fitting = 0;
+            for (const Slot& slot : slots_) {
+              if (slot.device.kind == kind && Fits(it->request, it->devices, slot.device))
+                ++fitting;
+            }
+            if (fitting < it->devices) continue;
+            for (size_t i = 0; i < slots_.size(); ++i) {
+              if (slots_[i].job_id.empty() && slots_[i].device.kind == kind) held[i] = true;
+            }
+            break;
+          }
         }
+        continue;
       }
-      if (chosen == slots_.size()) continue;
       // Fewest running; then the group that started a job longest ago
       // (round robin between groups); then the queue's order.
       if (best == queue_.end() || running[it->group] < running[best->group] ||
           (running[it->group] == running[best->group] &&
            last_start_[it->group] < last_start_[best->group])) {
         best = it;
-        best_slot = chosen;
+        best_slots = std::move(chosen);
       }
     }
     if (best == queue_.end()) break;
-    Slot& slot = slots_[best_slot];
-    slot.job_id = best->job_id;
-    slot.group = best->group;
-    slot.priority = best->priority;
-    slot.order = best->order;
-    slot.stop = std::make_unique<StopToken>();
-    slot.thread = std::thread(&Scheduler::RunOnSlot, this, best_slot, best->job_id);
+    RunningJob& job = running_[best->job_id];
+    job.slots = best_slots;
+    job.group = best->group;
+    job.priority = best->priority;
+    job.order = best->order;
+    job.stop = std::make_unique<StopToken>();
+    for (size_t i : best_slots) slots_[i].job_id = best->job_id;
+    job.thread = std::thread(&Scheduler::RunJob, this, best->job_id);
     ++running[best->group];
     last_start_[best->group] = ++starts_;
     queue_.erase(best);
@@ -137,54 +223,75 @@ void Scheduler::Dispatch() {
 }
 
 void Scheduler::PreemptLocked() {
-  std::map<std::string, int> running;  // by group
-  for (const Slot& slot : slots_) {
-    if (!slot.job_id.empty()) ++running[slot.group];
-  }
+  std::map<std::string, int> running = RunningByGroup();
   for (const QueuedJob& waiting : queue_) {
     // A group at its cap could not start the job on the room made for it.
     if (max_running_per_group_ > 0 && running[waiting.group] >= max_running_per_group_) continue;
-    // One running job makes room for it at a time.
+    // Jobs make room for it once at a time.
     bool pending = false;
-    for (const Slot& slot : slots_) {
-      if (!slot.job_id.empty() && slot.stop->reason() == StopReason::kPreempted &&
-          slot.stop->by() == waiting.job_id) {
+    for (const auto& [id, job] : running_) {
+      if (job.stop->reason() == StopReason::kPreempted && job.stop->by() == waiting.job_id) {
         pending = true;
       }
     }
     if (pending) continue;
-    // The lowest priority below its own; of those, the latest submitted.
-    Slot* victim = nullptr;
-    for (Slot& slot : slots_) {
-      if (slot.job_id.empty() || slot.stop->stop_requested() || slot.priority >= waiting.priority ||
-          !Fits(waiting.request, slot.device)) {
-        continue;
-      }
-      if (victim == nullptr || slot.priority < victim->priority ||
-          (slot.priority == victim->priority && slot.order > victim->order)) {
-        victim = &slot;
-      }
+    // Running jobs of lower priority on devices it fits: the lowest
+    // priority first, then the latest submitted.
+    std::vector<RunningJob*> candidates;
+    for (auto& [id, job] : running_) {
+      if (job.stop->stop_requested() || job.priority >= waiting.priority) continue;
+      candidates.push_back(&job);
     }
-    if (victim != nullptr) victim->stop->RequestStop(StopReason::kPreempted, waiting.job_id);
+    std::sort(candidates.begin(), candidates.end(), [](const RunningJob* a, const RunningJob* b) {
+      if (a->priority != b->priority) return a->priority < b->priority;
+      return a->order > b->order;
+    });
+    for (Device::Kind kind : Kinds(waiting.request)) {
+      auto usable = [&](size_t i) {
+        return slots_[i].device.kind == kind &&
+               Fits(waiting.request, waiting.devices, slots_[i].device);
+      };
+      int room = 0;
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].job_id.empty() && usable(i)) ++room;
+      }
+      std::vector<RunningJob*> victims;
+      for (RunningJob* candidate : candidates) {
+        if (room >= waiting.devices) break;
+        int frees = 0;
+        for (size_t i : candidate->slots) frees += usable(i) ? 1 : 0;
+        if (frees == 0) continue;
+        room += frees;
+        victims.push_back(candidate);
+      }
+      if (room < waiting.devices || victims.empty()) continue;
+      for (RunningJob* victim : victims) {
+        victim->stop->RequestStop(StopReason::kPreempted, waiting.job_id);
+      }
+      break;
+    }
   }
 }
 
-void Scheduler::RunOnSlot(size_t slot_index, std::string job_id) {
-  Device device;
+void Scheduler::RunJob(std::string job_id) {
+  std::vector<Device> devices;
   const StopToken* stop = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    device = slots_[slot_index].device;
-    stop = slots_[slot_index].stop.get();
+    const RunningJob& job = running_.at(job_id);
+    for (size_t i : job.slots) devices.push_back(slots_[i].device);
+    stop = job.stop.get();
   }
-  run_(job_id, device, *stop);
+  run_(job_id, devices, *stop);
   absl::MutexLock lock(&mu_);
-  Slot& slot = slots_[slot_index];
-  slot.job_id.clear();
+  auto it = running_.find(job_id);
+  for (size_t i : it->second.slots) slots_[i].job_id.clear();
   // This thread cannot join itself: it leaves its handle to be reaped by the
   // next thread through here, or by Shutdown.
   // (Shutdown may have taken the handle already.)
-  if (slot.thread.joinable()) finished_.push_back(std::move(slot.thread));
+  if (it->second.thread.joinable()) finished_.push_back(std::move(it->second.thread));
+  // The stop token goes with the entry: the job has returned and no longer reads it.
+  running_.erase(it);
   ReapLocked();
   Dispatch();
 }
@@ -207,13 +314,14 @@ Scheduler::CancelOutcome Scheduler::Cancel(const std::string& job_id) {
                          [&](const QueuedJob& job) { return job.job_id == job_id; });
   if (it != queue_.end()) {
     queue_.erase(it);
+    // A job on several devices may have held free devices that others can take now.
+    Dispatch();
     return CancelOutcome::kRemovedFromQueue;
   }
-  for (Slot& slot : slots_) {
-    if (slot.job_id == job_id) {
-      slot.stop->RequestStop(StopReason::kCancelled);
-      return CancelOutcome::kStopRequested;
-    }
+  auto running = running_.find(job_id);
+  if (running != running_.end()) {
+    running->second.stop->RequestStop(StopReason::kCancelled);
+    return CancelOutcome::kStopRequested;
   }
   return CancelOutcome::kNotFound;
 }
@@ -244,9 +352,9 @@ void Scheduler::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
-    for (Slot& slot : slots_) {
-      if (!slot.job_id.empty()) slot.stop->RequestStop(StopReason::kShutdown);
-      if (slot.thread.joinable()) threads.push_back(std::move(slot.thread));
+    for (auto& [id, job] : running_) {
+      job.stop->RequestStop(StopReason::kShutdown);
+      if (job.thread.joinable()) threads.push_back(std::move(job.thread));
     }
     for (std::thread& thread : finished_) threads.push_back(std::move(thread));
     finished_.clear();

@@ -1,10 +1,16 @@
-// Scheduler: a priority queue of jobs and a pool of devices, one job a device.
+// Scheduler: a priority queue of jobs and a pool of devices. A job runs on
+// a set of devices of one kind (one or more CUDA devices, or CPU slots),
+// allocated as a gang: all at once or none, so two jobs never hold part of
+// what each needs while waiting for the rest.
 //
 // Jobs are ordered by priority (higher first), then by their order number
-// (smaller first: first come, first served). Whenever a device is free, the
-// first queued job that may run on it starts there: a job waiting for a busy
-// GPU does not keep a free CPU slot idle for the jobs behind it. A job asking
-// for ANY device takes a free GPU before a CPU slot. Jobs belong to groups
+// (smaller first: first come, first served). Whenever devices are free, the
+// first queued job that they fit starts there: a job waiting for a busy GPU
+// does not keep a free CPU slot idle for the jobs behind it. A job asking for
+// ANY devices takes free GPUs before CPU slots. A job on several devices that
+// cannot start yet holds the free devices it could use against the jobs
+// queued after it, so that jobs on one device do not take each device as it
+// frees and starve it. Jobs belong to groups
 // (tenants): among jobs of one priority, the group with the fewest running
 // jobs goes first, then the one that started a job longest ago (round robin),
 // so that one group's burst does not starve another's queue; a group may be
@@ -34,18 +40,21 @@ namespace ftd::scheduler {
 
 class Scheduler {
  public:
-  // Runs job `job_id` on `device` to its end. It must poll `stop` and return
-  // soon after a stop is requested. `stop` lives until it returns.
-  using RunFn =
-      std::function<void(const std::string& job_id, const Device& device, const StopToken& stop)>;
+  // Runs job `job_id` on `devices` (all of one kind, as many as it asked
+  // for) to its end. It must poll `stop` and return soon after a stop is
+  // requested. `stop` lives until it returns.
+  using RunFn = std::function<void(const std::string& job_id, const std::vector<Device>& devices,
+                                   const StopToken& stop)>;
 
   struct Options {
     // The devices jobs run on; may be empty (jobs then wait).
     std::vector<Device> devices;
     RunFn run;
-    // A queued job that no free device fits asks the running job of the
-    // lowest priority below its own, on a device it fits, to stop for later
-    // (kPreempted); it then takes that device.
+    // A queued job that no free devices fit asks running jobs of lower
+    // priority than its own, on devices it fits, to stop for later
+    // (kPreempted): the lowest priority first (the latest submitted of
+    // equals), as many as it takes to free the devices it needs, and none
+    // when that is not enough. It then takes their devices.
     bool preemption = false;
     // Jobs of one group that may run at once (0: no cap).
     int max_running_per_group = 0;
@@ -57,13 +66,14 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // OK when some device of this pool can ever run a job with this request;
-  // otherwise INVALID_ARGUMENT naming the field `device` and what exists.
-  absl::Status CheckRequest(const v1::DeviceRequest& request) const;
+  // OK when this pool can ever run a job with this request on `devices`
+  // devices; otherwise INVALID_ARGUMENT naming the field (`device`,
+  // `devices`) and what exists.
+  absl::Status CheckRequest(const v1::DeviceRequest& request, int devices = 1) const;
 
-  // Queues a job. Jobs queued before Start() wait for it.
+  // Queues a job for `devices` devices. Jobs queued before Start() wait for it.
   void Enqueue(const std::string& job_id, int priority, uint64_t order,
-               const v1::DeviceRequest& request, const std::string& group = "");
+               const v1::DeviceRequest& request, const std::string& group = "", int devices = 1);
 
   // Starts running queued jobs.
   void Start();
@@ -101,24 +111,37 @@ class Scheduler {
     uint64_t order;
     v1::DeviceRequest request;
     std::string group;
+    int devices = 1;
   };
   struct Slot {
     Device device;
-    std::string job_id;
+    std::string job_id;  // empty when free
+  };
+  struct RunningJob {
+    std::vector<size_t> slots;  // indices into slots_
     std::string group;
     int priority = 0;
     uint64_t order = 0;
     std::unique_ptr<StopToken> stop;
-    std::thread thread;  // the running job's thread
+    std::thread thread;  // the job's thread
   };
 
   static bool Before(const QueuedJob& a, const QueuedJob& b);
-  static bool Fits(const v1::DeviceRequest& request, const Device& device);
+  // Whether `device` is one that `request` may have among `count` devices.
+  static bool Fits(const v1::DeviceRequest& request, int count, const Device& device);
+  // The kinds of device a job may run on, in the order it prefers them.
+  static std::vector<Device::Kind> Kinds(const v1::DeviceRequest& request);
+  // `job.devices` slots of one kind, free and not in `held`, that fit the
+  // job; empty when there are not enough.
+  std::vector<size_t> FreeSlotsFor(const QueuedJob& job, const std::vector<bool>& held) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Running jobs by group.
+  std::map<std::string, int> RunningByGroup() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts queued jobs on free slots; with preemption, asks lower-priority
   // running jobs to make room for those that find none.
   void Dispatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PreemptLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunOnSlot(size_t slot, std::string job_id);
+  void RunJob(std::string job_id);
   // Joins finished job threads other than the calling one.
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -130,8 +153,9 @@ class Scheduler {
   // When each group last started a job (0: never), in starts.
   std::map<std::string, uint64_t> last_start_ ABSL_GUARDED_BY(mu_);
   uint64_t starts_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);            // CUDA devices first
-  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // job threads to join
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);                    // CUDA devices first
+  std::map<std::string, RunningJob> running_ ABSL_GUARDED_BY(mu_);  // by job id
+  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);          // job threads to join
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };

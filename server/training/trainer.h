@@ -37,6 +37,9 @@ struct StepStats {
   int64_t cache_bytes_written = 0;
   // How long each of the cache's reads (one per batch) took, since the last step.
   std::vector<double> cache_read_seconds;
+  // Bytes this job's replica 0 all-reduced with the others during the step
+  // (gradients of the layers that train; 0 on one device).
+  int64_t allreduce_bytes = 0;
 };
 
 // A running job as its trainer sees it. Owned by the job manager; valid
@@ -54,8 +57,9 @@ class TrainingContext {
   }
   // The spec with its defaults filled in.
   virtual const v1::JobSpec& spec() const = 0;
-  // "cpu:0", "cuda:1", ...
-  virtual const std::string& device() const = 0;
+  // The devices the job runs on, one replica each, all of one kind: "cpu:0",
+  // "cuda:1", ... At least one.
+  virtual const std::vector<std::string>& devices() const = 0;
   // A folder for the job's artifacts (the fine-tuned model, metrics). It exists.
   virtual const std::string& output_dir() const = 0;
 
@@ -92,6 +96,15 @@ class TrainingContext {
 
   // Records a step's measurements (metrics only; not kept with the job).
   virtual void RecordStep(const StepStats& stats) { (void)stats; }
+
+  // Efficiency mode: asks to continue on `devices` devices, fewer than now,
+  // from the checkpoint the trainer writes next. True when the daemon will
+  // run it so: the trainer then checkpoints and returns CANCELLED, and the
+  // devices it leaves go to queued jobs.
+  virtual bool ContinueOn(int devices) {
+    (void)devices;
+    return false;
+  }
 };
 
 class Trainer {

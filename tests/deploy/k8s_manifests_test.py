@@ -151,7 +151,7 @@ def check_overlay(name, objects, dashboard, known_flags, ftctl_flags):
         check(str(res.get("limits", {}).get("nvidia.com/gpu")) == "1", "gpu: no nvidia.com/gpu limit")
         check(pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true", "gpu: no GPU node selector")
         check(any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])), "gpu: no GPU toleration")
-        check("--cpu_slots=0" in args, "gpu: jobs may land on the CPU")
+        check("--cpu_devices=0" in args, "gpu: jobs may land on the CPU")
     svc = one(objects, "Service")
     svc_ports = {p["name"]: p["port"] for p in svc.get("spec", {}).get("ports", [])}
     check(svc_ports == {"grpc": 50051, "metrics": 9464}, f"{name}: Service ports {svc_ports}")

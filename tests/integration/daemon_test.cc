@@ -443,6 +443,70 @@ TEST_F(DaemonTest, FineTunesATinyBertToSuccessWatchedFromFtctl) {
               HasSubstr("--precision=fp16: use fp32, bf16 or auto"));
 }
 
+// A job on two CPU devices through the daemon: the devices are allocated
+// together, the two replicas train it to success with AutoFreeze and the
+// cache, and a job asking for more devices than the daemon has is refused
+// naming `devices` and what it has.
+TEST_F(DaemonTest, AJobOnTwoDevicesRunsToSuccess) {
+  ftd::testing::WriteTinyBert(dir_.Sub("data/tiny"));
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-train.csv"), 256, 1);
+  ftd::testing::WriteSentimentCsv(dir_.Sub("data/sentiment-valid.csv"), 64, 2);
+  auto daemon = StartDaemon(/*cpu_slots=*/2);
+  auto submit = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {
+        "submit",           "--upload=false",
+        "--model=" + dir_.Sub("data/tiny"),
+        "--train=" + dir_.Sub("data/sentiment-train.csv"),
+        "--validation=" + dir_.Sub("data/sentiment-valid.csv"),
+        "--epochs=3",       "--batch_size=16",
+        "--max_seq_length=16", "--learning_rate=0.003",
+        "--device=cpu"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return daemon->Ftctl(args);
+  };
+  CommandResult r = submit({"--devices=2", "--freeze=autofreeze:50:4", "--cache=true", "--watch"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING: started on cpu:0, cpu:1"),
+                           HasSubstr("step 48/48 (100%) epoch 3/3"), HasSubstr("wrote model: "),
+                           HasSubstr("RUNNING -> SUCCEEDED")));
+  CommandResult get = daemon->Ftctl({"get", "job-1"});
+  EXPECT_THAT(get.out, HasSubstr("device:      cpu x 2 (on cpu:0, cpu:1)"));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("ftd-data/jobs/job-1/model/model.safetensors")));
+
+  // Efficiency mode: job-2 on two devices moves to one after its freeze
+  // (half of training, then 2 steps measured); job-3, queued meanwhile,
+  // starts on the device it leaves. Both succeed.
+  ftd::testing::WriteFile(dir_.Sub("data/efficient.yaml"), R"(display_name: efficient
+base_model: tiny
+train_dataset: {path: sentiment-train.csv}
+hyperparameters: {epochs: 2, batch_size: 16, max_seq_length: 16, learning_rate: 0.003}
+freeze_policy:
+  linear: {freeze_start: 0, freeze_level: 1, evaluations_per_epoch: 4}
+device: {kind: cpu}
+devices: 2
+efficiency: {enabled: true, max_step_ratio: 1000, measure_steps: 2}
+)");
+  ASSERT_EQ(daemon->Ftctl({"submit", "--upload=false", dir_.Sub("data/efficient.yaml")}).exit_code,
+            0);
+  ASSERT_EQ(submit({"--name=waiting"}).exit_code, 0);
+  CommandResult efficient = daemon->Ftctl({"watch", "job-2"});
+  EXPECT_EQ(efficient.exit_code, 0) << efficient.out << efficient.err;
+  EXPECT_THAT(efficient.out,
+              AllOf(HasSubstr("efficiency mode: with 1 layer frozen a step on 1 device"),
+                    HasSubstr("RUNNING -> QUEUED: continues on 1 device from its checkpoint"),
+                    HasSubstr("RUNNING -> SUCCEEDED")));
+  EXPECT_THAT(daemon->Ftctl({"get", "job-2"}).out, HasSubstr("moved to 1 device"));
+  CommandResult waiting = daemon->Ftctl({"watch", "job-3"});
+  EXPECT_EQ(waiting.exit_code, 0) << waiting.out << waiting.err;
+
+  CommandResult three = submit({"--devices=3"});
+  EXPECT_EQ(three.exit_code, 1);
+  EXPECT_THAT(three.err, AllOf(HasSubstr("INVALID_ARGUMENT: devices: 3 CPU devices were asked for"),
+                               HasSubstr("2 CPU devices")));
+  CommandResult help = daemon->Ftctl({"submit", "--help"});
+  EXPECT_THAT(help.out + help.err, HasSubstr("--devices"));
+}
+
 // --max_job_events bounds a job's history: the oldest progress, freeze and
 // evaluation events go and are counted; its state changes stay, and its
 // record still has its evaluations.

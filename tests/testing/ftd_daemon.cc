@@ -19,7 +19,7 @@ FtdDaemon::FtdDaemon(Options options)
                                    "--metrics_address=127.0.0.1:0",
                                    "--data_dir=" + options_.data_dir,
                                    "--data_roots=" + options_.data_root,
-                                   absl::StrCat("--cpu_slots=", options_.cpu_slots)};
+                                   absl::StrCat("--cpu_devices=", options_.cpu_slots)};
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   process_ = std::make_unique<Process>(argv, options_.log_path);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

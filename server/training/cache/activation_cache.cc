@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "server/training/parallel/replica_shard.h"
 
 namespace ftd::training {
 namespace {
@@ -196,8 +197,14 @@ void JobActivationCache::ReaderLoop() {
     if (!reading_) return;
     const uint64_t generation = generation_;
     const int64_t b = next_fetch_;
-    const int64_t begin = b * batch_size_;
-    const int64_t end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(order_.size()));
+    int64_t begin = b * batch_size_;
+    int64_t end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(order_.size()));
+    if (options_.replicas > 1) {  // this replica's share of the batch
+      const parallel::RowRange share =
+          parallel::ReplicaRows(end - begin, options_.replica, options_.replicas);
+      begin += share.begin;
+      end = begin + share.count;
+    }
     std::vector<int64_t> rows(order_.begin() + begin, order_.begin() + end);
     std::vector<std::pair<storage::SegmentKey, int64_t>> keys;
     std::vector<size_t> positions;
@@ -350,9 +357,16 @@ void JobActivationCache::Store(const int64_t* rows, size_t count,
   epoch_stats_.set_entries_written(epoch_stats_.entries_written() +
                                    static_cast<int64_t>(entries.size()));
   epoch_stats_.set_bytes_written(epoch_stats_.bytes_written() + bytes);
+  std::vector<int64_t> examples;
+  examples.reserve(entries.size());
+  for (const auto& entry : entries) examples.push_back(entry.first);
   std::lock_guard<std::mutex> lock(mu_);
+  MoveTo(index, examples);
+}
+
+void JobActivationCache::MoveTo(int index, const std::vector<int64_t>& examples) {
   std::set<int> touched;
-  for (const auto& [example, value] : entries) {
+  for (int64_t example : examples) {
     const int old = level_[example];
     if (old == index) continue;
     if (old >= 0) {
@@ -364,6 +378,14 @@ void JobActivationCache::Store(const int64_t* rows, size_t count,
   }
   for (int old : touched) MaybeDrop(old);
 }
+
+void JobActivationCache::MarkStored(const int64_t* rows, size_t count) {
+  if (!enabled() || depth_ == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  MoveTo(static_cast<int>(segments_.size()) - 1, std::vector<int64_t>(rows, rows + count));
+}
+
+void JobActivationCache::ReplaceEpochStats(const v1::CacheStats& all) { epoch_stats_ = all; }
 
 void JobActivationCache::Add(v1::CacheStats* to, const v1::CacheStats& from) {
   to->set_frozen_layers(from.frozen_layers());

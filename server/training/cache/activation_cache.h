@@ -71,6 +71,11 @@ class JobActivationCache {
     std::vector<int64_t> lengths;  // each training example's token count
     int64_t hidden_size = 0;
     int prefetch_batches = 4;
+    // A replica of a data-parallel job reads and writes the entries of its
+    // share of each batch only (parallel/replica_shard.h); `job_id` is then
+    // the replica's own name for the store.
+    int replica = 0;
+    int replicas = 1;
   };
 
   explicit JobActivationCache(Options options);
@@ -96,6 +101,15 @@ class JobActivationCache {
   // hidden]), for the rows that were not served at that depth.
   void Store(const int64_t* rows, size_t count, const std::vector<CachedActivation>& cached,
              const torch::Tensor& hidden);
+  // With replicas: the other replicas have stored their shares of the batch
+  // `rows` at the current depth too (each replica's reader may be given any
+  // row in a later epoch). An entry whose write failed there reads as a miss
+  // and is computed again.
+  void MarkStored(const int64_t* rows, size_t count);
+  // With replicas: the epoch's counts so far of all replicas together
+  // (summed by the caller), in place of this replica's own, so that the
+  // reports and totals are the job's.
+  void ReplaceEpochStats(const v1::CacheStats& all);
   // The epoch's counts so far.
   const v1::CacheStats& epoch_stats() const { return epoch_stats_; }
   // How long each read (one MultiGet per batch) took, for the batches taken
@@ -126,6 +140,9 @@ class JobActivationCache {
 
   void ReaderLoop();
   void Disable(const std::string& reason);
+  // Examples now at segment `index`; gives up the segments they left when
+  // no example's best entry remains there. Under mu_.
+  void MoveTo(int index, const std::vector<int64_t>& examples);
   // Gives up segment `index` once no example's best entry is in it.
   void MaybeDrop(int index);
   void Add(v1::CacheStats* to, const v1::CacheStats& from);

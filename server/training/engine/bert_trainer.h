@@ -32,11 +32,19 @@ class BertTrainer final : public Trainer {
     // PRECISION_AUTO's measurements, shared by the daemon's jobs; nullptr:
     // such jobs run in fp32.
     std::shared_ptr<PrecisionProbe> precision_probe;
+    // A job on several devices: how long one replica waits in a collective
+    // for the others before the job fails (one that fails or exits makes
+    // the others' next collective fail at once).
+    double collective_timeout_seconds = 300;
+    // A job on several devices: start each gradient bucket's all-reduce as
+    // backward computes it, instead of all after backward.
+    bool overlap_allreduce = false;
   };
 
   explicit BertTrainer(Options options) : options_(options) {}
 
-  // Thread-safe: each call trains one job. Writes <output_dir>/model/ and
+  // Thread-safe: each call trains one job, on each of its devices
+  // (context.devices()) at once, one replica a device. Writes <output_dir>/model/ and
   // <output_dir>/metrics.json, and checkpoints to the context's
   // checkpoint_dir(); resumes from the newest one there.
   absl::StatusOr<v1::JobResult> Train(TrainingContext& context) override;

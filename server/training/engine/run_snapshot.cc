@@ -37,7 +37,10 @@ std::pair<internal::TrainingCheckpoint, NamedTensors> CaptureRun(const RunProgre
   state.set_train_seconds(progress.train_seconds);
   state.set_samples_trained(progress.samples_trained);
   state.set_train_loss(progress.train_loss);
+  state.set_efficiency_baseline_seconds(progress.efficiency_baseline_seconds);
   for (double s : progress.seconds_by_depth) state.add_seconds_by_depth(s);
+  for (int64_t n : progress.steps_by_depth) state.add_steps_by_depth(n);
+  for (double b : progress.allreduce_bytes_by_depth) state.add_allreduce_bytes_by_depth(b);
   for (const v1::Evaluation& e : progress.evaluations) *state.add_evaluations() = e;
   *state.mutable_last_evaluation() = progress.last_evaluation;
   *state.mutable_best_evaluation() = progress.best_evaluation;
@@ -133,8 +136,12 @@ absl::StatusOr<RunProgress> RestoreRun(const internal::TrainingCheckpoint& state
   progress.train_seconds = state.train_seconds();
   progress.samples_trained = state.samples_trained();
   progress.train_loss = state.train_loss();
+  progress.efficiency_baseline_seconds = state.efficiency_baseline_seconds();
   progress.seconds_by_depth.assign(state.seconds_by_depth().begin(),
                                    state.seconds_by_depth().end());
+  progress.steps_by_depth.assign(state.steps_by_depth().begin(), state.steps_by_depth().end());
+  progress.allreduce_bytes_by_depth.assign(state.allreduce_bytes_by_depth().begin(),
+                                           state.allreduce_bytes_by_depth().end());
   progress.evaluations.assign(state.evaluations().begin(), state.evaluations().end());
   progress.last_evaluation = state.last_evaluation();
   progress.best_evaluation = state.best_evaluation();

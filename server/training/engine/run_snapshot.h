@@ -37,7 +37,12 @@ struct RunProgress {
   double train_seconds = 0;  // of the completed epochs, evaluations left out
   int64_t samples_trained = 0;
   double train_loss = 0;  // the last completed epoch's mean
+  // Efficiency mode's bound: the mean step before the first freeze, on the
+  // devices the job started on (0: none measured).
+  double efficiency_baseline_seconds = 0;
   std::vector<double> seconds_by_depth;
+  std::vector<int64_t> steps_by_depth;
+  std::vector<double> allreduce_bytes_by_depth;
   std::vector<v1::Evaluation> evaluations;
   v1::Evaluation last_evaluation, best_evaluation;
   std::vector<v1::FreezeDecision> freeze_timeline;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <future>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -42,9 +43,17 @@ class FakeTrainer final : public training::Trainer {
     {
       std::lock_guard<std::mutex> lock(mu_);
       started_.push_back(context.job_id());
+      devices_[context.job_id()] = context.devices();
       cv_.notify_all();
     }
     if (name == "fail") return absl::FailedPreconditionError("train.csv line 3: no label");
+    if (name == "shrink" && context.devices().size() > 1) {
+      // Efficiency mode's request once released: on one device from here.
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!released_.count(context.job_id())) cv_.wait_for(lock, std::chrono::milliseconds(2));
+      if (!context.ContinueOn(1)) return absl::InternalError("the daemon declined");
+      return absl::CancelledError("stopped to continue on fewer devices");
+    }
     if (name == "throw") throw std::runtime_error("tensor shapes do not match");
     if (name == "linger") {  // stops only once released after a stop request
       std::unique_lock<std::mutex> lock(mu_);
@@ -100,10 +109,15 @@ class FakeTrainer final : public training::Trainer {
     std::lock_guard<std::mutex> lock(mu_);
     return started_;
   }
+  std::vector<std::string> devices(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return devices_[id];
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
+  std::map<std::string, std::vector<std::string>> devices_;
   std::vector<std::string> started_, stopped_;
   std::set<std::string> released_;
 };
@@ -259,6 +273,65 @@ class JobManagerTest : public ::testing::Test {
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
   std::unique_ptr<JobManager> manager_;
 };
+
+// Efficiency mode: a job on two devices asks to continue on one; it is
+// queued again at its place with one device, and the device it left starts
+// the job that waited.
+TEST_F(JobManagerTest, AJobThatContinuesOnFewerDevicesGivesOneToAQueuedJob) {
+  StartManager(/*cpu_slots=*/2);
+  v1::JobSpec wide = Spec("shrink");
+  wide.set_devices(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job a, manager_->Submit(wide));
+  ASSERT_TRUE(trainer_.AwaitStarted(1));
+  ASSERT_OK_AND_ASSIGN(v1::Job b, manager_->Submit(Spec("block")));
+  EXPECT_EQ(b.queue_position(), 1);
+  trainer_.Release(a.id());
+  ASSERT_TRUE(trainer_.AwaitStarted(3));  // a on two, then a on one and b on one
+  EXPECT_THAT(trainer_.devices(b.id()), ::testing::SizeIs(1));
+  Recorder recorder;
+  v1::Job done = AwaitEnd(a.id(), &recorder);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.running_devices(), 1);
+  EXPECT_EQ(done.devices_size(), 1);
+  EXPECT_EQ(done.attempts(), 2);
+  std::string reason;
+  for (const auto& e : recorder.events()) {
+    if (e.has_state_change() && e.state_change().from_state() == v1::JOB_STATE_RUNNING &&
+        e.state_change().to_state() == v1::JOB_STATE_QUEUED) {
+      reason = e.state_change().reason();
+    }
+  }
+  EXPECT_THAT(reason, AllOf(HasSubstr("continues on 1 device"), HasSubstr("efficiency mode")));
+  trainer_.Release(b.id());
+  Recorder second;
+  EXPECT_EQ(AwaitEnd(b.id(), &second).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// A job on several devices gets them together and its trainer sees them
+// all; one asking for more than the daemon has is refused at submit.
+TEST_F(JobManagerTest, AJobOnSeveralDevicesRunsOnAllOfThemAtOnce) {
+  StartManager(/*cpu_slots=*/2);
+  v1::JobSpec spec = Spec("ok");
+  spec.set_devices(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, manager_->Submit(spec));
+  EXPECT_EQ(job.spec().devices(), 2);
+  Recorder recorder;
+  v1::Job done = AwaitEnd(job.id(), &recorder);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.device(), "cpu:0");
+  EXPECT_THAT(done.devices(), ElementsAre("cpu:0", "cpu:1"));
+  EXPECT_THAT(trainer_.devices(job.id()), ElementsAre("cpu:0", "cpu:1"));
+  ASSERT_OK_AND_ASSIGN(v1::Job one, manager_->Submit(Spec("ok")));
+  Recorder second;
+  EXPECT_EQ(AwaitEnd(one.id(), &second).spec().devices(), 1);  // the default
+  EXPECT_THAT(trainer_.devices(one.id()), ElementsAre("cpu:0"));
+
+  v1::JobSpec three = Spec("ok");
+  three.set_devices(3);
+  EXPECT_THAT(manager_->Submit(three),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("devices: 3"), HasSubstr("2 CPU devices"))));
+}
 
 TEST_F(JobManagerTest, AJobRunsToSuccessAndWatchersSeeEveryStep) {
   StartManager();

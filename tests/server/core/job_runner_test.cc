@@ -32,6 +32,12 @@ TEST(JobRunnerTest, ARunsEndMapsOntoTheJobsOutcome) {
   EXPECT_EQ(ClassifyRun(broken, false, StopReason::kNone), RunOutcome::kFailed);
   // A cancel the trainer returned without being asked is an error.
   EXPECT_EQ(ClassifyRun(stopped, false, StopReason::kNone), RunOutcome::kFailed);
+  // Efficiency mode: the trainer asked to continue on fewer devices.
+  EXPECT_EQ(ClassifyRun(stopped, false, StopReason::kNone, 1), RunOutcome::kRequeuedFewerDevices);
+  EXPECT_EQ(ClassifyRun(stopped, true, StopReason::kNone, 1), RunOutcome::kCancelled);
+  EXPECT_EQ(ClassifyRun(stopped, false, StopReason::kShutdown, 1),
+            RunOutcome::kRequeuedForShutdown);
+  EXPECT_EQ(ClassifyRun(broken, false, StopReason::kNone, 1), RunOutcome::kFailed);
 }
 
 class ThrowingTrainer final : public training::Trainer {
@@ -52,7 +58,7 @@ class NoContext final : public training::TrainingContext {
  public:
   const std::string& job_id() const override { return empty_; }
   const v1::JobSpec& spec() const override { return spec_; }
-  const std::string& device() const override { return empty_; }
+  const std::vector<std::string>& devices() const override { return devices_; }
   const std::string& output_dir() const override { return empty_; }
   bool StopRequested() const override { return false; }
   void ReportProgress(const v1::Progress&) override {}
@@ -61,6 +67,7 @@ class NoContext final : public training::TrainingContext {
 
  private:
   const std::string empty_;
+  const std::vector<std::string> devices_ = {"cpu:0"};
   const v1::JobSpec spec_;
 };
 

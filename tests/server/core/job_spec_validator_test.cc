@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -45,9 +46,14 @@ class JobSpecValidatorTest : public ::testing::Test {
 
   JobSpecValidator Validator() {
     return JobSpecValidator({{root_.path()},
-                             [](const v1::DeviceRequest& request) {
+                             [](const v1::DeviceRequest& request, int devices) {
                                if (request.kind() == v1::DeviceRequest::KIND_CUDA) {
                                  return absl::InvalidArgumentError("device: no CUDA device");
+                               }
+                               if (devices > 2) {
+                                 return absl::InvalidArgumentError(absl::StrCat(
+                                     "devices: ", devices,
+                                     " were asked for but this server has 2 CPU devices"));
                                }
                                return absl::OkStatus();
                              },
@@ -103,8 +109,8 @@ TEST_F(JobSpecValidatorTest, AJobThatCannotFitIsRefusedCountingItsLabels) {
     spec.mutable_train_dataset()->set_path(root_.Sub("many.csv"));
     spec.clear_validation_dataset();
     JobSpecValidator::Options options{{root_.path()},
-                                      [](const v1::DeviceRequest&) { return absl::OkStatus(); },
-                                      [budget](const v1::DeviceRequest&) { return budget; }};
+                                      [](const v1::DeviceRequest&, int) { return absl::OkStatus(); },
+                                      [budget](const v1::DeviceRequest&, int) { return budget; }};
     return JobSpecValidator(options).ValidateAndNormalize(&spec);
   };
   EXPECT_OK(validate(2));
@@ -130,18 +136,24 @@ TEST(MemoryEstimateTest, TheBudgetIsTheSmallestDeviceTheRequestMayUse) {
   v1::DeviceRequest request;
   request.set_kind(v1::DeviceRequest::KIND_CUDA);
   request.set_cuda_index(0);
-  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 80 * gib);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 64 * gib), 80 * gib);
   request.set_cuda_index(1);
-  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 64 * gib), 24 * gib);
   request.set_kind(v1::DeviceRequest::KIND_CPU);
-  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 64 * gib);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 64 * gib), 64 * gib);
   request.set_kind(v1::DeviceRequest::KIND_UNSPECIFIED);
-  EXPECT_EQ(MemoryBudget(request, devices, 64 * gib), 24 * gib);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 64 * gib), 24 * gib);
   // Unknown memory is not checked.
   devices[1].memory_bytes = 0;
-  EXPECT_EQ(MemoryBudget(request, devices, 0), 80 * gib);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 0), 80 * gib);
   request.set_kind(v1::DeviceRequest::KIND_CPU);
-  EXPECT_EQ(MemoryBudget(request, devices, 0), 0);
+  EXPECT_EQ(MemoryBudget(request, 1, devices, 0), 0);
+  // Replicas on CPU slots share the job's memory; on GPUs each has its own,
+  // and several CUDA devices are any of them.
+  EXPECT_EQ(MemoryBudget(request, 2, devices, 64 * gib), 32 * gib);
+  request.set_kind(v1::DeviceRequest::KIND_CUDA);
+  devices[1].memory_bytes = 24 * gib;
+  EXPECT_EQ(MemoryBudget(request, 2, devices, 64 * gib), 24 * gib);
 }
 
 TEST_F(JobSpecValidatorTest, AGoodSpecGetsItsDefaults) {
@@ -503,6 +515,34 @@ TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
   ExpectInvalid([](v1::JobSpec* s) { s->mutable_device()->set_cuda_index(2); }, "device.cuda_index",
                 "only meaningful");
   ExpectInvalid([](v1::JobSpec* s) { s->set_priority(1001); }, "priority", "got 1001");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_devices(-1); }, "devices", "got -1");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_efficiency()->set_enabled(true);
+        s->mutable_efficiency()->set_max_step_ratio(0);
+      },
+      "efficiency.max_step_ratio", "got 0");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->mutable_efficiency()->set_enabled(true);
+        s->mutable_efficiency()->set_measure_steps(0);
+      },
+      "efficiency.measure_steps", "got 0");
+  ExpectInvalid([](v1::JobSpec* s) { s->set_devices(3); }, "devices", "has 2 CPU devices");
+  ExpectInvalid(
+      [](v1::JobSpec* s) {
+        s->set_devices(2);
+        s->mutable_hyperparameters()->set_batch_size(1);
+      },
+      "devices", "batch_size must be at least 2");
+  {
+    v1::JobSpec one = spec_;
+    ASSERT_OK(Validator().ValidateAndNormalize(&one));
+    EXPECT_EQ(one.devices(), 1);  // the default
+    v1::JobSpec two = spec_;
+    two.set_devices(2);
+    EXPECT_OK(Validator().ValidateAndNormalize(&two));
+  }
   ExpectInvalid([](v1::JobSpec* s) { s->set_display_name(std::string(201, 'x')); }, "display_name",
                 "at most 200");
   ExpectInvalid([](v1::JobSpec* s) { (*s->mutable_labels())["bad key!"] = "v"; }, "labels",
@@ -515,8 +555,8 @@ TEST_F(JobSpecValidatorTest, PlacementAndNaming) {
 
 TEST_F(JobSpecValidatorTest, AJobThatCannotFitInMemoryIsRefusedNamingTheBatchAndTheEstimate) {
   JobSpecValidator validator({{root_.path()},
-                              [](const v1::DeviceRequest&) { return absl::OkStatus(); },
-                              [](const v1::DeviceRequest&) { return int64_t{1} << 30; }});
+                              [](const v1::DeviceRequest&, int) { return absl::OkStatus(); },
+                              [](const v1::DeviceRequest&, int) { return int64_t{1} << 30; }});
   spec_.mutable_hyperparameters()->set_batch_size(32);
   EXPECT_OK(validator.ValidateAndNormalize(&spec_));
   spec_.mutable_hyperparameters()->set_batch_size(4096);
@@ -527,8 +567,8 @@ TEST_F(JobSpecValidatorTest, AJobThatCannotFitInMemoryIsRefusedNamingTheBatchAnd
                              HasSubstr("activations"), HasSubstr("more than the 1.0 GiB"))));
   // Unknown memory (0): no check.
   JobSpecValidator unknown({{root_.path()},
-                            [](const v1::DeviceRequest&) { return absl::OkStatus(); },
-                            [](const v1::DeviceRequest&) { return int64_t{0}; }});
+                            [](const v1::DeviceRequest&, int) { return absl::OkStatus(); },
+                            [](const v1::DeviceRequest&, int) { return int64_t{0}; }});
   EXPECT_OK(unknown.ValidateAndNormalize(&spec_));
 }
 

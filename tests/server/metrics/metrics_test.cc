@@ -76,6 +76,7 @@ TEST_F(MetricsTest, AJobsSeriesCarryItsLabelsAndGoAfterTheRetentionPeriod) {
   step.cache_misses = 8;
   step.cache_bytes_read = 1000;
   step.cache_read_seconds = {0.002, 0.003};
+  step.allreduce_bytes = 4096;
   metrics_.RecordStep("job-7", step);
   metrics_.RecordStep("job-404", step);  // not started: only the daemon-wide counts
 
@@ -87,6 +88,7 @@ TEST_F(MetricsTest, AJobsSeriesCarryItsLabelsAndGoAfterTheRetentionPeriod) {
   EXPECT_THAT(text, HasSubstr("ftd_cache_hits_total" + labels + " 20\n"));
   EXPECT_THAT(text, HasSubstr("ftd_cache_partial_hits_total" + labels + " 4\n"));
   EXPECT_THAT(text, HasSubstr("ftd_cache_misses_total" + labels + " 8\n"));
+  EXPECT_THAT(text, HasSubstr("ftd_allreduce_bytes_total" + labels + " 4096\n"));
   EXPECT_THAT(text, HasSubstr("ftd_cache_read_bytes_total 2000\n"));
   EXPECT_THAT(text, HasSubstr("ftd_cache_read_duration_seconds_count 4\n"));
   EXPECT_THAT(text, HasSubstr(R"(ftd_build_info{version="1.2.3"} 1)"));

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -15,6 +16,7 @@ namespace ftd::scheduler {
 namespace {
 
 using ::ftd::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -22,10 +24,12 @@ using ::testing::HasSubstr;
 // the scheduler asks it to stop.
 class FakeRunner {
  public:
-  void Run(const std::string& id, const Device& device, const StopToken& stop) {
+  void Run(const std::string& id, const std::vector<Device>& devices, const StopToken& stop) {
     std::unique_lock<std::mutex> lock(mu_);
     started_.push_back(id);
-    device_of_[id] = device.name();
+    std::vector<std::string> names;
+    for (const Device& d : devices) names.push_back(d.name());
+    device_of_[id] = absl::StrJoin(names, ",");
     cv_.notify_all();
     // Polls like a training loop that checks the token every step.
     while (!released_.count(id) && !stop.stop_requested()) {
@@ -69,7 +73,9 @@ class FakeRunner {
   }
 
   Scheduler::RunFn fn() {
-    return [this](const std::string& id, const Device& d, const StopToken& s) { Run(id, d, s); };
+    return [this](const std::string& id, const std::vector<Device>& d, const StopToken& s) {
+      Run(id, d, s);
+    };
   }
 
  private:
@@ -314,6 +320,148 @@ TEST(SchedulerTest, CancelRemovesAQueuedJobAndStopsARunningOne) {
   runner.Release("next");
   ASSERT_TRUE(runner.AwaitFinished(2));
   EXPECT_THAT(runner.started(), ElementsAre("running", "next"));
+}
+
+// A job on several devices gets them all at once, of one kind.
+TEST(SchedulerTest, AJobOnSeveralDevicesGetsThemAllAtOnce) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cpu(1), Cuda(0)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("pair", 0, 1, CpuOnly(), "", 2);
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  EXPECT_EQ(runner.device_of("pair"), "cpu:0,cpu:1");
+  std::set<std::string> busy;
+  for (const auto& state : scheduler.Devices()) {
+    if (state.job_id == "pair") busy.insert(state.device.name());
+  }
+  EXPECT_EQ(busy, (std::set<std::string>{"cpu:0", "cpu:1"}));
+  // ANY on two devices: not one GPU and one CPU slot; the CPU slots are busy.
+  scheduler.Enqueue("any-pair", 0, 2, Any(), "", 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(runner.started().size(), 1u);
+  runner.Release("pair");
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(runner.device_of("any-pair"), "cpu:0,cpu:1");
+  runner.Release("any-pair");
+  ASSERT_TRUE(runner.AwaitFinished(2));
+}
+
+// Jobs on one device queued after a job on several do not take each device
+// as it frees: the devices it waits for are held for it.
+TEST(SchedulerTest, AJobOnSeveralDevicesIsNotStarvedBySmallerOnes) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cpu(1), Cpu(2)}, runner.fn()});
+  scheduler.Start();
+  scheduler.Enqueue("a", 0, 1, Any());
+  scheduler.Enqueue("b", 0, 2, Any());
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  scheduler.Enqueue("gang", 0, 3, Any(), "", 3);
+  scheduler.Enqueue("small-1", 0, 4, Any());
+  scheduler.Enqueue("small-2", 0, 5, Any());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // cpu:2 is free, but held for the gang. (a and b start together: their
+  // threads race to say so.)
+  EXPECT_THAT(runner.started(), ::testing::UnorderedElementsAre("a", "b"));
+  runner.Release("a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(runner.started(), ::testing::UnorderedElementsAre("a", "b"));
+  runner.Release("b");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.started()[2], "gang");
+  EXPECT_EQ(runner.device_of("gang"), "cpu:0,cpu:1,cpu:2");
+  runner.Release("gang");
+  ASSERT_TRUE(runner.AwaitStarted(5));
+  runner.Release("small-1");
+  runner.Release("small-2");
+  ASSERT_TRUE(runner.AwaitFinished(5));
+}
+
+// Two jobs on several devices never hold part of what each needs: the first
+// gets all of its devices, the second waits for all of its own; a job
+// before both in the queue is not held back.
+TEST(SchedulerTest, TwoJobsOnSeveralDevicesDoNotDeadlock) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cpu(1), Cpu(2)}, runner.fn()});
+  scheduler.Enqueue("g1", 0, 1, CpuOnly(), "", 2);
+  scheduler.Enqueue("g2", 0, 2, CpuOnly(), "", 2);
+  scheduler.Enqueue("after", 0, 3, CpuOnly());
+  scheduler.Start();
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(runner.started(), ElementsAre("g1"));  // cpu:2 held for g2
+  runner.Release("g1");
+  ASSERT_TRUE(runner.AwaitStarted(3));  // both at once (their threads race to say so)
+  const std::vector<std::string> started = runner.started();
+  EXPECT_THAT(std::vector<std::string>(started.begin() + 1, started.end()),
+              ::testing::UnorderedElementsAre("g2", "after"));
+  EXPECT_EQ(runner.device_of("g2"), "cpu:0,cpu:1");
+  EXPECT_EQ(runner.device_of("after"), "cpu:2");
+  runner.Release("g2");
+  runner.Release("after");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+  // Cancelling a waiting gang gives its held devices to the jobs behind it.
+  scheduler.Enqueue("busy", 0, 4, CpuOnly(), "", 2);
+  ASSERT_TRUE(runner.AwaitStarted(4));
+  scheduler.Enqueue("waiting-gang", 0, 5, CpuOnly(), "", 3);
+  scheduler.Enqueue("single", 0, 6, CpuOnly());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(runner.started().size(), 4u);
+  EXPECT_EQ(scheduler.Cancel("waiting-gang"), Scheduler::CancelOutcome::kRemovedFromQueue);
+  ASSERT_TRUE(runner.AwaitStarted(5));
+  EXPECT_EQ(runner.started()[4], "single");
+  runner.Release("busy");
+  runner.Release("single");
+  ASSERT_TRUE(runner.AwaitFinished(5));
+}
+
+TEST(SchedulerTest, CheckRequestCountsDevices) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0), Cpu(1), Cuda(0)}, runner.fn()});
+  EXPECT_OK(scheduler.CheckRequest(CpuOnly(), 2));
+  EXPECT_OK(scheduler.CheckRequest(Any(), 2));
+  EXPECT_THAT(scheduler.CheckRequest(CpuOnly(), 3),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("devices: 3"), HasSubstr("2 CPU devices"))));
+  EXPECT_THAT(scheduler.CheckRequest(Any(), 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("devices: 3")));
+  EXPECT_THAT(scheduler.CheckRequest(Gpu(0), 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("devices: 2"), HasSubstr("1 CUDA device"))));
+  EXPECT_THAT(scheduler.CheckRequest(Gpu(1), 2),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("device.cuda_index")));
+  EXPECT_THAT(scheduler.CheckRequest(Any(), 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("devices: must be")));
+}
+
+// A higher-priority job on several devices stops as many lower-priority jobs
+// as it needs devices, and none when that would not be enough.
+TEST(SchedulerTest, PreemptionFreesAllTheDevicesAGangNeedsOrNone) {
+  FakeRunner runner;
+  Scheduler::Options options{{Cpu(0), Cpu(1), Cpu(2)}, runner.fn()};
+  options.preemption = true;
+  Scheduler scheduler(std::move(options));
+  scheduler.Start();
+  scheduler.Enqueue("low", 0, 1, Any());
+  scheduler.Enqueue("mid", 3, 2, Any());
+  scheduler.Enqueue("top", 9, 3, Any());
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  // Priority 5 could free only "low" and "mid": two of the three it needs.
+  scheduler.Enqueue("wide", 5, 4, Any(), "", 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(runner.reason_of("low"), StopReason::kNone);
+  EXPECT_EQ(scheduler.QueuePosition("wide"), 1);
+  EXPECT_TRUE(scheduler.Cancel("wide") == Scheduler::CancelOutcome::kRemovedFromQueue);
+  // Priority 5 on two devices: "low" and "mid" both stop for it.
+  scheduler.Enqueue("pair", 5, 5, Any(), "", 2);
+  ASSERT_TRUE(runner.AwaitFinished(2));
+  EXPECT_EQ(runner.reason_of("low"), StopReason::kPreempted);
+  EXPECT_EQ(runner.by_of("low"), "pair");
+  EXPECT_EQ(runner.reason_of("mid"), StopReason::kPreempted);
+  ASSERT_TRUE(runner.AwaitStarted(4));
+  EXPECT_EQ(runner.started()[3], "pair");
+  runner.Release("top");
+  runner.Release("pair");
+  ASSERT_TRUE(runner.AwaitFinished(4));
 }
 
 // With preemption, a queued job that no free device fits stops the running

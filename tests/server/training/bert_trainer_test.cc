@@ -16,6 +16,7 @@
 #include "server/training/model/bert_config.h"
 #include "server/training/model/checkpoint.h"
 #include "tests/testing/activation_store.h"
+#include "tests/testing/fake_training_context.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_bert.h"
@@ -26,60 +27,7 @@ namespace {
 using ::ftd::testing::StatusIs;
 using ::testing::HasSubstr;
 
-// The trainer's view of a job, recorded for the test.
-class FakeContext final : public TrainingContext {
- public:
-  FakeContext(v1::JobSpec spec, std::string output_dir, std::string device = "cpu:0")
-      : spec_(std::move(spec)), device_(std::move(device)), output_dir_(std::move(output_dir)) {}
-  const std::string& job_id() const override { return id_; }
-  const v1::JobSpec& spec() const override { return spec_; }
-  const std::string& device() const override { return device_; }
-  const std::string& output_dir() const override { return output_dir_; }
-  bool StopRequested() const override {
-    return stop_after_ >= 0 && progress_.size() >= static_cast<size_t>(stop_after_);
-  }
-  std::string StopForLater() const override { return stop_for_later_ ? "shutdown" : ""; }
-  std::string checkpoint_dir() const override { return checkpoint_dir_; }
-  void Resumed(const v1::Resume& resume, const v1::JobResult& history,
-               const v1::CacheUsage& cache) override {
-    resumed_.push_back(resume);
-    history_ = history;
-    (void)cache;
-  }
-  void ReportProgress(const v1::Progress& progress) override { progress_.push_back(progress); }
-  void Emit(v1::JobEvent event) override { events_.push_back(std::move(event)); }
-  void RecordFingerprint(const std::string& role, const std::string& sha) override {
-    fingerprints_[role] = sha;
-  }
-
-  std::vector<v1::Evaluation> evaluations() const {
-    std::vector<v1::Evaluation> out;
-    for (const auto& e : events_) {
-      if (e.has_evaluation()) out.push_back(e.evaluation());
-    }
-    return out;
-  }
-  std::string logs() const {
-    std::string out;
-    for (const auto& e : events_) {
-      if (e.has_log()) out += e.log().message() + "\n";
-    }
-    return out;
-  }
-
-  int stop_after_ = -1;
-  bool stop_for_later_ = false;
-  std::string checkpoint_dir_;
-  std::vector<v1::Resume> resumed_;
-  v1::JobResult history_;
-  std::vector<v1::Progress> progress_;
-  std::vector<v1::JobEvent> events_;
-  std::map<std::string, std::string> fingerprints_;
-
- private:
-  v1::JobSpec spec_;
-  std::string id_ = "job-1", device_, output_dir_;
-};
+using FakeContext = ftd::testing::FakeTrainingContext;
 
 class BertTrainerTest : public ::testing::Test {
  protected:
@@ -87,24 +35,9 @@ class BertTrainerTest : public ::testing::Test {
     ftd::testing::WriteTinyBert(dir_.Sub("model"));
     ftd::testing::WriteSentimentCsv(dir_.Sub("train.csv"), 256, 1);
     ftd::testing::WriteSentimentCsv(dir_.Sub("valid.csv"), 128, 2);
-    spec_.set_base_model(dir_.Sub("model"));
-    auto dataset = [&](v1::Dataset* d, const std::string& name) {
-      d->set_path(dir_.Sub(name));
-      d->set_format(v1::DATASET_FORMAT_CSV);
-      d->set_text_column("text");
-      d->set_label_column("label");
-    };
-    dataset(spec_.mutable_train_dataset(), "train.csv");
-    dataset(spec_.mutable_validation_dataset(), "valid.csv");
-    auto* hp = spec_.mutable_hyperparameters();
-    hp->set_epochs(8);
-    hp->set_batch_size(16);
-    hp->set_learning_rate(3e-3);
-    hp->set_warmup_ratio(0.1);
-    hp->set_weight_decay(0.01);
-    hp->set_max_seq_length(16);
-    hp->set_seed(3);
-    spec_.mutable_freeze_policy()->mutable_none();
+    spec_ = ftd::testing::TinyJobSpec(dir_.Sub("model"), dir_.Sub("train.csv"),
+                                      dir_.Sub("valid.csv"), /*epochs=*/8,
+                                      /*learning_rate=*/3e-3);
   }
 
   ftd::testing::TempDir dir_;
@@ -547,7 +480,7 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
     v1::JobSpec spec = spec_;
     spec.mutable_hyperparameters()->set_bf16(bf16);
     const std::string out = dir_.Sub(bf16 ? "cuda-bf16" : "cuda-fp32");
-    FakeContext context(spec, out, "cuda:0");
+    FakeContext context(spec, out, {"cuda:0"});
     ASSERT_OK_AND_ASSIGN(v1::JobResult result, trainer_.Train(context));
     const auto evals = context.evaluations();
     ASSERT_EQ(evals.size(), 8u);
@@ -564,7 +497,7 @@ TEST_F(BertTrainerTest, TrainsOnCudaInFp32AndWithBf16Autocast) {
   spec.set_base_model(dir_.Sub("cuda-fp32/model"));
   spec.mutable_freeze_policy()->mutable_autofreeze()->set_percentile(50);
   spec.mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(4);
-  FakeContext context(spec, dir_.Sub("cuda-autofreeze"), "cuda:0");
+  FakeContext context(spec, dir_.Sub("cuda-autofreeze"), {"cuda:0"});
   ASSERT_OK(trainer_.Train(context).status());
   int decisions = 0;
   for (const auto& e : context.events_) decisions += e.has_freeze_decision();
@@ -594,12 +527,12 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
   for (const std::string& device : devices) {
     v1::JobSpec spec = spec_;
     spec.mutable_freeze_policy()->mutable_static_()->set_frozen_layers(1);
-    FakeContext plain(spec, dir_.Sub(device + "-plain"), device);
+    FakeContext plain(spec, dir_.Sub(device + "-plain"), {device});
     ASSERT_OK(trainer_.Train(plain).status());
 
     spec.mutable_activation_cache()->set_enabled(true);
     spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_FP32);
-    FakeContext first(spec, dir_.Sub(device + "-first"), device);
+    FakeContext first(spec, dir_.Sub(device + "-first"), {device});
     ASSERT_OK(cached_trainer.Train(first).status());
     std::vector<v1::CacheStats> epochs = cache_epochs(first);
     ASSERT_EQ(epochs.size(), 8u) << device;
@@ -608,7 +541,7 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     EXPECT_NEAR(first.evaluations().back().accuracy(), plain.evaluations().back().accuracy(), 0.03)
         << device;
 
-    FakeContext second(spec, dir_.Sub(device + "-second"), device);
+    FakeContext second(spec, dir_.Sub(device + "-second"), {device});
     ASSERT_OK(cached_trainer.Train(second).status());
     EXPECT_EQ(cache_epochs(second)[0].hits(), 256) << device;
     // It read exactly what the first run computed in its first epoch.
@@ -620,7 +553,7 @@ TEST_F(BertTrainerTest, TrainsWithTheActivationCache) {
     spec.mutable_freeze_policy()->mutable_autofreeze()->set_percentile(80);
     spec.mutable_freeze_policy()->mutable_autofreeze()->set_evaluations_per_epoch(4);
     spec.mutable_activation_cache()->set_dtype(v1::ActivationCache::DTYPE_BF16);
-    FakeContext autofreeze(spec, dir_.Sub(device + "-autofreeze"), device);
+    FakeContext autofreeze(spec, dir_.Sub(device + "-autofreeze"), {device});
     ASSERT_OK(cached_trainer.Train(autofreeze).status());
     int64_t served = 0;
     for (const v1::CacheStats& e : cache_epochs(autofreeze)) served += e.hits() + e.partial_hits();
