@@ -10,6 +10,8 @@ daemon:
         inside one replica
   2x1   two devices of one thread each (--cpu_devices=2, --devices=2): the two
         cores as two replicas in a c10d Gloo group, gradients all-reduced
+  2x1+overlap  the same with --overlap_allreduce: each bucket's all-reduce
+        starts while backward still runs
 
 1x2 against 2x1 is the price of the process group on the same cores: the
 exchange and the smaller products each replica computes. Every variant
@@ -39,9 +41,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finetune_bench import Daemon  # noqa: E402  (a daemon on free ports, its ftctl)
 VARIANTS = {
-    "1x1": dict(cpu_devices=1, cpu_threads=1, devices=1),
-    "1x2": dict(cpu_devices=1, cpu_threads=2, devices=1),
-    "2x1": dict(cpu_devices=2, cpu_threads=1, devices=2),
+    "1x1": dict(cpu_devices=1, cpu_threads=1, devices=1, overlap=False),
+    "1x2": dict(cpu_devices=1, cpu_threads=2, devices=1, overlap=False),
+    "2x1": dict(cpu_devices=2, cpu_threads=1, devices=2, overlap=False),
+    "2x1+overlap": dict(cpu_devices=2, cpu_threads=1, devices=2, overlap=True),
 }
 
 
@@ -84,7 +87,8 @@ def subset(path, rows, out, labels=None):
 def run_variant(args, name, train, valid):
     v = VARIANTS[name]
     work = tempfile.mkdtemp(prefix="ftd-parallel-", dir=args.work)
-    daemon = Daemon(args, work, [f"--cpu_devices={v['cpu_devices']}", f"--cpu_threads={v['cpu_threads']}"])
+    daemon = Daemon(args, work, [f"--cpu_devices={v['cpu_devices']}", f"--cpu_threads={v['cpu_threads']}",
+                                 f"--overlap_allreduce={'true' if v['overlap'] else 'false'}"])
     try:
         submit = ["submit", "--upload=false", f"--model={args.model}", f"--train={train}",
                   f"--validation={valid}", f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
@@ -134,7 +138,7 @@ def report(args, runs):
     depths = sorted({int(k) for r in runs for k in r["by_depth"]})
     lines.append("| depth | " + " | ".join(f"{r['variant']} s/step" for r in runs) + " | 2x1 bytes/step |")
     lines.append("|---|" + "---|" * (len(runs) + 1))
-    two = next((r for r in runs if r["variant"] == "2x1"), None)
+    two = next((r for r in runs if r["variant"].startswith("2x1")), None)
     for d in depths:
         cells = []
         for r in runs:
@@ -143,6 +147,14 @@ def report(args, runs):
         b = two["by_depth"].get(str(d), {}) if two else {}
         per_step = b.get("bytes", 0) / b["steps"] if b.get("steps") else 0
         lines.append(f"| {d} | " + " | ".join(cells) + f" | {per_step / 2**20:.2f} MiB |")
+    if two:
+        per_step = {int(k): x["bytes"] / x["steps"] for k, x in two["by_depth"].items() if x.get("steps")}
+        if not per_step or 0 not in per_step or max(per_step) == 0 or per_step[max(per_step)] >= per_step[0]:
+            raise SystemExit(f"{two['variant']}: freezing did not cut the bytes all-reduced a step: {per_step}")
+    one_two = {r["variant"]: r for r in runs}
+    if "1x2" in one_two and "2x1" in one_two and one_two["2x1"]["train_seconds"]:
+        lines.append(f"\nOn the same two cores, two replicas of one thread against one replica of two threads: "
+                     f"{one_two['1x2']['train_seconds'] / one_two['2x1']['train_seconds']:.2f}x.")
     if two and two["by_depth"].get("0", {}).get("steps"):
         d0 = two["by_depth"]["0"]
         full = d0["bytes"] / d0["steps"] * sum(x.get("steps", 0) for x in two["by_depth"].values())
@@ -172,7 +184,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--freeze-start", type=float, default=0.2)
-    ap.add_argument("--variants", default="1x1,1x2,2x1")
+    ap.add_argument("--variants", default="1x1,1x2,2x1,2x1+overlap")
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--work", default=None)

@@ -6,9 +6,8 @@
 // all-reduced, and handed back to the parameters as views of it.
 //
 // Only parameters that train are in buckets: when layers freeze, Rebuild()
-// leaves them out and their gradients are exchanged no more. At depth 0 the
-// embeddings' gradient is most of every step's bytes (70% of the 6-layer
-// 256-wide model), so the first freeze cuts communication most.
+// leaves them out and their gradients are exchanged no more (on the 6-layer
+// 256-wide model 26.5 MiB a step at depth 0, 3.3 MiB at depth 5).
 //
 // Each replica scales its loss by 1 / (the whole batch's examples), so the
 // sum of the replicas' gradients is the whole batch's mean gradient: what
