@@ -52,6 +52,15 @@ class FakeTrainingContext final : public training::TrainingContext {
     }
     return out;
   }
+  // The activation cache's totals at the last epoch's report (all zeros
+  // without one).
+  v1::CacheStats CacheTotals() const {
+    v1::CacheStats last;
+    for (const auto& e : events_) {
+      if (e.has_cache() && e.cache().epoch().epoch() > 0) last = e.cache().totals();
+    }
+    return last;
+  }
   std::string logs() const {
     std::string out;
     for (const auto& e : events_) {

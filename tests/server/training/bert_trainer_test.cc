@@ -396,14 +396,7 @@ TEST_F(BertTrainerTest, ResumesFromItsCheckpointToTheSameWeightsBitForBit) {
   EXPECT_EQ(resumed.metrics().at("train_loss"), expected.metrics().at("train_loss"));
   // The cache served and computed the same rows: the resumed job's counts
   // over all epochs are the uninterrupted one's.
-  auto totals = [](const FakeContext& context) {
-    v1::CacheStats last;
-    for (const auto& e : context.events_) {
-      if (e.has_cache() && e.cache().epoch().epoch() > 0) last = e.cache().totals();
-    }
-    return last;
-  };
-  const v1::CacheStats want_cache = totals(whole), got_cache = totals(rest);
+  const v1::CacheStats want_cache = whole.CacheTotals(), got_cache = rest.CacheTotals();
   EXPECT_GT(want_cache.hits(), 0);
   EXPECT_EQ(got_cache.hits(), want_cache.hits());
   EXPECT_EQ(got_cache.partial_hits(), want_cache.partial_hits());

@@ -173,14 +173,7 @@ TEST_F(DataParallelTest, TheSameWithAFreezeAndTheCacheAndFrozenLayersSendNothing
   EXPECT_LE(CompareWeights(dir_.Sub("one/model"), dir_.Sub("two/model")).rms, kTolerance);
   // The cache served the second epoch's rows on both, whichever replica
   // had stored them: the job's counts are one device's.
-  auto totals = [](const FakeContext& context) {
-    v1::CacheStats last;
-    for (const auto& e : context.events_) {
-      if (e.has_cache() && e.cache().epoch().epoch() > 0) last = e.cache().totals();
-    }
-    return last;
-  };
-  const v1::CacheStats want = totals(one), got = totals(two);
+  const v1::CacheStats want = one.CacheTotals(), got = two.CacheTotals();
   EXPECT_GT(want.hits(), 0);
   EXPECT_EQ(got.examples(), want.examples());
   EXPECT_EQ(got.hits(), want.hits());
