@@ -33,6 +33,8 @@ bool Scheduler::Before(const QueuedJob& a, const QueuedJob& b) {
 }
 
 bool Scheduler::Fits(const v1::DeviceRequest& request, int count, const Device& device) {
+  // A job's first replica runs here: a job on one device, wholly.
+  if (count == 1 && !device.local()) return false;
   switch (request.kind()) {
     case v1::DeviceRequest::KIND_CPU:
       return device.kind == Device::Kind::kCpu;
@@ -59,21 +61,32 @@ std::vector<Device::Kind> Scheduler::Kinds(const v1::DeviceRequest& request) {
 absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request, int devices) const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> cuda;
-  int cpus = 0;
+  int cpus = 0, remote = 0, local_cuda = 0, local_cpus = 0;
   for (const Slot& slot : slots_) {
+    if (slot.gone) continue;
+    if (!slot.device.local()) ++remote;
     if (slot.device.kind == Device::Kind::kCuda) {
       cuda.push_back(slot.device.name());
+      if (slot.device.local()) ++local_cuda;
     } else {
       ++cpus;
+      if (slot.device.local()) ++local_cpus;
     }
   }
   if (devices < 1) {
     return absl::InvalidArgumentError(absl::StrCat("devices: must be at least 1, got ", devices));
   }
   const int gpus = static_cast<int>(cuda.size());
-  const std::string has =
-      absl::StrCat("this server has ", gpus, " CUDA device", gpus == 1 ? "" : "s", " and ", cpus,
-                   " CPU device", cpus == 1 ? "" : "s");
+  const std::string has = absl::StrCat(
+      "this server has ", gpus, " CUDA device", gpus == 1 ? "" : "s", " and ", cpus, " CPU device",
+      cpus == 1 ? "" : "s",
+      remote > 0 ? absl::StrCat(" (", remote, " of them on its workers)") : std::string());
+  // Several devices take one of this daemon's for the first replica.
+  auto needs_local = [&](const char* kind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "devices: a job on ", devices, " devices runs its first replica on this daemon, which has no ",
+        kind, " device of its own (", has, ")"));
+  };
   switch (request.kind()) {
     // One device of any kind, or on the CPU, is always accepted: a pool
     // without one keeps such jobs queued (as a daemon with no devices does).
@@ -83,12 +96,17 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request, int devic
                                                        has,
                                                        " (a job's devices are all of one kind)"));
       }
+      if (devices > 1 && !(devices <= gpus && local_cuda > 0) &&
+          !(devices <= cpus && local_cpus > 0)) {
+        return needs_local("CUDA or CPU");
+      }
       return absl::OkStatus();
     case v1::DeviceRequest::KIND_CPU:
       if (devices > 1 && devices > cpus) {
         return absl::InvalidArgumentError(
             absl::StrCat("devices: ", devices, " CPU devices were asked for but ", has));
       }
+      if (devices > 1 && local_cpus == 0) return needs_local("CPU");
       return absl::OkStatus();
     case v1::DeviceRequest::KIND_CUDA:
       if (request.cuda_index() < 0) {
@@ -111,10 +129,11 @@ absl::Status Scheduler::CheckRequest(const v1::DeviceRequest& request, int devic
           return absl::InvalidArgumentError(
               absl::StrCat("devices: ", devices, " CUDA devices were asked for but ", has));
         }
+        if (local_cuda == 0) return needs_local("CUDA");
         return absl::OkStatus();
       }
       for (const Slot& slot : slots_) {
-        if (Fits(request, 1, slot.device)) return absl::OkStatus();
+        if (!slot.gone && Fits(request, 1, slot.device)) return absl::OkStatus();
       }
       return absl::InvalidArgumentError(absl::StrCat("device: cuda:", request.cuda_index(),
                                                      " does not exist; this server has ",
@@ -139,18 +158,37 @@ void Scheduler::Start() {
   Dispatch();
 }
 
+bool Scheduler::PoolFits(const QueuedJob& job, Device::Kind kind) const {
+  int fitting = 0;
+  bool local = false;
+  for (const Slot& slot : slots_) {
+    if (slot.gone || slot.device.kind != kind || !Fits(job.request, job.devices, slot.device))
+      continue;
+    ++fitting;
+    local = local || slot.device.local();
+  }
+  return local && fitting >= job.devices;
+}
+
 std::vector<size_t> Scheduler::FreeSlotsFor(const QueuedJob& job,
                                             const std::vector<bool>& held) const {
   for (Device::Kind kind : Kinds(job.request)) {
+    // This daemon's slots first, then its workers': the first chosen is
+    // this daemon's whenever one is free.
     std::vector<size_t> chosen;
-    for (size_t i = 0; i < slots_.size() && static_cast<int>(chosen.size()) < job.devices; ++i) {
-      const Slot& slot = slots_[i];
-      if (slot.job_id.empty() && !held[i] && slot.device.kind == kind &&
-          Fits(job.request, job.devices, slot.device)) {
-        chosen.push_back(i);
+    for (const bool local : {true, false}) {
+      for (size_t i = 0; i < slots_.size() && static_cast<int>(chosen.size()) < job.devices;
+           ++i) {
+        const Slot& slot = slots_[i];
+        if (slot.device.local() == local && slot.job_id.empty() && !held[i] && !slot.gone &&
+            slot.device.kind == kind && Fits(job.request, job.devices, slot.device)) {
+          chosen.push_back(i);
+        }
       }
     }
-    if (static_cast<int>(chosen.size()) == job.devices) return chosen;
+    if (static_cast<int>(chosen.size()) == job.devices && slots_[chosen[0]].device.local()) {
+      return chosen;
+    }
   }
   return {};
 }
@@ -183,14 +221,10 @@ void Scheduler::Dispatch() {
           // It holds the free devices of the first kind the pool can give it
           // enough of, until the rest free up.
           for (Device::Kind kind : Kinds(it->request)) {
-            int fitting = 0;
-            for (const Slot& slot : slots_) {
-              if (slot.device.kind == kind && Fits(it->request, it->devices, slot.device))
-                ++fitting;
-            }
-            if (fitting < it->devices) continue;
+            if (!PoolFits(*it, kind)) continue;
             for (size_t i = 0; i < slots_.size(); ++i) {
-              if (slots_[i].job_id.empty() && slots_[i].device.kind == kind) held[i] = true;
+              if (slots_[i].job_id.empty() && !slots_[i].gone && slots_[i].device.kind == kind)
+                held[i] = true;
             }
             break;
           }
@@ -248,23 +282,32 @@ void Scheduler::PreemptLocked() {
     });
     for (Device::Kind kind : Kinds(waiting.request)) {
       auto usable = [&](size_t i) {
-        return slots_[i].device.kind == kind &&
+        return !slots_[i].gone && slots_[i].device.kind == kind &&
                Fits(waiting.request, waiting.devices, slots_[i].device);
       };
-      int room = 0;
+      // Room, and room on this daemon's own devices (the first replica's).
+      int room = 0, local_room = 0;
       for (size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].job_id.empty() && usable(i)) ++room;
+        if (slots_[i].job_id.empty() && usable(i)) {
+          ++room;
+          if (slots_[i].device.local()) ++local_room;
+        }
       }
       std::vector<RunningJob*> victims;
       for (RunningJob* candidate : candidates) {
-        if (room >= waiting.devices) break;
-        int frees = 0;
-        for (size_t i : candidate->slots) frees += usable(i) ? 1 : 0;
+        if (room >= waiting.devices && local_room > 0) break;
+        int frees = 0, local_frees = 0;
+        for (size_t i : candidate->slots) {
+          if (!usable(i)) continue;
+          ++frees;
+          if (slots_[i].device.local()) ++local_frees;
+        }
         if (frees == 0) continue;
         room += frees;
+        local_room += local_frees;
         victims.push_back(candidate);
       }
-      if (room < waiting.devices || victims.empty()) continue;
+      if (room < waiting.devices || local_room == 0 || victims.empty()) continue;
       for (RunningJob* victim : victims) {
         victim->stop->RequestStop(StopReason::kPreempted, waiting.job_id);
       }
@@ -343,8 +386,54 @@ int64_t Scheduler::QueueLength() const {
 std::vector<Scheduler::DeviceState> Scheduler::Devices() const {
   absl::MutexLock lock(&mu_);
   std::vector<DeviceState> states;
-  for (const Slot& slot : slots_) states.push_back({slot.device, slot.job_id});
+  for (const Slot& slot : slots_) {
+    if (!slot.gone) states.push_back({slot.device, slot.job_id});
+  }
   return states;
+}
+
+void Scheduler::AddDevices(const std::vector<Device>& devices) {
+  absl::MutexLock lock(&mu_);
+  for (const Device& device : devices) {
+    auto it = std::find_if(slots_.begin(), slots_.end(),
+                           [&](const Slot& slot) { return slot.device.name() == device.name(); });
+    if (it != slots_.end()) {
+      it->device = device;
+      it->gone = false;
+      continue;
+    }
+    Slot slot;
+    slot.device = device;
+    slots_.push_back(std::move(slot));
+  }
+  Dispatch();
+}
+
+void Scheduler::RemoveHost(const std::string& host) {
+  if (host.empty()) return;
+  absl::MutexLock lock(&mu_);
+  for (Slot& slot : slots_) {
+    if (slot.device.host == host) slot.gone = true;
+  }
+  // Jobs that held them may start elsewhere, or hold others now.
+  Dispatch();
+}
+
+int Scheduler::Capacity(const v1::DeviceRequest& request) const {
+  absl::MutexLock lock(&mu_);
+  int best = 0;
+  for (Device::Kind kind : Kinds(request)) {
+    int count = 0;
+    bool local = false;
+    for (const Slot& slot : slots_) {
+      // (Any CUDA device of a kind may join a gang; one alone must fit.)
+      if (slot.gone || slot.device.kind != kind || !Fits(request, 2, slot.device)) continue;
+      ++count;
+      local = local || slot.device.local();
+    }
+    if (local) best = std::max(best, count);
+  }
+  return best;
 }
 
 void Scheduler::Shutdown() {

@@ -16,6 +16,11 @@
 // so that one group's burst does not starve another's queue; a group may be
 // capped in the jobs it runs at once.
 //
+// Devices of worker daemons (server/pool/) come and go with their workers.
+// A job runs on them only beside one of this daemon's own devices of the
+// same kind, which runs its first replica (the one that writes the job's
+// checkpoints and outputs): a job on one device runs here.
+//
 // Each started job runs `Options::run` on a thread of its own, which returns
 // when the job has ended, however it ended. Thread-safe.
 #pragma once
@@ -67,8 +72,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // OK when this pool can ever run a job with this request on `devices`
-  // devices; otherwise INVALID_ARGUMENT naming the field (`device`,
-  // `devices`) and what exists.
+  // devices (with the workers attached now); otherwise INVALID_ARGUMENT
+  // naming the field (`device`, `devices`) and what exists.
   absl::Status CheckRequest(const v1::DeviceRequest& request, int devices = 1) const;
 
   // Queues a job for `devices` devices. Jobs queued before Start() wait for it.
@@ -100,6 +105,16 @@ class Scheduler {
   };
   std::vector<DeviceState> Devices() const;
 
+  // A worker's devices join the pool (each `host` set); a device it had
+  // before comes back.
+  void AddDevices(const std::vector<Device>& devices);
+  // Worker `host`'s devices leave the pool. A job running on one keeps it
+  // until it returns (its replica there has failed).
+  void RemoveHost(const std::string& host);
+  // The most devices a job with `request` could start on now if none were
+  // busy (0: none it may use).
+  int Capacity(const v1::DeviceRequest& request) const;
+
   // Stops starting jobs, asks every running job to stop (kShutdown) and
   // waits for them to return. Queued jobs stay queued. Idempotent.
   void Shutdown();
@@ -116,6 +131,7 @@ class Scheduler {
   struct Slot {
     Device device;
     std::string job_id;  // empty when free
+    bool gone = false;   // its worker left: never given again (unless it comes back)
   };
   struct RunningJob {
     std::vector<size_t> slots;  // indices into slots_
@@ -131,8 +147,11 @@ class Scheduler {
   static bool Fits(const v1::DeviceRequest& request, int count, const Device& device);
   // The kinds of device a job may run on, in the order it prefers them.
   static std::vector<Device::Kind> Kinds(const v1::DeviceRequest& request);
+  // Whether the pool has enough devices of `kind` for the job, busy or
+  // not, one of them this daemon's.
+  bool PoolFits(const QueuedJob& job, Device::Kind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `job.devices` slots of one kind, free and not in `held`, that fit the
-  // job; empty when there are not enough.
+  // job, this daemon's first; empty when there are not enough.
   std::vector<size_t> FreeSlotsFor(const QueuedJob& job, const std::vector<bool>& held) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Running jobs by group.

@@ -433,6 +433,94 @@ TEST(SchedulerTest, CheckRequestCountsDevices) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("devices: must be")));
 }
 
+Device WorkerCpu(const std::string& worker, int i) {
+  Device d = Cpu(i);
+  d.host = worker;
+  return d;
+}
+
+// A worker daemon's devices join the pool: a job on several devices takes
+// one of this daemon's for its first replica and the worker's for the
+// rest; a job on one device never runs on a worker's alone; a job whose
+// first replica finds no device here waits, however many workers' are free.
+TEST(SchedulerTest, WorkersDevicesJoinGangsBesideOneOfThisDaemons) {
+  FakeRunner runner;
+  Scheduler scheduler({{Cpu(0)}, runner.fn()});
+  scheduler.Start();
+  EXPECT_THAT(scheduler.CheckRequest(CpuOnly(), 2),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 CPU device")));
+  EXPECT_EQ(scheduler.Capacity(CpuOnly()), 1);
+  scheduler.AddDevices({WorkerCpu("w1", 0), WorkerCpu("w2", 0)});
+  EXPECT_OK(scheduler.CheckRequest(CpuOnly(), 3));
+  EXPECT_THAT(scheduler.CheckRequest(CpuOnly(), 4),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("3 CPU devices"), HasSubstr("2 of them on its workers"))));
+  EXPECT_EQ(scheduler.Capacity(CpuOnly()), 3);
+  std::vector<std::string> names;
+  for (const auto& state : scheduler.Devices()) names.push_back(state.device.name());
+  EXPECT_THAT(names, ElementsAre("cpu:0", "w1/cpu:0", "w2/cpu:0"));
+
+  scheduler.Enqueue("pair", 0, 1, CpuOnly(), "", 2);
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  EXPECT_EQ(runner.device_of("pair"), "cpu:0,w1/cpu:0");
+  // w2's device is free, but a job on one device runs here, and a gang's
+  // first replica too.
+  scheduler.Enqueue("single", 0, 2, CpuOnly());
+  scheduler.Enqueue("pair-2", 0, 3, CpuOnly(), "", 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(runner.started(), ElementsAre("pair"));
+  runner.Release("pair");
+  ASSERT_TRUE(runner.AwaitStarted(2));
+  EXPECT_EQ(runner.started()[1], "single");
+  EXPECT_EQ(runner.device_of("single"), "cpu:0");
+  runner.Release("single");
+  ASSERT_TRUE(runner.AwaitStarted(3));
+  EXPECT_EQ(runner.device_of("pair-2"), "cpu:0,w1/cpu:0");
+
+  // w1 leaves while pair-2 runs on its device: the device is gone from the
+  // pool (the job's run fails on its own and returns it).
+  scheduler.RemoveHost("w1");
+  names.clear();
+  for (const auto& state : scheduler.Devices()) names.push_back(state.device.name());
+  EXPECT_THAT(names, ElementsAre("cpu:0", "w2/cpu:0"));
+  EXPECT_EQ(scheduler.Capacity(CpuOnly()), 2);
+  runner.Release("pair-2");
+  ASSERT_TRUE(runner.AwaitFinished(3));
+  scheduler.Enqueue("pair-3", 0, 4, CpuOnly(), "", 2);
+  ASSERT_TRUE(runner.AwaitStarted(4));
+  EXPECT_EQ(runner.device_of("pair-3"), "cpu:0,w2/cpu:0");
+  runner.Release("pair-3");
+  ASSERT_TRUE(runner.AwaitFinished(4));
+  // It comes back: its device is the pool's again.
+  scheduler.AddDevices({WorkerCpu("w1", 0)});
+  EXPECT_EQ(scheduler.Capacity(CpuOnly()), 3);
+  EXPECT_EQ(scheduler.Devices().size(), 3u);
+}
+
+// A daemon without a device of its own runs nothing, even with workers.
+TEST(SchedulerTest, WorkersAloneRunNoJob) {
+  FakeRunner runner;
+  Scheduler scheduler({{}, runner.fn()});
+  scheduler.Start();
+  scheduler.AddDevices({WorkerCpu("w1", 0), WorkerCpu("w1", 1)});
+  EXPECT_THAT(scheduler.CheckRequest(CpuOnly(), 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("runs its first replica on this daemon")));
+  EXPECT_EQ(scheduler.Capacity(CpuOnly()), 0);
+  scheduler.Enqueue("one", 0, 1, CpuOnly());
+  scheduler.Enqueue("two", 0, 2, CpuOnly(), "", 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(runner.started().empty());
+  // One device here, and both can run, one after the other.
+  scheduler.AddDevices({Cpu(0)});
+  ASSERT_TRUE(runner.AwaitStarted(1));
+  runner.Release("one");
+  runner.Release("two");
+  ASSERT_TRUE(runner.AwaitFinished(2));
+  EXPECT_THAT(runner.started(), ElementsAre("one", "two"));
+  EXPECT_EQ(runner.device_of("two"), "cpu:0,w1/cpu:0");
+}
+
 // A higher-priority job on several devices stops as many lower-priority jobs
 // as it needs devices, and none when that would not be enough.
 TEST(SchedulerTest, PreemptionFreesAllTheDevicesAGangNeedsOrNone) {
