@@ -12,6 +12,12 @@ daemon:
         cores as two replicas in a c10d Gloo group, gradients all-reduced
   2x1+overlap  the same with --overlap_allreduce: each bucket's all-reduce
         starts while backward still runs
+  pool-2x1  two daemons of one device each, on loopback: a coordinator
+        (--rendezvous_address) and a worker (--join) that runs replica 1,
+        the replicas meeting in the coordinator's c10d TCPStore; the same
+        cores as 2x1, so pool-2x1 against 2x1 is what two processes and the
+        pool's protocol cost (inputs fetched by digest, TCP between
+        processes instead of within one)
 
 1x2 against 2x1 is the price of the process group on the same cores: the
 exchange and the smaller products each replica computes. Every variant
@@ -33,6 +39,7 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +52,7 @@ VARIANTS = {
     "1x2": dict(cpu_devices=1, cpu_threads=2, devices=1, overlap=False),
     "2x1": dict(cpu_devices=2, cpu_threads=1, devices=2, overlap=False),
     "2x1+overlap": dict(cpu_devices=2, cpu_threads=1, devices=2, overlap=True),
+    "pool-2x1": dict(cpu_devices=1, cpu_threads=1, devices=2, overlap=False, daemons=2),
 }
 
 
@@ -84,12 +92,33 @@ def subset(path, rows, out, labels=None):
     return seen
 
 
+def start_worker(args, daemon, work, v):
+    """A worker daemon of one device joined to `daemon` (the coordinator), once it lists it."""
+    log = open(os.path.join(work, "worker.log"), "w")
+    worker = subprocess.Popen([os.path.join(args.build, "server/ftd"), f"--join={daemon.address}",
+                               "--worker_name=w1", "--cpu_devices=1", f"--cpu_threads={v['cpu_threads']}",
+                               f"--data_dir={os.path.join(work, 'worker-data')}", "--metrics_address=",
+                               "--collective_host=127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if "w1/cpu:0" in daemon.run("info").stdout:
+            return worker
+        if worker.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"the worker did not attach:\n{open(log.name).read()[-3000:]}")
+
+
 def run_variant(args, name, train, valid):
     v = VARIANTS[name]
     work = tempfile.mkdtemp(prefix="ftd-parallel-", dir=args.work)
+    pool = v.get("daemons", 1) > 1
     daemon = Daemon(args, work, [f"--cpu_devices={v['cpu_devices']}", f"--cpu_threads={v['cpu_threads']}",
-                                 f"--overlap_allreduce={'true' if v['overlap'] else 'false'}"])
+                                 f"--overlap_allreduce={'true' if v['overlap'] else 'false'}"]
+                    + (["--rendezvous_address=127.0.0.1:0"] if pool else []))
+    worker = None
     try:
+        if pool:
+            worker = start_worker(args, daemon, work, v)
         submit = ["submit", "--upload=false", f"--model={args.model}", f"--train={train}",
                   f"--validation={valid}", f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
                   f"--learning_rate={args.lr}", f"--max_seq_length={args.max_length}", "--seed=0",
@@ -102,6 +131,9 @@ def run_variant(args, name, train, valid):
         wall = time.time() - start
     finally:
         daemon.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
     if job["state"] not in ("JOB_STATE_SUCCEEDED",):
         raise SystemExit(f"{name}: the job ended {job['state']}: {job.get('error')}\n"
                          f"{open(daemon.log_path).read()[-3000:]}")
@@ -138,7 +170,7 @@ def report(args, runs):
     depths = sorted({int(k) for r in runs for k in r["by_depth"]})
     lines.append("| depth | " + " | ".join(f"{r['variant']} s/step" for r in runs) + " | 2x1 bytes/step |")
     lines.append("|---|" + "---|" * (len(runs) + 1))
-    two = next((r for r in runs if r["variant"].startswith("2x1")), None)
+    two = next((r for r in runs if r["devices"] == 2), None)
     for d in depths:
         cells = []
         for r in runs:
@@ -155,6 +187,12 @@ def report(args, runs):
     if "1x2" in one_two and "2x1" in one_two and one_two["2x1"]["train_seconds"]:
         lines.append(f"\nOn the same two cores, two replicas of one thread against one replica of two threads: "
                      f"{one_two['1x2']['train_seconds'] / one_two['2x1']['train_seconds']:.2f}x.")
+    if "pool-2x1" in one_two and "2x1" in one_two and one_two["pool-2x1"]["train_seconds"]:
+        a, b = one_two["2x1"], one_two["pool-2x1"]
+        lines.append(f"\nTwo daemons of one device (loopback) against one daemon of two: "
+                     f"{a['train_seconds'] / b['train_seconds']:.2f}x the speed ({b['train_seconds']:.1f} s "
+                     f"against {a['train_seconds']:.1f} s); the replicas exchanged "
+                     f"{b['allreduce_bytes'] / 2**20:.0f} MiB against {a['allreduce_bytes'] / 2**20:.0f} MiB.")
     if two and two["by_depth"].get("0", {}).get("steps"):
         d0 = two["by_depth"]["0"]
         full = d0["bytes"] / d0["steps"] * sum(x.get("steps", 0) for x in two["by_depth"].values())
@@ -184,7 +222,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--freeze-start", type=float, default=0.2)
-    ap.add_argument("--variants", default="1x1,1x2,2x1,2x1+overlap")
+    ap.add_argument("--variants", default="1x1,1x2,2x1,2x1+overlap,pool-2x1")
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--work", default=None)

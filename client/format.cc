@@ -348,6 +348,14 @@ std::string FormatServerInfo(const v1::ServerInfo& info) {
     absl::StrAppend(&out, "  ", d.name(), "  ", d.job_id().empty() ? "idle" : d.job_id(), "  ",
                     d.description(), "\n");
   }
+  if (!info.workers().empty()) {
+    out += "workers:\n";
+    for (const v1::Worker& w : info.workers()) {
+      absl::StrAppend(&out, "  ", w.name(), "  collectives on ", w.collective_host(),
+                      "  attached ", FormatTime(w.attach_time()), "  ",
+                      absl::StrJoin(w.devices(), ", "), "\n");
+    }
+  }
   return out;
 }
 

@@ -1,10 +1,15 @@
 // ftd: the fine-tuning daemon. Parses flags and wires the libraries.
 #include <algorithm>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -13,7 +18,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/connection.h"
+#include "common/address.h"
+#include "common/fs_util.h"
 #include "server/daemon/daemon.h"
+#include "server/daemon/worker_daemon.h"
+#include "server/pool/launch_env.h"
+#include "server/pool/pool_store.h"
 #include "server/daemon/kernel_choice.h"
 #include "server/scheduler/device_discovery.h"
 #include "server/training/engine/bert_trainer.h"
@@ -147,9 +158,133 @@ ABSL_FLAG(int, cpu_threads, 1,
           "LibTorch intra-op threads per CPU job; OpenBLAS runs its own pool beside them "
           "(see docs/performance.md)");
 
+// A pool of daemons (docs/parallel.md, "Several hosts").
+ABSL_FLAG(std::string, rendezvous_address, "",
+          "coordinator: host:port where the replicas' c10d store listens for a pool of worker "
+          "daemons (port 0: a free one); empty: no workers attach");
+ABSL_FLAG(std::string, rendezvous_advertised_host, "",
+          "coordinator: the host workers reach the replicas' store at (default: the host they "
+          "joined)");
+ABSL_FLAG(std::string, collective_host, "127.0.0.1",
+          "the address this daemon's replicas' collectives (Gloo) listen on: one the pool's "
+          "other hosts reach");
+ABSL_FLAG(int, max_workers, 64, "coordinator: worker daemons attached at once");
+ABSL_FLAG(absl::Duration, pool_heartbeat_interval, absl::Seconds(5),
+          "coordinator: how often workers say they are alive (silent for 3 intervals: gone)");
+ABSL_FLAG(std::string, join, "",
+          "worker: the coordinator's host:port to attach to; this daemon then serves no API and "
+          "runs the replicas the coordinator places on its devices");
+ABSL_FLAG(std::string, worker_name, "", "worker: its name in the pool (default: the host name)");
+ABSL_FLAG(std::string, join_token_file, "",
+          "worker: a file holding an admin's bearer token for the coordinator");
+ABSL_FLAG(std::string, join_ca, "",
+          "worker: the CA (PEM) that signed the coordinator's certificate: the connection is "
+          "TLS, verified against it");
+ABSL_FLAG(bool, join_tls, false,
+          "worker: TLS to the coordinator, verified against the system's CAs (implied by "
+          "--join_ca)");
+ABSL_FLAG(std::string, join_cert, "",
+          "worker: its client certificate (PEM) for a coordinator that asks for one");
+ABSL_FLAG(std::string, join_key, "", "worker: the private key of --join_cert");
+ABSL_FLAG(std::string, join_server_name, "",
+          "worker: the name the coordinator's certificate carries, when not --join's host");
+ABSL_FLAG(int64_t, input_cache_mb, 20480,
+          "worker: the size cap of its copies of the coordinator's models and datasets");
+
 #ifndef FTD_VERSION
 #define FTD_VERSION "dev"
 #endif
+
+namespace {
+
+// ftd --join: a pool's worker. `options` are the daemon's as the flags set
+// them (devices, caches, the trainer).
+int RunWorker(const std::string& join, const std::string& worker_name,
+              const ftd::daemon::Daemon::Options& options, const sigset_t& signals) {
+  ftd::client::ConnectionOptions connection;
+  connection.address = join;
+  connection.ca_file = absl::GetFlag(FLAGS_join_ca);
+  connection.tls = absl::GetFlag(FLAGS_join_tls) || !connection.ca_file.empty();
+  connection.cert_file = absl::GetFlag(FLAGS_join_cert);
+  connection.key_file = absl::GetFlag(FLAGS_join_key);
+  connection.server_name = absl::GetFlag(FLAGS_join_server_name);
+  std::string token;
+  if (const std::string file = absl::GetFlag(FLAGS_join_token_file); !file.empty()) {
+    absl::StatusOr<std::string> read = ftd::ReadFile(file);
+    if (!read.ok()) {
+      std::fprintf(stderr, "ftd: --join_token_file: cannot read \"%s\"\n", file.c_str());
+      return 2;
+    }
+    token = *read;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+      token.pop_back();
+    if (token.empty()) {
+      std::fprintf(stderr, "ftd: --join_token_file: \"%s\" is empty\n", file.c_str());
+      return 2;
+    }
+  }
+  // A token crosses the network only encrypted (as ftctl's does).
+  if (!token.empty() && !connection.tls && !ftd::IsLoopbackAddress(join)) {
+    std::fprintf(stderr,
+                 "ftd: --join_token_file: the token would cross the network in the clear; give "
+                 "--join_ca (or --join_tls) for a coordinator that serves TLS\n");
+    return 2;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ftd::client::Connect(connection);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "ftd: %s\n", std::string(channel.status().message()).c_str());
+    return 2;
+  }
+  ftd::daemon::WorkerDaemon::Options worker;
+  worker.join = join;
+  worker.channel = *channel;
+  worker.token = token;
+  worker.name = worker_name;
+  if (worker.name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    worker.name = host;
+  }
+  worker.version = options.version;
+  worker.collective_host = absl::GetFlag(FLAGS_collective_host);
+  worker.devices = options.devices;
+  worker.data_dir = options.data_dir;
+  worker.cache = options.cache;
+  worker.input_cache_max_bytes = std::max<int64_t>(1, absl::GetFlag(FLAGS_input_cache_mb)) << 20;
+  auto make = options.make_trainer;
+  worker.make_trainer = [make](ftd::storage::ActivationStore* store) {
+    std::unique_ptr<ftd::training::Trainer> trainer = make(store, nullptr);
+    return std::unique_ptr<ftd::training::BertTrainer>(
+        static_cast<ftd::training::BertTrainer*>(trainer.release()));
+  };
+  absl::StatusOr<std::unique_ptr<ftd::daemon::WorkerDaemon>> daemon =
+      ftd::daemon::WorkerDaemon::Start(std::move(worker));
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "ftd: %s\n", daemon.status().ToString().c_str());
+    return 1;
+  }
+  absl::Status ended;
+  std::thread agent([&] {
+    ended = (*daemon)->Run();
+    // A refusal ends the process as a signal would.
+    if (!ended.ok()) kill(getpid(), SIGTERM);
+  });
+  int signal = 0;
+  sigwait(&signals, &signal);
+  const int running = (*daemon)->Shutdown();
+  agent.join();
+  if (!ended.ok()) std::fprintf(stderr, "ftd: %s\n", ended.ToString().c_str());
+  if (running > 0) {
+    // Their jobs resume from their checkpoints on the coordinator's side.
+    std::fprintf(stderr, "ftd: leaving %d replica%s running; they end with this process\n",
+                 running, running == 1 ? "" : "s");
+    std::fflush(nullptr);
+    std::_Exit(ended.ok() ? 0 : 1);
+  }
+  return ended.ok() ? 0 : 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // First: the kernels made for this CPU where OpenBLAS fell back to
@@ -277,10 +412,12 @@ int main(int argc, char** argv) {
   }
   const double collective_seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_collective_timeout));
   const bool overlap_allreduce = absl::GetFlag(FLAGS_overlap_allreduce);
-  options.make_trainer = [cpu_threads, checkpoint_seconds, collective_seconds, overlap_allreduce,
-                          probe = ftd::training::MakePrecisionProbe()](
-                             ftd::storage::ActivationStore* store) {
+  const auto make_bert_trainer = [cpu_threads, checkpoint_seconds, collective_seconds, overlap_allreduce,
+                       probe = ftd::training::MakePrecisionProbe()](
+                          ftd::storage::ActivationStore* store,
+                          ftd::training::parallel::RemoteReplicas* remote) {
     ftd::training::BertTrainer::Options trainer;
+    trainer.remote = remote;
     trainer.precision_probe = probe;
     trainer.cpu_threads = cpu_threads;
     trainer.activation_store = store;
@@ -289,6 +426,9 @@ int main(int argc, char** argv) {
     trainer.overlap_allreduce = overlap_allreduce;
     return std::make_unique<ftd::training::BertTrainer>(trainer);
   };
+  options.make_trainer = [make_bert_trainer](ftd::storage::ActivationStore* store,
+                            ftd::training::parallel::RemoteReplicas* remote)
+      -> std::unique_ptr<ftd::training::Trainer> { return make_bert_trainer(store, remote); };
   options.address = absl::GetFlag(FLAGS_address);
   options.address_file = absl::GetFlag(FLAGS_address_file);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
@@ -306,6 +446,75 @@ int main(int argc, char** argv) {
     }
   }
   options.version = FTD_VERSION;
+
+  std::string join = absl::GetFlag(FLAGS_join);
+  std::string rendezvous = absl::GetFlag(FLAGS_rendezvous_address);
+  std::string worker_name = absl::GetFlag(FLAGS_worker_name);
+  if (join.empty() && rendezvous.empty()) {
+    // Launched as torchrun launches (server/pool/launch_env.h).
+    absl::StatusOr<std::optional<ftd::pool::LaunchEnv>> env =
+        ftd::pool::ReadLaunchEnv([](const char* name) { return std::getenv(name); });
+    if (!env.ok()) {
+      std::fprintf(stderr, "ftd: %s\n", std::string(env.status().message()).c_str());
+      return 2;
+    }
+    if (env->has_value()) {
+      int api_port = 50051;
+      const size_t colon = options.address.rfind(':');
+      if (colon != std::string::npos) api_port = std::atoi(options.address.c_str() + colon + 1);
+      const ftd::pool::LaunchRole role = ftd::pool::RoleOf(**env, api_port);
+      if (role.coordinator) {
+        rendezvous = role.rendezvous_address;
+      } else {
+        join = role.join;
+        if (worker_name.empty()) worker_name = role.worker_name;
+        // One process a GPU: its LOCAL_RANK's.
+        bool cuda = false;
+        for (const auto& d : options.devices) cuda = cuda || d.kind == ftd::scheduler::Device::Kind::kCuda;
+        if (cuda && role.cuda_device >= 0) {
+          std::vector<ftd::scheduler::Device> mine;
+          for (const auto& d : options.devices) {
+            if (d.kind == ftd::scheduler::Device::Kind::kCuda && d.index == role.cuda_device)
+              mine.push_back(d);
+          }
+          options.devices = mine;
+        }
+      }
+      std::fprintf(stderr, "ftd: RANK %d of WORLD_SIZE %d (torchrun's environment): %s\n",
+                   (*env)->rank, (*env)->world_size,
+                   role.coordinator ? ("the coordinator, replicas' store on " + rendezvous).c_str()
+                                    : ("a worker joining " + join).c_str());
+    }
+  }
+  if (!join.empty()) return RunWorker(join, worker_name, options, signals);
+  if (!rendezvous.empty()) {
+    const size_t colon = rendezvous.rfind(':');
+    int port = -1;
+    if (colon != std::string::npos && colon + 1 < rendezvous.size() &&
+        rendezvous.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+        rendezvous.size() - colon <= 6) {
+      port = std::stoi(rendezvous.substr(colon + 1));
+    }
+    if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+      std::fprintf(stderr, "ftd: --rendezvous_address: \"%s\" is not host:port\n",
+                   rendezvous.c_str());
+      return 2;
+    }
+    ftd::pool::ReplicaStoreOptions store;
+    store.store_host = rendezvous.substr(0, colon);
+    store.store_port = port;
+    store.store_advertised_host = absl::GetFlag(FLAGS_rendezvous_advertised_host);
+    store.collective_host = absl::GetFlag(FLAGS_collective_host);
+    options.pool.serve_replicas = [store](ftd::pool::WorkerPool* pool) {
+      return ftd::pool::ServeReplicas(pool, store);
+    };
+    options.pool.heartbeat_interval = absl::GetFlag(FLAGS_pool_heartbeat_interval);
+    options.pool.max_workers = std::max(1, absl::GetFlag(FLAGS_max_workers));
+    if (options.pool.heartbeat_interval < absl::Milliseconds(100)) {
+      std::fprintf(stderr, "ftd: --pool_heartbeat_interval must be at least 100ms\n");
+      return 2;
+    }
+  }
 
   auto daemon = ftd::daemon::Daemon::Start(std::move(options));
   if (!daemon.ok()) {

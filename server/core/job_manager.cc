@@ -696,8 +696,17 @@ v1::ServerInfo JobManager::ServerInfo() const {
   }
   info.set_queue_length(scheduler_->QueueLength());
   info.set_running_jobs(static_cast<int64_t>(running.size()));
+  if (options_.workers) {
+    for (v1::Worker& worker : options_.workers()) *info.add_workers() = std::move(worker);
+  }
   return info;
 }
+
+void JobManager::AddDevices(const std::vector<scheduler::Device>& devices) {
+  scheduler_->AddDevices(devices);
+}
+
+void JobManager::RemoveWorker(const std::string& worker) { scheduler_->RemoveHost(worker); }
 
 std::optional<RunRecorder::Started> JobManager::StartRun(const std::string& job_id,
                                                          const std::vector<std::string>& devices) {
@@ -821,6 +830,24 @@ void JobManager::EndRun(const std::string& job_id, const absl::StatusOr<v1::JobR
               job.set_device("");
               job.clear_devices();
               job.set_running_devices(k);
+            });
+        if (recorded.ok()) EnqueueLocked(active_.at(job_id));
+        break;
+      }
+      case RunOutcome::kRequeuedDeviceLost: {
+        // On the devices the pool has now (or as many as it asked for,
+        // once they are back).
+        const int had = active.job.running_devices() > 0 ? active.job.running_devices()
+                                                          : std::max(1, active.job.spec().devices());
+        const int k = std::max(1, std::min(had, scheduler_->Capacity(active.job.spec().device())));
+        recorded = TransitionLocked(
+            active, v1::JOB_STATE_QUEUED,
+            absl::StrCat(result.status().message(), "; the job resumes from its checkpoint on ", k,
+                         k == 1 ? " device" : " devices"),
+            [k, had](v1::Job& job) {
+              job.set_device("");
+              job.clear_devices();
+              if (k != had) job.set_running_devices(k);
             });
         if (recorded.ok()) EnqueueLocked(active_.at(job_id));
         break;

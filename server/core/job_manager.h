@@ -107,6 +107,8 @@ class JobManager final : private RunRecorder {
     // Progress events are recorded at most this often (the last step always).
     absl::Duration progress_event_interval = absl::Seconds(1);
     std::function<absl::Time()> now = [] { return absl::Now(); };
+    // The worker daemons attached (a pool), for ServerInfo; null: none.
+    std::function<std::vector<v1::Worker>()> workers;
   };
 
   // Recovers the store's unfinished jobs (queued jobs stay queued in their
@@ -166,6 +168,10 @@ class JobManager final : private RunRecorder {
                                                            const Caller& caller = {});
 
   v1::ServerInfo ServerInfo() const;
+
+  // A worker daemon's devices join the pool, and leave it (server/pool/).
+  void AddDevices(const std::vector<scheduler::Device>& devices);
+  void RemoveWorker(const std::string& worker);
 
   // A succeeded job's output, to download: "model" (its model's folder;
   // the default) or "metrics" (metrics.json). Errors: INVALID_ARGUMENT for

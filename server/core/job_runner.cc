@@ -149,6 +149,7 @@ RunOutcome ClassifyRun(const absl::Status& result, bool cancelling, scheduler::S
                        int continue_on) {
   if (result.ok()) return RunOutcome::kSucceeded;
   if (cancelling || reason == scheduler::StopReason::kCancelled) return RunOutcome::kCancelled;
+  if (training::IsDeviceLost(result)) return RunOutcome::kRequeuedDeviceLost;
   if (absl::IsCancelled(result) && reason == scheduler::StopReason::kShutdown) {
     return RunOutcome::kRequeuedForShutdown;
   }

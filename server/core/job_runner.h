@@ -96,6 +96,7 @@ enum class RunOutcome {
   kRequeuedForShutdown,   // resumes from its checkpoint when the daemon restarts
   kRequeuedPreempted,     // resumes from its checkpoint when a device is free
   kRequeuedFewerDevices,  // efficiency mode: resumes from its checkpoint on fewer devices
+  kRequeuedDeviceLost,    // a worker daemon's device left: resumes on the devices left
   kFailed,                // with the result's message as the reason
 };
 
@@ -107,6 +108,8 @@ enum class RunOutcome {
 // error outranks the stop).
 // `continue_on` > 0: the trainer asked to continue on that many devices
 // (efficiency mode), which a CANCELLED run with no other stop means.
+// A run that lost a device (training::IsDeviceLost) runs again from its
+// checkpoint, unless a user cancelled it.
 RunOutcome ClassifyRun(const absl::Status& result, bool cancelling, scheduler::StopReason reason,
                        int continue_on = 0);
 

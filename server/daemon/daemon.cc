@@ -152,7 +152,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   ASSIGN_OR_RETURN(daemon->file_store_, storage::FileStore::Open(file_store_options));
   options.files.store = daemon->file_store_.get();
   daemon->files_ = std::make_unique<core::FileManager>(options.files);
-  daemon->trainer_ = options.make_trainer(daemon->activation_store_.get());
+  if (options.pool.serve_replicas) {
+    pool::WorkerPool::Options pool_options;
+    pool_options.version = options.version;
+    Daemon* self = daemon.get();
+    // Workers attach once the daemon serves, after the manager exists.
+    pool_options.add_devices = [self](const std::vector<scheduler::Device>& devices) {
+      self->manager_->AddDevices(devices);
+    };
+    pool_options.remove_worker = [self](const std::string& worker) {
+      self->manager_->RemoveWorker(worker);
+    };
+    pool_options.heartbeat_interval = options.pool.heartbeat_interval;
+    pool_options.max_workers = options.pool.max_workers;
+    daemon->pool_ = std::make_unique<pool::WorkerPool>(std::move(pool_options));
+    ASSIGN_OR_RETURN(daemon->served_replicas_, options.pool.serve_replicas(daemon->pool_.get()));
+  }
+  daemon->trainer_ = options.make_trainer(daemon->activation_store_.get(),
+                                          daemon->served_replicas_.replicas.get());
 
   core::JobManager::Options manager_options;
   manager_options.store = daemon->store_.get();
@@ -194,6 +211,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   manager_options.version = options.version;
   manager_options.cpu_memory_bytes =
       options.memory_limit_bytes > 0 ? options.memory_limit_bytes : MemoryLimitBytes();
+  if (daemon->pool_ != nullptr) {
+    pool::WorkerPool* pool = daemon->pool_.get();
+    manager_options.workers = [pool] { return pool->Workers(); };
+  }
   ASSIGN_OR_RETURN(daemon->manager_, core::JobManager::Create(std::move(manager_options)));
   security::Authenticator* auth = nullptr;
   if (options.authenticate) {
@@ -232,6 +253,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
       ftd::v1::FineTuning::service_full_name(), "grpc.health.v1.Health",
       grpc::reflection::v1::ServerReflection::service_full_name(),
       grpc::reflection::v1alpha::ServerReflection::service_full_name()};
+  if (daemon->pool_ != nullptr) {
+    daemon->pool_service_ = std::make_unique<api::PoolService>(daemon->pool_.get(), access);
+    services.push_back(pool::v1::Pool::service_full_name());
+  }
   daemon->reflection_ = std::make_unique<api::Reflection>(std::move(services), access);
   daemon->reflection_v1_ = std::make_unique<api::ReflectionV1Service>(daemon->reflection_.get());
   daemon->reflection_v1alpha_ =
@@ -243,6 +268,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
   builder.RegisterService(daemon->service_.get());
   builder.RegisterService(daemon->reflection_v1_.get());
   builder.RegisterService(daemon->reflection_v1alpha_.get());
+  if (daemon->pool_service_ != nullptr) builder.RegisterService(daemon->pool_service_.get());
   // gRPC's default, said out loud: no request may be larger (a JobSpec is
   // a few KiB), and no answer, which keeps a job's record small.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -329,7 +355,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(Options options) {
           daemon->activation_store_->capacity_bytes() >> 20, " MiB; metrics ",
           daemon->metrics_address_.empty()
               ? std::string("off")
-              : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics")));
+              : absl::StrCat(metrics_scheme, "://", daemon->metrics_address_, "/metrics"),
+      daemon->pool_ == nullptr
+          ? std::string()
+          : absl::StrCat("; workers attach here, their replicas meet at the store on port ",
+                         daemon->served_replicas_.store_port)));
   daemon->memory_trimmer_ = std::make_unique<MemoryTrimmer>(options.memory_trim_interval);
   daemon->ReportKernels(cpu, kernels);
   if (auth == nullptr && !IsLoopbackAddress(options.address)) {
@@ -372,6 +402,8 @@ void Daemon::Shutdown() {
   // Jobs stop first: their watchers are closed, so the server's own shutdown
   // does not wait on open streams.
   if (manager_ != nullptr) manager_->Shutdown();
+  // Then the workers' streams end (their jobs are requeued already).
+  if (pool_ != nullptr) pool_->Close();
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_->Wait();
@@ -386,6 +418,9 @@ void Daemon::Shutdown() {
   files_.reset();
   file_store_.reset();
   trainer_.reset();
+  pool_service_.reset();
+  served_replicas_.replicas.reset();
+  pool_.reset();
   if (activation_store_ != nullptr) activation_store_->Flush().IgnoreError();
   activation_store_.reset();
   store_.reset();

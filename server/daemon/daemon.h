@@ -26,6 +26,9 @@
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/metrics_observer.h"
 #include "server/metrics/security_metrics.h"
+#include "server/api/pool_service.h"
+#include "server/pool/pool_store.h"
+#include "server/pool/worker_pool.h"
 #include "server/scheduler/device.h"
 #include "server/security/authenticator.h"
 #include "server/security/transport.h"
@@ -64,8 +67,21 @@ class Daemon {
     // The activation cache: its size cap and RocksDB's memory for it.
     storage::ActivationStore::Options cache;
     // Makes the trainer jobs run through, given the daemon's activation
-    // store (which outlives it).
-    std::function<std::unique_ptr<training::Trainer>(storage::ActivationStore*)> make_trainer;
+    // store (which outlives it)
+    // and the pool's RemoteReplicas (nullptr without a pool).
+    std::function<std::unique_ptr<training::Trainer>(storage::ActivationStore*,
+                                                     training::parallel::RemoteReplicas*)>
+        make_trainer;
+    // A pool: worker daemons (`ftd --join`) attach through the Pool service
+    // and run replicas of this daemon's jobs on their devices. Off when
+    // `serve_replicas` is null; it serves the replicas' store (main.cc:
+    // pool::ServeReplicas).
+    struct Pool {
+      std::function<absl::StatusOr<pool::ServedReplicas>(pool::WorkerPool*)> serve_replicas;
+      absl::Duration heartbeat_interval = absl::Seconds(5);
+      int max_workers = 64;
+    };
+    Pool pool;
     // host:port of the Prometheus endpoint (/metrics); port 0 picks a free
     // port; empty: no endpoint.
     std::string metrics_address = "127.0.0.1:9464";
@@ -145,6 +161,11 @@ class Daemon {
   std::unique_ptr<storage::ActivationStore> activation_store_;
   std::unique_ptr<storage::FileStore> file_store_;
   std::unique_ptr<core::FileManager> files_;
+  // The pool of workers (null without one), and its replicas' store,
+  // which the trainer uses.
+  std::unique_ptr<pool::WorkerPool> pool_;
+  pool::ServedReplicas served_replicas_;
+  std::unique_ptr<api::PoolService> pool_service_;
   std::unique_ptr<training::Trainer> trainer_;
   std::unique_ptr<core::JobManager> manager_;
   // Logs (and exports as ftd_cpu_kernels_info) the matrix-product kernels

@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
 #include "ftd/v1/ftd.pb.h"
 
 namespace ftd::training {
@@ -57,6 +60,10 @@ class TrainingContext {
   }
   // The spec with its defaults filled in.
   virtual const v1::JobSpec& spec() const = 0;
+  // The spec as the job's record holds it: the run's identity (its
+  // checkpoints' digest). spec() differs from it in its paths where a
+  // worker daemon reads its own copies of the files.
+  virtual const v1::JobSpec& recorded_spec() const { return spec(); }
   // The devices the job runs on, one replica each, all of one kind: "cpu:0",
   // "cuda:1", ... At least one.
   virtual const std::vector<std::string>& devices() const = 0;
@@ -106,6 +113,19 @@ class TrainingContext {
     return false;
   }
 };
+
+// A run that ended because a device it ran on left (a worker daemon that
+// died or was cut off): UNAVAILABLE with this mark. The job then resumes
+// from its checkpoint on the devices left, instead of failing.
+inline constexpr char kDeviceLostUrl[] = "type.ftd.dev/ftd.DeviceLost";
+inline absl::Status DeviceLost(absl::string_view message) {
+  absl::Status status = absl::UnavailableError(message);
+  status.SetPayload(kDeviceLostUrl, absl::Cord("1"));
+  return status;
+}
+inline bool IsDeviceLost(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kDeviceLostUrl).has_value();
+}
 
 class Trainer {
  public:

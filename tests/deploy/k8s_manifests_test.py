@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The deploy files, checked offline (no cluster, no container engine).
 
-Renders both kustomize overlays (deploy/k8s/overlays/cpu and gpu) with
+Renders the kustomize overlays (deploy/k8s/overlays/cpu, gpu and pool) with
 `kubectl kustomize`, then:
   - validates every object against the Kubernetes API schemas
     (tests/deploy/validate.mjs: the npm package kubernetes-models and its
@@ -18,10 +18,17 @@ Renders both kustomize overlays (deploy/k8s/overlays/cpu and gpu) with
   - checks every ftd flag in the manifests and the Dockerfiles against
     `ftd --helpfull` (the probes' against `ftctl --help`), and the
     Dockerfiles' install-deps options;
+  - the pool overlay: the coordinator as the gpu overlay's daemon serving the
+    replicas' store, workers joining it over TLS with an admin token from a
+    Secret (never the coordinator's key), a NetworkPolicy that admits the
+    pool's traffic from the pool's pods only;
   - runs the real ftd with each overlay's arguments (the Secrets' files made
     here with openssl, paths moved to a temporary folder, loopback ports),
     then its probe command, and scrapes its metrics as the ServiceMonitor
-    says (HTTPS, the server name, the CA, the token) and without the token.
+    says (HTTPS, the server name, the CA, the token) and without the token;
+    for the pool, a worker with its StatefulSet's arguments attaches to the
+    coordinator over TLS (one CPU device in place of its GPU), and one with
+    a user's token is refused.
 
 Usage: k8s_manifests_test.py --ftd=PATH --ftctl=PATH --source-dir=REPO --work-dir=DIR
 """
@@ -147,13 +154,15 @@ def check_overlay(name, objects, dashboard, known_flags, ftctl_flags):
     res = c.get("resources", {})
     check(res.get("requests", {}).get("memory") and res.get("limits", {}).get("memory"),
           f"{name}: no memory request and limit")
-    if name == "gpu":
+    if name in ("gpu", "pool"):
         check(str(res.get("limits", {}).get("nvidia.com/gpu")) == "1", "gpu: no nvidia.com/gpu limit")
         check(pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true", "gpu: no GPU node selector")
         check(any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])), "gpu: no GPU toleration")
         check("--cpu_devices=0" in args, "gpu: jobs may land on the CPU")
     svc = one(objects, "Service")
     svc_ports = {p["name"]: p["port"] for p in svc.get("spec", {}).get("ports", [])}
+    # (The pool's coordinator also names the replicas' store: check_pool.)
+    svc_ports.pop("rendezvous", None) if name == "pool" else None
     check(svc_ports == {"grpc": 50051, "metrics": 9464}, f"{name}: Service ports {svc_ports}")
     check(spec.get("serviceName") == svc.get("metadata", {}).get("name"), f"{name}: serviceName")
     sm = one(objects, "ServiceMonitor")
@@ -175,6 +184,93 @@ def check_overlay(name, objects, dashboard, known_flags, ftctl_flags):
           f"{name}: the dashboard ConfigMap lacks the grafana_dashboard label")
     check(json.loads(cm.get("data", {}).get("ftd-dashboard.json", "null")) == dashboard,
           f"{name}: the dashboard ConfigMap differs from deploy/grafana/ftd-dashboard.json")
+
+
+POOL_OBJECTS = {"ftd-worker", "ftd-workers", "ftd-pool"}
+
+
+def coordinator_objects(objects):
+    """The pool overlay's objects but its workers' and the pool's policy: the coordinator's
+    deployment, which must keep every promise of the gpu overlay's."""
+    return [o for o in objects if o["metadata"]["name"] not in POOL_OBJECTS]
+
+
+def env_from_field(container, name, field):
+    return any(e.get("name") == name and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == field
+               for e in container.get("env", []))
+
+
+def check_pool(objects, known_flags):
+    """The pool overlay's own promises: the coordinator serves the replicas' store, the workers
+    join it over TLS with an admin's token, and the pool's traffic is the pool's alone."""
+    sts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "StatefulSet"}
+    check(set(sts) == {"ftd", "ftd-worker"}, f"pool: StatefulSets {sorted(sts)}")
+    if set(sts) != {"ftd", "ftd-worker"}:
+        return
+    coordinator = sts["ftd"]["spec"]["template"]
+    c = coordinator["spec"]["containers"][0]
+    args = c.get("args", [])
+    check(flag_value(args, "rendezvous_address") == "0.0.0.0:29400", "pool: the coordinator serves no store")
+    check(flag_value(args, "collective_host") == "$(POD_IP)" and env_from_field(c, "POD_IP", "status.podIP"),
+          "pool: the coordinator's collectives do not listen on its pod's address")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    check(ports.get("rendezvous") == 29400, f"pool: the coordinator's ports {ports}")
+    svc = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "ftd"]
+    check(svc and {p["name"]: p["port"] for p in svc[0]["spec"]["ports"]}.get("rendezvous") == 29400,
+          "pool: the Service does not name the store's port")
+
+    workers = sts["ftd-worker"]
+    wspec = workers["spec"]
+    check(wspec.get("replicas", 1) >= 1 and wspec.get("serviceName") == "ftd-workers",
+          "pool: the workers are not a StatefulSet governed by ftd-workers")
+    headless = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "ftd-workers"]
+    check(headless and headless[0]["spec"].get("clusterIP") == "None", "pool: ftd-workers is not headless")
+    wpod = wspec["template"]["spec"]
+    w = wpod["containers"][0]
+    wargs = w.get("args", [])
+    for flag in flags_of(wargs):
+        check(flag in known_flags, f"pool: the worker's ftd has no flag --{flag}")
+    check((flag_value(wargs, "join") or "").endswith(":50051"), "pool: the workers do not join the API port")
+    mounts = secret_mounts(wpod, w)
+    for flag in ("join_ca", "join_token_file"):
+        path = flag_value(wargs, flag)
+        check(path is not None and os.path.dirname(path) in mounts,
+              f"pool: the worker's --{flag} is not in a mounted Secret")
+    # A worker verifies the coordinator but holds none of its secrets.
+    for v in wpod.get("volumes", []):
+        if v.get("secret", {}).get("secretName") == "ftd-tls":
+            keys = [i.get("key") for i in v["secret"].get("items", [])]
+            check(keys == ["ca.crt"], f"pool: the workers mount ftd-tls's {keys or 'every key'}, not its CA alone")
+    check(flag_value(wargs, "worker_name") == "$(POD_NAME)" and env_from_field(w, "POD_NAME", "metadata.name"),
+          "pool: a worker is not named by its pod")
+    check(flag_value(wargs, "collective_host") == "$(POD_IP)" and env_from_field(w, "POD_IP", "status.podIP"),
+          "pool: a worker's collectives do not listen on its pod's address")
+    check(str(w.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")) == "1"
+          and wpod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true",
+          "pool: the workers do not ask for a GPU node and device")
+    sc = w.get("securityContext", {})
+    check(wpod.get("securityContext", {}).get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True
+          and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"],
+          "pool: the workers' security context is not restrictive")
+    check("data" in [t["metadata"]["name"] for t in wspec.get("volumeClaimTemplates", [])],
+          "pool: the workers have no data volume (their input and activation caches)")
+
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "ftd-pool"]
+    check(len(policies) == 1, "pool: no ftd-pool NetworkPolicy")
+    if policies:
+        pspec = policies[0]["spec"]
+        selector = pspec.get("podSelector", {}).get("matchLabels", {})
+        check(selector, "pool: the pool's policy selects every pod")
+        for template in (coordinator, wspec["template"]):
+            labels = template.get("metadata", {}).get("labels", {})
+            check(all(labels.get(k) == v for k, v in selector.items()),
+                  "pool: the pool's policy does not select the coordinator and the workers")
+        check("Ingress" in pspec.get("policyTypes", []), "pool: the pool's policy does not govern ingress")
+        for rule in pspec.get("ingress", []):
+            sources = rule.get("from", [])
+            check(sources and all(set(f) == {"podSelector"} and f["podSelector"].get("matchLabels") == selector
+                                  for f in sources),
+                  f"pool: the pool's policy admits traffic from outside the pool: {sources}")
 
 
 def free_port():
@@ -214,8 +310,9 @@ def check_image_default(dockerfile, cmd, ftd, work):
           f"{dockerfile}: FLAGS_tls_cert in the environment is not read: {tls.stderr}")
 
 
-def run_overlay(name, objects, ftd, ftctl, work):
-    """The overlay's ftd arguments and probe for real, with its Secrets' files."""
+def run_overlay(name, objects, ftd, ftctl, work, workers=None):
+    """The overlay's ftd arguments and probe for real, with its Secrets' files; with `workers`
+    (the pool's worker StatefulSet), a worker with its arguments attaches to it."""
     sts = one(objects, "StatefulSet")
     pod = sts["spec"]["template"]["spec"]
     c = pod["containers"][0]
@@ -241,8 +338,10 @@ def run_overlay(name, objects, ftd, ftctl, work):
     openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
             "-days", "30", "-extfile", ext)
     token = "user-token-" + name
+    admin_token = "worker-token-" + name
     with open(moved(flag_value(args, "tokens_file")), "w") as f:
         f.write(f"{hashlib.sha256(token.encode()).hexdigest()} team-a user\n")
+        f.write(f"{hashlib.sha256(admin_token.encode()).hexdigest()} pool admin\n")
     scrape_token = "scrape-token-" + name
     with open(moved(flag_value(args, "metrics_token_file")), "w") as f:
         f.write(scrape_token + "\n")
@@ -252,6 +351,8 @@ def run_overlay(name, objects, ftd, ftctl, work):
     for a in args:
         a = a.replace("--address=0.0.0.0:50051", f"--address=127.0.0.1:{grpc_port}")
         a = a.replace("--metrics_address=0.0.0.0:9464", "--metrics_address=127.0.0.1:0")
+        a = a.replace("--rendezvous_address=0.0.0.0:29400", "--rendezvous_address=127.0.0.1:0")
+        a = a.replace("$(POD_IP)", "127.0.0.1")
         flag, _, value = a.partition("=")
         if value.startswith("/"):
             os.makedirs(os.path.dirname(moved(value)), exist_ok=True)
@@ -309,9 +410,69 @@ def run_overlay(name, objects, ftd, ftctl, work):
         status, body = scrape({})
         check(status == 401 and "ftd_build_info" not in body, f"{name}: a scrape without the token got {status}")
         print(f"{name}: ftd started with the overlay's arguments; probe ok; HTTPS scrape 200 with the token, 401 without")
+        if workers is not None:
+            run_worker(name, workers, ftd, ftctl, tmp, grpc_port, ca, server_name, admin_token, token)
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
+
+
+def run_worker(name, workers, ftd, ftctl, tmp, grpc_port, ca, server_name, admin_token, user_token):
+    """A worker with its StatefulSet's arguments (one CPU device in place of its GPU, loopback
+    addresses) attaches to the coordinator over TLS with an admin's token; with a user's token it
+    is refused and exits."""
+    pod = workers["spec"]["template"]["spec"]
+    w = pod["containers"][0]
+
+    def start(label, token):
+        # Each worker's files under a folder of its own.
+        moved = lambda path: f"{tmp}/worker-{label}{path}"
+        os.makedirs(moved(os.path.dirname(flag_value(w["args"], "join_token_file"))), exist_ok=True)
+        with open(moved(flag_value(w["args"], "join_token_file")), "w") as f:
+            f.write(token + "\n")
+        argv = [ftd]
+        for a in w["args"]:
+            flag, _, value = a.partition("=")
+            if flag == "--join":
+                a = f"--join=127.0.0.1:{grpc_port}"
+            elif flag == "--join_ca":
+                a = f"--join_ca={ca}"
+            elif flag == "--cpu_devices":
+                a = "--cpu_devices=1"
+            elif flag == "--data_dir":
+                a = f"--data_dir={moved(value)}"
+            elif value.startswith("/"):
+                a = f"{flag}={moved(value)}"
+            a = a.replace("$(POD_NAME)", f"ftd-worker-{label}").replace("$(POD_IP)", "127.0.0.1")
+            argv.append(a)
+        log = open(os.path.join(tmp, f"worker-{label}.log"), "w")
+        return subprocess.Popen(argv + ["--metrics_address="], stdout=log, stderr=log), log.name
+
+    worker, log = start("0", admin_token)
+    refused, refused_log = start("1", user_token)
+    try:
+        listed = False
+        deadline = time.time() + 60
+        while not listed and time.time() < deadline and worker.poll() is None:
+            info = subprocess.run([ftctl, f"--address=127.0.0.1:{grpc_port}", f"--tls_ca={ca}",
+                                   f"--tls_server_name={server_name}", "info"], capture_output=True,
+                                  text=True, timeout=30, env={**os.environ, "FTD_TOKEN": admin_token})
+            listed = "ftd-worker-0/cpu:0" in info.stdout
+            time.sleep(0.2)
+        check(listed, f"{name}: the worker did not attach over TLS:\n{open(log).read()}")
+        try:
+            code = refused.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = None
+        text = open(refused_log).read()
+        check(code not in (None, 0) and "PERMISSION_DENIED" in text,
+              f"{name}: a worker with a user's token was not refused ({code}):\n{text}")
+        print(f"{name}: a worker attached over TLS with an admin's token; one with a user's was refused")
+    finally:
+        for p in (worker, refused):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=60)
 
 
 def validate(work, objects):
@@ -341,9 +502,10 @@ def main():
     with open(os.path.join(args.source_dir, "deploy/grafana/ftd-dashboard.json")) as f:
         dashboard = json.load(f)
 
-    rendered = {name: render(args.source_dir, name) for name in ("cpu", "gpu")}
+    rendered = {name: render(args.source_dir, name) for name in ("cpu", "gpu", "pool")}
     for name, objects in rendered.items():
-        check_overlay(name, objects, dashboard, known_flags, ftctl_flags)
+        check_overlay(name, coordinator_objects(objects), dashboard, known_flags, ftctl_flags)
+    check_pool(rendered["pool"], known_flags)
 
     # The Dockerfiles: ftd's flags, and the install script's options.
     for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
@@ -363,7 +525,9 @@ def main():
     work = args.work_dir
     os.makedirs(work, exist_ok=True)
     for name, objects in rendered.items():
-        run_overlay(name, objects, args.ftd, args.ftctl, work)
+        workers = [o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "ftd-worker"]
+        run_overlay(name, coordinator_objects(objects), args.ftd, args.ftctl, work,
+                    workers[0] if workers else None)
 
     # The schemas, through the npm packages pinned in tests/deploy.
     for name in ("package.json", "package-lock.json", "validate.mjs"):

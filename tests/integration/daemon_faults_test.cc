@@ -44,7 +44,8 @@ class DaemonFaultsTest : public ::testing::Test {
     options.data_roots = {dir_.Sub("data")};
     options.devices = {scheduler::Device{scheduler::Device::Kind::kCpu, 0, "cpu", 0}};
     options.storage_env = faults_.env();
-    options.make_trainer = [](storage::ActivationStore* store) {
+    options.make_trainer = [](storage::ActivationStore* store,
+                              training::parallel::RemoteReplicas*) {
       training::BertTrainer::Options trainer;
       trainer.activation_store = store;
       return std::make_unique<training::BertTrainer>(trainer);

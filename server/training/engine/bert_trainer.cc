@@ -22,32 +22,67 @@ namespace ftd::training {
 
 std::shared_ptr<PrecisionProbe> MakePrecisionProbe() { return std::make_shared<PrecisionProbe>(); }
 
+namespace {
+
+// One replica's run, with LibTorch's exceptions turned into errors.
+absl::StatusOr<v1::JobResult> GuardedReplica(TrainingContext& replica,
+                                             const BertTrainer::Options& options,
+                                             parallel::ReplicaGroup& group) {
+  // LibTorch reports errors by throwing: none crosses this line.
+  try {
+    return RunTraining(replica, options, group);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    // c10::Error appends a C++ backtrace after the first line.
+    what = what.substr(0, what.find('\n'));
+    return absl::InternalError(absl::StrCat(
+        "training failed on ", replica.devices()[static_cast<size_t>(group.rank())], ": ", what));
+  } catch (...) {
+    // A replica's thread must not end the daemon.
+    return absl::InternalError(
+        absl::StrCat("training failed on ", replica.devices()[static_cast<size_t>(group.rank())],
+                     ": an unknown exception"));
+  }
+}
+
+std::chrono::milliseconds Milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+}  // namespace
+
 absl::StatusOr<v1::JobResult> BertTrainer::Train(TrainingContext& context) {
   if (context.devices().empty()) return absl::InternalError("the job was given no device");
   parallel::ReplicaOptions replicas;
-  replicas.timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(options_.collective_timeout_seconds * 1000));
-  return parallel::RunReplicas(
-      context, replicas,
-      [this](TrainingContext& replica,
-             parallel::ReplicaGroup& group) -> absl::StatusOr<v1::JobResult> {
-        // LibTorch reports errors by throwing: none crosses this line.
-        try {
-          return RunTraining(replica, options_, group);
-        } catch (const std::exception& e) {
-          std::string what = e.what();
-          // c10::Error appends a C++ backtrace after the first line.
-          what = what.substr(0, what.find('\n'));
-          return absl::InternalError(
-              absl::StrCat("training failed on ",
-                           replica.devices()[static_cast<size_t>(group.rank())], ": ", what));
-        } catch (...) {
-          // A replica's thread must not end the daemon.
-          return absl::InternalError(absl::StrCat(
-              "training failed on ", replica.devices()[static_cast<size_t>(group.rank())],
-              ": an unknown exception"));
-        }
-      });
+  replicas.timeout = Milliseconds(options_.collective_timeout_seconds);
+  replicas.remote = options_.remote;
+  return parallel::RunReplicas(context, replicas,
+                               [this](TrainingContext& replica, parallel::ReplicaGroup& group) {
+                                 return GuardedReplica(replica, options_, group);
+                               });
+}
+
+absl::StatusOr<v1::JobResult> BertTrainer::TrainReplica(TrainingContext& context,
+                                                        const ReplicaPlace& place) {
+  const int world = static_cast<int>(context.devices().size());
+  if (place.rank < 1 || place.rank >= world) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replica ", place.rank, " of a job on ", world, " devices does not exist"));
+  }
+  const std::chrono::milliseconds timeout = Milliseconds(options_.collective_timeout_seconds);
+  ASSIGN_OR_RETURN(c10::intrusive_ptr<c10d::Store> store,
+                   parallel::ConnectTcpStore(place.store_host, place.store_port, place.prefix,
+                                             timeout));
+  parallel::Rendezvous rendezvous;
+  rendezvous.store = std::move(store);
+  rendezvous.rank = place.rank;
+  rendezvous.world_size = world;
+  rendezvous.timeout = timeout;
+  rendezvous.hostname = place.collective_host;
+  return parallel::RunReplica(context, rendezvous,
+                              [this](TrainingContext& replica, parallel::ReplicaGroup& group) {
+                                return GuardedReplica(replica, options_, group);
+                              });
 }
 
 absl::StatusOr<v1::Evaluation> EvaluateModelFolder(const std::string& model_dir,

@@ -15,6 +15,9 @@
 namespace ftd::training {
 
 class PrecisionProbe;  // engine/precision.h
+namespace parallel {
+class RemoteReplicas;  // parallel/replica_set.h
+}
 
 class BertTrainer final : public Trainer {
  public:
@@ -39,6 +42,18 @@ class BertTrainer final : public Trainer {
     // A job on several devices: start each gradient bucket's all-reduce as
     // backward computes it, instead of all after backward.
     bool overlap_allreduce = false;
+    // Runs a job's replicas on worker daemons' devices ("worker-1/cpu:0");
+    // nullptr: this daemon has no workers.
+    parallel::RemoteReplicas* remote = nullptr;
+  };
+
+  // Where a worker daemon's replica of a job meets the others.
+  struct ReplicaPlace {
+    int rank = 1;
+    std::string store_host;  // the replicas' TCPStore
+    int store_port = 0;
+    std::string prefix;           // the run's keys in it
+    std::string collective_host;  // the address this replica's collectives listen on
   };
 
   explicit BertTrainer(Options options) : options_(options) {}
@@ -48,6 +63,11 @@ class BertTrainer final : public Trainer {
   // <output_dir>/metrics.json, and checkpoints to the context's
   // checkpoint_dir(); resumes from the newest one there.
   absl::StatusOr<v1::JobResult> Train(TrainingContext& context) override;
+
+  // A worker daemon's share of a job: replica `place.rank` of it, on
+  // context.devices()[place.rank], the others elsewhere. Returns when the
+  // job's first replica stops it (an empty result), or its error.
+  absl::StatusOr<v1::JobResult> TrainReplica(TrainingContext& context, const ReplicaPlace& place);
 
  private:
   const Options options_;

@@ -66,12 +66,6 @@ double LrFactor(int64_t step, int64_t warmup, int64_t total) {
   return std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
 }
 
-torch::Device ParseDevice(const std::string& name) {
-  if (name.rfind("cuda:", 0) == 0)
-    return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(name.substr(5))));
-  return torch::Device(torch::kCPU);
-}
-
 // The steps of an epoch (1-based, within it) after which validation runs:
 // `count` of them evenly spaced, the last at the epoch's end.
 std::vector<int64_t> EvaluationSteps(int64_t steps_per_epoch, int count) {
@@ -150,7 +144,7 @@ class TrainingRun {
   absl::StatusOr<v1::JobResult> Execute() {
     const v1::JobSpec& spec = context_.spec();
     const v1::Hyperparameters& hp = spec.hyperparameters();
-    device_ = ParseDevice(context_.devices().at(static_cast<size_t>(group_.rank())));
+    device_ = parallel::DeviceOf(context_.devices().at(static_cast<size_t>(group_.rank())));
     if (device_.is_cpu()) torch::set_num_threads(cpu_threads_);
 
     ASSIGN_OR_RETURN(in_, LoadJobInputs(context_));
@@ -181,8 +175,8 @@ class TrainingRun {
 
     if (!context_.checkpoint_dir().empty()) {
       checkpointer_.emplace(context_.checkpoint_dir());
-      run_digest_ =
-          RunDigest(spec, in_.config_json, in_.train_fingerprint, in_.validation_fingerprint);
+      run_digest_ = RunDigest(context_.recorded_spec(), in_.config_json, in_.train_fingerprint,
+                              in_.validation_fingerprint);
       RETURN_IF_ERROR(Resume());
     }
     RETURN_IF_ERROR(TrainEpochs());
@@ -350,7 +344,7 @@ class TrainingRun {
       options.dataset_fingerprint = fingerprint;
       options.inputs_digest = InputsDigest(data.ids, in_.config_json,
                                            autocast_ ? "bf16-autocast" : "fp32", context_.tenant());
-      options.base_model = spec.base_model();
+      options.base_model = context_.recorded_spec().base_model();
       options.tenant = context_.tenant();
       options.dtype = spec.activation_cache().dtype() == v1::ActivationCache::DTYPE_FP32
                           ? storage::ActivationDtype::kFp32

@@ -7,6 +7,8 @@
 #define USE_C10D_GLOO
 #endif
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #ifdef FTD_WITH_NCCL
 #ifndef USE_C10D_NCCL
@@ -23,6 +25,78 @@
 namespace ftd::training::parallel {
 
 c10::intrusive_ptr<c10d::Store> MakeLocalStore() { return c10::make_intrusive<c10d::HashStore>(); }
+
+namespace {
+std::string FirstLine(const std::exception& e) {
+  std::string what = e.what();
+  return what.substr(0, what.find('\n'));
+}
+}  // namespace
+
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectTcpStore(const std::string& host, int port,
+                                                                const std::string& prefix,
+                                                                std::chrono::milliseconds timeout) {
+  if (port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("store port ", port, " is not a port"));
+  }
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(port);
+    options.isServer = false;
+    options.waitWorkers = false;
+    options.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(host, options);
+    return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::PrefixStore>(prefix, store));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the replicas' store at ", host, ":", port, ": ", FirstLine(e)));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TcpStoreHost>> TcpStoreHost::Listen(const std::string& host,
+                                                                   int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("store port ", port, " is not a port"));
+  }
+  std::unique_ptr<TcpStoreHost> served(new TcpStoreHost());
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(port);
+    options.isServer = true;
+    options.waitWorkers = false;
+    options.multiTenant = false;
+    auto store = c10::make_intrusive<c10d::TCPStore>(host, options);
+    served->port_ = store->getPort();
+    served->host_ = host;
+    served->store_ = store;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the replicas' store on ", host, ":",
+                                               port, ": ", FirstLine(e)));
+  }
+  return served;
+}
+
+TcpStoreHost::~TcpStoreHost() = default;
+
+c10::intrusive_ptr<c10d::Store> TcpStoreHost::Prefixed(const std::string& prefix,
+                                                       std::chrono::milliseconds timeout) const {
+  // A client of its own for each run: a run's timeout is its own, and one
+  // run's blocked wait does not hold the others' requests.
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(port_);
+  options.isServer = false;
+  options.waitWorkers = false;
+  options.timeout = timeout;
+  auto client = c10::make_intrusive<c10d::TCPStore>(host_, options);
+  return c10::make_intrusive<c10d::PrefixStore>(prefix, client);
+}
+
+torch::Device DeviceOf(const std::string& name) {
+  const std::string local = name.substr(name.find('/') + 1);  // npos + 1 == 0
+  if (local.rfind("cuda:", 0) == 0)
+    return torch::Device(torch::kCUDA, static_cast<int8_t>(std::stoi(local.substr(5))));
+  return torch::Device(torch::kCPU);
+}
 
 // The process group of one kind. Both kinds return c10d's Work, which
 // rethrows a failed collective's error from wait().

@@ -47,6 +47,40 @@ struct Rendezvous {
 // A store for replicas in this process (threads of one daemon).
 c10::intrusive_ptr<c10d::Store> MakeLocalStore();
 
+// The store of replicas on several hosts: c10d's TCPStore. The server
+// (`serve`: this process serves it on `host`:`port`, port 0 for a free one)
+// or a client of the one at `host`:`port`; its keys under `prefix`. Errors:
+// UNAVAILABLE naming the address when it cannot listen or connect within
+// `timeout`.
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectTcpStore(const std::string& host, int port,
+                                                                const std::string& prefix,
+                                                                std::chrono::milliseconds timeout);
+// Serves a TCPStore on `host`:`port` (0: a free port) until it is destroyed.
+class TcpStoreHost {
+ public:
+  static absl::StatusOr<std::unique_ptr<TcpStoreHost>> Listen(const std::string& host, int port);
+  ~TcpStoreHost();
+  int port() const { return port_; }
+  // A view of the store under `prefix` (one job's run), in this process.
+  c10::intrusive_ptr<c10d::Store> Prefixed(const std::string& prefix,
+                                           std::chrono::milliseconds timeout) const;
+
+ private:
+  TcpStoreHost() = default;
+  c10::intrusive_ptr<c10d::Store> store_;  // the server's own client
+  std::string host_;
+  int port_ = 0;
+};
+
+// The device a job's device name stands for on the host that runs it:
+// "cpu:0" and "worker-1/cpu:0" the CPU, "cuda:1" and "worker-1/cuda:1" CUDA
+// device 1.
+torch::Device DeviceOf(const std::string& name);
+// Whether a job's device name is another host's: "worker-1/cpu:0".
+inline bool IsWorkerDevice(const std::string& name) {
+  return name.find('/') != std::string::npos;
+}
+
 class ReplicaGroup {
  public:
   // A group of one replica: no process group, collectives return at once.

@@ -8,6 +8,11 @@
 // its group closes, so the others' next collective fails at once (or at the
 // group's timeout when it stalls instead), and the job's error is the first
 // failure that was not a collective giving up because of another one.
+//
+// Replicas on other hosts' devices run there (RemoteReplicas): they meet
+// in a TCPStore instead of this process's store, and a host that leaves
+// makes the job's outcome UNAVAILABLE marked DeviceLost(): the job resumes
+// from its checkpoint on the devices left.
 #pragma once
 
 #include <chrono>
@@ -25,13 +30,52 @@ namespace ftd::training::parallel {
 using ReplicaFn =
     std::function<absl::StatusOr<v1::JobResult>(TrainingContext& context, ReplicaGroup& group)>;
 
+// A replica running on another host (a worker daemon's), as the job's
+// first replica sees it.
+class RemoteReplica {
+ public:
+  virtual ~RemoteReplica() = default;
+  // Waits for its end: OK when it trained to the end; its error; or
+  // UNAVAILABLE marked DeviceLost() when its host left or did not report
+  // an end within `timeout`.
+  virtual absl::Status Wait(std::chrono::milliseconds timeout) = 0;
+  // Asks its host to stop it (the job has ended without it).
+  virtual void Stop() = 0;
+};
+
+// The hosts a job's replicas on other hosts' devices run on (the pool of
+// worker daemons, server/pool/).
+class RemoteReplicas {
+ public:
+  virtual ~RemoteReplicas() = default;
+  // Where this host's replicas meet the others: the store (under `prefix`,
+  // one run's keys) and the address their collectives listen on.
+  virtual absl::StatusOr<Rendezvous> Meet(const std::string& prefix,
+                                          std::chrono::milliseconds timeout) = 0;
+  // Starts replica `rank` of `job` on the host of job.devices()[rank],
+  // meeting the others under `prefix`. Errors: UNAVAILABLE marked
+  // DeviceLost() when that host is gone.
+  virtual absl::StatusOr<std::unique_ptr<RemoteReplica>> Start(const TrainingContext& job,
+                                                               int rank,
+                                                               const std::string& prefix,
+                                                               std::chrono::milliseconds timeout) = 0;
+};
+
 struct ReplicaOptions {
   // How long a collective may wait for another replica.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // Runs the replicas on other hosts' devices ("worker-1/cpu:0"); null
+  // when this daemon has no workers (such a device is then an error).
+  RemoteReplicas* remote = nullptr;
 };
 
 absl::StatusOr<v1::JobResult> RunReplicas(TrainingContext& context, const ReplicaOptions& options,
                                           const ReplicaFn& run);
+
+// Runs one replica of a job whose others run elsewhere (a worker daemon's
+// share): joins the group at `rendezvous` on context.devices()[rank], runs.
+absl::StatusOr<v1::JobResult> RunReplica(TrainingContext& context, const Rendezvous& rendezvous,
+                                         const ReplicaFn& run);
 
 // The job as replica `rank` > 0 sees it: the spec, devices and folders are
 // the job's; progress, events and fingerprints go nowhere (replica 0
@@ -42,6 +86,7 @@ class ReplicaContext final : public TrainingContext {
   const std::string& job_id() const override { return job_.job_id(); }
   const std::string& tenant() const override { return job_.tenant(); }
   const v1::JobSpec& spec() const override { return job_.spec(); }
+  const v1::JobSpec& recorded_spec() const override { return job_.recorded_spec(); }
   const std::vector<std::string>& devices() const override { return job_.devices(); }
   const std::string& output_dir() const override { return job_.output_dir(); }
   bool StopRequested() const override { return false; }

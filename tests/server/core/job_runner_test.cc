@@ -38,6 +38,14 @@ TEST(JobRunnerTest, ARunsEndMapsOntoTheJobsOutcome) {
   EXPECT_EQ(ClassifyRun(stopped, false, StopReason::kShutdown, 1),
             RunOutcome::kRequeuedForShutdown);
   EXPECT_EQ(ClassifyRun(broken, false, StopReason::kNone, 1), RunOutcome::kFailed);
+  // A worker daemon that left: the job runs again from its checkpoint,
+  // unless a user cancelled it; the same code unmarked is an error.
+  const absl::Status lost = training::DeviceLost("replica 1 on w1/cpu:0: worker w1 left");
+  EXPECT_EQ(ClassifyRun(lost, false, StopReason::kNone), RunOutcome::kRequeuedDeviceLost);
+  EXPECT_EQ(ClassifyRun(lost, false, StopReason::kShutdown), RunOutcome::kRequeuedDeviceLost);
+  EXPECT_EQ(ClassifyRun(lost, true, StopReason::kCancelled), RunOutcome::kCancelled);
+  EXPECT_FALSE(training::IsDeviceLost(broken));
+  EXPECT_FALSE(training::IsDeviceLost(absl::OkStatus()));
 }
 
 class ThrowingTrainer final : public training::Trainer {
