@@ -40,14 +40,9 @@ absl::StatusOr<std::unique_ptr<PoolReplicas>> PoolReplicas::Listen(Options optio
 absl::StatusOr<training::parallel::Rendezvous> PoolReplicas::Meet(
     const std::string& prefix, std::chrono::milliseconds timeout) {
   training::parallel::Rendezvous rendezvous;
-  try {
-    rendezvous.store = store_->Prefixed(prefix, timeout);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    return absl::UnavailableError(absl::StrCat("cannot reach the replicas' store on port ",
-                                               store_->port(), ": ",
-                                               what.substr(0, what.find('\n'))));
-  }
+  absl::StatusOr<c10::intrusive_ptr<c10d::Store>> store = store_->Prefixed(prefix, timeout);
+  if (!store.ok()) return store.status();
+  rendezvous.store = *std::move(store);
   rendezvous.hostname = options_.collective_host;
   rendezvous.timeout = timeout;
   return rendezvous;

@@ -78,17 +78,11 @@ absl::StatusOr<std::unique_ptr<TcpStoreHost>> TcpStoreHost::Listen(const std::st
 
 TcpStoreHost::~TcpStoreHost() = default;
 
-c10::intrusive_ptr<c10d::Store> TcpStoreHost::Prefixed(const std::string& prefix,
-                                                       std::chrono::milliseconds timeout) const {
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> TcpStoreHost::Prefixed(
+    const std::string& prefix, std::chrono::milliseconds timeout) const {
   // A client of its own for each run: a run's timeout is its own, and one
   // run's blocked wait does not hold the others' requests.
-  c10d::TCPStoreOptions options;
-  options.port = static_cast<std::uint16_t>(port_);
-  options.isServer = false;
-  options.waitWorkers = false;
-  options.timeout = timeout;
-  auto client = c10::make_intrusive<c10d::TCPStore>(host_, options);
-  return c10::make_intrusive<c10d::PrefixStore>(prefix, client);
+  return ConnectTcpStore(host_, port_, prefix, timeout);
 }
 
 torch::Device DeviceOf(const std::string& name) {

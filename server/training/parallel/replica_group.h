@@ -62,8 +62,9 @@ class TcpStoreHost {
   ~TcpStoreHost();
   int port() const { return port_; }
   // A view of the store under `prefix` (one job's run), in this process.
-  c10::intrusive_ptr<c10d::Store> Prefixed(const std::string& prefix,
-                                           std::chrono::milliseconds timeout) const;
+  // Errors: ConnectTcpStore's.
+  absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Prefixed(const std::string& prefix,
+                                                           std::chrono::milliseconds timeout) const;
 
  private:
   TcpStoreHost() = default;
