@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -200,7 +201,11 @@ namespace {
 // ftd --join: a pool's worker. `options` are the daemon's as the flags set
 // them (devices, caches, the trainer).
 int RunWorker(const std::string& join, const std::string& worker_name,
-              const ftd::daemon::Daemon::Options& options, const sigset_t& signals) {
+              const ftd::daemon::Daemon::Options& options,
+              std::function<std::unique_ptr<ftd::training::BertTrainer>(
+                  ftd::storage::ActivationStore*)>
+                  make_trainer,
+              const sigset_t& signals) {
   ftd::client::ConnectionOptions connection;
   connection.address = join;
   connection.ca_file = absl::GetFlag(FLAGS_join_ca);
@@ -251,12 +256,7 @@ int RunWorker(const std::string& join, const std::string& worker_name,
   worker.data_dir = options.data_dir;
   worker.cache = options.cache;
   worker.input_cache_max_bytes = std::max<int64_t>(1, absl::GetFlag(FLAGS_input_cache_mb)) << 20;
-  auto make = options.make_trainer;
-  worker.make_trainer = [make](ftd::storage::ActivationStore* store) {
-    std::unique_ptr<ftd::training::Trainer> trainer = make(store, nullptr);
-    return std::unique_ptr<ftd::training::BertTrainer>(
-        static_cast<ftd::training::BertTrainer*>(trainer.release()));
-  };
+  worker.make_trainer = std::move(make_trainer);
   absl::StatusOr<std::unique_ptr<ftd::daemon::WorkerDaemon>> daemon =
       ftd::daemon::WorkerDaemon::Start(std::move(worker));
   if (!daemon.ok()) {
@@ -486,7 +486,13 @@ int main(int argc, char** argv) {
                                     : ("a worker joining " + join).c_str());
     }
   }
-  if (!join.empty()) return RunWorker(join, worker_name, options, signals);
+  if (!join.empty()) {
+    return RunWorker(join, worker_name, options,
+                     [make_bert_trainer](ftd::storage::ActivationStore* store) {
+                       return make_bert_trainer(store, nullptr);
+                     },
+                     signals);
+  }
   if (!rendezvous.empty()) {
     const size_t colon = rendezvous.rfind(':');
     int port = -1;
